@@ -1,0 +1,101 @@
+// ferryd: the NVMe/TCP target daemon.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "env/thread.hh"
+#include "mgmt/config.hh"
+#include "target/target.hh"
+#include "transport/listener.hh"
+#include "transport/reactor.hh"
+
+int main(int argc, char** argv) {
+    CLI::App app{"ferryd: NVMe-over-Fabrics TCP target. Serves the subsystems, namespaces and listeners of a JSON\n"
+                 "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
+    std::string config_path, cpus, log_level = "info";
+    size_t pool_mib = 64, max_connections = 1024;
+    unsigned idle_spin_us = 200;
+    app.add_option("-c,--config", config_path, "JSON configuration file")->required();
+    app.add_option("--cpus", cpus,
+                   "CPUs for the poll-mode reactor threads, one reactor per CPU, each pinned to it "
+                   "(e.g. 0 or 0,1 or 0-3); default: one unpinned reactor");
+    app.add_option("--pool-mib", pool_mib, "DMA buffer pool per reactor in MiB (hugepages when reserved)")
+        ->capture_default_str()
+        ->check(CLI::Range(4, 65536));
+    app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--idle-spin-us", idle_spin_us,
+                   "microseconds a reactor keeps polling after its last work before it blocks (0 = block at once)")
+        ->capture_default_str();
+    app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+    CLI11_PARSE(app, argc, argv);
+
+    auto logger = spdlog::stderr_color_mt("ferryd");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_level(spdlog::level::from_str(log_level));
+
+    ferry::target::target_config cfg;
+    std::vector<int> cpu_list;
+    try {
+        cfg = ferry::mgmt::load_config_file(config_path);
+        if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return 2;
+    }
+
+    // Block the stop signals in every thread; the main thread waits for them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    try {
+        ferry::target::target tgt(cfg);
+        std::vector<std::unique_ptr<ferry::transport::reactor>> reactors;
+        if (cpu_list.empty()) cpu_list.push_back(-1);
+        for (size_t i = 0; i < cpu_list.size(); ++i) {
+            ferry::transport::reactor_options o;
+            o.cpu = cpu_list[i];
+            o.pool_bytes = pool_mib << 20;
+            o.idle_spin_us = idle_spin_us;
+            reactors.push_back(std::make_unique<ferry::transport::reactor>(static_cast<unsigned>(i), o));
+        }
+        std::vector<ferry::transport::reactor*> rp;
+        for (auto& r : reactors) rp.push_back(r.get());
+        ferry::transport::acceptor acc(rp, tgt, max_connections);
+        for (const auto& l : cfg.listeners) acc.listen({l.address, l.port});
+        for (auto& r : reactors) r->start();
+        acc.start();
+        for (const auto& s : tgt.subsystems()) {
+            std::string hosts = s->host_allowed("") ? "any host" : "allowed hosts only";
+            for (const auto& [nsid, n] : s->namespaces())
+                spdlog::info("subsystem {} ({}): namespace {}: {} bytes {} ({} x {} B)", s->nqn(), hosts, nsid,
+                             n.blocks * n.block_size, n.store->describe(), n.blocks, n.block_size);
+        }
+        spdlog::info("ferryd: ready: {} subsystem(s), {} listener(s), {} reactor(s)", tgt.subsystems().size(),
+                     cfg.listeners.size(), reactors.size());
+
+        int sig = 0;
+        sigwait(&stop_signals, &sig);
+        spdlog::info("ferryd: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        acc.stop();
+        for (auto& r : reactors) r->stop();
+    } catch (const std::exception& e) {
+        spdlog::error("ferryd: {}", e.what());
+        return 1;
+    }
+    spdlog::info("ferryd: stopped");
+    return 0;
+}

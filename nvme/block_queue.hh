@@ -1,0 +1,57 @@
+// The namespace queue interface: every backing store (RAM, null, later io_uring files and
+// VFIO-driven SSD queue pairs) accepts NVMe I/O commands on a queue owned by one reactor.
+// The target does not care which implementation it talks to.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "nvme/spec.hh"
+
+namespace ferry::nvme {
+
+// Receives the outcome of one submitted command. Implemented by the caller (the target's
+// request); invoked on the owning reactor thread, possibly before submit() returns.
+class io_completion {
+public:
+    virtual void complete(uint16_t status) = 0;  // SCT<<8|SC [| status_dnr]
+
+protected:
+    ~io_completion() = default;
+};
+
+// One queue of a backing store. Not thread-safe: a queue belongs to one reactor.
+class block_queue {
+public:
+    virtual ~block_queue() = default;
+    // Submits an already validated I/O command (opcode, SLBA/NLB in range). `data` holds the
+    // command's payload (host->ctrl) or receives it (ctrl->host); its total size is exact.
+    virtual void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) = 0;
+    // Reaps finished commands; returns how many completed. Synchronous stores return 0.
+    virtual unsigned poll() { return 0; }
+    // Commands submitted but not yet completed.
+    virtual unsigned in_flight() const { return 0; }
+};
+
+// A backing store: geometry plus a factory of per-reactor queues.
+class block_store {
+public:
+    virtual ~block_store() = default;
+    virtual uint64_t block_count() const = 0;
+    virtual uint32_t block_size() const = 0;
+    virtual std::string describe() const = 0;
+    // `depth` is the number of commands the caller may have outstanding on the queue.
+    virtual std::unique_ptr<block_queue> create_queue(unsigned depth) = 0;
+};
+
+// RAM-backed store: a private anonymous mapping, populated on first write so a large
+// namespace costs only what has been written. Deallocate returns pages to the kernel.
+std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size);
+// Null store: reads return zeroes, writes are dropped. For measuring the target alone.
+std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t block_size);
+
+}  // namespace ferry::nvme

@@ -1,0 +1,180 @@
+// RAM and null block stores (software queues that complete synchronously).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "nvme/block_queue.hh"
+
+namespace ferry::nvme {
+namespace {
+
+struct dsm_range {
+    uint32_t attributes;
+    uint32_t length;  // blocks, 1-based
+    uint64_t slba;
+} __attribute__((packed));
+static_assert(sizeof(dsm_range) == 16);
+
+uint64_t slba_of(const sqe& c) { return (static_cast<uint64_t>(c.cdw11) << 32) | c.cdw10; }
+uint32_t nlb_of(const sqe& c) { return (c.cdw12 & 0xFFFF) + 1; }
+
+// Copies between a contiguous region and an iovec list, in the given direction.
+void copy_iov(uint8_t* region, std::span<const iovec> iov, bool to_region) {
+    for (const iovec& v : iov) {
+        if (to_region)
+            std::memcpy(region, v.iov_base, v.iov_len);
+        else
+            std::memcpy(v.iov_base, region, v.iov_len);
+        region += v.iov_len;
+    }
+}
+
+class ram_store;
+
+class ram_queue final : public block_queue {
+public:
+    explicit ram_queue(ram_store& store) : _store(store) {}
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
+
+private:
+    ram_store& _store;
+};
+
+class ram_store final : public block_store {
+public:
+    ram_store(uint64_t blocks, uint32_t block_size) : _blocks(blocks), _block_size(block_size) {
+        _bytes = blocks * block_size;
+        void* p = ::mmap(nullptr, _bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                         -1, 0);
+        if (p == MAP_FAILED)
+            throw std::runtime_error("RAM namespace of " + std::to_string(_bytes) +
+                                     " bytes: mmap failed: " + std::strerror(errno));
+        _base = static_cast<uint8_t*>(p);
+    }
+    ~ram_store() override { ::munmap(_base, _bytes); }
+
+    uint64_t block_count() const override { return _blocks; }
+    uint32_t block_size() const override { return _block_size; }
+    std::string describe() const override { return "ram"; }
+    std::unique_ptr<block_queue> create_queue(unsigned) override { return std::make_unique<ram_queue>(*this); }
+
+    uint8_t* at(uint64_t lba) { return _base + lba * _block_size; }
+
+    // Zeroes a block range; whole pages inside it go back to the kernel (read as zero).
+    void zero(uint64_t slba, uint64_t nlb) {
+        uint8_t* begin = at(slba);
+        uint8_t* end = begin + nlb * _block_size;
+        const uintptr_t page = 4096;
+        auto* page_begin = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1));
+        auto* page_end = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(end) & ~(page - 1));
+        if (page_begin < page_end) {
+            std::memset(begin, 0, page_begin - begin);
+            ::madvise(page_begin, page_end - page_begin, MADV_DONTNEED);
+            std::memset(page_end, 0, end - page_end);
+        } else {
+            std::memset(begin, 0, end - begin);
+        }
+    }
+
+private:
+    uint64_t _blocks;
+    uint32_t _block_size;
+    uint64_t _bytes = 0;
+    uint8_t* _base = nullptr;
+};
+
+void ram_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) {
+    uint16_t status = sc::success;
+    switch (cmd.opcode) {
+    case io_opc::read:
+        copy_iov(_store.at(slba_of(cmd)), data, false);
+        break;
+    case io_opc::write:
+        copy_iov(_store.at(slba_of(cmd)), data, true);
+        break;
+    case io_opc::compare: {
+        const uint8_t* region = _store.at(slba_of(cmd));
+        for (const iovec& v : data) {
+            if (std::memcmp(region, v.iov_base, v.iov_len) != 0) {
+                status = sc::compare_failure | status_dnr;
+                break;
+            }
+            region += v.iov_len;
+        }
+        break;
+    }
+    case io_opc::write_zeroes:
+        _store.zero(slba_of(cmd), nlb_of(cmd));
+        break;
+    case io_opc::dataset_mgmt: {
+        // Ranges were bounds-checked by the caller; only deallocate (AD) changes data.
+        if (cmd.cdw11 & 4) {
+            const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
+            dsm_range r{};
+            size_t done_bytes = 0;
+            for (unsigned i = 0; i < nr; ++i) {
+                // Ranges may straddle iovec boundaries: gather each one.
+                auto* dst = reinterpret_cast<uint8_t*>(&r);
+                size_t need = sizeof(r), skip = done_bytes;
+                for (const iovec& v : data) {
+                    if (skip >= v.iov_len) {
+                        skip -= v.iov_len;
+                        continue;
+                    }
+                    size_t n = std::min(need, v.iov_len - skip);
+                    std::memcpy(dst, static_cast<uint8_t*>(v.iov_base) + skip, n);
+                    dst += n;
+                    need -= n;
+                    skip = 0;
+                    if (need == 0) break;
+                }
+                done_bytes += sizeof(r);
+                if (r.length) _store.zero(r.slba, r.length);
+            }
+        }
+        break;
+    }
+    case io_opc::flush:
+        break;  // RAM is as durable as it gets
+    default:
+        status = sc::invalid_opcode | status_dnr;
+    }
+    done.complete(status);
+}
+
+class null_queue final : public block_queue {
+public:
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
+        if (cmd.opcode == io_opc::read)
+            for (const iovec& v : data) std::memset(v.iov_base, 0, v.iov_len);
+        done.complete(sc::success);
+    }
+};
+
+class null_store final : public block_store {
+public:
+    null_store(uint64_t blocks, uint32_t block_size) : _blocks(blocks), _block_size(block_size) {}
+    uint64_t block_count() const override { return _blocks; }
+    uint32_t block_size() const override { return _block_size; }
+    std::string describe() const override { return "null"; }
+    std::unique_ptr<block_queue> create_queue(unsigned) override { return std::make_unique<null_queue>(); }
+
+private:
+    uint64_t _blocks;
+    uint32_t _block_size;
+};
+
+}  // namespace
+
+std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size) {
+    return std::make_unique<ram_store>(block_count, block_size);
+}
+std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t block_size) {
+    return std::make_unique<null_store>(block_count, block_size);
+}
+
+}  // namespace ferry::nvme

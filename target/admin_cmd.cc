@@ -1,0 +1,357 @@
+// Admin commands for I/O and discovery controllers (reference section 3).
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "target/queue.hh"
+#include "target/target.hh"
+#include "transport/connection.hh"
+
+namespace ferry::target {
+namespace {
+constexpr uint16_t dnr = nvme::status_dnr;
+
+constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr;
+constexpr uint32_t disc_aen_mask = nvme::aen::cfg_discovery;
+
+void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool discovery) {
+    std::memset(&id, 0, sizeof(id));
+    nvme::copy_padded(id.sn, sizeof(id.sn), c.subsys.serial());
+    nvme::copy_padded(id.mn, sizeof(id.mn), c.subsys.model());
+    nvme::copy_padded(id.fr, sizeof(id.fr), "0.1");
+    id.rab = 6;
+    id.cmic = discovery ? 0 : 0x03;  // multi-port, multi-controller (no ANA)
+    id.mdts = 8;                     // 2^8 * 4 KiB = 1 MiB = transport::max_transfer_bytes
+    static_assert((4096u << 8) == transport::max_transfer_bytes);
+    id.cntlid = c.cntlid;
+    id.ver = 0x00010400;
+    id.oaes = discovery ? disc_aen_mask : io_aen_mask;
+    id.ctratt = 0x01 | 0x40;  // 128-bit host id, traffic-based keep alive
+    id.cntrltype = discovery ? 2 : 1;
+    id.acl = 3;
+    id.aerl = max_outstanding_aers - 1;
+    id.frmw = 0x03;  // slot 1 read-only, one slot
+    id.lpa = discovery ? 0 : 0x07;  // SMART per NS, effects log, extended data
+    id.elpe = 0;
+    id.npss = 0;
+    id.kas = 10;  // 100 ms units: 1 s granularity
+    id.sqes = 0x66;
+    id.cqes = 0x44;
+    id.maxcmd = max_queue_entries;
+    id.nn = discovery ? 0 : max_nsid;
+    id.oncs = discovery ? 0 : (0x01 | 0x04 | 0x08);  // Compare, DSM, Write Zeroes
+    id.vwc = discovery ? 0 : (0x01 | (0x2 << 1));    // write cache present; no flush broadcast
+    id.sgls = 0x01 | (1u << 20);                     // SGLs; address as offset (in-capsule)
+    nvme::copy_nul_padded(id.subnqn, sizeof(id.subnqn), c.subsys.nqn());
+    id.ioccsz = (sizeof(nvme::sqe) + transport::in_capsule_bytes) / 16;
+    id.iorcsz = sizeof(nvme::cqe) / 16;
+    id.icdoff = 0;
+    id.fcatt = 0;  // dynamic controller model
+    id.msdbd = 1;
+    id.ofcs = 1;  // Disconnect supported
+    id.dctype = discovery ? 1 : 0;  // direct discovery controller
+    id.psd[0][0] = 0xC4;  // max power 25 W (0x09C4 centiwatts)
+    id.psd[0][1] = 0x09;
+}
+
+void fill_identify_ns(nvme::identify_ns& id, const ns& n) {
+    std::memset(&id, 0, sizeof(id));
+    id.nsze = id.ncap = id.nuse = n.blocks;
+    id.nlbaf = 0;
+    id.flbas = 0;
+    id.nmic = 1;       // may be attached to several controllers
+    id.dlfeat = 0x09;  // deallocated blocks read as zeroes; Write Zeroes may deallocate
+    std::memcpy(id.nguid, n.nguid.data(), 16);
+    std::memcpy(id.eui64, n.eui64.data(), 8);
+    id.lbaf[0].lbads = n.lbads;
+}
+}  // namespace
+
+void queue::exec_admin(transport::request& req) {
+    const uint8_t opc = req.cmd.opcode;
+    const bool discovery = _ctrl->subsys.is_discovery();
+    if (!(_ctrl->csts & nvme::csts::rdy) || (_ctrl->csts & nvme::csts::cfs)) {
+        spdlog::warn("{}: admin opcode {:#04x} (cid {}) while the controller is not ready", _ctrl->name(), +opc,
+                     +req.cmd.cid);
+        return finish(req, nvme::sc::command_sequence_error | dnr);
+    }
+    switch (opc) {
+    case nvme::admin_opc::identify:
+        return exec_identify(req);
+    case nvme::admin_opc::get_log_page:
+        return exec_get_log_page(req);
+    case nvme::admin_opc::set_features:
+        return exec_set_features(req);
+    case nvme::admin_opc::get_features:
+        return exec_get_features(req);
+    case nvme::admin_opc::async_event:
+        return exec_async_event(req);
+    case nvme::admin_opc::keep_alive:
+        if (_ctrl->kato_ms == 0) return finish(req, nvme::sc::keep_alive_invalid | dnr);
+        return finish(req, nvme::sc::success);
+    case nvme::admin_opc::abort:
+        if (discovery) break;
+        // Commands execute to completion here; "not aborted" (DW0 bit 0) as nvmet does.
+        return finish(req, nvme::sc::success, 1);
+    default:
+        break;
+    }
+    spdlog::debug("{}: unsupported admin opcode {:#04x} (cid {})", _ctrl->name(), +opc, +req.cmd.cid);
+    finish(req, nvme::sc::invalid_opcode | dnr);
+}
+
+void queue::exec_identify(transport::request& req) {
+    const uint8_t cns = req.cmd.cdw10 & 0xFF;
+    const uint8_t csi = static_cast<uint8_t>(req.cmd.cdw11 >> 24);
+    const uint32_t nsid = req.cmd.nsid;
+    const bool discovery = _ctrl->subsys.is_discovery();
+    if (req.dir != nvme::data_direction::ctrl_to_host || req.data_len == 0)
+        return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+    if (discovery && cns != nvme::cns::ctrl) return finish(req, nvme::sc::invalid_field | dnr);
+
+    alignas(8) uint8_t page[4096] = {};
+    switch (cns) {
+    case nvme::cns::ctrl:
+        fill_identify_ctrl(*reinterpret_cast<nvme::identify_ctrl*>(page), *_ctrl, discovery);
+        break;
+    case nvme::cns::ns: {
+        if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
+        const ns* n = _ctrl->subsys.find_ns(nsid);
+        if (n) fill_identify_ns(*reinterpret_cast<nvme::identify_ns*>(page), *n);
+        break;  // an inactive NSID reads as zeroes
+    }
+    case nvme::cns::active_ns_list: {
+        if (nsid >= 0xFFFFFFFE) return finish(req, nvme::sc::invalid_namespace | dnr);
+        auto* list = reinterpret_cast<uint32_t*>(page);
+        size_t i = 0;
+        for (const auto& [id, n] : _ctrl->subsys.namespaces())
+            if (id > nsid && i < 1024) list[i++] = id;
+        break;
+    }
+    case nvme::cns::ns_desc_list: {
+        const ns* n = _ctrl->subsys.find_ns(nsid);
+        if (!n) return finish(req, nvme::sc::invalid_namespace | dnr);
+        size_t at = 0;
+        auto add = [&](uint8_t type, const void* v, uint8_t len) {
+            page[at] = type;
+            page[at + 1] = len;
+            std::memcpy(page + at + 4, v, len);
+            at += 4 + len;
+        };
+        add(nvme::nidt::eui64, n->eui64.data(), 8);
+        add(nvme::nidt::nguid, n->nguid.data(), 16);
+        add(nvme::nidt::uuid, n->uuid.data(), 16);
+        const uint8_t nvm = 0;
+        add(nvme::nidt::csi, &nvm, 1);
+        break;
+    }
+    case nvme::cns::cs_ctrl:
+        if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
+        break;  // NVM command set limits: none beyond MDTS
+    case nvme::cns::cs_ns:
+        if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
+        if (!_ctrl->subsys.find_ns(nsid)) return finish(req, nvme::sc::invalid_namespace | dnr);
+        break;
+    default:
+        spdlog::debug("{}: Identify CNS {:#x} not supported", _ctrl->name(), cns);
+        return finish(req, nvme::sc::invalid_field | dnr);
+    }
+    reply_data(req, page, sizeof(page));
+    finish(req, nvme::sc::success);
+}
+
+std::vector<uint8_t> queue::build_log(uint8_t lid, bool& known) {
+    known = true;
+    const bool discovery = _ctrl->subsys.is_discovery();
+    if (discovery) {
+        if (lid == nvme::lid::discovery) return _tgt.discovery_log(_ctrl->hostnqn, _conn.info());
+        known = false;
+        return {};
+    }
+    switch (lid) {
+    case nvme::lid::supported: {
+        std::vector<uint8_t> p(1024);
+        for (uint8_t l : {nvme::lid::supported, nvme::lid::error, nvme::lid::smart, nvme::lid::fw_slot,
+                          nvme::lid::changed_ns, nvme::lid::cmd_effects})
+            p[l * 4] = 1;  // LSUPP
+        return p;
+    }
+    case nvme::lid::error:
+        return std::vector<uint8_t>(64);  // no errors recorded
+    case nvme::lid::smart: {
+        std::vector<uint8_t> p(512);
+        const uint16_t kelvin = 273 + 35;
+        std::memcpy(&p[1], &kelvin, 2);
+        p[3] = 100;  // available spare %
+        p[4] = 10;   // spare threshold %
+        return p;
+    }
+    case nvme::lid::fw_slot: {
+        std::vector<uint8_t> p(512);
+        p[0] = 1;  // active slot 1
+        std::memcpy(&p[8], "0.1     ", 8);
+        return p;
+    }
+    case nvme::lid::changed_ns: {
+        std::vector<uint8_t> p(4096);
+        auto& list = _ctrl->changed_nsids;
+        if (list.size() > 1024) {
+            const uint32_t overflow = 0xFFFFFFFF;
+            std::memcpy(p.data(), &overflow, 4);
+        } else {
+            std::memcpy(p.data(), list.data(), list.size() * 4);
+        }
+        return p;
+    }
+    case nvme::lid::cmd_effects: {
+        std::vector<uint8_t> p(4096);
+        auto set = [&](size_t base, uint8_t opc, uint32_t v) { std::memcpy(&p[base + opc * 4], &v, 4); };
+        for (uint8_t opc : {nvme::admin_opc::get_log_page, nvme::admin_opc::identify, nvme::admin_opc::abort,
+                            nvme::admin_opc::set_features, nvme::admin_opc::get_features,
+                            nvme::admin_opc::async_event, nvme::admin_opc::keep_alive})
+            set(0, opc, 1);
+        set(1024, nvme::io_opc::flush, 1);
+        set(1024, nvme::io_opc::read, 1);
+        set(1024, nvme::io_opc::compare, 1);
+        set(1024, nvme::io_opc::write, 1 | 2);  // CSUPP, LBCC
+        set(1024, nvme::io_opc::write_zeroes, 1 | 2);
+        set(1024, nvme::io_opc::dataset_mgmt, 1 | 2);
+        return p;
+    }
+    default:
+        known = false;
+        return {};
+    }
+}
+
+void queue::exec_get_log_page(transport::request& req) {
+    const uint8_t lid = req.cmd.cdw10 & 0xFF;
+    const bool rae = req.cmd.cdw10 & (1u << 15);
+    const uint64_t numd = ((uint64_t(req.cmd.cdw11 & 0xFFFF) << 16) | (req.cmd.cdw10 >> 16)) + 1;
+    const uint64_t offset = (uint64_t(req.cmd.cdw13) << 32) | req.cmd.cdw12;
+    if (req.dir != nvme::data_direction::ctrl_to_host || numd * 4 != req.data_len)
+        return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+    if (offset & 3) return finish(req, nvme::sc::invalid_field | dnr);
+    if (req.cmd.cdw14 & (1u << 23)) return finish(req, nvme::sc::invalid_field | dnr);  // offset type = index
+    bool known = false;
+    std::vector<uint8_t> page = build_log(lid, known);
+    if (!known) {
+        spdlog::debug("{}: Get Log Page LID {:#x} not supported", _ctrl->name(), lid);
+        return finish(req, nvme::sc::invalid_log_page | dnr);
+    }
+    if (offset > page.size()) return finish(req, nvme::sc::invalid_field | dnr);
+    reply_data(req, page.data(), page.size(), static_cast<size_t>(offset));
+    if (!rae && lid == nvme::lid::changed_ns) _ctrl->changed_nsids.clear();
+    finish(req, nvme::sc::success);
+}
+
+void queue::exec_set_features(transport::request& req) {
+    const uint8_t fid = req.cmd.cdw10 & 0xFF;
+    const bool save = req.cmd.cdw10 & (1u << 31);
+    const uint32_t v = req.cmd.cdw11;
+    const bool discovery = _ctrl->subsys.is_discovery();
+    if (save) return finish(req, nvme::sc::feature_not_saveable | dnr);
+    switch (fid) {
+    case nvme::fid::num_queues: {
+        if (discovery) break;
+        const uint32_t nsqr = v & 0xFFFF, ncqr = v >> 16;
+        if (nsqr == 0xFFFF || ncqr == 0xFFFF) return finish(req, nvme::sc::invalid_field | dnr);
+        const uint16_t granted = static_cast<uint16_t>(std::min<uint32_t>(std::min(nsqr, ncqr) + 1, max_io_queues));
+        _ctrl->granted_io_queues.store(granted);
+        spdlog::debug("{}: {} I/O queues requested, {} granted", _ctrl->name(), std::min(nsqr, ncqr) + 1, granted);
+        const uint32_t g = granted - 1u;
+        return finish(req, nvme::sc::success, g | (g << 16));
+    }
+    case nvme::fid::async_event: {
+        const uint32_t allowed = discovery ? disc_aen_mask : io_aen_mask;
+        if (v & ~allowed) return finish(req, nvme::sc::invalid_field | dnr);
+        _ctrl->aen_config = v;
+        deliver_events();
+        return finish(req, nvme::sc::success, v);
+    }
+    case nvme::fid::keep_alive:
+        _ctrl->kato_ms = v;
+        return finish(req, nvme::sc::success);
+    case nvme::fid::volatile_wc:
+        if (discovery) break;
+        // The write cache is always on (Flush is honoured); disabling it is not offered.
+        if (!(v & 1)) return finish(req, nvme::sc::feature_not_changeable | dnr);
+        return finish(req, nvme::sc::success);
+    default:
+        break;
+    }
+    spdlog::debug("{}: Set Features FID {:#x} not supported", _ctrl->name(), fid);
+    finish(req, nvme::sc::invalid_field | dnr);
+}
+
+void queue::exec_get_features(transport::request& req) {
+    const uint8_t fid = req.cmd.cdw10 & 0xFF;
+    const uint8_t sel = (req.cmd.cdw10 >> 8) & 7;
+    const bool discovery = _ctrl->subsys.is_discovery();
+    if (sel > 3) return finish(req, nvme::sc::invalid_field | dnr);
+    if (sel == 2) return finish(req, nvme::sc::invalid_field | dnr);  // nothing is saveable
+    const bool caps = sel == 3;
+    switch (fid) {
+    case nvme::fid::num_queues:
+        if (discovery) break;
+        if (caps) return finish(req, nvme::sc::success, 0x4);
+        {
+            const uint32_t g = (_ctrl->granted_io_queues.load() ? _ctrl->granted_io_queues.load() : max_io_queues) - 1u;
+            return finish(req, nvme::sc::success, g | (g << 16));
+        }
+    case nvme::fid::async_event:
+        return finish(req, nvme::sc::success, caps ? 0x4 : (sel == 1 ? 0 : _ctrl->aen_config));
+    case nvme::fid::keep_alive:
+        return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms);
+    case nvme::fid::volatile_wc:
+        if (discovery) break;
+        return finish(req, nvme::sc::success, caps ? 0 : 1);
+    case nvme::fid::arbitration:
+    case nvme::fid::power_mgmt:
+    case nvme::fid::error_recovery:
+    case nvme::fid::write_atomicity:
+        if (discovery) break;
+        return finish(req, nvme::sc::success, 0);
+    case nvme::fid::temp_threshold:
+        if (discovery) break;
+        return finish(req, nvme::sc::success, caps ? 0 : 273 + 70);
+    case nvme::fid::host_id:
+        if (discovery || caps) break;
+        if (!(req.cmd.cdw11 & 1) || req.data_len != 16) return finish(req, nvme::sc::invalid_field | dnr);
+        reply_data(req, _ctrl->hostid.data(), 16);
+        return finish(req, nvme::sc::success);
+    default:
+        break;
+    }
+    spdlog::debug("{}: Get Features FID {:#x} not supported", _ctrl->name(), fid);
+    finish(req, nvme::sc::invalid_field | dnr);
+}
+
+void queue::exec_async_event(transport::request& req) {
+    if (_aers.size() >= max_outstanding_aers) return finish(req, nvme::sc::aer_limit_exceeded | dnr);
+    _aers.push_back(&req);  // completed when an event is raised
+    deliver_events();
+}
+
+void queue::raise_event(uint32_t aen_result) {
+    if (!_ctrl || _qid != 0) return;
+    if (aen_result == nvme::aen::ns_changed && !(_ctrl->aen_config & nvme::aen::cfg_ns_attr)) return;
+    if (aen_result == nvme::aen::discovery_changed && !(_ctrl->aen_config & nvme::aen::cfg_discovery)) return;
+    auto& pending = _ctrl->pending_events;
+    if (std::find(pending.begin(), pending.end(), aen_result) == pending.end()) pending.push_back(aen_result);
+    deliver_events();
+}
+
+void queue::deliver_events() {
+    auto& pending = _ctrl->pending_events;
+    while (!pending.empty() && !_aers.empty()) {
+        transport::request* r = _aers.front();
+        _aers.erase(_aers.begin());
+        const uint32_t ev = pending.front();
+        pending.erase(pending.begin());
+        finish(*r, nvme::sc::success, ev);
+    }
+}
+
+}  // namespace ferry::target

@@ -1,0 +1,49 @@
+// What a target is built from. Filled by mgmt/ (from JSON) or by tests; validated there.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ferry::target {
+
+enum class backend_kind { ram, null };
+
+struct namespace_config {
+    uint32_t nsid = 1;
+    backend_kind backend = backend_kind::ram;
+    uint64_t size_bytes = 0;
+    uint32_t block_size = 4096;
+    std::optional<std::array<uint8_t, 16>> uuid;  // derived from (NQN, NSID) when absent
+};
+
+struct subsystem_config {
+    std::string nqn;
+    std::string serial;  // derived from the NQN when empty
+    std::string model = "ferry";
+    bool allow_any_host = false;
+    std::vector<std::string> hosts;
+    std::vector<namespace_config> namespaces;
+};
+
+struct listener_config {
+    std::string address = "127.0.0.1";
+    uint16_t port = 4420;
+};
+
+struct target_config {
+    std::vector<listener_config> listeners;
+    std::vector<subsystem_config> subsystems;
+};
+
+// Limits the target advertises; named in one place (cf. NVMET_MAX_QUEUE_SIZE).
+inline constexpr uint16_t max_queue_entries = 128;  // CAP.MQES + 1, MAXCMD
+inline constexpr uint16_t max_admin_queue_entries = 128;
+inline constexpr uint16_t max_io_queues = 64;        // per controller
+inline constexpr uint32_t max_nsid = 1024;           // Identify NN
+inline constexpr uint32_t discovery_default_kato_ms = 120'000;
+inline constexpr unsigned max_outstanding_aers = 4;  // AERL + 1
+
+}  // namespace ferry::target

@@ -1,0 +1,240 @@
+// Fabrics commands: Connect, Property Get/Set, Disconnect (reference 2.1-2.5).
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "env/thread.hh"
+#include "target/queue.hh"
+#include "target/target.hh"
+
+namespace ferry::target {
+namespace {
+constexpr uint64_t cap_value(bool discovery) {
+    (void)discovery;
+    uint64_t cap = 0;
+    cap |= uint64_t(max_queue_entries - 1);  // MQES
+    cap |= uint64_t(1) << 16;                // CQR: fabrics requires contiguous queues
+    cap |= uint64_t(15) << 24;               // TO: 7.5 s
+    cap |= uint64_t(1) << 37;                // CSS: NVM command set
+    return cap;                              // MPSMIN = MPSMAX = 0 (4 KiB)
+}
+constexpr uint32_t version = 0x00010400;  // NVMe 1.4
+
+bool valid_nqn(std::string_view s) { return s.size() >= 11 && s.size() <= nvme::nqn_max_len && s.substr(0, 4) == "nqn."; }
+}  // namespace
+
+void queue::exec_fabrics(transport::request& req) {
+    const auto& f = reinterpret_cast<const nvme::fabrics_sqe&>(req.cmd);
+    if (f.fctype == nvme::fctype::connect) {
+        exec_connect(req);
+        return;
+    }
+    if (!_ctrl) {
+        finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
+        return;
+    }
+    switch (f.fctype) {
+    case nvme::fctype::property_get:
+    case nvme::fctype::property_set:
+        if (_qid != 0) {
+            finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
+        } else if (f.fctype == nvme::fctype::property_get) {
+            exec_property_get(req);
+        } else {
+            exec_property_set(req);
+        }
+        return;
+    case nvme::fctype::disconnect:
+        if (_qid == 0) {
+            finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
+            return;
+        }
+        finish(req, nvme::sc::success);
+        _conn.close("host sent Disconnect");
+        return;
+    default:
+        // Authentication Send/Receive are not offered (AUTHREQ is never set in Connect).
+        finish(req, nvme::sc::invalid_opcode | nvme::status_dnr);
+    }
+}
+
+void queue::exec_connect(transport::request& req) {
+    const auto& c = reinterpret_cast<const nvme::connect_sqe&>(req.cmd);
+    const auto& info = _conn.info();
+    auto reject = [&](uint16_t status, uint32_t ipo, const std::string& why) {
+        spdlog::warn("conn {} ({}): Connect qid {} rejected: {}", info.id, info.peer, +c.qid, why);
+        finish(req, status | nvme::status_dnr, ipo);
+    };
+    if (_ctrl) return reject(nvme::sc::command_sequence_error, 0, "queue already connected");
+    if (c.recfmt != 0) return reject(nvme::sc::connect_incompatible_format, 0, fmt::format("RECFMT {}", +c.recfmt));
+    if (req.data_len != sizeof(nvme::connect_data))
+        return reject(nvme::sc::sgl_invalid_data_length, 0, fmt::format("{} bytes of Connect data", req.data_len));
+    nvme::connect_data d;
+    req.copy_out(&d, sizeof(d));
+    const std::string subnqn(nvme::fixed_string(d.subnqn, sizeof(d.subnqn)));
+    const std::string hostnqn(nvme::fixed_string(d.hostnqn, sizeof(d.hostnqn)));
+    const uint16_t depth = static_cast<uint16_t>(c.sqsize + 1u);
+
+    if (c.sqsize == 0)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
+                      "SQSIZE 0");
+    if (!valid_nqn(subnqn))
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
+                      "malformed subsystem NQN");
+    if (!valid_nqn(hostnqn))
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostnqn)),
+                      "malformed or empty host NQN");
+    std::array<uint8_t, 16> hostid;
+    std::memcpy(hostid.data(), d.hostid, 16);
+    if (hostid == std::array<uint8_t, 16>{})
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostid)),
+                      "host identifier is zero");
+    subsystem* sub = _tgt.find_subsystem(subnqn);
+    if (!sub)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
+                      "no subsystem " + subnqn);
+    if (!sub->host_allowed(hostnqn)) {
+        spdlog::warn("conn {} ({}): host {} not allowed to access {}", info.id, info.peer, hostnqn, subnqn);
+        finish(req, nvme::sc::connect_invalid_host | nvme::status_dnr);
+        return;
+    }
+    const bool sq_flow_disabled = c.cattr & nvme::cattr_disable_sqflow;
+
+    if (c.qid == 0) {
+        if (d.cntlid != 0xFFFF)
+            return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
+                          fmt::format("CNTLID {:#x} (only the dynamic model, 0xFFFF, is supported)", +d.cntlid));
+        if (depth > max_admin_queue_entries)
+            return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
+                          fmt::format("admin SQSIZE {} exceeds {}", +c.sqsize, max_admin_queue_entries - 1));
+        uint32_t kato = c.kato;
+        if (sub->is_discovery() && kato == 0) kato = discovery_default_kato_ms;
+        auto ctrl = sub->create_controller(hostnqn, hostid, kato);
+        if (!ctrl) {
+            finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+            return;
+        }
+        if (!_conn.configure_queue(0, depth, sq_flow_disabled)) {
+            sub->remove_controller(ctrl->cntlid);
+            spdlog::warn("conn {} ({}): Connect rejected: buffer pool exhausted", info.id, info.peer);
+            finish(req, nvme::sc::connect_ctrl_busy);
+            return;
+        }
+        ctrl->last_traffic_ns.store(env::now_ns());
+        _ctrl = std::move(ctrl);
+        _qid = 0;
+        spdlog::info("conn {} ({}): {} created (admin queue depth {}, keep-alive {} ms{})", info.id, info.peer,
+                     _ctrl->name(), depth, _ctrl->kato_ms, sq_flow_disabled ? ", SQ flow control disabled" : "");
+        finish(req, nvme::sc::success, _ctrl->cntlid);
+        return;
+    }
+
+    // I/O queue: join the controller the admin queue created.
+    if (sub->is_discovery())
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, qid)),
+                      "discovery controllers have no I/O queues");
+    auto ctrl = sub->find_controller(d.cntlid);
+    if (!ctrl || ctrl->hostnqn != hostnqn || ctrl->hostid != hostid || ctrl->dead.load())
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
+                      fmt::format("no live controller {} of {} for host {}", +d.cntlid, subnqn, hostnqn));
+    if (!ctrl->ready.load())
+        return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
+    const uint16_t asked = ctrl->granted_io_queues.load();
+    const uint16_t granted = asked ? asked : max_io_queues;
+    if (c.qid > granted)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, qid)),
+                      fmt::format("qid {} beyond the {} I/O queues granted", +c.qid, granted));
+    if (depth > max_queue_entries)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
+                      fmt::format("SQSIZE {} exceeds MQES {}", +c.sqsize, max_queue_entries - 1));
+    if (!ctrl->claim_queue(c.qid)) {
+        spdlog::warn("conn {} ({}): Connect rejected: qid {} of {} already connected", info.id, info.peer, +c.qid,
+                     ctrl->name());
+        finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+        return;
+    }
+    if (!_conn.configure_queue(c.qid, depth, sq_flow_disabled)) {
+        ctrl->release_queue(c.qid);
+        spdlog::warn("conn {} ({}): Connect qid {} rejected: buffer pool exhausted", info.id, info.peer, +c.qid);
+        finish(req, nvme::sc::connect_ctrl_busy);
+        return;
+    }
+    // Backend queues, one per namespace, owned by this reactor alone.
+    for (const auto& [nsid, n] : sub->namespaces()) {
+        if (_ns_queues.size() <= nsid) {
+            _ns_queues.resize(nsid + 1);
+            _ns.resize(nsid + 1, nullptr);
+        }
+        _ns_queues[nsid] = n.store->create_queue(depth);
+        _ns[nsid] = &n;
+    }
+    _slots.resize(depth + 1u);
+    _ctrl = std::move(ctrl);
+    _qid = c.qid;
+    _ctrl->last_traffic_ns.store(env::now_ns());
+    spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{})", info.id, info.peer, _ctrl->name(), _qid,
+                 depth, _conn.negotiated_digests().header ? ", header digest" : "",
+                 _conn.negotiated_digests().data ? ", data digest" : "");
+    finish(req, nvme::sc::success, _ctrl->cntlid);
+}
+
+void queue::exec_property_get(transport::request& req) {
+    const auto& p = reinterpret_cast<const nvme::property_sqe&>(req.cmd);
+    const bool eight = p.attrib & 1;
+    if (p.attrib & ~1u) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+    uint64_t v;
+    switch (p.offset) {
+    case nvme::reg::cap:
+        v = cap_value(_ctrl->subsys.is_discovery());
+        break;
+    case nvme::reg::vs:
+        v = version;
+        break;
+    case nvme::reg::cc:
+        v = _ctrl->cc;
+        break;
+    case nvme::reg::csts:
+        v = _ctrl->csts;
+        break;
+    default:
+        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+    }
+    if (eight && p.offset != nvme::reg::cap) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+    finish(req, nvme::sc::success, static_cast<uint32_t>(v), eight ? static_cast<uint32_t>(v >> 32) : 0);
+}
+
+void queue::exec_property_set(transport::request& req) {
+    const auto& p = reinterpret_cast<const nvme::property_sqe&>(req.cmd);
+    if (p.offset != nvme::reg::cc || (p.attrib & 1)) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+    apply_cc(static_cast<uint32_t>(p.value));
+    finish(req, nvme::sc::success);
+}
+
+void queue::apply_cc(uint32_t v) {
+    controller& c = *_ctrl;
+    const uint32_t old = c.cc;
+    c.cc = v;
+    if ((v & nvme::cc::en) && !(old & nvme::cc::en)) {
+        const bool io = !c.subsys.is_discovery();
+        const bool bad = nvme::cc::mps(v) != 0 || nvme::cc::ams(v) != 0 || nvme::cc::css(v) != 0 ||
+                         (io && (nvme::cc::iosqes(v) != 6 || nvme::cc::iocqes(v) != 4));
+        if (bad) {
+            spdlog::warn("{}: enable with unsupported CC {:#x}; controller fatal status set", c.name(), v);
+            c.csts |= nvme::csts::cfs;
+        } else {
+            c.csts |= nvme::csts::rdy;
+            c.ready.store(true);
+        }
+    } else if (!(v & nvme::cc::en) && (old & nvme::cc::en)) {
+        c.csts &= ~(nvme::csts::rdy | nvme::csts::cfs);
+        c.ready.store(false);
+    }
+    if (nvme::cc::shn(v) && !nvme::cc::shn(old)) {
+        spdlog::info("{}: shutdown requested by the host", c.name());
+        c.csts = (c.csts & ~(3u << 2)) | nvme::csts::shst_complete;
+    } else if (!nvme::cc::shn(v)) {
+        c.csts &= ~(3u << 2);
+    }
+}
+
+}  // namespace ferry::target

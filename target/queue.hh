@@ -1,0 +1,72 @@
+// The target side of one queue (= one transport connection): Connect binds it to a
+// controller, then admin or I/O commands are parsed, validated and executed.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nvme/block_queue.hh"
+#include "target/subsystem.hh"
+#include "transport/connection.hh"
+
+namespace ferry::target {
+
+class target;
+
+class queue final : public transport::queue_handler {
+public:
+    queue(target& tgt, transport::connection& conn);
+    ~queue() override;
+
+    void on_command(transport::request& req) override;
+    void on_close() override;
+    void on_timer(uint64_t now_ns) override;
+    unsigned poll() override;
+    unsigned in_flight() const override;
+
+    const std::shared_ptr<controller>& ctrl() const { return _ctrl; }
+    // Queues an async event for the host (admin queue of an I/O or discovery controller).
+    void raise_event(uint32_t aen_result);
+
+private:
+    // Completion slot for commands sent to a backend queue, one per request tag.
+    struct io_slot final : nvme::io_completion {
+        queue* owner = nullptr;
+        transport::request* req = nullptr;
+        void complete(uint16_t status) override;
+    };
+
+    void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
+    void reply_data(transport::request& req, const void* src, size_t len, size_t offset = 0);
+
+    // fabrics_cmd.cc
+    void exec_fabrics(transport::request& req);
+    void exec_connect(transport::request& req);
+    void exec_property_get(transport::request& req);
+    void exec_property_set(transport::request& req);
+    void apply_cc(uint32_t value);
+    // admin_cmd.cc
+    void exec_admin(transport::request& req);
+    void exec_identify(transport::request& req);
+    void exec_get_log_page(transport::request& req);
+    void exec_set_features(transport::request& req);
+    void exec_get_features(transport::request& req);
+    void exec_async_event(transport::request& req);
+    void deliver_events();
+    std::vector<uint8_t> build_log(uint8_t lid, bool& known);
+    // io_cmd.cc
+    void exec_io(transport::request& req);
+
+    target& _tgt;
+    transport::connection& _conn;
+    std::shared_ptr<controller> _ctrl;
+    uint16_t _qid = 0;
+    bool _closed = false;
+    std::vector<io_slot> _slots;
+    std::vector<std::unique_ptr<nvme::block_queue>> _ns_queues;  // indexed by NSID
+    std::vector<const ns*> _ns;                                  // indexed by NSID
+    std::vector<transport::request*> _aers;                      // parked Async Event Requests
+    unsigned _in_flight = 0;
+};
+
+}  // namespace ferry::target

@@ -1,0 +1,713 @@
+#include "transport/connection.hh"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+namespace ferry::transport {
+namespace {
+constexpr size_t rx_buffer_bytes = 32 << 10;
+constexpr size_t direct_read_threshold = 4096;  // payload left at which we read straight into buffers
+
+void put_hdgst(uint8_t* pdu, size_t hlen) {
+    uint32_t d = crc32c(pdu, hlen);
+    std::memcpy(pdu + hlen, &d, 4);
+}
+
+// CRC32C over `len` bytes of an iovec list starting at `offset`.
+uint32_t iov_crc(std::span<const iovec> iov, size_t offset, size_t len) {
+    uint32_t s = crc32c_begin();
+    for (const iovec& v : iov) {
+        if (len == 0) break;
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, len);
+        s = crc32c_update(s, static_cast<const uint8_t*>(v.iov_base) + offset, n);
+        len -= n;
+        offset = 0;
+    }
+    return crc32c_end(s);
+}
+}  // namespace
+
+size_t request::copy_out(void* dst, size_t len, size_t offset) const {
+    auto* d = static_cast<uint8_t*>(dst);
+    size_t done = 0;
+    for (unsigned i = 0; i < iov_count && done < len; ++i) {
+        const iovec& v = iov[i];
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, len - done);
+        std::memcpy(d + done, static_cast<const uint8_t*>(v.iov_base) + offset, n);
+        done += n;
+        offset = 0;
+    }
+    return done;
+}
+
+size_t request::copy_in(const void* src, size_t len, size_t offset) {
+    auto* s = static_cast<const uint8_t*>(src);
+    size_t done = 0;
+    for (unsigned i = 0; i < iov_count && done < len; ++i) {
+        const iovec& v = iov[i];
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, len - done);
+        std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, s + done, n);
+        done += n;
+        offset = 0;
+    }
+    return done;
+}
+
+connection::connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory,
+                       uint64_t now_ns)
+    : _fd(fd), _info(std::move(info)), _pool(pool), _created_ns(now_ns), _rx_buf(rx_buffer_bytes) {
+    _tx.resize(64);
+    _tx_iov.resize(IOV_MAX);
+    add_requests(1);  // enough for the Connect command
+    _handler = factory.make_handler(*this);
+}
+
+connection::~connection() {
+    _handler.reset();
+    for (auto& r : _requests) {
+        if (r->chunk_count) _pool.put(r->iov.data(), r->chunk_count);
+        if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
+    }
+    if (_fd >= 0) ::close(_fd);
+}
+
+void connection::add_requests(unsigned count) {
+    for (unsigned i = 0; i < count; ++i) {
+        auto r = std::make_unique<request>();
+        if (!_pool.get(1, &r->reserved_chunk))
+            throw std::runtime_error("buffer pool exhausted (" + std::to_string(_pool.total_chunks()) + " chunks)");
+        r->tag = static_cast<uint16_t>(_requests.size());
+        _free_tags.push_back(r->tag);
+        _requests.push_back(std::move(r));
+    }
+}
+
+bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled) {
+    // One spare slot: a response still being written may hold a slot the host already reused.
+    const unsigned want = depth + 1u;
+    if (_requests.size() < want) {
+        const size_t need = want - _requests.size();
+        if (_pool.free_chunks() < need) return false;
+        add_requests(static_cast<unsigned>(need));
+    }
+    _qid = qid;
+    _depth = depth;
+    _sq_flow_disabled = sq_flow_disabled;
+    _configured = true;
+    return true;
+}
+
+bool connection::reapable() const { return _closing && (!_handler || _handler->in_flight() == 0); }
+
+void connection::close(const std::string& reason) {
+    if (_closing) return;
+    _closing = true;
+    spdlog::info("conn {} ({}{}): closing: {}", _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "",
+                 reason);
+    flush();  // best effort: a queued C2HTermReq should reach the host
+    ::shutdown(_fd, SHUT_RDWR);
+    if (_handler) _handler->on_close();
+}
+
+void connection::on_timer(uint64_t now_ns) {
+    if (_closing) return;
+    if (!_configured && now_ns - _created_ns > icreq_timeout_ns) {
+        close(_ic_done ? "no Connect within 10 s" : "no ICReq within 10 s");
+        return;
+    }
+    _handler->on_timer(now_ns);
+}
+
+request* connection::alloc_request() {
+    if (_free_tags.empty()) return nullptr;
+    request* r = _requests[_free_tags.back()].get();
+    _free_tags.pop_back();
+    return r;
+}
+
+void connection::release(request& req) {
+    if (req.chunk_count) _pool.put(req.iov.data(), req.chunk_count);
+    req.chunk_count = 0;
+    req.iov_count = 0;
+    req.state = request_state::free;
+    req.handler_data = nullptr;
+    _free_tags.push_back(req.tag);
+}
+
+// ---------------------------------------------------------------- receive
+
+bool connection::on_readable() {
+    if (_closing) return false;
+    bool progress = false;
+    for (int round = 0; round < 16 && !_closing; ++round) {
+        ssize_t n;
+        if (_rx == rx_state::data && _rx_left >= direct_read_threshold) {
+            // Large payload: read straight into the request's buffer, the rest into _rx_buf.
+            std::array<iovec, max_chunks + 1> v;
+            size_t cnt = rx_target_space(v.data(), max_chunks);
+            v[cnt++] = {_rx_buf.data(), _rx_buf.size()};
+            n = ::readv(_fd, v.data(), static_cast<int>(cnt));
+            if (n > 0) {
+                _stats.bytes_in += n;
+                size_t to_data = std::min<size_t>(n, _rx_left);
+                _rx_offset += to_data;
+                _rx_left -= to_data;
+                if (_rx_left == 0) {
+                    if (_cur.has_ddgst)
+                        _rx = rx_state::ddgst;
+                    else if (!finish_data())
+                        return true;
+                }
+                const uint8_t* p = _rx_buf.data();
+                if (!process_rx(p, p + (n - to_data))) return true;
+                progress = true;
+                continue;
+            }
+        } else {
+            n = ::recv(_fd, _rx_buf.data(), _rx_buf.size(), MSG_DONTWAIT);
+            if (n > 0) {
+                _stats.bytes_in += n;
+                const uint8_t* p = _rx_buf.data();
+                if (!process_rx(p, p + n)) return true;
+                progress = true;
+                if (static_cast<size_t>(n) < _rx_buf.size()) break;
+                continue;
+            }
+        }
+        if (n == 0) {
+            close("host closed the connection");
+            return true;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EINTR) continue;
+        close(std::string("receive failed: ") + std::strerror(errno));
+        return true;
+    }
+    return progress;
+}
+
+bool connection::feed(const uint8_t* data, size_t len) {
+    const uint8_t* p = data;
+    return process_rx(p, data + len) && !_closing;
+}
+
+size_t connection::rx_target_space(iovec* out, size_t max) const {
+    size_t cnt = 0, offset = _rx_offset, left = _rx_left;
+    for (unsigned i = 0; i < _rx_req->iov_count && left && cnt < max; ++i) {
+        const iovec& v = _rx_req->iov[i];
+        if (offset >= v.iov_len) {
+            offset -= v.iov_len;
+            continue;
+        }
+        size_t n = std::min(v.iov_len - offset, left);
+        out[cnt++] = {static_cast<uint8_t*>(v.iov_base) + offset, n};
+        left -= n;
+        offset = 0;
+    }
+    return cnt;
+}
+
+bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
+    while (p < end) {
+        if (_closing) return false;
+        switch (_rx) {
+        case rx_state::header: {
+            size_t target = _hdr_have < sizeof(common_header) ? sizeof(common_header) : _cur.header_bytes;
+            size_t n = std::min<size_t>(target - _hdr_have, end - p);
+            std::memcpy(_hdr.data() + _hdr_have, p, n);
+            _hdr_have += n;
+            p += n;
+            if (_hdr_have == sizeof(common_header) && target == sizeof(common_header)) {
+                common_header ch;
+                std::memcpy(&ch, _hdr.data(), sizeof(ch));
+                _cur = check_h2c_header(ch, _ic_done, _digests);
+                if (_cur.fes) {
+                    fatal(_cur.fes, _cur.fei,
+                          fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
+                                      +ch.flags, +ch.hlen, +ch.pdo, +ch.plen));
+                    return false;
+                }
+            }
+            if (_hdr_have >= sizeof(common_header) && _hdr_have == _cur.header_bytes) {
+                _hdr_have = 0;
+                if (!handle_header()) return false;
+            }
+            break;
+        }
+        case rx_state::pad: {
+            size_t n = std::min<size_t>(_skip, end - p);
+            p += n;
+            _skip -= n;
+            if (_skip == 0) _rx = rx_state::data;
+            break;
+        }
+        case rx_state::data: {
+            size_t n = std::min<size_t>(_rx_left, end - p);
+            _rx_req->copy_in(p, n, _rx_offset);
+            p += n;
+            _rx_offset += n;
+            _rx_left -= n;
+            if (_rx_left == 0) {
+                if (_cur.has_ddgst)
+                    _rx = rx_state::ddgst;
+                else if (!finish_data())
+                    return false;
+            }
+            break;
+        }
+        case rx_state::ddgst: {
+            size_t n = std::min<size_t>(4 - _ddgst_have, end - p);
+            std::memcpy(_ddgst.data() + _ddgst_have, p, n);
+            _ddgst_have += n;
+            p += n;
+            if (_ddgst_have == 4) {
+                _ddgst_have = 0;
+                uint32_t got;
+                std::memcpy(&got, _ddgst.data(), 4);
+                uint32_t want = iov_crc(_rx_req->data(), _rx_pdu_start, _rx_offset - _rx_pdu_start);
+                if (got != want) {
+                    spdlog::warn("conn {} ({}, qid {}): data digest error on cid {} (got {:#010x}, computed {:#010x})",
+                                 _info.id, _info.peer, _qid, +_rx_req->cmd.cid, got, want);
+                    _rx_req->data_digest_error = true;
+                }
+                if (!finish_data()) return false;
+            }
+            break;
+        }
+        case rx_state::term_data: {
+            size_t n = std::min<size_t>(_skip, end - p);
+            p += n;
+            _skip -= n;
+            if (_skip == 0) {
+                close("host sent H2CTermReq");
+                return false;
+            }
+            break;
+        }
+        }
+    }
+    return !_closing;
+}
+
+bool connection::handle_header() {
+    common_header ch;
+    std::memcpy(&ch, _hdr.data(), sizeof(ch));
+    if (_ic_done && _digests.header && ch.type != pdu_type::h2c_term_req) {
+        uint32_t got;
+        std::memcpy(&got, _hdr.data() + ch.hlen, 4);
+        if (got != crc32c(_hdr.data(), ch.hlen)) {
+            fatal(fes::header_digest, 0, fmt::format("header digest error on PDU type {:#x}", ch.type));
+            return false;
+        }
+    }
+    switch (ch.type) {
+    case pdu_type::ic_req:
+        return handle_ic_req();
+    case pdu_type::capsule_cmd:
+        return handle_capsule();
+    case pdu_type::h2c_data:
+        return handle_h2c_data();
+    case pdu_type::h2c_term_req:
+        handle_term_req();
+        return false;
+    }
+    return false;  // unreachable: check_h2c_header admits only the types above
+}
+
+bool connection::handle_ic_req() {
+    ic_req_pdu req;
+    std::memcpy(&req, _hdr.data(), sizeof(req));
+    if (req.pfv != 0) {
+        fatal(fes::unsupported_parameter, offsetof(ic_req_pdu, pfv), fmt::format("ICReq PFV {} unsupported", +req.pfv));
+        return false;
+    }
+    if (req.hpda != 0) {
+        // Linux hosts send HPDA 0; padding C2H data for other values is not implemented.
+        fatal(fes::unsupported_parameter, offsetof(ic_req_pdu, hpda),
+              fmt::format("ICReq HPDA {} unsupported (only 0)", req.hpda));
+        return false;
+    }
+    if (req.digest & ~3u) {
+        fatal(fes::invalid_header_field, offsetof(ic_req_pdu, digest), "ICReq reserved digest bits set");
+        return false;
+    }
+    _digests.header = req.digest & 1;
+    _digests.data = req.digest & 2;
+    _ic_done = true;
+
+    ic_resp_pdu resp{};
+    fill_header(resp.ch, pdu_type::ic_resp, 0, sizeof(resp), 0, sizeof(resp));
+    resp.pfv = 0;
+    resp.cpda = 0;
+    resp.digest = req.digest;
+    resp.maxh2cdata = maxh2cdata_bytes;
+    std::memcpy(_ic_resp.data(), &resp, sizeof(resp));
+    push_tx(_ic_resp.data(), sizeof(resp), nullptr);
+    spdlog::debug("conn {} ({}): ICReq accepted (header digest {}, data digest {}, maxr2t {})", _info.id, _info.peer,
+                  _digests.header, _digests.data, +req.maxr2t);
+    return true;
+}
+
+void connection::respond_now(request& req, uint16_t status) {
+    req.status = status;
+    req.result0 = req.result1 = 0;
+    spdlog::warn("conn {} ({}, qid {}): cid {} opcode {:#04x}: {}", _info.id, _info.peer, _qid, +req.cmd.cid,
+                 +req.cmd.opcode, nvme::status_name(status));
+    complete(req);
+}
+
+bool connection::handle_capsule() {
+    request* req = alloc_request();
+    if (!req) {
+        fatal(fes::sequence_error, 0,
+              fmt::format("host exceeded the queue depth ({} commands outstanding)", _requests.size()));
+        return false;
+    }
+    std::memcpy(&req->cmd, _hdr.data() + sizeof(common_header), sizeof(nvme::sqe));
+    req->status = 0;
+    req->result0 = req->result1 = 0;
+    req->h2c_received = 0;
+    req->data_digest_error = false;
+    req->data_len = 0;
+    req->iov_count = 0;
+    req->chunk_count = 0;
+    req->state = request_state::executing;
+    ++_sqhd;
+    ++_stats.commands;
+
+    const nvme::sqe& cmd = req->cmd;
+    const bool fabrics = cmd.opcode == nvme::admin_opc::fabrics;
+    req->dir = nvme::direction_of(fabrics ? reinterpret_cast<const nvme::fabrics_sqe&>(cmd).fctype : cmd.opcode);
+    const uint32_t len = cmd.sgl.length;
+    const uint8_t sgl_type = cmd.sgl.type;
+
+    if (_cur.data_bytes > 0) {
+        if (_cur.data_bytes > in_capsule_bytes) {
+            fatal(fes::data_limit_exceeded, 0,
+                  fmt::format("cid {}: {} bytes of in-capsule data exceed the {} byte limit", +cmd.cid,
+                              _cur.data_bytes, in_capsule_bytes));
+            return false;
+        }
+        // The data is on the wire and must be consumed; errors are reported after it.
+        if (sgl_type != nvme::sgl_data_block_offset)
+            req->status = nvme::sc::sgl_invalid_type | nvme::status_dnr;
+        else if (cmd.sgl.address != 0)
+            req->status = nvme::sc::sgl_invalid_offset | nvme::status_dnr;
+        else if (len != _cur.data_bytes)
+            req->status = nvme::sc::sgl_invalid_data_length | nvme::status_dnr;
+        else if (req->dir != nvme::data_direction::host_to_ctrl)
+            req->status = nvme::sc::invalid_field | nvme::status_dnr;
+        req->data_len = static_cast<uint32_t>(_cur.data_bytes);
+        req->iov[0] = {req->reserved_chunk.iov_base, _cur.data_bytes};
+        req->iov_count = 1;
+        _rx_req = req;
+        _rx_offset = 0;
+        _rx_pdu_start = 0;
+        _rx_left = req->data_len;
+        _skip = _cur.pad_bytes;
+        _rx = _skip ? rx_state::pad : rx_state::data;
+        return true;
+    }
+
+    if (len == 0) {
+        execute(*req);
+        return !_closing;
+    }
+    if (sgl_type == nvme::sgl_data_block_offset) {
+        respond_now(*req, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);  // claims in-capsule data, has none
+        return true;
+    }
+    if (sgl_type != nvme::sgl_transport_data_block) {
+        respond_now(*req, nvme::sc::sgl_invalid_type | nvme::status_dnr);
+        return true;
+    }
+    if (req->dir != nvme::data_direction::host_to_ctrl && req->dir != nvme::data_direction::ctrl_to_host) {
+        respond_now(*req, nvme::sc::invalid_field | nvme::status_dnr);
+        return true;
+    }
+    if (len > max_transfer_bytes) {
+        respond_now(*req, nvme::sc::invalid_field | nvme::status_dnr);
+        return true;
+    }
+    req->data_len = len;
+    if (!obtain_buffer(*req)) {
+        req->state = request_state::wait_buffer;
+        _waiting.push_back(req);
+        return true;
+    }
+    start_data(*req);
+    return !_closing;
+}
+
+bool connection::obtain_buffer(request& req) {
+    const uint32_t len = req.data_len;
+    if (len <= env::dma_pool::chunk_size) {
+        req.iov[0] = {req.reserved_chunk.iov_base, len};
+        req.iov_count = 1;
+        req.chunk_count = 0;
+        return true;
+    }
+    const unsigned n = (len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
+    if (!_pool.get(n, req.iov.data())) return false;
+    req.chunk_count = static_cast<uint16_t>(n);
+    req.iov_count = static_cast<uint16_t>(n);
+    req.iov[n - 1].iov_len = len - (n - 1) * env::dma_pool::chunk_size;
+    return true;
+}
+
+bool connection::retry_waiting() {
+    size_t done = 0;
+    while (done < _waiting.size() && !_closing) {
+        request& req = *_waiting[done];
+        if (!obtain_buffer(req)) break;
+        ++done;
+        start_data(req);
+    }
+    if (done) _waiting.erase(_waiting.begin(), _waiting.begin() + static_cast<long>(done));
+    return done != 0;
+}
+
+void connection::start_data(request& req) {
+    if (req.dir == nvme::data_direction::host_to_ctrl)
+        send_r2t(req);
+    else
+        execute(req);
+}
+
+void connection::send_r2t(request& req) {
+    req.state = request_state::wait_h2c;
+    const size_t hd = _digests.header ? 4 : 0;
+    data_pdu r2t{};
+    fill_header(r2t.ch, pdu_type::r2t, _digests.header ? pdu_flag::hdgst : 0, sizeof(data_pdu), 0,
+                static_cast<uint32_t>(sizeof(data_pdu) + hd));
+    r2t.cccid = req.cmd.cid;
+    r2t.ttag = req.tag;
+    r2t.offset = 0;
+    r2t.length = req.data_len;
+    std::memcpy(req.r2t_pdu.data(), &r2t, sizeof(r2t));
+    if (hd) put_hdgst(req.r2t_pdu.data(), sizeof(data_pdu));
+    push_tx(req.r2t_pdu.data(), sizeof(data_pdu) + hd, &req);
+}
+
+bool connection::handle_h2c_data() {
+    data_pdu h;
+    std::memcpy(&h, _hdr.data(), sizeof(h));
+    if (h.ttag >= _requests.size() || _requests[h.ttag]->state != request_state::wait_h2c) {
+        fatal(fes::invalid_header_field, offsetof(data_pdu, ttag),
+              fmt::format("H2CData with unknown TTAG {} (cccid {})", +h.ttag, +h.cccid));
+        return false;
+    }
+    request& req = *_requests[h.ttag];
+    if (h.cccid != req.cmd.cid) {
+        fatal(fes::invalid_header_field, offsetof(data_pdu, cccid),
+              fmt::format("H2CData cccid {} does not match TTAG {} (cid {})", +h.cccid, +h.ttag, +req.cmd.cid));
+        return false;
+    }
+    if (h.length == 0 || h.length != _cur.data_bytes) {
+        fatal(fes::invalid_header_field, offsetof(data_pdu, length),
+              fmt::format("cid {}: H2CData DATAL {} but the PDU carries {} bytes", +h.cccid, +h.length, _cur.data_bytes));
+        return false;
+    }
+    if (h.length > maxh2cdata_bytes) {
+        fatal(fes::data_limit_exceeded, 0,
+              fmt::format("cid {}: H2CData of {} bytes exceeds MAXH2CDATA {}", +h.cccid, +h.length, maxh2cdata_bytes));
+        return false;
+    }
+    if (h.offset != req.h2c_received || uint64_t(h.offset) + h.length > req.data_len) {
+        fatal(fes::data_out_of_range, 0,
+              fmt::format("cid {}: H2CData offset {} length {} outside the expected window (next offset {}, total {})",
+                          +h.cccid, +h.offset, +h.length, req.h2c_received, req.data_len));
+        return false;
+    }
+    const bool last = h.ch.flags & pdu_flag::last_pdu;
+    if (last != (h.offset + h.length == req.data_len)) {
+        fatal(fes::invalid_header_field, offsetof(common_header, flags),
+              fmt::format("cid {}: H2CData LAST_PDU flag {} at offset {} of {}", +h.cccid, last, h.offset + h.length,
+                          req.data_len));
+        return false;
+    }
+    _rx_req = &req;
+    _rx_offset = h.offset;
+    _rx_pdu_start = h.offset;
+    _rx_left = h.length;
+    _skip = _cur.pad_bytes;
+    _rx = _skip ? rx_state::pad : rx_state::data;
+    return true;
+}
+
+void connection::handle_term_req() {
+    term_req_pdu t;
+    std::memcpy(&t, _hdr.data(), sizeof(t));
+    spdlog::warn("conn {} ({}): host sent H2CTermReq FES {:#x} FEI {:#x}", _info.id, _info.peer, +t.fes, +t.fei);
+    _skip = _cur.data_bytes;
+    if (_skip == 0) {
+        close("host sent H2CTermReq");
+        return;
+    }
+    _rx = rx_state::term_data;
+}
+
+bool connection::finish_data() {
+    request& req = *_rx_req;
+    _rx = rx_state::header;
+    _rx_req = nullptr;
+    if (req.state == request_state::wait_h2c) {
+        req.h2c_received = _rx_offset;
+        if (req.h2c_received < req.data_len) return true;  // more H2CData PDUs follow
+        req.state = request_state::executing;
+    }
+    if (req.data_digest_error)
+        respond_now(req, nvme::sc::transient_transport_error);
+    else if (req.status)
+        respond_now(req, req.status);
+    else
+        execute(req);
+    return !_closing;
+}
+
+void connection::execute(request& req) {
+    req.state = request_state::executing;
+    _handler->on_command(req);
+}
+
+// ---------------------------------------------------------------- transmit
+
+void connection::complete(request& req) {
+    if (_closing) {
+        if (req.tx_refs == 0) release(req);
+        else req.state = request_state::responding;
+        return;
+    }
+    req.state = request_state::responding;
+    const size_t hd = _digests.header ? 4 : 0;
+    const bool ok = (req.status & 0x7FF) == nvme::sc::success;
+    if (ok && req.dir == nvme::data_direction::ctrl_to_host && req.data_len > 0) {
+        const bool skip_resp = _sq_flow_disabled && req.result0 == 0 && req.result1 == 0;
+        const size_t dd = _digests.data ? 4 : 0;
+        data_pdu c2h{};
+        uint8_t flags = pdu_flag::last_pdu | (skip_resp ? pdu_flag::success : 0);
+        if (hd) flags |= pdu_flag::hdgst;
+        if (dd) flags |= pdu_flag::ddgst;
+        fill_header(c2h.ch, pdu_type::c2h_data, flags, sizeof(data_pdu), static_cast<uint8_t>(sizeof(data_pdu) + hd),
+                    static_cast<uint32_t>(sizeof(data_pdu) + hd + req.data_len + dd));
+        c2h.cccid = req.cmd.cid;
+        c2h.offset = 0;
+        c2h.length = req.data_len;
+        std::memcpy(req.c2h_pdu.data(), &c2h, sizeof(c2h));
+        if (hd) put_hdgst(req.c2h_pdu.data(), sizeof(data_pdu));
+        push_tx(req.c2h_pdu.data(), sizeof(data_pdu) + hd, &req);
+        for (unsigned i = 0; i < req.iov_count; ++i) push_tx(req.iov[i].iov_base, req.iov[i].iov_len, &req);
+        if (dd) {
+            req.c2h_ddgst = iov_crc(req.data(), 0, req.data_len);
+            push_tx(&req.c2h_ddgst, 4, &req);
+        }
+        if (skip_resp) return;
+    }
+    capsule_resp_pdu resp{};
+    fill_header(resp.ch, pdu_type::capsule_resp, hd ? pdu_flag::hdgst : 0, sizeof(resp), 0,
+                static_cast<uint32_t>(sizeof(resp) + hd));
+    resp.cpl.dw0 = req.result0;
+    resp.cpl.dw1 = req.result1;
+    resp.cpl.sqhd = _sq_flow_disabled ? 0xFFFF : static_cast<uint16_t>(_sqhd % (_depth ? _depth : 1));
+    resp.cpl.sqid = _qid;
+    resp.cpl.cid = req.cmd.cid;
+    resp.cpl.status = nvme::cqe_status(req.status);
+    std::memcpy(req.resp_pdu.data(), &resp, sizeof(resp));
+    if (hd) put_hdgst(req.resp_pdu.data(), sizeof(resp));
+    push_tx(req.resp_pdu.data(), sizeof(resp) + hd, &req);
+}
+
+void connection::fatal(uint16_t fes_code, uint32_t fei, const std::string& why) {
+    spdlog::warn("conn {} ({}, qid {}): protocol error, sending C2HTermReq FES {:#x} FEI {}: {}", _info.id,
+                 _info.peer, _qid, fes_code, fei, why);
+    common_header ch;
+    std::memcpy(&ch, _hdr.data(), sizeof(ch));
+    size_t copy = std::min<size_t>({static_cast<size_t>(ch.hlen), term_req_max_error_data, _hdr.size()});
+    if (copy < sizeof(common_header)) copy = sizeof(common_header);
+    term_req_pdu t{};
+    fill_header(t.ch, pdu_type::c2h_term_req, 0, sizeof(t), 0, static_cast<uint32_t>(sizeof(t) + copy));
+    t.fes = fes_code;
+    t.fei = fei;
+    std::memcpy(_term.data(), &t, sizeof(t));
+    std::memcpy(_term.data() + sizeof(t), _hdr.data(), copy);
+    push_tx(_term.data(), sizeof(t) + copy, nullptr);
+    close("protocol error: " + why);
+}
+
+void connection::push_tx(const void* base, size_t len, request* owner) {
+    if (_tx_count == _tx.size()) {
+        // Grow (rare: only until the ring fits the queue's working set).
+        std::vector<tx_entry> bigger(_tx.size() * 2);
+        for (size_t i = 0; i < _tx_count; ++i) bigger[i] = _tx[(_tx_head + i) % _tx.size()];
+        _tx.swap(bigger);
+        _tx_head = 0;
+    }
+    _tx[(_tx_head + _tx_count) % _tx.size()] = {{const_cast<void*>(base), len}, owner};
+    ++_tx_count;
+    if (owner) ++owner->tx_refs;
+}
+
+void connection::sent(size_t bytes) {
+    while (bytes > 0) {
+        tx_entry& e = _tx[_tx_head];
+        if (bytes < e.iov.iov_len) {
+            e.iov.iov_base = static_cast<uint8_t*>(e.iov.iov_base) + bytes;
+            e.iov.iov_len -= bytes;
+            return;
+        }
+        bytes -= e.iov.iov_len;
+        request* owner = e.owner;
+        _tx_head = (_tx_head + 1) % _tx.size();
+        --_tx_count;
+        if (owner && --owner->tx_refs == 0 && owner->state == request_state::responding) release(*owner);
+    }
+}
+
+bool connection::flush() {
+    bool progress = false;
+    while (_tx_count > 0) {
+        size_t cnt = 0, total = 0;
+        for (; cnt < _tx_count && cnt < _tx_iov.size(); ++cnt) {
+            _tx_iov[cnt] = _tx[(_tx_head + cnt) % _tx.size()].iov;
+            total += _tx_iov[cnt].iov_len;
+        }
+        msghdr msg{};
+        msg.msg_iov = _tx_iov.data();
+        msg.msg_iovlen = cnt;
+        ssize_t n = ::sendmsg(_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (!_closing) close(std::string("send failed: ") + std::strerror(errno));
+            // Nothing more will be sent: drop the queue so requests can be released.
+            sent(total);
+            continue;
+        }
+        _stats.bytes_out += n;
+        sent(static_cast<size_t>(n));
+        progress = true;
+        if (static_cast<size_t>(n) < total) break;
+    }
+    return progress;
+}
+
+}  // namespace ferry::transport

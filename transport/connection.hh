@@ -1,0 +1,223 @@
+// One NVMe/TCP connection (= one NVMe queue pair): the PDU state machine for receiving
+// capsules and data, and the batched transmit path. Owned by one reactor; not thread-safe.
+//
+// The connection knows nothing about what a command means. It hands complete commands
+// (with their host-to-controller data, if any) to a queue_handler implemented by the target,
+// which answers through complete().
+#pragma once
+
+#include <sys/uio.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "env/dma_pool.hh"
+#include "nvme/spec.hh"
+#include "transport/pdu.hh"
+
+namespace ferry::transport {
+
+// Limits shared with the target (which advertises them in Identify).
+inline constexpr uint32_t max_transfer_bytes = 1u << 20;        // MDTS = 8 (2^8 * 4 KiB)
+inline constexpr uint32_t in_capsule_bytes = env::dma_pool::chunk_size;  // admin, fabrics and I/O
+inline constexpr uint32_t maxh2cdata_bytes = 128u << 10;
+inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk_size;
+inline constexpr uint64_t icreq_timeout_ns = 10'000'000'000ull;
+
+enum class request_state : uint8_t {
+    free,
+    wait_buffer,  // needs pool chunks for its data; retried every reactor pass
+    wait_h2c,     // R2T sent, receiving H2CData
+    executing,    // with the handler / backend
+    responding,   // response queued, waiting for the socket to take it
+};
+
+class connection;
+
+struct request {
+    nvme::sqe cmd{};
+    // Filled by the handler before complete(): result dwords and status (SCT<<8|SC|DNR).
+    uint32_t result0 = 0;
+    uint32_t result1 = 0;
+    uint16_t status = 0;
+
+    uint16_t tag = 0;  // index in the connection's table; R2T TTAG
+    request_state state = request_state::free;
+    nvme::data_direction dir = nvme::data_direction::none;
+    uint32_t data_len = 0;      // from the SGL
+    uint32_t h2c_received = 0;  // bytes of R2T data received so far
+    uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used)
+    bool data_digest_error = false;
+    uint8_t tx_refs = 0;        // transmit entries still pointing into this request
+    uint16_t iov_count = 0;
+    void* handler_data = nullptr;  // the handler's per-request context
+
+    std::array<iovec, max_chunks> iov{};
+    iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
+
+    // Transmit headers for PDUs sent on behalf of this request (+4 for HDGST).
+    alignas(8) std::array<uint8_t, sizeof(data_pdu) + 4> r2t_pdu{};
+    alignas(8) std::array<uint8_t, sizeof(data_pdu) + 4> c2h_pdu{};
+    alignas(8) std::array<uint8_t, sizeof(capsule_resp_pdu) + 4> resp_pdu{};
+    uint32_t c2h_ddgst = 0;
+
+    std::span<const iovec> data() const { return {iov.data(), iov_count}; }
+    // Copies up to `len` bytes of the data buffer into `dst`; returns bytes copied.
+    size_t copy_out(void* dst, size_t len, size_t offset = 0) const;
+    // Copies `len` bytes from `src` into the data buffer at `offset`; returns bytes copied.
+    size_t copy_in(const void* src, size_t len, size_t offset = 0);
+};
+
+// Identity of a connection for logs and for discovery (local address the host reached).
+struct connection_info {
+    uint64_t id = 0;
+    std::string peer;        // "addr:port"
+    std::string local_addr;  // address the host connected to
+    uint16_t local_port = 0;
+    bool ipv6 = false;
+};
+
+// Implemented by the target for each connection.
+class queue_handler {
+public:
+    virtual ~queue_handler() = default;
+    // A command and its host-to-controller data are ready. The handler fills status/result
+    // and calls connection::complete(req), now or later.
+    virtual void on_command(request& req) = 0;
+    // The connection is closing; no more commands will arrive.
+    virtual void on_close() = 0;
+    // Called about every 100 ms from the reactor (keep-alive, teardown checks).
+    virtual void on_timer(uint64_t now_ns) = 0;
+    // Polls the handler's backend queues; returns completions reaped.
+    virtual unsigned poll() { return 0; }
+    // Backend commands still outstanding: the connection is not destroyed before 0.
+    virtual unsigned in_flight() const { return 0; }
+};
+
+class handler_factory {
+public:
+    virtual ~handler_factory() = default;
+    virtual std::unique_ptr<queue_handler> make_handler(connection& conn) = 0;
+};
+
+struct connection_stats {
+    uint64_t commands = 0;
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+};
+
+class connection {
+public:
+    // Takes ownership of the connected, non-blocking socket `fd`. Throws if the pool cannot
+    // spare the first request's chunk.
+    connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory, uint64_t now_ns);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // Reactor entry points. Each returns true if it did any work.
+    bool on_readable();
+    bool flush();
+    bool retry_waiting();  // requests waiting for buffers
+    void on_timer(uint64_t now_ns);
+
+    // Target entry points.
+    void complete(request& req);
+    // After a successful Connect: queue id, depth (sqsize + 1), SQ flow control.
+    // Grows the request table; returns false if the buffer pool cannot back it.
+    bool configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled);
+    // Starts an orderly close (the reason is logged once).
+    void close(const std::string& reason);
+
+    bool closing() const { return _closing; }
+    // True once closed and nothing references the connection's memory any more.
+    bool reapable() const;
+    bool wants_write() const { return _tx_count != 0; }
+    int fd() const { return _fd; }
+    const connection_info& info() const { return _info; }
+    uint16_t qid() const { return _qid; }
+    bool queue_configured() const { return _configured; }
+    digests negotiated_digests() const { return _digests; }
+    const connection_stats& stats() const { return _stats; }
+    queue_handler* handler() { return _handler.get(); }
+
+    // Decoder entry point, also used by tests and the fuzzer: consumes bytes as if read from
+    // the socket. Returns false if the connection decided to close.
+    bool feed(const uint8_t* data, size_t len);
+
+private:
+    enum class rx_state : uint8_t { header, pad, data, ddgst, term_data };
+
+    struct tx_entry {
+        iovec iov;
+        request* owner;  // decremented when sent; nullptr for connection-level PDUs
+    };
+
+    bool process_rx(const uint8_t*& p, const uint8_t* end);
+    bool handle_header();
+    bool handle_ic_req();
+    bool handle_capsule();
+    bool handle_h2c_data();
+    void handle_term_req();
+    bool finish_data();
+    void start_data(request& req);
+    bool obtain_buffer(request& req);
+    void send_r2t(request& req);
+    void execute(request& req);
+    void respond_now(request& req, uint16_t status);
+    void release(request& req);
+    request* alloc_request();
+    void fatal(uint16_t fes, uint32_t fei, const std::string& why);
+    void push_tx(const void* base, size_t len, request* owner);
+    void sent(size_t bytes);
+    size_t rx_target_space(iovec* out, size_t max) const;
+    void add_requests(unsigned count);
+
+    int _fd;
+    connection_info _info;
+    env::dma_pool& _pool;
+    std::unique_ptr<queue_handler> _handler;
+    connection_stats _stats;
+
+    bool _ic_done = false;
+    bool _configured = false;
+    bool _closing = false;
+    bool _sq_flow_disabled = false;
+    digests _digests;
+    uint16_t _qid = 0;
+    uint32_t _sqhd = 0;
+    uint16_t _depth = 1;
+    uint64_t _created_ns;
+
+    // Receive side.
+    rx_state _rx = rx_state::header;
+    std::array<uint8_t, max_header_len + 4> _hdr{};
+    size_t _hdr_have = 0;
+    header_check _cur{};
+    size_t _skip = 0;                // pad / term data bytes left to skip
+    request* _rx_req = nullptr;      // request receiving data
+    uint32_t _rx_offset = 0;         // where in its buffer
+    uint32_t _rx_left = 0;           // payload bytes left in this PDU
+    uint32_t _rx_pdu_start = 0;      // payload offset where this PDU began (for DDGST)
+    std::array<uint8_t, 4> _ddgst{};
+    size_t _ddgst_have = 0;
+    std::vector<uint8_t> _rx_buf;
+
+    // Requests.
+    std::vector<std::unique_ptr<request>> _requests;
+    std::vector<uint16_t> _free_tags;
+    std::vector<request*> _waiting;  // FIFO of wait_buffer requests
+
+    // Transmit ring.
+    std::vector<tx_entry> _tx;
+    size_t _tx_head = 0, _tx_count = 0;
+    std::vector<iovec> _tx_iov;
+    alignas(8) std::array<uint8_t, sizeof(ic_resp_pdu)> _ic_resp{};
+    alignas(8) std::array<uint8_t, sizeof(term_req_pdu) + term_req_max_error_data> _term{};
+};
+
+}  // namespace ferry::transport

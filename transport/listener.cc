@@ -1,0 +1,141 @@
+#include "transport/listener.hh"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "transport/reactor.hh"
+
+namespace ferry::transport {
+namespace {
+std::string format_addr(const sockaddr_storage& ss, uint16_t* port_out = nullptr, bool* v6 = nullptr) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    uint16_t port = 0;
+    if (ss.ss_family == AF_INET6) {
+        auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+        ::inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof(buf));
+        port = ntohs(a.sin6_port);
+    } else {
+        auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+        ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
+        port = ntohs(a.sin_port);
+    }
+    if (port_out) *port_out = port;
+    if (v6) *v6 = ss.ss_family == AF_INET6;
+    return buf;
+}
+}  // namespace
+
+acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections)
+    : _reactors(std::move(reactors)), _factory(factory), _max_connections(max_connections) {
+    _stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+acceptor::~acceptor() {
+    stop();
+    for (int fd : _fds) ::close(fd);
+    if (_stop_fd >= 0) ::close(_stop_fd);
+}
+
+void acceptor::listen(const listen_address& addr) {
+    sockaddr_storage ss{};
+    socklen_t len;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (::inet_pton(AF_INET, addr.address.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(addr.port);
+        len = sizeof(*v4);
+    } else if (::inet_pton(AF_INET6, addr.address.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(addr.port);
+        len = sizeof(*v6);
+    } else {
+        throw std::runtime_error("listener '" + addr.address + "': not a numeric IPv4 or IPv6 address");
+    }
+    const std::string where = addr.address + ":" + std::to_string(addr.port);
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error("listener " + where + ": socket: " + std::strerror(errno));
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, 128) < 0) {
+        std::string err = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error("listener " + where + ": " + err);
+    }
+    _fds.push_back(fd);
+    spdlog::info("listening on tcp {}", where);
+}
+
+void acceptor::start() {
+    _thread = std::thread([this] { run(); });
+}
+
+void acceptor::stop() {
+    if (!_thread.joinable()) return;
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(_stop_fd, &one, sizeof(one));
+    _thread.join();
+}
+
+void acceptor::run() {
+    std::vector<pollfd> pfds;
+    for (int fd : _fds) pfds.push_back({fd, POLLIN, 0});
+    pfds.push_back({_stop_fd, POLLIN, 0});
+    for (;;) {
+        int n = ::poll(pfds.data(), pfds.size(), -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            spdlog::error("acceptor: poll: {}", std::strerror(errno));
+            return;
+        }
+        if (pfds.back().revents) return;
+        for (size_t i = 0; i + 1 < pfds.size(); ++i)
+            if (pfds[i].revents & POLLIN) accept_one(pfds[i].fd);
+    }
+}
+
+void acceptor::accept_one(int lfd) {
+    sockaddr_storage peer{};
+    socklen_t plen = sizeof(peer);
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            spdlog::warn("accept failed: {}", std::strerror(errno));
+        return;
+    }
+    connection_info info;
+    info.id = _next_id++;
+    uint16_t pport = 0;
+    info.peer = format_addr(peer, &pport);
+    info.peer += ":" + std::to_string(pport);
+    sockaddr_storage local{};
+    socklen_t llen = sizeof(local);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+    info.local_addr = format_addr(local, &info.local_port, &info.ipv6);
+
+    size_t total = 0;
+    for (reactor* r : _reactors) total += r->connection_count();
+    if (total >= _max_connections) {
+        spdlog::warn("conn {} from {}: refused, {} connections open (limit {})", info.id, info.peer, total,
+                     _max_connections);
+        ::close(fd);
+        return;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    reactor* r = _reactors[_rr++ % _reactors.size()];
+    r->adopt(fd, std::move(info), _factory);
+}
+
+}  // namespace ferry::transport

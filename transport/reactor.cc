@@ -1,0 +1,184 @@
+#include "transport/reactor.hh"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "env/thread.hh"
+
+namespace ferry::transport {
+namespace {
+constexpr uint64_t timer_period_ns = 100'000'000;  // keep-alive and handshake checks
+constexpr int max_events = 64;
+}  // namespace
+
+reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
+    _pool = std::make_unique<env::dma_pool>(opts.pool_bytes);
+    _epoll = ::epoll_create1(EPOLL_CLOEXEC);
+    _wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (_epoll < 0 || _wake < 0) throw std::runtime_error(std::string("reactor: epoll/eventfd: ") + std::strerror(errno));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;  // nullptr = the wake-up eventfd
+    ::epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev);
+}
+
+reactor::~reactor() {
+    stop();
+    if (_epoll >= 0) ::close(_epoll);
+    if (_wake >= 0) ::close(_wake);
+}
+
+void reactor::start() {
+    _running = true;
+    _thread = std::thread([this] { run(); });
+}
+
+void reactor::stop() {
+    if (!_thread.joinable()) return;
+    _running = false;
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
+    _thread.join();
+}
+
+void reactor::post(std::function<void()> fn) {
+    {
+        std::lock_guard g(_msg_lock);
+        _messages.push_back(std::move(fn));
+    }
+    if (_blocked.load(std::memory_order_acquire)) {
+        uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
+    }
+}
+
+void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
+    post([this, fd, info = std::move(info), &factory]() mutable { add_connection(fd, std::move(info), factory); });
+}
+
+void reactor::add_connection(int fd, connection_info info, handler_factory& factory) {
+    std::unique_ptr<connection> c;
+    try {
+        c = std::make_unique<connection>(fd, info, *_pool, factory, env::now_ns());
+    } catch (const std::exception& e) {
+        spdlog::warn("reactor {}: refusing connection {} from {}: {}", _id, info.id, info.peer, e.what());
+        ::close(fd);
+        return;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c.get();
+    ::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev);
+    spdlog::debug("reactor {}: conn {} from {} to {}:{}", _id, info.id, info.peer, info.local_addr, info.local_port);
+    _conns.push_back({std::move(c), false});
+    _conn_count.store(_conns.size(), std::memory_order_relaxed);
+}
+
+void reactor::watch(connection& c, bool want_write) {
+    epoll_event ev{};
+    ev.events = want_write ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+    ev.data.ptr = &c;
+    ::epoll_ctl(_epoll, EPOLL_CTL_MOD, c.fd(), &ev);
+}
+
+void reactor::drain_messages() {
+    std::vector<std::function<void()>> msgs;
+    {
+        std::lock_guard g(_msg_lock);
+        if (_messages.empty()) return;
+        msgs.swap(_messages);
+    }
+    for (auto& m : msgs) m();
+}
+
+bool reactor::poll_once(bool may_block) {
+    bool work = false;
+    int timeout = 0;
+    if (may_block) {
+        uint64_t now = env::now_ns();
+        timeout = now >= _next_timer_ns ? 0 : static_cast<int>((_next_timer_ns - now) / 1'000'000) + 1;
+        _blocked.store(true, std::memory_order_release);
+        // A message posted just before the flag was set would not have written the eventfd.
+        std::lock_guard g(_msg_lock);
+        if (!_messages.empty()) timeout = 0;
+    }
+    epoll_event events[max_events];
+    int n = ::epoll_wait(_epoll, events, max_events, timeout);
+    _blocked.store(false, std::memory_order_relaxed);
+    for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<connection*>(events[i].data.ptr);
+        if (!c) {
+            uint64_t v;
+            [[maybe_unused]] auto r = ::read(_wake, &v, sizeof(v));
+            continue;
+        }
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) work |= c->on_readable();
+    }
+    drain_messages();
+
+    for (auto& s : _conns) {
+        connection& c = *s.conn;
+        if (c.closing()) continue;
+        work |= c.handler()->poll() > 0;
+        work |= c.retry_waiting();
+        if (c.wants_write()) {
+            work |= c.flush();
+        }
+        bool want = c.wants_write() && !c.closing();
+        if (want != s.write_watched) {
+            watch(c, want);
+            s.write_watched = want;
+        }
+    }
+
+    uint64_t now = env::now_ns();
+    if (now >= _next_timer_ns) {
+        _next_timer_ns = now + timer_period_ns;
+        for (auto& s : _conns) s.conn->on_timer(now);
+    }
+    reap();
+    return work || n > 0;
+}
+
+void reactor::reap() {
+    for (size_t i = 0; i < _conns.size();) {
+        connection& c = *_conns[i].conn;
+        if (c.closing()) c.handler()->poll();
+        if (c.reapable()) {
+            spdlog::debug("reactor {}: conn {} released", _id, c.info().id);
+            _conns[i] = std::move(_conns.back());
+            _conns.pop_back();
+            _conn_count.store(_conns.size(), std::memory_order_relaxed);
+            continue;
+        }
+        ++i;
+    }
+}
+
+void reactor::run() {
+    env::name_current_thread("ferry-r" + std::to_string(_id));
+    if (_opts.cpu >= 0) {
+        std::string err = env::pin_current_thread(_opts.cpu);
+        if (!err.empty()) spdlog::warn("reactor {}: cannot pin to CPU {}: {}", _id, _opts.cpu, err);
+    }
+    spdlog::info("reactor {} running{} with a {} MiB buffer pool ({})", _id,
+                 _opts.cpu >= 0 ? " on CPU " + std::to_string(_opts.cpu) : std::string(), _pool->bytes() >> 20,
+                 _pool->hugepages() ? "hugepages" : "regular pages: no hugepages reserved");
+    const uint64_t spin_ns = uint64_t(_opts.idle_spin_us) * 1000;
+    uint64_t last_work = env::now_ns();
+    while (_running.load(std::memory_order_relaxed)) {
+        bool may_block = env::now_ns() - last_work > spin_ns;
+        if (poll_once(may_block)) last_work = env::now_ns();
+    }
+    for (auto& s : _conns) s.conn->close("ferryd shutting down");
+    _conns.clear();
+    _conn_count.store(0);
+}
+
+}  // namespace ferry::transport

@@ -1,0 +1,72 @@
+// Poll-mode reactor threads. Each reactor owns its connections, its buffer pool and
+// everything reached from them; other threads talk to it only through post().
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "env/dma_pool.hh"
+#include "transport/connection.hh"
+
+namespace ferry::transport {
+
+struct reactor_options {
+    int cpu = -1;                    // pin to this CPU; -1 = no pinning
+    size_t pool_bytes = 64u << 20;   // DMA buffer pool of this reactor
+    unsigned idle_spin_us = 200;     // busy-poll this long after the last work before blocking
+};
+
+class reactor {
+public:
+    reactor(unsigned id, reactor_options opts);
+    ~reactor();
+    reactor(const reactor&) = delete;
+    reactor& operator=(const reactor&) = delete;
+
+    void start();
+    void stop();  // asks the loop to end, closes every connection, joins
+
+    // Runs `fn` on the reactor thread (thread-safe; wakes a blocked reactor).
+    void post(std::function<void()> fn);
+    // Hands an accepted socket to this reactor (thread-safe).
+    void adopt(int fd, connection_info info, handler_factory& factory);
+
+    unsigned id() const { return _id; }
+    env::dma_pool& pool() { return *_pool; }
+    size_t connection_count() const { return _conn_count.load(std::memory_order_relaxed); }
+
+private:
+    void run();
+    void add_connection(int fd, connection_info info, handler_factory& factory);
+    bool poll_once(bool may_block);
+    void drain_messages();
+    void reap();
+    void watch(connection& c, bool want_write);
+
+    unsigned _id;
+    reactor_options _opts;
+    std::unique_ptr<env::dma_pool> _pool;
+    int _epoll = -1;
+    int _wake = -1;  // eventfd
+    std::thread _thread;
+    std::atomic<bool> _running{false};
+    std::atomic<size_t> _conn_count{0};
+
+    std::mutex _msg_lock;  // control path only: posting messages between threads
+    std::vector<std::function<void()>> _messages;
+    std::atomic<bool> _blocked{false};
+
+    struct slot {
+        std::unique_ptr<connection> conn;
+        bool write_watched = false;
+    };
+    std::vector<slot> _conns;
+    uint64_t _next_timer_ns = 0;
+};
+
+}  // namespace ferry::transport
