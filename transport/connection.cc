@@ -328,7 +328,7 @@ bool connection::handle_header() {
         return handle_h2c_data();
     case pdu_type::h2c_term_req:
         handle_term_req();
-        return false;
+        return !_closing;
     }
     return false;  // unreachable: check_h2c_header admits only the types above
 }

@@ -1,0 +1,303 @@
+// Identify, log pages, features, async events and discovery.
+#include <gtest/gtest.h>
+
+#include "test_host.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+
+namespace {
+template <typename T>
+T as(const std::vector<uint8_t>& d, size_t off = 0) {
+    T v;
+    std::memcpy(&v, d.data() + off, sizeof(T));
+    return v;
+}
+}  // namespace
+
+TEST(identify, controller_fields_the_linux_host_checks) {
+    harness h;
+    host_conn c(h);
+    uint16_t id = c.bring_up_admin(open_nqn, host_a);
+    auto r = c.identify(nvme::cns::ctrl);
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.data.size(), 4096u);
+    auto ic = as<nvme::identify_ctrl>(r.data);
+    EXPECT_EQ(ic.cntlid, id);
+    EXPECT_NE(ic.kas, 0);
+    EXPECT_GE(ic.ioccsz, 4u);
+    EXPECT_EQ(ic.iorcsz, 1u);
+    EXPECT_EQ(ic.icdoff, 0);
+    EXPECT_NE(ic.sgls & 3, 0u);
+    EXPECT_EQ(ic.cmic & 2, 2);  // several controllers per subsystem
+    EXPECT_EQ(ic.cntrltype, 1);
+    EXPECT_EQ(ic.mdts, 8);
+    EXPECT_EQ(ic.maxcmd, 128);
+    EXPECT_EQ(ic.sqes, 0x66);
+    EXPECT_EQ(ic.cqes, 0x44);
+    EXPECT_EQ(std::string(nvme::fixed_string(ic.subnqn, 256)), open_nqn);
+    EXPECT_EQ(ic.ioccsz * 16 - 64, ferry::transport::in_capsule_bytes);
+    EXPECT_EQ(ic.oncs & 0x0D, 0x0D);
+    EXPECT_EQ(ic.ver, 0x00010400u);
+}
+
+TEST(identify, namespaces_and_descriptors) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto list = c.identify(nvme::cns::active_ns_list, 0);
+    EXPECT_EQ(as<uint32_t>(list.data, 0), 1u);
+    EXPECT_EQ(as<uint32_t>(list.data, 4), 3u);
+    EXPECT_EQ(as<uint32_t>(list.data, 8), 0u);
+    auto after1 = c.identify(nvme::cns::active_ns_list, 1);
+    EXPECT_EQ(as<uint32_t>(after1.data, 0), 3u);
+    EXPECT_EQ(c.identify(nvme::cns::active_ns_list, 0xFFFFFFFE).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+
+    auto ns1 = as<nvme::identify_ns>(c.identify(nvme::cns::ns, 1).data);
+    EXPECT_EQ(ns1.nsze, (16u << 20) / 4096);
+    EXPECT_EQ(ns1.lbaf[0].lbads, 12);
+    auto ns3 = as<nvme::identify_ns>(c.identify(nvme::cns::ns, 3).data);
+    EXPECT_EQ(ns3.nsze, (1u << 20) / 512);
+    EXPECT_EQ(ns3.lbaf[0].lbads, 9);
+    // Inactive NSID: zeroes, success. Broadcast NSID: invalid.
+    auto ns2 = c.identify(nvme::cns::ns, 2);
+    EXPECT_EQ(ns2.status, 0);
+    EXPECT_TRUE(std::all_of(ns2.data.begin(), ns2.data.end(), [](uint8_t b) { return b == 0; }));
+    EXPECT_EQ(c.identify(nvme::cns::ns, 0xFFFFFFFF).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+
+    auto desc = c.identify(nvme::cns::ns_desc_list, 1);
+    ASSERT_EQ(desc.status, 0);
+    std::map<uint8_t, std::vector<uint8_t>> ids;
+    for (size_t at = 0; at < 4096 && desc.data[at];) {
+        uint8_t type = desc.data[at], len = desc.data[at + 1];
+        ids[type] = std::vector<uint8_t>(desc.data.begin() + at + 4, desc.data.begin() + at + 4 + len);
+        at += 4 + len;
+    }
+    ASSERT_EQ(ids.size(), 4u);
+    EXPECT_EQ(ids[nvme::nidt::eui64].size(), 8u);
+    EXPECT_EQ(ids[nvme::nidt::nguid].size(), 16u);
+    EXPECT_EQ(ids[nvme::nidt::uuid].size(), 16u);
+    EXPECT_EQ(ids[nvme::nidt::csi], std::vector<uint8_t>{0});
+    // Stable across targets built from the same config; distinct per namespace.
+    harness h2;
+    host_conn c2(h2);
+    c2.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(c2.identify(nvme::cns::ns_desc_list, 1).data, desc.data);
+    EXPECT_NE(c.identify(nvme::cns::ns_desc_list, 3).data, desc.data);
+    EXPECT_EQ(c.identify(nvme::cns::ns_desc_list, 2).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+}
+
+TEST(identify, configured_uuid_is_reported) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces[0].uuid = std::array<uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    harness h(cfg);
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto d = c.identify(nvme::cns::ns_desc_list, 1).data;
+    // EUI64 (4+8), NGUID (4+16), then UUID.
+    EXPECT_EQ(d[32], nvme::nidt::uuid);
+    EXPECT_EQ(d[36], 1);
+    EXPECT_EQ(d[51], 16);
+}
+
+TEST(identify, unsupported_cns_and_csi) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(c.identify(0x13).status, nvme::sc::invalid_field | nvme::status_dnr);
+    EXPECT_EQ(c.identify(nvme::cns::cs_ctrl, 0, 0).status, 0);
+    EXPECT_EQ(c.identify(nvme::cns::cs_ctrl, 0, 2).status, nvme::sc::invalid_field | nvme::status_dnr);
+}
+
+TEST(admin, unknown_opcode_and_fabrics_only_commands) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::create_sq)).status, nvme::sc::invalid_opcode | nvme::status_dnr);
+    EXPECT_EQ(c.cmd(c.make(0xC5)).status, nvme::sc::invalid_opcode | nvme::status_dnr);
+    auto ab = c.cmd(c.make(nvme::admin_opc::abort));
+    EXPECT_EQ(ab.status, 0);
+    EXPECT_EQ(ab.cqe.dw0 & 1, 1u);  // not aborted
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::keep_alive)).status, 0);
+}
+
+TEST(log_page, supported_smart_effects_and_errors) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto smart = c.get_log(nvme::lid::smart, 512);
+    EXPECT_EQ(smart.status, 0);
+    EXPECT_EQ(smart.data[3], 100);
+    auto eff = c.get_log(nvme::lid::cmd_effects, 4096);
+    EXPECT_EQ(eff.status, 0);
+    EXPECT_EQ(as<uint32_t>(eff.data, nvme::admin_opc::identify * 4) & 1, 1u);
+    EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::write * 4) & 3, 3u);
+    EXPECT_EQ(c.get_log(0x0C, 4096).status, nvme::sc::invalid_log_page | nvme::status_dnr);
+    EXPECT_EQ(c.get_log(nvme::lid::smart, 512, 2).status, nvme::sc::invalid_field | nvme::status_dnr);
+    // Partial reads at an offset.
+    auto part = c.get_log(nvme::lid::smart, 8, 0);
+    EXPECT_EQ(part.data.size(), 8u);
+    EXPECT_EQ(part.data[3], 100);
+    // NUMD disagreeing with the SGL length.
+    auto lp = c.make(nvme::admin_opc::get_log_page);
+    lp.cdw10 = nvme::lid::smart | (127u << 16);  // 512 bytes
+    EXPECT_EQ(c.cmd(lp, {}, 4096).status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+}
+
+TEST(features, number_of_queues_async_config_kato) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto sf = [&](uint8_t fid, uint32_t v) {
+        auto s = c.make(nvme::admin_opc::set_features);
+        s.cdw10 = fid;
+        s.cdw11 = v;
+        return c.cmd(s);
+    };
+    auto gf = [&](uint8_t fid, uint8_t sel = 0) {
+        auto s = c.make(nvme::admin_opc::get_features);
+        s.cdw10 = fid | (uint32_t(sel) << 8);
+        return c.cmd(s);
+    };
+    auto nq = sf(nvme::fid::num_queues, (999u << 16) | 999u);
+    EXPECT_EQ(nq.cqe.dw0, ((target::max_io_queues - 1u) << 16) | (target::max_io_queues - 1u));
+    EXPECT_EQ(sf(nvme::fid::num_queues, 0xFFFF).status, nvme::sc::invalid_field | nvme::status_dnr);
+    EXPECT_EQ(sf(nvme::fid::async_event, nvme::aen::cfg_ns_attr).status, 0);
+    EXPECT_EQ(gf(nvme::fid::async_event).cqe.dw0, nvme::aen::cfg_ns_attr);
+    EXPECT_EQ(sf(nvme::fid::async_event, 1u << 31).status, nvme::sc::invalid_field | nvme::status_dnr);
+    EXPECT_EQ(sf(nvme::fid::keep_alive, 15000).status, 0);
+    EXPECT_EQ(gf(nvme::fid::keep_alive).cqe.dw0, 15000u);
+    EXPECT_EQ(gf(nvme::fid::volatile_wc).cqe.dw0, 1u);
+    EXPECT_EQ(sf(0x0E, 0).status, nvme::sc::invalid_field | nvme::status_dnr);
+    auto save = c.make(nvme::admin_opc::set_features);
+    save.cdw10 = nvme::fid::keep_alive | (1u << 31);
+    EXPECT_EQ(c.cmd(save).status, nvme::sc::feature_not_saveable | nvme::status_dnr);
+}
+
+TEST(async_events, namespace_change_completes_a_parked_aer) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto aer = c.make(nvme::admin_opc::async_event);
+    c.send_capsule(aer, {}, true, 0);
+    // Not enabled yet: the event is dropped, the AER stays parked.
+    c.queue().raise_event(nvme::aen::ns_changed);
+    auto s = c.make(nvme::admin_opc::set_features);
+    s.cdw10 = nvme::fid::async_event;
+    s.cdw11 = nvme::aen::cfg_ns_attr;
+    EXPECT_EQ(c.cmd(s).status, 0);  // the next PDU is this response: the AER did not complete
+    c.queue().raise_event(nvme::aen::ns_changed);
+    c.pump();
+    auto r = c.wait(aer.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 0);
+    EXPECT_EQ(r->cqe.dw0, nvme::aen::ns_changed);
+    EXPECT_EQ((r->cqe.dw0 >> 16) & 0xFF, nvme::lid::changed_ns);
+}
+
+TEST(async_events, limit_is_enforced) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    for (unsigned i = 0; i < target::max_outstanding_aers; ++i)
+        c.send_capsule(c.make(nvme::admin_opc::async_event), {}, true, 0);
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::async_event)).status, nvme::sc::aer_limit_exceeded | nvme::status_dnr);
+}
+
+namespace {
+struct disc_entry {
+    uint8_t subtype;
+    std::string subnqn, traddr, trsvcid;
+};
+// Entries of a whole discovery log page (header at 0).
+std::vector<disc_entry> entries_of(const std::vector<uint8_t>& page) {
+    std::vector<disc_entry> out;
+    for (size_t at = 1024; at + 1024 <= page.size(); at += 1024) {
+        nvme::discovery_log_entry e;
+        std::memcpy(&e, page.data() + at, sizeof(e));
+        out.push_back({e.subtype, std::string(nvme::fixed_string(e.subnqn, 256)),
+                       std::string(nvme::fixed_string(e.traddr, 256)), std::string(nvme::fixed_string(e.trsvcid, 32))});
+    }
+    return out;
+}
+}  // namespace
+
+TEST(discovery, log_lists_allowed_subsystems_only) {
+    harness h;
+    for (const char* host : {host_a, host_b}) {
+        host_conn c(h);
+        c.bring_up_admin(std::string(nvme::discovery_nqn), host, 0);
+        auto ic = as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data);
+        EXPECT_EQ(ic.cntrltype, 2);
+        EXPECT_EQ(std::string(nvme::fixed_string(ic.subnqn, 256)), nvme::discovery_nqn);
+        auto hdr = c.get_log(nvme::lid::discovery, 1024);
+        ASSERT_EQ(hdr.status, 0);
+        auto h0 = as<nvme::discovery_log_header>(hdr.data);
+        const bool a = std::string(host) == host_a;
+        EXPECT_EQ(h0.numrec, a ? 3u : 2u);
+        auto full = c.get_log(nvme::lid::discovery, static_cast<uint32_t>(1024 + h0.numrec * 1024));
+        auto es = entries_of(full.data);
+        ASSERT_EQ(es.size(), h0.numrec);
+        EXPECT_EQ(es[0].subtype, nvme::subtype_current_discovery);
+        EXPECT_EQ(es[0].subnqn, nvme::discovery_nqn);
+        EXPECT_EQ(es[1].subnqn, open_nqn);
+        EXPECT_EQ(es[1].traddr, "127.0.0.1");
+        EXPECT_EQ(es[1].trsvcid, "4420");
+        if (a) {
+            EXPECT_EQ(es[2].subnqn, restricted_nqn);
+        }
+        // Discovery controllers answer only what they must.
+        EXPECT_EQ(c.get_log(nvme::lid::smart, 512).status, nvme::sc::invalid_log_page | nvme::status_dnr);
+        EXPECT_EQ(c.identify(nvme::cns::ns, 1).status, nvme::sc::invalid_field | nvme::status_dnr);
+        // Keep Alive works although KATO was 0 (a default applies).
+        EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::keep_alive)).status, 0);
+    }
+}
+
+TEST(discovery, paging_with_lpo_matches_the_whole_page) {
+    // Enough subsystems that entries cross several 4 KiB reads (as libnvme pages them).
+    auto cfg = test_config();
+    for (int i = 0; i < 9; ++i) {
+        target::subsystem_config s;
+        s.nqn = "nqn.2026-11.io.ferry:extra" + std::to_string(i);
+        s.allow_any_host = true;
+        cfg.subsystems.push_back(s);
+    }
+    cfg.listeners.push_back({"0.0.0.0", 4421});
+    harness h(cfg);
+    host_conn c(h);
+    c.bring_up_admin(std::string(nvme::discovery_nqn), host_a, 0);
+    auto hdr = as<nvme::discovery_log_header>(c.get_log(nvme::lid::discovery, 1024, 0, true).data);
+    ASSERT_EQ(hdr.numrec, 2u * (1 + 2 + 9));
+    const uint32_t total = static_cast<uint32_t>(1024 + hdr.numrec * 1024);
+    auto whole = c.get_log(nvme::lid::discovery, total).data;
+    std::vector<uint8_t> paged(whole.begin(), whole.begin() + 1024);
+    for (uint32_t off = 1024; off < total; off += 4096) {
+        uint32_t n = std::min<uint32_t>(4096, total - off);
+        auto part = c.get_log(nvme::lid::discovery, n, off, true);
+        ASSERT_EQ(part.status, 0);
+        paged.insert(paged.end(), part.data.begin(), part.data.end());
+    }
+    EXPECT_EQ(paged, whole);
+    auto again = as<nvme::discovery_log_header>(c.get_log(nvme::lid::discovery, 1024).data);
+    EXPECT_EQ(again.genctr, hdr.genctr);
+    // The wildcard listener reports the address the host reached.
+    auto es = entries_of(whole);
+    EXPECT_EQ(es.back().traddr, "127.0.0.1");
+    EXPECT_EQ(es.back().trsvcid, "4421");
+    // Reading past the end returns zeroes; beyond the page is invalid.
+    auto tail = c.get_log(nvme::lid::discovery, 1024, total - 512);
+    EXPECT_EQ(tail.status, 0);
+    EXPECT_TRUE(std::all_of(tail.data.begin() + 512, tail.data.end(), [](uint8_t b) { return b == 0; }));
+    EXPECT_EQ(c.get_log(nvme::lid::discovery, 1024, total + 4096).status, nvme::sc::invalid_field | nvme::status_dnr);
+}
+
+TEST(discovery, has_no_io_queues) {
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(std::string(nvme::discovery_nqn), host_a, 0);
+    host_conn io(h);
+    io.icreq();
+    EXPECT_EQ(io.connect(std::string(nvme::discovery_nqn), host_a, 1, id).status,
+              nvme::sc::connect_invalid_param | nvme::status_dnr);
+}

@@ -1,0 +1,87 @@
+#include <gtest/gtest.h>
+
+#include "mgmt/config.hh"
+
+using ferry::mgmt::config_error;
+using ferry::mgmt::parse_config;
+
+namespace {
+const char* demo = R"({
+  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": 4420 } ],
+  "subsystems": [
+    { "nqn": "nqn.2026-11.io.ferry:demo", "allow_any_host": true, "hosts": [],
+      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096,
+                        "uuid": "0123abcd-0000-4000-8000-00000000beef" } ] } ]
+})";
+
+std::string error_of(const std::string& text) {
+    try {
+        parse_config(text, "cfg.json");
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST(config, demo_parses) {
+    auto c = parse_config(demo, "demo.json");
+    ASSERT_EQ(c.listeners.size(), 1u);
+    EXPECT_EQ(c.listeners[0].port, 4420);
+    ASSERT_EQ(c.subsystems.size(), 1u);
+    const auto& s = c.subsystems[0];
+    EXPECT_EQ(s.nqn, "nqn.2026-11.io.ferry:demo");
+    EXPECT_TRUE(s.allow_any_host);
+    ASSERT_EQ(s.namespaces.size(), 1u);
+    EXPECT_EQ(s.namespaces[0].size_bytes, 1ull << 30);
+    EXPECT_EQ(s.namespaces[0].block_size, 4096u);
+    ASSERT_TRUE(s.namespaces[0].uuid.has_value());
+    EXPECT_EQ((*s.namespaces[0].uuid)[0], 0x01);
+    EXPECT_EQ((*s.namespaces[0].uuid)[15], 0xef);
+}
+
+TEST(config, errors_name_file_and_path) {
+    EXPECT_EQ(error_of(R"({"listeners": [], "subsystems": []})"), "cfg.json: /listeners: at least one listener is needed");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1", "port": 70000}], "subsystems": []})"),
+              "cfg.json: /listeners/0/port: 70000 is out of range [1, 65535]");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "bad", "allow_any_host": true}]})"),
+              "cfg.json: /subsystems/0/nqn: 'bad' is not an NQN (nqn.yyyy-mm.reverse.domain:name, at most 223 bytes)");
+    EXPECT_EQ(
+        error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a", "allow_any_host": true,
+                 "namespaces": [{"size": "1GB"}]}]})"),
+        "cfg.json: /subsystems/0/namespaces/0/size: '1GB': unknown unit 'GB' (use B, KiB, MiB, GiB or TiB)");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [], "extra": 1})"),
+              "cfg.json: /extra: unknown key (expected one of: listeners, subsystems)");
+    EXPECT_NE(error_of("{ not json").find("cfg.json: not valid JSON"), std::string::npos);
+}
+
+TEST(config, rejects_duplicates_and_unreachable_subsystems) {
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a",
+                 "allow_any_host": true, "namespaces": [{"nsid": 1, "size": 4096}, {"nsid": 1, "size": 4096}]}]})"),
+              "cfg.json: /subsystems/0/namespaces/1/nsid: duplicate NSID 1");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a"}]})"),
+              "cfg.json: /subsystems/0: no host could connect: set \"allow_any_host\": true or list \"hosts\"");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a",
+                 "allow_any_host": true, "namespaces": [{"size": 1000}]}]})"),
+              "cfg.json: /subsystems/0/namespaces/0/size: must be a non-zero multiple of block_size (4096)");
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a",
+                 "allow_any_host": true, "namespaces": [{"size": 4096, "uuid": "zz"}]}]})"),
+              "cfg.json: /subsystems/0/namespaces/0/uuid: 'zz' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+}
+
+TEST(config, sizes) {
+    EXPECT_EQ(ferry::mgmt::parse_size("4096"), 4096u);
+    EXPECT_EQ(ferry::mgmt::parse_size("512MiB"), 512ull << 20);
+    EXPECT_EQ(ferry::mgmt::parse_size("2TiB"), 2ull << 40);
+    EXPECT_THROW(ferry::mgmt::parse_size("GiB"), std::invalid_argument);
+    EXPECT_THROW(ferry::mgmt::parse_size("99999999999999999999"), std::invalid_argument);
+}
+
+TEST(config, load_missing_file_names_it) {
+    try {
+        ferry::mgmt::load_config_file("/nonexistent/ferry.json");
+        FAIL();
+    } catch (const config_error& e) {
+        EXPECT_EQ(std::string(e.what()), "/nonexistent/ferry.json: cannot open: No such file or directory");
+    }
+}

@@ -1,0 +1,299 @@
+// The NVMe/TCP connection state machine, through the real target, over a socketpair.
+#include <gtest/gtest.h>
+
+#include "test_host.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+namespace tp = ferry::transport;
+
+TEST(connection, icresp_echoes_digests_and_limits) {
+    for (int mode = 0; mode < 4; ++mode) {
+        harness h;
+        host_conn c(h, mode & 1, mode & 2);
+        auto r = c.icreq();
+        EXPECT_EQ(r.ch.type, tp::pdu_type::ic_resp);
+        EXPECT_EQ(r.ch.hlen, 128);
+        EXPECT_EQ(r.ch.plen, 128u);
+        EXPECT_EQ(r.pfv, 0);
+        EXPECT_EQ(r.cpda, 0);
+        EXPECT_EQ(r.digest, mode);
+        EXPECT_GE(r.maxh2cdata, 4096u);
+        EXPECT_EQ(r.maxh2cdata % 4, 0u);
+        EXPECT_EQ(c.conn->negotiated_digests().header, bool(mode & 1));
+        EXPECT_EQ(c.conn->negotiated_digests().data, bool(mode & 2));
+    }
+}
+
+TEST(connection, capsule_before_icreq_terminates_with_sequence_error) {
+    harness h;
+    host_conn c(h);
+    tp::capsule_cmd_pdu p{};
+    tp::fill_header(p.ch, tp::pdu_type::capsule_cmd, 0, 72, 0, 72);
+    c.send_raw(&p, sizeof(p));
+    auto t = c.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::sequence_error);
+    EXPECT_TRUE(c.target_closed());
+    EXPECT_TRUE(c.conn->closing());
+}
+
+TEST(connection, icreq_with_unsupported_pfv_or_hpda) {
+    for (int field = 0; field < 2; ++field) {
+        harness h;
+        host_conn c(h);
+        tp::ic_req_pdu req{};
+        tp::fill_header(req.ch, tp::pdu_type::ic_req, 0, 128, 0, 128);
+        if (field == 0) req.pfv = 1;
+        else req.hpda = 3;
+        c.send_raw(&req, sizeof(req));
+        auto t = c.expect_term();
+        ASSERT_TRUE(t);
+        EXPECT_EQ(t->fes, tp::fes::unsupported_parameter);
+        EXPECT_EQ(t->fei, field == 0 ? 8u : 10u);
+    }
+}
+
+TEST(connection, bad_hlen_names_the_field) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    tp::capsule_cmd_pdu p{};
+    tp::fill_header(p.ch, tp::pdu_type::capsule_cmd, 0, 70, 0, 72);
+    c.send_raw(&p, sizeof(p));
+    auto t = c.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::invalid_header_field);
+    EXPECT_EQ(t->fei, 2u);
+}
+
+TEST(connection, header_digest_error_is_fatal) {
+    harness h;
+    host_conn c(h, true, false);
+    c.icreq();
+    std::vector<uint8_t> pdu(76);
+    auto* p = reinterpret_cast<tp::capsule_cmd_pdu*>(pdu.data());
+    tp::fill_header(p->ch, tp::pdu_type::capsule_cmd, tp::pdu_flag::hdgst, 72, 0, 76);
+    p->cmd.opcode = nvme::admin_opc::keep_alive;
+    uint32_t bad = tp::crc32c(pdu.data(), 72) ^ 1;
+    std::memcpy(pdu.data() + 72, &bad, 4);
+    c.send_raw(pdu.data(), pdu.size());
+    auto t = c.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::header_digest);
+}
+
+TEST(connection, oversized_in_capsule_data_is_refused) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    const size_t n = tp::in_capsule_bytes + 4096;
+    std::vector<uint8_t> pdu(72 + n);
+    auto* p = reinterpret_cast<tp::capsule_cmd_pdu*>(pdu.data());
+    tp::fill_header(p->ch, tp::pdu_type::capsule_cmd, 0, 72, 72, static_cast<uint32_t>(pdu.size()));
+    p->cmd.opcode = nvme::io_opc::write;
+    p->cmd.sgl.type = nvme::sgl_data_block_offset;
+    p->cmd.sgl.length = static_cast<uint32_t>(n);
+    c.send_raw(pdu.data(), pdu.size());
+    auto t = c.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::data_limit_exceeded);
+}
+
+TEST(connection, command_before_connect_gets_sequence_error) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    auto r = c.cmd(c.make(nvme::admin_opc::keep_alive));
+    EXPECT_EQ(r.status, nvme::sc::command_sequence_error | nvme::status_dnr);
+    EXPECT_FALSE(c.conn->closing());
+}
+
+TEST(connection, no_icreq_within_timeout_closes) {
+    harness h;
+    host_conn c(h);
+    c.conn->on_timer(env::now_ns() + tp::icreq_timeout_ns + 1'000'000);
+    EXPECT_TRUE(c.conn->closing());
+    EXPECT_TRUE(c.target_closed());
+}
+
+TEST(connection, host_term_req_closes_quietly) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    std::vector<uint8_t> pdu(24 + 8);
+    auto* t = reinterpret_cast<tp::term_req_pdu*>(pdu.data());
+    tp::fill_header(t->ch, tp::pdu_type::h2c_term_req, 0, 24, 0, 32);
+    t->fes = tp::fes::sequence_error;
+    c.send_raw(pdu.data(), pdu.size());
+    EXPECT_TRUE(c.conn->closing());
+    EXPECT_TRUE(c.target_closed());
+}
+
+TEST(connection, bytes_arriving_one_at_a_time) {
+    // The decoder must not depend on how the stream is split.
+    harness h;
+    host_conn c(h);
+    tp::ic_req_pdu req{};
+    tp::fill_header(req.ch, tp::pdu_type::ic_req, 0, 128, 0, 128);
+    auto* b = reinterpret_cast<const uint8_t*>(&req);
+    for (size_t i = 0; i < sizeof(req); ++i) c.send_raw(b + i, 1);
+    tp::ic_resp_pdu resp{};
+    ASSERT_TRUE(c.recv_exact(&resp, sizeof(resp)));
+    EXPECT_EQ(resp.ch.type, tp::pdu_type::ic_resp);
+}
+
+namespace {
+// An I/O queue connected to the open subsystem, with its admin queue.
+struct io_pair {
+    harness h;
+    host_conn admin;
+    host_conn io;
+    uint16_t cntlid;
+    io_pair(bool hd = false, bool dd = false, uint8_t cattr = 0) : admin(h), io(h, hd, dd) {
+        cntlid = admin.bring_up_admin(open_nqn, host_a);
+        io.icreq();
+        auto r = io.connect(open_nqn, host_a, 1, cntlid, 127, 0, cattr);
+        if (r.status) throw std::runtime_error("I/O connect failed");
+    }
+};
+}  // namespace
+
+TEST(connection, r2t_write_then_read_with_digests) {
+    for (int mode = 0; mode < 4; ++mode) {
+        io_pair q(mode & 1, mode & 2);
+        q.io.max_h2c = 32768;  // several H2CData PDUs for one R2T
+        auto data = pattern(128 * 1024, mode);
+        auto w = q.io.cmd(q.io.rw(nvme::io_opc::write, 1, 64, 32), data, 0, false);
+        EXPECT_EQ(w.status, 0);
+        ASSERT_EQ(q.io.r2ts.size(), 1u);
+        EXPECT_EQ(q.io.r2ts[0].length, data.size());
+        EXPECT_EQ(q.io.r2ts[0].offset, 0u);
+        auto r = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 64, 32), {}, static_cast<uint32_t>(data.size()));
+        EXPECT_EQ(r.status, 0);
+        EXPECT_TRUE(r.got_resp);
+        EXPECT_TRUE(r.last_c2h_flags & tp::pdu_flag::last_pdu);
+        EXPECT_FALSE(r.last_c2h_flags & tp::pdu_flag::success);
+        EXPECT_EQ(r.data, data);
+    }
+}
+
+TEST(connection, data_digest_error_fails_the_command_not_the_connection) {
+    io_pair q(false, true);
+    auto data = pattern(16384, 9);
+    auto c = q.io.rw(nvme::io_opc::write, 1, 0, 4);
+    q.io.send_capsule(c, data, false, static_cast<uint32_t>(data.size()));
+    auto r = q.io.wait(c.cid, data, /*corrupt_h2c_ddgst=*/true);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::transient_transport_error);
+    EXPECT_FALSE(q.io.conn->closing());
+    // The blocks were not written: they still read as zeroes.
+    auto rd = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 0, 4), {}, 16384);
+    EXPECT_EQ(rd.status, 0);
+    EXPECT_TRUE(std::all_of(rd.data.begin(), rd.data.end(), [](uint8_t x) { return x == 0; }));
+}
+
+TEST(connection, h2c_with_unknown_ttag_is_fatal) {
+    io_pair q;
+    auto data = pattern(4096, 1);
+    q.io.send_h2c(77, 99, 0, data.data(), 4096, true);
+    auto t = q.io.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::invalid_header_field);
+    EXPECT_EQ(t->fei, 10u);  // TTAG
+}
+
+TEST(connection, h2c_outside_the_r2t_window_is_fatal) {
+    io_pair q;
+    auto data = pattern(65536, 2);
+    auto c = q.io.rw(nvme::io_opc::write, 1, 0, 16);
+    q.io.send_capsule(c, data, false, 65536);
+    tp::data_pdu r2t{};
+    ASSERT_TRUE(q.io.recv_exact(&r2t, sizeof(r2t)));
+    ASSERT_EQ(r2t.ch.type, tp::pdu_type::r2t);
+    q.io.send_h2c(c.cid, r2t.ttag, 4096, data.data(), 4096, false);  // skips offset 0
+    auto t = q.io.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::data_out_of_range);
+}
+
+TEST(connection, h2c_larger_than_maxh2cdata_is_fatal) {
+    io_pair q;
+    auto data = pattern(tp::maxh2cdata_bytes * 2, 3);
+    auto c = q.io.rw(nvme::io_opc::write, 1, 0, static_cast<uint32_t>(data.size() / 4096));
+    q.io.send_capsule(c, data, false, static_cast<uint32_t>(data.size()));
+    tp::data_pdu r2t{};
+    ASSERT_TRUE(q.io.recv_exact(&r2t, sizeof(r2t)));
+    q.io.send_h2c(c.cid, r2t.ttag, 0, data.data(), static_cast<uint32_t>(data.size()), true);
+    auto t = q.io.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::data_limit_exceeded);
+}
+
+TEST(connection, success_optimisation_only_with_sq_flow_control_disabled) {
+    io_pair q(false, false, nvme::cattr_disable_sqflow);
+    auto data = pattern(4096, 4);
+    EXPECT_EQ(q.io.cmd(q.io.rw(nvme::io_opc::write, 1, 3, 1), data).status, 0);
+    auto r = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 3, 1), {}, 4096);
+    EXPECT_FALSE(r.got_resp);
+    EXPECT_EQ(r.last_c2h_flags & (tp::pdu_flag::success | tp::pdu_flag::last_pdu),
+              tp::pdu_flag::success | tp::pdu_flag::last_pdu);
+    EXPECT_EQ(r.data, data);
+    // A failing read still gets a CapsuleResp.
+    auto bad = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096);
+    EXPECT_TRUE(bad.got_resp);
+    EXPECT_EQ(bad.status, nvme::sc::lba_out_of_range | nvme::status_dnr);
+    EXPECT_EQ(bad.cqe.sqhd, 0xFFFF);
+}
+
+TEST(connection, sqhd_advances_and_sqid_is_the_queue) {
+    io_pair q;
+    auto a = q.io.cmd(q.io.rw(nvme::io_opc::flush, 1, 0, 1));
+    auto b = q.io.cmd(q.io.rw(nvme::io_opc::flush, 1, 0, 1));
+    EXPECT_EQ(a.cqe.sqid, 1);
+    EXPECT_EQ(uint16_t(b.cqe.sqhd), uint16_t((a.cqe.sqhd + 1) % 128));
+}
+
+TEST(connection, exceeding_the_queue_depth_is_fatal) {
+    // Writes waiting for their H2C data hold their slots. A queue of depth 4 has 4 slots plus
+    // one spare; a sixth outstanding command is a protocol violation.
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 3, 0).status, 0);
+    for (int i = 0; i < 5; ++i) {
+        io.send_capsule(io.rw(nvme::io_opc::write, 1, i * 4, 4), {}, false, 16384);
+        tp::data_pdu r2t{};
+        ASSERT_TRUE(io.recv_exact(&r2t, sizeof(r2t)));
+        ASSERT_EQ(r2t.ch.type, tp::pdu_type::r2t);
+    }
+    EXPECT_FALSE(io.conn->closing());
+    io.send_capsule(io.rw(nvme::io_opc::write, 1, 40, 4), {}, false, 16384);
+    auto t = io.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::sequence_error);
+}
+
+TEST(connection, large_transfers_wait_for_buffers_instead_of_failing) {
+    // A pool too small for two 1 MiB reads at once: the second waits, then completes.
+    target::target_config cfg = test_config();
+    harness h(cfg, (1u << 20) + 64 * 8192 + 8 * 8192);
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 15, 0).status, 0);
+    auto w = pattern(1u << 20, 5);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 256), w, 0, false).status, 0);
+    auto c1 = io.rw(nvme::io_opc::read, 1, 0, 256);
+    auto c2 = io.rw(nvme::io_opc::read, 1, 0, 256);
+    io.send_capsule(c1, {}, true, 1u << 20);
+    io.send_capsule(c2, {}, true, 1u << 20);
+    auto r1 = io.wait(c1.cid);
+    auto r2 = io.wait(c2.cid);
+    ASSERT_TRUE(r1 && r2);
+    EXPECT_EQ(r1->data, w);
+    EXPECT_EQ(r2->data, w);
+}

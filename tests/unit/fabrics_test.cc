@@ -1,0 +1,223 @@
+// Connect validation, properties, controller lifetime and keep-alive.
+#include <gtest/gtest.h>
+
+#include "test_host.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+
+namespace {
+constexpr uint32_t ipo_data(uint16_t off) { return (1u << 16) | off; }
+}  // namespace
+
+TEST(connect, admin_connect_returns_a_dynamic_cntlid) {
+    harness h;
+    host_conn a(h), b(h);
+    a.icreq();
+    b.icreq();
+    auto ra = a.connect(open_nqn, host_a, 0, 0xFFFF);
+    auto rb = b.connect(open_nqn, host_a, 0, 0xFFFF);  // the same host twice: a second controller
+    EXPECT_EQ(ra.status, 0);
+    EXPECT_EQ(rb.status, 0);
+    EXPECT_NE(ra.cqe.dw0 & 0xFFFF, 0u);
+    EXPECT_NE(ra.cqe.dw0 & 0xFFFF, rb.cqe.dw0 & 0xFFFF);
+    EXPECT_EQ(ra.cqe.dw0 >> 16, 0u);  // no authentication required
+    EXPECT_EQ(h.tgt.find_subsystem(open_nqn)->controller_count(), 2u);
+}
+
+TEST(connect, invalid_parameters_point_at_the_field) {
+    harness h;
+    struct tc {
+        std::string sub, host;
+        uint16_t qid, cntlid, sqsize;
+        uint16_t status;
+        uint32_t dw0;
+    } cases[] = {
+        {"nqn.2026-11.io.ferry:nope", host_a, 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(256)},
+        {open_nqn, "", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},
+        {open_nqn, host_a, 0, 0xFFFF, 0, nvme::sc::connect_invalid_param, 44},
+        {open_nqn, host_a, 0, 7, 31, nvme::sc::connect_invalid_param, ipo_data(16)},
+        {open_nqn, host_a, 1, 4242, 127, nvme::sc::connect_invalid_param, ipo_data(16)},
+        {restricted_nqn, host_b, 0, 0xFFFF, 31, nvme::sc::connect_invalid_host, 0},
+    };
+    for (const auto& t : cases) {
+        host_conn c(h);
+        c.icreq();
+        auto r = c.connect(t.sub, t.host, t.qid, t.cntlid, t.sqsize);
+        EXPECT_EQ(r.status, t.status | nvme::status_dnr) << t.sub << " " << t.host << " qid " << t.qid;
+        EXPECT_EQ(r.cqe.dw0, t.dw0) << t.sub << " " << t.host << " qid " << t.qid;
+        EXPECT_FALSE(c.conn->closing());
+    }
+    EXPECT_EQ(h.tgt.find_subsystem(open_nqn)->controller_count(), 0u);
+}
+
+TEST(connect, zero_hostid_and_bad_recfmt_are_rejected) {
+    harness h;
+    {
+        host_conn c(h);
+        c.icreq();
+        nvme::connect_sqe s{};
+        s.opcode = nvme::admin_opc::fabrics;
+        s.cid = 1;
+        s.fctype = nvme::fctype::connect;
+        s.sqsize = 31;
+        nvme::connect_data d{};
+        d.cntlid = 0xFFFF;
+        nvme::copy_nul_padded(d.subnqn, 256, open_nqn);
+        nvme::copy_nul_padded(d.hostnqn, 256, host_a);
+        std::vector<uint8_t> data(sizeof(d));
+        std::memcpy(data.data(), &d, sizeof(d));
+        auto r = c.cmd(reinterpret_cast<nvme::sqe&>(s), data);
+        EXPECT_EQ(r.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+        EXPECT_EQ(r.cqe.dw0, ipo_data(0));
+        s.recfmt = 1;
+        s.cid = 2;
+        r = c.cmd(reinterpret_cast<nvme::sqe&>(s), data);
+        EXPECT_EQ(r.status, nvme::sc::connect_incompatible_format | nvme::status_dnr);
+    }
+}
+
+TEST(connect, restricted_subsystem_admits_its_host) {
+    harness h;
+    host_conn c(h);
+    EXPECT_NO_THROW(c.bring_up_admin(restricted_nqn, host_a));
+}
+
+TEST(connect, io_queue_rules) {
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    // Number of queues: ask for 2.
+    auto sf = admin.make(nvme::admin_opc::set_features);
+    sf.cdw10 = nvme::fid::num_queues;
+    sf.cdw11 = (1u << 16) | 1u;
+    auto r = admin.cmd(sf);
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.cqe.dw0, (1u << 16) | 1u);
+
+    host_conn q1(h), q1again(h), q3(h), other(h), big(h);
+    q1.icreq();
+    EXPECT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    q1again.icreq();
+    EXPECT_EQ(q1again.connect(open_nqn, host_a, 1, id, 127, 0).status, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+    q3.icreq();
+    auto r3 = q3.connect(open_nqn, host_a, 3, id, 127, 0);
+    EXPECT_EQ(r3.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(r3.cqe.dw0, 42u);  // QID in the SQE
+    other.icreq();
+    EXPECT_EQ(other.connect(open_nqn, host_b, 2, id, 127, 0).status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    big.icreq();
+    auto rb = big.connect(open_nqn, host_a, 2, id, 1023, 0);
+    EXPECT_EQ(rb.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(rb.cqe.dw0, 44u);  // SQSIZE beyond MQES
+}
+
+TEST(properties, cap_vs_enable_and_shutdown) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    ASSERT_EQ(c.connect(open_nqn, host_a, 0, 0xFFFF).status, 0);
+    auto cap = c.property_get(nvme::reg::cap, true);
+    uint64_t v = cap.cqe.dw0 | (uint64_t(cap.cqe.dw1) << 32);
+    EXPECT_EQ(v & 0xFFFF, 127u);             // MQES
+    EXPECT_EQ((v >> 37) & 1, 1u);            // NVM command set
+    EXPECT_EQ((v >> 48) & 0xF, 0u);          // MPSMIN 4 KiB
+    EXPECT_GT((v >> 24) & 0xFF, 0u);         // TO
+    EXPECT_EQ(c.property_get(nvme::reg::vs).cqe.dw0, 0x00010400u);
+    EXPECT_EQ(c.property_get(nvme::reg::csts).cqe.dw0 & 1, 0u);
+    // Admin commands before enable are refused.
+    EXPECT_EQ(c.identify(nvme::cns::ctrl).status, nvme::sc::command_sequence_error | nvme::status_dnr);
+    // CC write with EN=0 first (as recent Linux hosts do), then enable.
+    const uint32_t cc = (6u << 16) | (4u << 20);
+    EXPECT_EQ(c.property_set(nvme::reg::cc, cc).status, 0);
+    EXPECT_EQ(c.property_set(nvme::reg::cc, cc | 1).status, 0);
+    EXPECT_EQ(c.property_get(nvme::reg::csts).cqe.dw0 & 3, 1u);  // RDY, no CFS
+    EXPECT_EQ(c.property_get(nvme::reg::cc).cqe.dw0, cc | 1);
+    // Shutdown: SHST complete.
+    EXPECT_EQ(c.property_set(nvme::reg::cc, cc | 1 | (1u << 14)).status, 0);
+    EXPECT_EQ((c.property_get(nvme::reg::csts).cqe.dw0 >> 2) & 3, 2u);
+    // Unknown offsets and 8-byte reads of 4-byte registers are invalid.
+    EXPECT_EQ(c.property_get(0x30).status, nvme::sc::invalid_field | nvme::status_dnr);
+    EXPECT_EQ(c.property_get(nvme::reg::vs, true).status, nvme::sc::invalid_field | nvme::status_dnr);
+    EXPECT_EQ(c.property_set(nvme::reg::csts, 1).status, nvme::sc::invalid_field | nvme::status_dnr);
+}
+
+TEST(properties, enable_with_wrong_queue_entry_sizes_sets_cfs) {
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    ASSERT_EQ(c.connect(open_nqn, host_a, 0, 0xFFFF).status, 0);
+    c.property_set(nvme::reg::cc, (5u << 16) | (4u << 20) | 1u);
+    EXPECT_EQ(c.property_get(nvme::reg::csts).cqe.dw0 & 3, 2u);  // CFS, not RDY
+}
+
+TEST(controller, keep_alive_timeout_tears_down_all_queues) {
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a, 1000);
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    auto* sub = h.tgt.find_subsystem(open_nqn);
+    EXPECT_EQ(sub->controller_count(), 1u);
+
+    const uint64_t now = env::now_ns();
+    admin.conn->on_timer(now + 500'000'000);  // within KATO: nothing happens
+    EXPECT_FALSE(admin.conn->closing());
+    admin.conn->on_timer(now + 1'500'000'000);
+    EXPECT_TRUE(admin.conn->closing());
+    EXPECT_EQ(sub->controller_count(), 0u);
+    EXPECT_TRUE(admin.target_closed());
+    // The I/O queue, possibly on another reactor, notices on its next timer tick.
+    io.conn->on_timer(now + 1'600'000'000);
+    EXPECT_TRUE(io.conn->closing());
+    EXPECT_TRUE(io.target_closed());
+    // A new association works.
+    host_conn again(h);
+    EXPECT_NO_THROW(again.bring_up_admin(open_nqn, host_a));
+}
+
+TEST(controller, io_traffic_counts_as_keep_alive) {
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a, 1000);
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    // A command on the I/O queue refreshes the controller's traffic time.
+    io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1));
+    admin.conn->on_timer(env::now_ns() + 900'000'000);
+    EXPECT_FALSE(admin.conn->closing());
+}
+
+TEST(controller, closing_the_admin_queue_frees_the_controller) {
+    harness h;
+    auto* sub = h.tgt.find_subsystem(open_nqn);
+    {
+        host_conn admin(h);
+        admin.bring_up_admin(open_nqn, host_a);
+        EXPECT_EQ(sub->controller_count(), 1u);
+        admin.conn->close("test");
+    }
+    EXPECT_EQ(sub->controller_count(), 0u);
+}
+
+TEST(controller, disconnect_only_on_io_queues) {
+    harness h;
+    host_conn admin(h);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    nvme::fabrics_sqe d{};
+    d.opcode = nvme::admin_opc::fabrics;
+    d.cid = 99;
+    d.fctype = nvme::fctype::disconnect;
+    EXPECT_EQ(admin.cmd(reinterpret_cast<nvme::sqe&>(d)).status, nvme::sc::invalid_queue_type | nvme::status_dnr);
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    EXPECT_EQ(io.cmd(reinterpret_cast<nvme::sqe&>(d)).status, 0);
+    EXPECT_TRUE(io.target_closed());
+    // The qid is free again.
+    host_conn io2(h);
+    io2.icreq();
+    EXPECT_EQ(io2.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+}
