@@ -1,0 +1,43 @@
+#!/bin/bash
+# tests/lab/digests-multiqueue.sh: one ferryd (generated config, 127.0.0.1:4421,
+# subsystem nqn.2026-11.io.ferry:dmq, 1 GiB RAM namespace) and three default
+# lab/initiator scenarios against it: header+data digests (-g -G); 2 I/O queues of
+# depth 128 with 4 fio jobs at iodepth 32; both together. ferryd must survive each run
+# and stop cleanly. Last line: "N passed, N failed".
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
+
+lab_usage "usage: $(basename "$0")
+Runs the digests + multi-queue lab scenario against \$BUILD/bin/ferryd.
+Env: BUILD, FERRY_LAB, NVMF_LAB_CACHE." "$@"
+
+PORT=4421
+NQN=nqn.2026-11.io.ferry:dmq
+
+lab_begin digests-multiqueue
+cat > "$WORK/ferryd.json" <<JSON
+{
+  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $PORT } ],
+  "subsystems": [
+    { "nqn": "$NQN",
+      "allow_any_host": true,
+      "hosts": [],
+      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
+  ]
+}
+JSON
+
+if check "port $PORT free" require_port_free "$PORT" &&
+   check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log"; then
+    run_initiator digests --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-g -G" || true
+    check "ferryd alive after digests run" ferryd_alive || true
+    run_initiator multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-i 2 -Q 128" --jobs 4 --iodepth 32 || true
+    check "ferryd alive after multi-queue run" ferryd_alive || true
+    run_initiator digests-multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-g -G -i 2 -Q 128" --jobs 4 --iodepth 32 || true
+    check "ferryd still running at the end, stops cleanly" stop_ferryd || true
+fi
+lab_finish

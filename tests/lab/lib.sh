@@ -1,0 +1,363 @@
+#!/bin/bash
+# shellcheck shell=bash
+# tests/lab/lib.sh: host-side helpers for ferry's lab scenarios (tests/lab/*.sh).
+# Sourced, not run. Starts/stops ferryd, runs ../shared/lab/initiator guests, counts
+# results and prints the final "N passed, N failed" line.
+#
+#   lab_begin NAME                 work dir $WORK (configs, logs), traps that kill what we started
+#   start_ferryd CONFIG LOGFILE [ARGS...]   ferryd in the background, wait for "ferryd: ready"
+#   stop_ferryd                    SIGTERM (10 s) then SIGKILL; non-zero if ferryd had crashed
+#   ferryd_alive                   ferryd still running?
+#   check NAME CMD...              run CMD, print PASS: NAME / FAIL: NAME, count it; returns
+#                                  CMD's status (use it in an if, or add || true under set -e)
+#   fail_check NAME [WHY]          count a check that could not run as failed
+#   run_initiator NAME ARGS...     lab/initiator --quiet ARGS in the foreground; adds the
+#                                  guest's "N passed, N failed" line to the totals
+#   start_initiator_bg NAME ARGS...  the same in the background ($BG_PID, $BG_OUT)
+#   initiator_run_dir OUTFILE [T]  the run dir (console.log, qemu.pid) of a lab/initiator run
+#   lab_finish                     clean up, print the ferryd log path and the summary; exits
+#
+# Environment: BUILD (default $REPO/build; ferryd is $BUILD/bin/ferryd), FERRY_LAB (lab
+# scripts, default $REPO/../shared/lab), NVMF_LAB_CACHE (lab cache, default /var/cache/nvmf-lab),
+# TMPDIR (work dirs go there, default /tmp).
+set -euo pipefail
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then     # run instead of sourced: show the header
+    sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+fi
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-$REPO/build}
+FERRYD=$BUILD/bin/ferryd
+LAB=${FERRY_LAB:-$REPO/../shared/lab}
+LAB=$(cd "$LAB" 2>/dev/null && pwd || echo "$LAB")
+NVMF_LAB_CACHE=${NVMF_LAB_CACHE:-/var/cache/nvmf-lab}
+export NVMF_LAB_CACHE
+
+T_PASS=0 T_FAIL=0
+LAB_NAME=lab WORK="" LAB_T0=$SECONDS LAB_DONE=0
+FERRYD_PID="" FERRYD_LOG=""
+BG_PID="" BG_OUT=""
+LAB_CHILDREN=()     # pids of lab/initiator runs we started (killed on exit)
+LAB_OUTFILES=()     # their output files (to find their qemu pids on exit)
+
+# ---------------------------------------------------------------- counting
+check() {
+    local name=$1; shift
+    if "$@"; then
+        T_PASS=$((T_PASS + 1)); echo "PASS: $name"
+    else
+        T_FAIL=$((T_FAIL + 1)); echo "FAIL: $name"
+        return 1
+    fi
+}
+
+fail_check() {
+    T_FAIL=$((T_FAIL + 1)); echo "FAIL: $1${2:+ ($2)}"
+    return 0
+}
+
+# add_counts "N passed, N failed": add a guest's summary line to the totals
+add_counts() {
+    [[ $1 =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]] || return 1
+    T_PASS=$((T_PASS + BASH_REMATCH[1]))
+    T_FAIL=$((T_FAIL + BASH_REMATCH[2]))
+}
+
+summary() {
+    echo "$T_PASS passed, $T_FAIL failed"
+    [ "$T_FAIL" -eq 0 ]
+}
+
+# ---------------------------------------------------------------- processes
+_pid_alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
+_is_qemu() {
+    _pid_alive "$1" && [[ $(cat "/proc/$1/comm" 2>/dev/null) == qemu* ]]
+}
+
+_log_tail() {
+    [ -n "$FERRYD_LOG" ] && [ -f "$FERRYD_LOG" ] || return 0
+    echo "--- ferryd log tail ($FERRYD_LOG) ---"
+    tail -n 30 "$FERRYD_LOG" | sed 's/^/    /'
+}
+
+# require_port_free PORT: nothing may listen on 127.0.0.1:PORT yet (a stale ferryd, ...)
+require_port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "error: 127.0.0.1:$1 is already in use (stale ferryd or lab guest?)"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- ferryd
+# start_ferryd CONFIG LOGFILE [extra ferryd args]
+start_ferryd() {
+    local config=$1 log=$2 i st=0; shift 2
+    if [ -n "$FERRYD_PID" ] && _pid_alive "$FERRYD_PID"; then
+        echo "start_ferryd: ferryd already running (pid $FERRYD_PID)"; return 1
+    fi
+    if [ ! -x "$FERRYD" ]; then
+        echo "start_ferryd: $FERRYD not found or not executable (build first, or set BUILD=...)"; return 1
+    fi
+    [ -r "$config" ] || { echo "start_ferryd: config $config not readable"; return 1; }
+    FERRYD_LOG=$log
+    : > "$log"
+    "$FERRYD" --config "$config" --log-level debug "$@" >> "$log" 2>&1 &
+    FERRYD_PID=$!
+    echo "ferryd: pid $FERRYD_PID, config $config, log $log"
+    for ((i = 0; i < 200; i++)); do    # 20 s
+        if grep -qF 'ferryd: ready' "$log"; then
+            echo "ferryd: ready after $((i / 10)).$((i % 10)) s"
+            return 0
+        fi
+        if ! _pid_alive "$FERRYD_PID"; then
+            wait "$FERRYD_PID" 2>/dev/null || st=$?
+            echo "start_ferryd: ferryd exited with status $st before it was ready"
+            FERRYD_PID=""; _log_tail; return 1
+        fi
+        sleep 0.1
+    done
+    echo "start_ferryd: no 'ferryd: ready' in $log after 20 s"
+    _log_tail
+    kill -KILL "$FERRYD_PID" 2>/dev/null || true
+    wait "$FERRYD_PID" 2>/dev/null || true
+    FERRYD_PID=""
+    return 1
+}
+
+ferryd_alive() {
+    if _pid_alive "$FERRYD_PID"; then return 0; fi
+    echo "ferryd (pid ${FERRYD_PID:-none}) is not running"; _log_tail
+    return 1
+}
+
+# stop_ferryd: 0 = was running and exited with status 0 (or 143: killed by the SIGTERM)
+# within 10 s; 1 = had already died (crash); 2 = needed SIGKILL; 3 = bad exit status.
+stop_ferryd() {
+    local pid=$FERRYD_PID st=0 i
+    if [ -z "$pid" ]; then echo "stop_ferryd: ferryd was not started"; return 1; fi
+    FERRYD_PID=""
+    if ! _pid_alive "$pid"; then
+        wait "$pid" 2>/dev/null || st=$?
+        echo "stop_ferryd: ferryd (pid $pid) had already exited with status $st (crashed?)"
+        _log_tail; return 1
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        _pid_alive "$pid" || break
+        sleep 0.1
+    done
+    if _pid_alive "$pid"; then
+        echo "stop_ferryd: ferryd (pid $pid) still running 10 s after SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        _log_tail; return 2
+    fi
+    wait "$pid" 2>/dev/null || st=$?
+    case $st in
+        0|143) echo "stop_ferryd: ferryd stopped (status $st)"; return 0 ;;
+        *) echo "stop_ferryd: ferryd exited with status $st after SIGTERM"; _log_tail; return 3 ;;
+    esac
+}
+
+# ---------------------------------------------------------------- lab/initiator
+# console log path of a lab/initiator run, from its output ("[lab] console log: PATH")
+initiator_console() {
+    sed -n 's/^\[lab\] console log: //p' "$1" 2>/dev/null | head -1
+}
+
+# initiator_run_dir OUTFILE [TIMEOUT_S]: wait until the run announced its console log and
+# print the run dir; falls back to the newest $NVMF_LAB_CACHE/runs/initiator.* dir.
+initiator_run_dir() {
+    local out=$1 t=${2:-60} c d
+    for ((; t > 0; t--)); do
+        c=$(initiator_console "$out")
+        if [ -n "$c" ]; then echo "${c%/*}"; return 0; fi
+        sleep 1
+    done
+    d=$(find "$NVMF_LAB_CACHE/runs" -mindepth 1 -maxdepth 1 -type d -name 'initiator.*' -printf '%T@ %p\n' 2>/dev/null \
+        | sort -rn | head -1 | cut -d' ' -f2-) || true
+    [ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return 0; }
+    return 1
+}
+
+_print_guest_steps() {
+    local console=$1
+    [ -r "$console" ] || return 0
+    tr -d '\r' < "$console" | grep -aE '^(PASS|FAIL): ' | sed 's/^/    guest /' || true
+}
+
+_forget_child() {
+    local pid=$1 i
+    for i in "${!LAB_CHILDREN[@]}"; do
+        [ "${LAB_CHILDREN[$i]}" = "$pid" ] && unset 'LAB_CHILDREN[i]'
+    done
+    return 0
+}
+
+# start_initiator_bg NAME ARGS...: lab/initiator --quiet ARGS in the background;
+# sets BG_PID and BG_OUT (its stdout+stderr)
+start_initiator_bg() {
+    local name=$1; shift
+    BG_OUT=$WORK/initiator-$name.out
+    local shown; shown=$(printf ' %q' "$@")
+    echo "--- $name: lab/initiator --quiet$shown"
+    "$LAB/initiator" --quiet "$@" > "$BG_OUT" 2>&1 &
+    BG_PID=$!
+    LAB_CHILDREN+=("$BG_PID")
+    LAB_OUTFILES+=("$BG_OUT")
+}
+
+# wait_initiator PID: wait for a background lab/initiator; returns its status
+wait_initiator() {
+    local pid=$1 rc=0
+    wait "$pid" || rc=$?
+    _forget_child "$pid"
+    return "$rc"
+}
+
+# run_initiator NAME ARGS...: run lab/initiator --quiet ARGS, print its output and the
+# guest's PASS/FAIL steps, add its "N passed, N failed" line to the totals. No summary
+# line, or a non-zero exit with 0 failures reported, counts as one more failure.
+run_initiator() {
+    local name=$1; shift
+    local rc=0 line console t0=$SECONDS
+    start_initiator_bg "$name" "$@"
+    wait_initiator "$BG_PID" || rc=$?
+    sed 's/^/    /' "$BG_OUT"
+    console=$(initiator_console "$BG_OUT")
+    _print_guest_steps "$console"
+    line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$BG_OUT" | tail -1 || true)
+    echo "=== $name: ${line:-no summary line}, exit status $rc, $((SECONDS - t0)) s${console:+, console log: $console}"
+    if [ -n "$line" ] && add_counts "$line"; then
+        if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed" ]]; then
+            fail_check "$name: lab/initiator exit status $rc"
+        fi
+    else
+        fail_check "$name: lab/initiator gave no 'N passed, N failed' line"
+    fi
+    if [ "$rc" -ne 0 ] && [ -r "$console" ]; then
+        echo "--- $name: guest console tail ($console) ---"
+        tr -d '\r' < "$console" | tail -n 40 | sed 's/^/    /'
+    fi
+    return "$rc"
+}
+
+# wait_console CONSOLE REGEX TIMEOUT_S [PID]: wait until a console line matches REGEX
+# (extended, anchored by the caller); gives up early once PID (the lab run) has exited
+wait_console() {
+    local console=$1 re=$2 t=$3 pid=${4:-}
+    for ((; t > 0; t--)); do
+        tr -d '\r' < "$console" 2>/dev/null | grep -qaE "$re" && return 0
+        if [ -n "$pid" ] && ! _pid_alive "$pid"; then
+            tr -d '\r' < "$console" 2>/dev/null | grep -qaE "$re" && return 0
+            echo "lab run (pid $pid) ended before '$re' appeared in $console"; return 1
+        fi
+        sleep 1
+    done
+    echo "no '$re' in $console"
+    return 1
+}
+
+# log_has_since OFFSET PATTERN: ferryd log, from byte OFFSET on, has a line with PATTERN
+# (fixed string, case-insensitive)
+log_has_since() {
+    tail -c +"$(($1 + 1))" "$FERRYD_LOG" | grep -qiF -- "$2"
+}
+
+# wait_log_since OFFSET PATTERN DEADLINE: wait until log_has_since, up to $SECONDS = DEADLINE
+wait_log_since() {
+    while :; do
+        log_has_since "$1" "$2" && return 0
+        [ "$SECONDS" -lt "$3" ] || break
+        sleep 0.5
+    done
+    echo "no '$2' in $FERRYD_LOG (after byte $1)"
+    return 1
+}
+
+# ---------------------------------------------------------------- begin / end
+# lab_cleanup: stop whatever we started that is still running (lab runs, their qemu, ferryd)
+lab_cleanup() {
+    local p f c d q i
+    for p in "${LAB_CHILDREN[@]}"; do
+        if _pid_alive "$p"; then
+            echo "cleanup: stopping lab/initiator (pid $p)"
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    for f in "${LAB_OUTFILES[@]}"; do
+        c=$(initiator_console "$f"); [ -n "$c" ] || continue
+        d=${c%/*}
+        q=$(cat "$d/qemu.pid" 2>/dev/null || true)
+        if [ -n "$q" ] && _is_qemu "$q"; then
+            echo "cleanup: killing qemu (pid $q, run $d)"
+            kill -KILL "$q" 2>/dev/null || true
+        fi
+    done
+    for p in "${LAB_CHILDREN[@]}"; do
+        for ((i = 0; i < 50; i++)); do _pid_alive "$p" || break; sleep 0.1; done
+        if _pid_alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        wait "$p" 2>/dev/null || true
+    done
+    LAB_CHILDREN=()
+    if [ -n "$FERRYD_PID" ]; then
+        if _pid_alive "$FERRYD_PID"; then
+            echo "cleanup: stopping ferryd (pid $FERRYD_PID)"
+            stop_ferryd >/dev/null || true
+        fi
+        FERRYD_PID=""
+    fi
+    return 0
+}
+
+_lab_on_exit() {
+    local rc=$1
+    trap - EXIT INT TERM
+    [ "$LAB_DONE" = 1 ] && exit "$rc"
+    # aborted (error or signal): clean up, still end with a summary line
+    set +e
+    lab_cleanup
+    [ -n "$FERRYD_LOG" ] && echo "ferryd log: $FERRYD_LOG"
+    fail_check "$LAB_NAME: scenario aborted (status $rc)"
+    summary
+    exit $((rc == 0 ? 1 : rc))
+}
+
+# lab_begin NAME: work dir $WORK, exit/signal traps
+lab_begin() {
+    LAB_NAME=$1
+    LAB_T0=$SECONDS
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-lab.$LAB_NAME.XXXXXX")
+    trap '_lab_on_exit $?' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    echo "=== $LAB_NAME: work dir $WORK; ferryd $FERRYD; lab $LAB"
+    if [ ! -x "$LAB/initiator" ]; then
+        echo "error: $LAB/initiator not found (set FERRY_LAB)"; return 1
+    fi
+}
+
+# lab_finish: stop leftovers, print the ferryd log path and the summary (last line); exits
+lab_finish() {
+    local rc=0
+    lab_cleanup
+    echo "=== $LAB_NAME: $((SECONDS - LAB_T0)) s; work dir $WORK"
+    [ -n "$FERRYD_LOG" ] && echo "ferryd log: $FERRYD_LOG"
+    LAB_DONE=1
+    summary || rc=$?
+    exit "$rc"
+}
+
+# lab_usage TEXT "$@": print TEXT and exit 0 on -h/--help; refuse any other argument
+lab_usage() {
+    local text=$1; shift
+    case ${1:-} in
+        "") return 0 ;;
+        -h|--help) echo "$text"; exit 0 ;;
+        *) echo "$text" >&2; echo "error: unknown argument: $1" >&2; exit 2 ;;
+    esac
+}
