@@ -153,6 +153,15 @@ void queue::exec_identify(transport::request& req) {
         if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
         if (!_ctrl->subsys.find_ns(nsid)) return finish(req, nvme::sc::invalid_namespace | dnr);
         break;
+    case nvme::cns::cs_indep_ns: {
+        // I/O command set independent Identify Namespace: NMIC and NSTAT (ready).
+        if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
+        if (_ctrl->subsys.find_ns(nsid)) {
+            page[1] = 1;   // NMIC: shareable
+            page[13] = 1;  // NSTAT: ready
+        }
+        break;
+    }
     default:
         spdlog::debug("{}: Identify CNS {:#x} not supported", _ctrl->name(), cns);
         return finish(req, nvme::sc::invalid_field | dnr);

@@ -46,7 +46,7 @@ acceptor::~acceptor() {
     if (_stop_fd >= 0) ::close(_stop_fd);
 }
 
-void acceptor::listen(const listen_address& addr) {
+uint16_t acceptor::listen(const listen_address& addr) {
     sockaddr_storage ss{};
     socklen_t len;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -74,7 +74,13 @@ void acceptor::listen(const listen_address& addr) {
         throw std::runtime_error("listener " + where + ": " + err);
     }
     _fds.push_back(fd);
-    spdlog::info("listening on tcp {}", where);
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof(bound);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+    uint16_t port = 0;
+    format_addr(bound, &port);
+    spdlog::info("listening on tcp {}:{}", addr.address, port);
+    return port;
 }
 
 void acceptor::start() {

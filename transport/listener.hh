@@ -25,8 +25,9 @@ public:
     acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections);
     ~acceptor();
 
-    // Binds and listens; throws std::runtime_error naming the address on failure.
-    void listen(const listen_address& addr);
+    // Binds and listens; returns the bound port (useful with port 0). Throws
+    // std::runtime_error naming the address on failure.
+    uint16_t listen(const listen_address& addr);
     void start();
     void stop();
 

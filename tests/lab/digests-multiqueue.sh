@@ -2,8 +2,9 @@
 # tests/lab/digests-multiqueue.sh: one ferryd (generated config, 127.0.0.1:4421,
 # subsystem nqn.2026-11.io.ferry:dmq, 1 GiB RAM namespace) and three default
 # lab/initiator scenarios against it: header+data digests (-g -G); 2 I/O queues of
-# depth 128 with 4 fio jobs at iodepth 32; both together. ferryd must survive each run
-# and stop cleanly. Last line: "N passed, N failed".
+# depth 128 with 4 fio jobs at iodepth 32; both together. ferryd runs two reactors
+# (--cpus 0,1), so one controller's queues live on different threads. ferryd must survive
+# each run and stop cleanly. Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -29,13 +30,14 @@ cat > "$WORK/ferryd.json" <<JSON
 JSON
 
 if check "port $PORT free" require_port_free "$PORT" &&
-   check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log"; then
+   check "ferryd starts with two reactors" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1; then
     run_initiator digests --port "$PORT" --nqn "$NQN" --fio-size 16M \
         --connect-opts "-g -G" || true
     check "ferryd alive after digests run" ferryd_alive || true
     run_initiator multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
         --connect-opts "-i 2 -Q 128" --jobs 4 --iodepth 32 || true
     check "ferryd alive after multi-queue run" ferryd_alive || true
+    check "connections were served by both reactors" grep -q 'reactor 1: conn' "$WORK/ferryd.log" || true
     run_initiator digests-multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
         --connect-opts "-g -G -i 2 -Q 128" --jobs 4 --iodepth 32 || true
     check "ferryd still running at the end, stops cleanly" stop_ferryd || true

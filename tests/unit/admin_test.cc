@@ -100,6 +100,18 @@ TEST(identify, configured_uuid_is_reported) {
     EXPECT_EQ(d[51], 16);
 }
 
+TEST(identify, command_set_independent_namespace) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto r = c.identify(nvme::cns::cs_indep_ns, 1);
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.data[1], 1);   // NMIC
+    EXPECT_EQ(r.data[13], 1);  // NSTAT ready
+    EXPECT_EQ(c.identify(nvme::cns::cs_indep_ns, 2).data[13], 0);
+    EXPECT_EQ(c.identify(nvme::cns::cs_indep_ns, 0).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+}
+
 TEST(identify, unsupported_cns_and_csi) {
     harness h;
     host_conn c(h);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,7 +70,15 @@ struct term_request {
 
 class host_conn {
 public:
-    explicit host_conn(harness& h, bool hdgst = false, bool ddgst = false) : _h(h) {
+    // A connection to a target served by remote reactor threads: `fd` is a connected socket.
+    host_conn(int fd, bool hdgst, bool ddgst) : _fd(fd) {
+        ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        _dg.header = hdgst;
+        _dg.data = ddgst;
+    }
+
+    // A connection driven in this thread: the target side is `conn`.
+    explicit host_conn(harness& h, bool hdgst = false, bool ddgst = false) {
         int fds[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
         ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -93,6 +102,11 @@ public:
     target::queue& queue() { return static_cast<target::queue&>(*conn->handler()); }
 
     void pump() {
+        if (!conn) {  // the target runs elsewhere: give it a moment
+            pollfd p{_fd, POLLIN, 0};
+            ::poll(&p, 1, 1);
+            return;
+        }
         for (int i = 0; i < 4; ++i) {
             conn->on_readable();
             conn->retry_waiting();
@@ -121,7 +135,7 @@ public:
     // Reads exactly n bytes; false on EOF (the target closed).
     bool recv_exact(void* p, size_t n) {
         auto* b = static_cast<uint8_t*>(p);
-        for (int idle = 0; n && idle < 1000;) {
+        for (int idle = 0; n && idle < 5000;) {
             ssize_t r = ::recv(_fd, b, n, MSG_DONTWAIT);
             if (r > 0) {
                 b += r;
@@ -139,13 +153,16 @@ public:
 
     // True when the target has closed its end (EOF after draining whatever is left).
     bool target_closed() {
-        pump();
         uint8_t b[4096];
-        for (;;) {
-            ssize_t r = ::recv(_fd, b, sizeof(b), MSG_DONTWAIT);
-            if (r == 0) return true;
-            if (r < 0) return false;
+        for (int tries = 0; tries < (conn ? 1 : 2000); ++tries) {
+            pump();
+            for (;;) {
+                ssize_t r = ::recv(_fd, b, sizeof(b), MSG_DONTWAIT);
+                if (r == 0) return true;
+                if (r < 0) break;
+            }
         }
+        return false;
     }
 
     transport::ic_resp_pdu icreq() {
@@ -399,7 +416,6 @@ private:
         if (got != transport::crc32c(pdu.data(), ch.hlen)) throw std::runtime_error("bad header digest from target");
     }
 
-    harness& _h;
     int _fd = -1;
     transport::digests _dg;
     uint16_t _cid = 1;

@@ -1,0 +1,96 @@
+// Reactors and the acceptor over real TCP on loopback: connections spread over reactor
+// threads, one controller's queues on different reactors, keep-alive across reactors.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "test_host.hh"
+#include "transport/listener.hh"
+#include "transport/reactor.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+
+namespace {
+int dial(uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
+    return fd;
+}
+
+struct served_target {
+    target::target tgt{test_config()};
+    std::vector<std::unique_ptr<transport::reactor>> reactors;
+    std::unique_ptr<transport::acceptor> acc;
+    uint16_t port = 0;
+    explicit served_target(unsigned n, size_t max_conn = 64) {
+        std::vector<transport::reactor*> rp;
+        for (unsigned i = 0; i < n; ++i) {
+            transport::reactor_options o;
+            o.pool_bytes = 16u << 20;
+            reactors.push_back(std::make_unique<transport::reactor>(i, o));
+            rp.push_back(reactors.back().get());
+        }
+        acc = std::make_unique<transport::acceptor>(rp, tgt, max_conn);
+        port = acc->listen({"127.0.0.1", 0});
+        for (auto& r : reactors) r->start();
+        acc->start();
+    }
+    ~served_target() {
+        acc->stop();
+        for (auto& r : reactors) r->stop();
+    }
+};
+}  // namespace
+
+TEST(reactor, queues_of_one_controller_on_different_reactors) {
+    served_target st(2);
+    host_conn admin(dial(st.port), false, false);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    host_conn q1(dial(st.port), true, true), q2(dial(st.port), false, false);
+    q1.icreq();
+    q2.icreq();
+    ASSERT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    ASSERT_EQ(q2.connect(open_nqn, host_a, 2, id, 127, 0).status, 0);
+    // Round robin: admin and q2 on reactor 0, q1 on reactor 1.
+    EXPECT_EQ(st.reactors[0]->connection_count(), 2u);
+    EXPECT_EQ(st.reactors[1]->connection_count(), 1u);
+    auto d = pattern(256 * 1024, 7);
+    EXPECT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 1, 0, 64), d, 0, false).status, 0);
+    auto r = q2.cmd(q2.rw(nvme::io_opc::read, 1, 0, 64), {}, 256 * 1024);
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.data, d);
+}
+
+TEST(reactor, keep_alive_expiry_closes_queues_on_every_reactor) {
+    served_target st(2);
+    host_conn admin(dial(st.port), false, false);
+    uint16_t id = admin.bring_up_admin(open_nqn, host_a, 300);  // 300 ms KATO
+    host_conn q1(dial(st.port), false, false);
+    q1.icreq();
+    ASSERT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    EXPECT_EQ(st.tgt.find_subsystem(open_nqn)->controller_count(), 1u);
+    // Silence: both connections are closed by the target.
+    EXPECT_TRUE(admin.target_closed());
+    EXPECT_TRUE(q1.target_closed());
+    EXPECT_EQ(st.tgt.find_subsystem(open_nqn)->controller_count(), 0u);
+}
+
+TEST(reactor, connection_limit_refuses_the_flood_not_the_served) {
+    served_target st(1, 2);
+    host_conn a(dial(st.port), false, false);
+    a.bring_up_admin(open_nqn, host_a);
+    host_conn b(dial(st.port), false, false);
+    b.icreq();
+    host_conn refused(dial(st.port), false, false);
+    EXPECT_TRUE(refused.target_closed());
+    // The served connection still works.
+    EXPECT_EQ(a.cmd(a.make(nvme::admin_opc::keep_alive)).status, 0);
+}
