@@ -39,7 +39,7 @@ struct target_config {
 };
 
 // Limits the target advertises; named in one place (cf. NVMET_MAX_QUEUE_SIZE).
-inline constexpr uint16_t max_queue_entries = 128;  // CAP.MQES + 1, MAXCMD
+inline constexpr uint16_t max_queue_entries = 256;  // CAP.MQES + 1, MAXCMD
 inline constexpr uint16_t max_admin_queue_entries = 128;
 inline constexpr uint16_t max_io_queues = 64;        // per controller
 inline constexpr uint32_t max_nsid = 1024;           // Identify NN

@@ -123,8 +123,8 @@ void acceptor::accept_one(int lfd) {
     connection_info info;
     info.id = _next_id++;
     uint16_t pport = 0;
-    info.peer = format_addr(peer, &pport);
-    info.peer += ":" + std::to_string(pport);
+    const std::string peer_addr = format_addr(peer, &pport);
+    info.peer = fmt::format("{}:{}", peer_addr, pport);
     sockaddr_storage local{};
     socklen_t llen = sizeof(local);
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);

@@ -59,6 +59,7 @@ private:
 
     std::mutex _msg_lock;  // control path only: posting messages between threads
     std::vector<std::function<void()>> _messages;
+    std::atomic<bool> _has_messages{false};  // lets the busy loop skip the lock
     std::atomic<bool> _blocked{false};
 
     struct slot {

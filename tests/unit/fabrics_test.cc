@@ -119,7 +119,7 @@ TEST(properties, cap_vs_enable_and_shutdown) {
     ASSERT_EQ(c.connect(open_nqn, host_a, 0, 0xFFFF).status, 0);
     auto cap = c.property_get(nvme::reg::cap, true);
     uint64_t v = cap.cqe.dw0 | (uint64_t(cap.cqe.dw1) << 32);
-    EXPECT_EQ(v & 0xFFFF, 127u);             // MQES
+    EXPECT_EQ(v & 0xFFFF, target::max_queue_entries - 1u);  // MQES
     EXPECT_EQ((v >> 37) & 1, 1u);            // NVM command set
     EXPECT_EQ((v >> 48) & 0xF, 0u);          // MPSMIN 4 KiB
     EXPECT_GT((v >> 24) & 0xFF, 0u);         // TO

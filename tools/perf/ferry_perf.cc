@@ -64,6 +64,7 @@ struct worker_result {
     fp::histogram lat;
     uint64_t reads = 0, writes = 0, bytes = 0, errors = 0;
     uint64_t verified_blocks = 0, verify_failures = 0;
+    uint64_t polls = 0, empty_polls = 0;  // loop passes, and those that reaped nothing
     std::string first_error;
 };
 
@@ -146,7 +147,10 @@ void run_worker(std::vector<queue_ctx*> queues, fp::generator gen, std::optional
     try {
         while (ferry::env::now_ns() < p.deadline_ns) {
             for (queue_ctx* qc : queues) submit_more(*qc);
-            for (queue_ctx* qc : queues) qc->q->poll([&](const fp::completion& c) { complete(*qc, c); });
+            unsigned reaped = 0;
+            for (queue_ctx* qc : queues) reaped += qc->q->poll([&](const fp::completion& c) { complete(*qc, c); });
+            ++res.polls;
+            if (reaped == 0) ++res.empty_polls;
         }
         // Drain what is in flight (not counted beyond the deadline would bias nothing: they
         // were issued inside the window).
@@ -368,6 +372,8 @@ int main(int argc, char** argv) {
             total.errors += r.errors;
             total.verified_blocks += r.verified_blocks;
             total.verify_failures += r.verify_failures;
+            total.polls += r.polls;
+            total.empty_polls += r.empty_polls;
             if (total.first_error.empty()) total.first_error = r.first_error;
         }
         // Orderly shutdown: I/O queues first (closing their sockets), then CC.SHN.
@@ -397,6 +403,9 @@ int main(int argc, char** argv) {
             {"lat_max_us", us(double(total.lat.max()))},
             {"cpu_s", cpu},
             {"cpu_util", cpu / elapsed},
+            // Share of the workers' loop passes that found no completion: high means ferry-perf
+            // was waiting on the target, not the other way round.
+            {"idle_poll_ratio", total.polls ? double(total.empty_polls) / double(total.polls) : 0.0},
             {"errors", total.errors},
             {"verified_blocks", total.verified_blocks},
             {"verify_failures", total.verify_failures},
@@ -412,11 +421,13 @@ int main(int argc, char** argv) {
             std::printf("ferry-perf: %s %s x qd %u x %u queue(s)%s%s, %.1f s, %s nsid %u (%u-byte LBAs)\n",
                         fp::rw_name(mode), o.bs.c_str(), o.qd, o.queues, hdgst ? ", hdgst" : "", ddgst ? ", ddgst" : "",
                         elapsed, o.nqn.c_str(), o.nsid, lba_size);
-            std::printf("%12s %10s %9s %9s %9s %9s %9s %8s\n", "IOPS", "MiB/s", "avg us", "p50 us", "p99 us",
-                        "p99.9 us", "max us", "CPU");
-            std::printf("%12.0f %10.1f %9.1f %9.1f %9.1f %9.1f %9.1f %7.0f%%\n", iops, mib_s, us(total.lat.mean()),
-                        us(double(total.lat.percentile(0.5))), us(double(total.lat.percentile(0.99))),
-                        us(double(total.lat.percentile(0.999))), us(double(total.lat.max())), 100 * cpu / elapsed);
+            std::printf("%12s %10s %9s %9s %9s %9s %9s %8s %9s\n", "IOPS", "MiB/s", "avg us", "p50 us", "p99 us",
+                        "p99.9 us", "max us", "CPU", "idle poll");
+            std::printf("%12.0f %10.1f %9.1f %9.1f %9.1f %9.1f %9.1f %7.0f%% %8.0f%%\n", iops, mib_s,
+                        us(total.lat.mean()), us(double(total.lat.percentile(0.5))),
+                        us(double(total.lat.percentile(0.99))), us(double(total.lat.percentile(0.999))),
+                        us(double(total.lat.max())), 100 * cpu / elapsed,
+                        total.polls ? 100.0 * double(total.empty_polls) / double(total.polls) : 0.0);
             if (o.verify)
                 std::printf("verify: %llu blocks read and checked, %llu failures\n",
                             static_cast<unsigned long long>(total.verified_blocks),
