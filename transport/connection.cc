@@ -20,56 +20,41 @@ void put_hdgst(uint8_t* pdu, size_t hlen) {
     std::memcpy(pdu + hlen, &d, 4);
 }
 
-// CRC32C over `len` bytes of an iovec list starting at `offset`.
-uint32_t iov_crc(std::span<const iovec> iov, size_t offset, size_t len) {
-    uint32_t s = crc32c_begin();
+// Calls fn(pointer, bytes) for each piece of the byte range [offset, offset + len) of an
+// iovec list; returns the bytes visited (less than len if the list is shorter).
+template <typename Fn>
+size_t for_each_piece(std::span<const iovec> iov, size_t offset, size_t len, Fn&& fn) {
+    size_t done = 0;
     for (const iovec& v : iov) {
-        if (len == 0) break;
+        if (done == len) break;
         if (offset >= v.iov_len) {
             offset -= v.iov_len;
             continue;
         }
-        size_t n = std::min(v.iov_len - offset, len);
-        s = crc32c_update(s, static_cast<const uint8_t*>(v.iov_base) + offset, n);
-        len -= n;
+        const size_t n = std::min(v.iov_len - offset, len - done);
+        fn(static_cast<uint8_t*>(v.iov_base) + offset, n, done);
+        done += n;
         offset = 0;
     }
+    return done;
+}
+
+// CRC32C over `len` bytes of an iovec list starting at `offset`.
+uint32_t iov_crc(std::span<const iovec> iov, size_t offset, size_t len) {
+    uint32_t s = crc32c_begin();
+    for_each_piece(iov, offset, len, [&](const uint8_t* p, size_t n, size_t) { s = crc32c_update(s, p, n); });
     return crc32c_end(s);
 }
 }  // namespace
 
 size_t request::copy_out(void* dst, size_t len, size_t offset) const {
     auto* d = static_cast<uint8_t*>(dst);
-    size_t done = 0;
-    for (unsigned i = 0; i < iov_count && done < len; ++i) {
-        const iovec& v = iov[i];
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        size_t n = std::min(v.iov_len - offset, len - done);
-        std::memcpy(d + done, static_cast<const uint8_t*>(v.iov_base) + offset, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    return for_each_piece(data(), offset, len, [&](const uint8_t* p, size_t n, size_t at) { std::memcpy(d + at, p, n); });
 }
 
 size_t request::copy_in(const void* src, size_t len, size_t offset) {
     auto* s = static_cast<const uint8_t*>(src);
-    size_t done = 0;
-    for (unsigned i = 0; i < iov_count && done < len; ++i) {
-        const iovec& v = iov[i];
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        size_t n = std::min(v.iov_len - offset, len - done);
-        std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, s + done, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    return for_each_piece(data(), offset, len, [&](uint8_t* p, size_t n, size_t at) { std::memcpy(p, s + at, n); });
 }
 
 connection::connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory,
@@ -211,18 +196,10 @@ bool connection::feed(const uint8_t* data, size_t len) {
 }
 
 size_t connection::rx_target_space(iovec* out, size_t max) const {
-    size_t cnt = 0, offset = _rx_offset, left = _rx_left;
-    for (unsigned i = 0; i < _rx_req->iov_count && left && cnt < max; ++i) {
-        const iovec& v = _rx_req->iov[i];
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        size_t n = std::min(v.iov_len - offset, left);
-        out[cnt++] = {static_cast<uint8_t*>(v.iov_base) + offset, n};
-        left -= n;
-        offset = 0;
-    }
+    size_t cnt = 0;
+    for_each_piece(_rx_req->data(), _rx_offset, _rx_left, [&](uint8_t* p, size_t n, size_t) {
+        if (cnt < max) out[cnt++] = {p, n};
+    });
     return cnt;
 }
 
