@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     std::string config_path, cpus, log_level = "info";
     size_t pool_mib = 64, max_connections = 1024;
     unsigned idle_spin_us = 200;
+    std::string engine = "posix";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--cpus", cpus,
                    "CPUs for the poll-mode reactor threads, one reactor per CPU, each pinned to it "
@@ -34,6 +35,11 @@ int main(int argc, char** argv) {
     app.add_option("--idle-spin-us", idle_spin_us,
                    "microseconds a reactor keeps polling after its last work before it blocks (0 = block at once)")
         ->capture_default_str();
+    app.add_option("--socket-engine", engine,
+                   "how reactors drive sockets: posix (non-blocking recv/sendmsg per connection) or uring "
+                   "(io_uring: one submission per reactor pass for all connections)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"posix", "uring"}));
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
             o.cpu = cpu_list[i];
             o.pool_bytes = pool_mib << 20;
             o.idle_spin_us = idle_spin_us;
+            o.engine = engine == "uring" ? ferry::transport::socket_engine::uring : ferry::transport::socket_engine::posix;
             reactors.push_back(std::make_unique<ferry::transport::reactor>(static_cast<unsigned>(i), o));
         }
         std::vector<ferry::transport::reactor*> rp;

@@ -101,14 +101,16 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     return true;
 }
 
-bool connection::reapable() const { return _closing && (!_handler || _handler->in_flight() == 0); }
+bool connection::reapable() const {
+    return _closing && engine_ops_in_flight() == 0 && (!_handler || _handler->in_flight() == 0);
+}
 
 void connection::close(const std::string& reason) {
     if (_closing) return;
     _closing = true;
     spdlog::info("conn {} ({}{}): closing: {}", _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "",
                  reason);
-    flush();  // best effort: a queued C2HTermReq should reach the host
+    if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
     if (_handler) _handler->on_close();
 }
@@ -685,6 +687,56 @@ bool connection::flush() {
         if (static_cast<size_t>(n) < total) break;
     }
     return progress;
+}
+
+// ---------------------------------------------------------------- io_uring engine
+
+bool connection::prepare_recv(iovec& into) {
+    if (_closing || _recv_in_flight) return false;
+    into = {_rx_buf.data(), _rx_buf.size()};
+    _recv_in_flight = 1;
+    return true;
+}
+
+bool connection::on_recv_done(int result) {
+    _recv_in_flight = 0;
+    if (_closing) return false;
+    if (result > 0) {
+        _stats.bytes_in += static_cast<uint64_t>(result);
+        const uint8_t* p = _rx_buf.data();
+        process_rx(p, p + result);
+        return true;
+    }
+    if (result == 0)
+        close("host closed the connection");
+    else if (result != -EAGAIN && result != -EINTR)
+        close(std::string("receive failed: ") + std::strerror(-result));
+    return result == 0;
+}
+
+bool connection::prepare_send(msghdr*& msg) {
+    if (_send_in_flight || _tx_count == 0) return false;
+    size_t cnt = 0;
+    for (; cnt < _tx_count && cnt < _tx_iov.size(); ++cnt) _tx_iov[cnt] = _tx[(_tx_head + cnt) % _tx.size()].iov;
+    _tx_msg = {};
+    _tx_msg.msg_iov = _tx_iov.data();
+    _tx_msg.msg_iovlen = cnt;
+    msg = &_tx_msg;
+    _send_in_flight = 1;
+    return true;
+}
+
+bool connection::on_send_done(int result) {
+    _send_in_flight = 0;
+    if (result >= 0) {
+        _stats.bytes_out += static_cast<uint64_t>(result);
+        sent(static_cast<size_t>(result));
+        return result > 0;
+    }
+    if (result == -EAGAIN || result == -EINTR) return false;
+    if (!_closing) close(std::string("send failed: ") + std::strerror(-result));
+    while (_tx_count) sent(_tx[_tx_head].iov.iov_len);  // nothing more will be sent
+    return true;
 }
 
 }  // namespace ferry::transport

@@ -6,6 +6,7 @@
 // which answers through complete().
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <array>
@@ -119,9 +120,18 @@ public:
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    // Reactor entry points. Each returns true if it did any work.
+    // Reactor entry points, posix socket engine. Each returns true if it did any work.
     bool on_readable();
     bool flush();
+
+    // io_uring socket engine: the reactor prepares at most one receive and one send per
+    // connection (into the connection's own buffers) and hands their results back here.
+    // Returns false when the operation need not (or must not) be issued now.
+    bool prepare_recv(iovec& into);
+    bool prepare_send(msghdr*& msg);
+    bool on_recv_done(int result);  // bytes received or -errno
+    bool on_send_done(int result);  // bytes sent or -errno
+    unsigned engine_ops_in_flight() const { return _recv_in_flight + _send_in_flight; }
     bool retry_waiting();  // requests waiting for buffers
     void on_timer(uint64_t now_ns);
 
@@ -216,6 +226,8 @@ private:
     std::vector<tx_entry> _tx;
     size_t _tx_head = 0, _tx_count = 0;
     std::vector<iovec> _tx_iov;
+    msghdr _tx_msg{};
+    uint8_t _recv_in_flight = 0, _send_in_flight = 0;
     alignas(8) std::array<uint8_t, sizeof(ic_resp_pdu)> _ic_resp{};
     alignas(8) std::array<uint8_t, sizeof(term_req_pdu) + term_req_max_error_data> _term{};
 };

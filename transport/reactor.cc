@@ -1,5 +1,6 @@
 #include "transport/reactor.hh"
 
+#include <liburing.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -22,6 +23,14 @@ constexpr size_t direct_poll_limit = 8;
 
 reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
     _pool = std::make_unique<env::dma_pool>(opts.pool_bytes);
+    if (opts.engine == socket_engine::uring) {
+        _ring = std::make_unique<::io_uring>();
+        int rc = ::io_uring_queue_init(1024, _ring.get(), 0);
+        if (rc < 0) {
+            _ring.reset();
+            throw std::runtime_error(std::string("reactor: io_uring_queue_init: ") + std::strerror(-rc));
+        }
+    }
     _epoll = ::epoll_create1(EPOLL_CLOEXEC);
     _wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (_epoll < 0 || _wake < 0) throw std::runtime_error(std::string("reactor: epoll/eventfd: ") + std::strerror(errno));
@@ -33,6 +42,7 @@ reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
 
 reactor::~reactor() {
     stop();
+    if (_ring) ::io_uring_queue_exit(_ring.get());
     if (_epoll >= 0) ::close(_epoll);
     if (_wake >= 0) ::close(_wake);
 }
@@ -75,10 +85,12 @@ void reactor::add_connection(int fd, connection_info info, handler_factory& fact
         ::close(fd);
         return;
     }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = c.get();
-    ::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev);
+    if (!_ring) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = c.get();
+        ::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev);
+    }
     spdlog::debug("reactor {}: conn {} from {} to {}:{}", _id, info.id, info.peer, info.local_addr, info.local_port);
     _conns.push_back({std::move(c), false});
     _conn_count.store(_conns.size(), std::memory_order_relaxed);
@@ -102,7 +114,106 @@ void reactor::drain_messages() {
     for (auto& m : msgs) m();
 }
 
+namespace {
+constexpr uint64_t op_recv = 0, op_send = 1, wake_tag = 2;
+uint64_t tag(connection* c, uint64_t op) { return reinterpret_cast<uint64_t>(c) | op; }
+}  // namespace
+
+void reactor::arm_wake_read() {
+    if (_wake_armed) return;
+    ::io_uring_sqe* sqe = ::io_uring_get_sqe(_ring.get());
+    if (!sqe) return;
+    ::io_uring_prep_read(sqe, _wake, &_wake_value, sizeof(_wake_value), 0);
+    ::io_uring_sqe_set_data64(sqe, wake_tag);
+    _wake_armed = true;
+}
+
+// One pass of the io_uring engine: queue a receive for every connection without one and a
+// send for every connection with data waiting, submit them all with one system call (which
+// also waits when idle), then handle the completions.
+bool reactor::poll_uring(bool may_block) {
+    bool work = false;
+    ::io_uring* ring = _ring.get();
+    arm_wake_read();
+    for (auto& s : _conns) {
+        connection& c = *s.conn;
+        iovec into;
+        msghdr* msg;
+        if (c.prepare_recv(into)) {
+            ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
+            if (!sqe) {
+                ::io_uring_submit(ring);
+                sqe = ::io_uring_get_sqe(ring);
+            }
+            ::io_uring_prep_recv(sqe, c.fd(), into.iov_base, into.iov_len, 0);
+            ::io_uring_sqe_set_data64(sqe, tag(&c, op_recv));
+        }
+        if (c.wants_write() && c.prepare_send(msg)) {
+            ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
+            if (!sqe) {
+                ::io_uring_submit(ring);
+                sqe = ::io_uring_get_sqe(ring);
+            }
+            ::io_uring_prep_sendmsg(sqe, c.fd(), msg, MSG_NOSIGNAL);
+            ::io_uring_sqe_set_data64(sqe, tag(&c, op_send));
+        }
+    }
+    if (may_block) {
+        uint64_t now = env::now_ns();
+        uint64_t wait_ns = now >= _next_timer_ns ? 0 : _next_timer_ns - now;
+        __kernel_timespec ts{static_cast<long long>(wait_ns / 1'000'000'000), static_cast<long long>(wait_ns % 1'000'000'000)};
+        ::io_uring_cqe* cqe = nullptr;
+        _blocked.store(true, std::memory_order_release);
+        bool pending;
+        {
+            std::lock_guard g(_msg_lock);
+            pending = !_messages.empty();
+        }
+        if (pending || wait_ns == 0)
+            ::io_uring_submit(ring);
+        else
+            ::io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+        _blocked.store(false, std::memory_order_relaxed);
+    } else {
+        ::io_uring_submit(ring);
+    }
+    unsigned head, seen = 0;
+    ::io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        ++seen;
+        const uint64_t data = ::io_uring_cqe_get_data64(cqe);
+        if (data == wake_tag) {
+            _wake_armed = false;
+            continue;
+        }
+        auto* c = reinterpret_cast<connection*>(data & ~uint64_t(3));
+        if ((data & 3) == op_recv)
+            work |= c->on_recv_done(cqe->res);
+        else
+            work |= c->on_send_done(cqe->res);
+    }
+    ::io_uring_cq_advance(ring, seen);
+    return work || seen > 0;
+}
+
 bool reactor::poll_once(bool may_block) {
+    if (_ring) {
+        bool work = poll_uring(may_block);
+        drain_messages();
+        for (auto& s : _conns) {
+            connection& c = *s.conn;
+            if (c.closing()) continue;
+            work |= c.handler()->poll() > 0;
+            work |= c.retry_waiting();
+        }
+        uint64_t now = env::now_ns();
+        if (now >= _next_timer_ns) {
+            _next_timer_ns = now + timer_period_ns;
+            for (auto& s : _conns) s.conn->on_timer(now);
+        }
+        reap();
+        return work;
+    }
     bool work = false;
     int timeout = 0;
     if (may_block) {
@@ -177,8 +288,9 @@ void reactor::run() {
         std::string err = env::pin_current_thread(_opts.cpu);
         if (!err.empty()) spdlog::warn("reactor {}: cannot pin to CPU {}: {}", _id, _opts.cpu, err);
     }
-    spdlog::info("reactor {} running{} with a {} MiB buffer pool ({})", _id,
-                 _opts.cpu >= 0 ? " on CPU " + std::to_string(_opts.cpu) : std::string(), _pool->bytes() >> 20,
+    spdlog::info("reactor {} running{} with {} sockets and a {} MiB buffer pool ({})", _id,
+                 _opts.cpu >= 0 ? " on CPU " + std::to_string(_opts.cpu) : std::string(),
+                 _ring ? "io_uring" : "posix", _pool->bytes() >> 20,
                  _pool->hugepages() ? "hugepages" : "regular pages: no hugepages reserved");
     const uint64_t spin_ns = uint64_t(_opts.idle_spin_us) * 1000;
     uint64_t last_work = env::now_ns();
@@ -187,6 +299,13 @@ void reactor::run() {
         if (poll_once(may_block)) last_work = env::now_ns();
     }
     for (auto& s : _conns) s.conn->close("ferryd shutting down");
+    // io_uring operations still reference the connections: let them finish first.
+    for (int i = 0; _ring && i < 1000; ++i) {
+        bool busy = false;
+        for (auto& s : _conns) busy |= s.conn->engine_ops_in_flight() > 0;
+        if (!busy) break;
+        poll_uring(false);
+    }
     _conns.clear();
     _conn_count.store(0);
 }

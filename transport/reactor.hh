@@ -11,12 +11,17 @@
 #include <vector>
 
 #include "env/dma_pool.hh"
+
+struct io_uring;
 #include "transport/connection.hh"
 
 namespace ferry::transport {
 
+enum class socket_engine { posix, uring };
+
 struct reactor_options {
     int cpu = -1;                    // pin to this CPU; -1 = no pinning
+    socket_engine engine = socket_engine::posix;  // recv/sendmsg per connection, or io_uring
     size_t pool_bytes = 64u << 20;   // DMA buffer pool of this reactor
     unsigned idle_spin_us = 200;     // busy-poll this long after the last work before blocking
 };
@@ -44,6 +49,8 @@ private:
     void run();
     void add_connection(int fd, connection_info info, handler_factory& factory);
     bool poll_once(bool may_block);
+    bool poll_uring(bool may_block);
+    void arm_wake_read();
     void drain_messages();
     void reap();
     void watch(connection& c, bool want_write);
@@ -68,6 +75,9 @@ private:
     };
     std::vector<slot> _conns;
     uint64_t _next_timer_ns = 0;
+    std::unique_ptr<::io_uring> _ring;  // socket_engine::uring only
+    uint64_t _wake_value = 0;
+    bool _wake_armed = false;
 };
 
 }  // namespace ferry::transport

@@ -30,11 +30,13 @@ struct served_target {
     std::vector<std::unique_ptr<transport::reactor>> reactors;
     std::unique_ptr<transport::acceptor> acc;
     uint16_t port = 0;
-    explicit served_target(unsigned n, size_t max_conn = 64) {
+    explicit served_target(unsigned n, size_t max_conn = 64,
+                           transport::socket_engine engine = transport::socket_engine::posix) {
         std::vector<transport::reactor*> rp;
         for (unsigned i = 0; i < n; ++i) {
             transport::reactor_options o;
             o.pool_bytes = 16u << 20;
+            o.engine = engine;
             reactors.push_back(std::make_unique<transport::reactor>(i, o));
             rp.push_back(reactors.back().get());
         }
@@ -50,8 +52,15 @@ struct served_target {
 };
 }  // namespace
 
-TEST(reactor, queues_of_one_controller_on_different_reactors) {
-    served_target st(2);
+class reactor_engines : public ::testing::TestWithParam<transport::socket_engine> {};
+INSTANTIATE_TEST_SUITE_P(engine, reactor_engines,
+                         ::testing::Values(transport::socket_engine::posix, transport::socket_engine::uring),
+                         [](const auto& info) {
+                             return info.param == transport::socket_engine::posix ? "posix" : "uring";
+                         });
+
+TEST_P(reactor_engines, queues_of_one_controller_on_different_reactors) {
+    served_target st(2, 64, GetParam());
     host_conn admin(dial(st.port), false, false);
     uint16_t id = admin.bring_up_admin(open_nqn, host_a);
     host_conn q1(dial(st.port), true, true), q2(dial(st.port), false, false);
@@ -67,10 +76,21 @@ TEST(reactor, queues_of_one_controller_on_different_reactors) {
     auto r = q2.cmd(q2.rw(nvme::io_opc::read, 1, 0, 64), {}, 256 * 1024);
     EXPECT_EQ(r.status, 0);
     EXPECT_EQ(r.data, d);
+    // A protocol error is still answered with a C2HTermReq and a close.
+    transport::data_pdu bogus{};
+    transport::fill_header(bogus.ch, transport::pdu_type::h2c_data, 0, 24, 24, 24 + 4);
+    bogus.ttag = 999;
+    const uint32_t four = 4;
+    q2.send_raw(&bogus, sizeof(bogus));
+    q2.send_raw(&four, 4);
+    auto t = q2.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, transport::fes::invalid_header_field);
+    EXPECT_TRUE(q2.target_closed());
 }
 
-TEST(reactor, keep_alive_expiry_closes_queues_on_every_reactor) {
-    served_target st(2);
+TEST_P(reactor_engines, keep_alive_expiry_closes_queues_on_every_reactor) {
+    served_target st(2, 64, GetParam());
     host_conn admin(dial(st.port), false, false);
     uint16_t id = admin.bring_up_admin(open_nqn, host_a, 300);  // 300 ms KATO
     host_conn q1(dial(st.port), false, false);
@@ -83,8 +103,8 @@ TEST(reactor, keep_alive_expiry_closes_queues_on_every_reactor) {
     EXPECT_EQ(st.tgt.find_subsystem(open_nqn)->controller_count(), 0u);
 }
 
-TEST(reactor, connection_limit_refuses_the_flood_not_the_served) {
-    served_target st(1, 2);
+TEST_P(reactor_engines, connection_limit_refuses_the_flood_not_the_served) {
+    served_target st(1, 2, GetParam());
     host_conn a(dial(st.port), false, false);
     a.bring_up_admin(open_nqn, host_a);
     host_conn b(dial(st.port), false, false);
