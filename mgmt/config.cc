@@ -186,7 +186,7 @@ target::target_config parse_config(const std::string& text, const std::string& o
             const std::string np = p + "/namespaces/" + std::to_string(n);
             const json& js = nss[n];
             if (!js.is_object()) r.fail(np, "must be an object");
-            r.only_keys(js, np, {"nsid", "backend", "size", "block_size", "uuid"});
+            r.only_keys(js, np, {"nsid", "backend", "size", "block_size", "uuid", "path"});
             target::namespace_config nc;
             nc.nsid = static_cast<uint32_t>(r.unsigned_int(js, "nsid", np, false, n + 1, 1, target::max_nsid));
             if (!nsids.insert(nc.nsid).second) r.fail(np + "/nsid", "duplicate NSID " + std::to_string(nc.nsid));
@@ -195,24 +195,36 @@ target::target_config parse_config(const std::string& text, const std::string& o
                 nc.backend = target::backend_kind::ram;
             else if (backend == "null")
                 nc.backend = target::backend_kind::null;
+            else if (backend == "file")
+                nc.backend = target::backend_kind::file;
             else
-                r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null)");
+                r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file)");
+            const bool file = nc.backend == target::backend_kind::file;
+            if (file) {
+                nc.path = r.string(js, "path", np, true);
+                if (nc.path.empty() || nc.path[0] != '/') r.fail(np + "/path", "must be an absolute path");
+            } else if (js.contains("path")) {
+                r.fail(np + "/path", "only for the file backend");
+            }
             nc.block_size = static_cast<uint32_t>(r.unsigned_int(js, "block_size", np, false, 4096, 512, 4096));
             if (nc.block_size != 512 && nc.block_size != 4096) r.fail(np + "/block_size", "must be 512 or 4096");
-            if (!js.contains("size")) r.fail(np + "/size", "missing");
-            const json& sz = js["size"];
-            try {
-                if (sz.is_number_unsigned())
-                    nc.size_bytes = sz.get<uint64_t>();
-                else if (sz.is_string())
-                    nc.size_bytes = parse_size(sz.get<std::string>());
-                else
-                    r.fail(np + "/size", "must be a size string (\"1GiB\") or a number of bytes");
-            } catch (const std::invalid_argument& e) {
-                r.fail(np + "/size", e.what());
+            if (!js.contains("size") && !file) r.fail(np + "/size", "missing");
+            if (js.contains("size")) {
+                const json& sz = js["size"];
+                try {
+                    if (sz.is_number_unsigned())
+                        nc.size_bytes = sz.get<uint64_t>();
+                    else if (sz.is_string())
+                        nc.size_bytes = parse_size(sz.get<std::string>());
+                    else
+                        r.fail(np + "/size", "must be a size string (\"1GiB\") or a number of bytes");
+                } catch (const std::invalid_argument& e) {
+                    r.fail(np + "/size", e.what());
+                }
+                if (nc.size_bytes == 0 || nc.size_bytes % nc.block_size)
+                    r.fail(np + "/size",
+                           "must be a non-zero multiple of block_size (" + std::to_string(nc.block_size) + ")");
             }
-            if (nc.size_bytes == 0 || nc.size_bytes % nc.block_size)
-                r.fail(np + "/size", "must be a non-zero multiple of block_size (" + std::to_string(nc.block_size) + ")");
             if (js.contains("uuid")) {
                 std::string u = r.string(js, "uuid", np, true);
                 nc.uuid = parse_uuid(u);

@@ -53,5 +53,10 @@ public:
 std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size);
 // Null store: reads return zeroes, writes are dropped. For measuring the target alone.
 std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t block_size);
+// A regular file or block device driven through io_uring (O_DIRECT where the file system
+// allows it). `size_bytes` 0 uses the file's size; a larger size extends a regular file, and
+// a missing file is created with it. Flush and FUA writes are made durable with fdatasync
+// semantics. Throws std::runtime_error naming the path.
+std::unique_ptr<block_store> make_file_store(const std::string& path, uint32_t block_size, uint64_t size_bytes);
 
 }  // namespace ferry::nvme

@@ -98,6 +98,8 @@ inline constexpr uint16_t connect_restart_disc = 0x183;
 inline constexpr uint16_t connect_invalid_host = 0x184;
 inline constexpr uint16_t invalid_queue_type = 0x185;
 // media and data integrity (SCT 2)
+inline constexpr uint16_t write_fault = 0x280;
+inline constexpr uint16_t unrecovered_read_error = 0x281;
 inline constexpr uint16_t compare_failure = 0x285;
 }  // namespace sc
 

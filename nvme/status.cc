@@ -33,6 +33,8 @@ const char* status_name(uint16_t status) {
     case sc::connect_invalid_host: return "connect: invalid host";
     case sc::invalid_queue_type: return "invalid queue type";
     case sc::compare_failure: return "compare failure";
+    case sc::write_fault: return "write fault";
+    case sc::unrecovered_read_error: return "unrecovered read error";
     default: return "other status";
     }
 }

@@ -9,14 +9,15 @@
 
 namespace ferry::target {
 
-enum class backend_kind { ram, null };
+enum class backend_kind { ram, null, file };
 
 struct namespace_config {
     uint32_t nsid = 1;
     backend_kind backend = backend_kind::ram;
-    uint64_t size_bytes = 0;
+    uint64_t size_bytes = 0;  // file: 0 = the file's or device's size
     uint32_t block_size = 4096;
     std::optional<std::array<uint8_t, 16>> uuid;  // derived from (NQN, NSID) when absent
+    std::string path;                             // file backend: regular file or block device
 };
 
 struct subsystem_config {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -59,8 +60,22 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
         n.block_size = nc.block_size;
         n.blocks = nc.size_bytes / nc.block_size;
         while ((1u << n.lbads) < nc.block_size) ++n.lbads;
-        n.store = nc.backend == backend_kind::null ? nvme::make_null_store(n.blocks, n.block_size)
-                                                   : nvme::make_ram_store(n.blocks, n.block_size);
+        try {
+            switch (nc.backend) {
+            case backend_kind::null:
+                n.store = nvme::make_null_store(n.blocks, n.block_size);
+                break;
+            case backend_kind::ram:
+                n.store = nvme::make_ram_store(n.blocks, n.block_size);
+                break;
+            case backend_kind::file:
+                n.store = nvme::make_file_store(nc.path, nc.block_size, nc.size_bytes);
+                n.blocks = n.store->block_count();
+                break;
+            }
+        } catch (const std::exception& e) {
+            throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", cfg.nqn, nc.nsid, e.what()));
+        }
         n.uuid = nc.uuid ? *nc.uuid : derive_id(cfg.nqn + "/ns/" + std::to_string(nc.nsid));
         n.nguid = derive_id(cfg.nqn + "/nguid/" + std::to_string(nc.nsid));
         auto e = derive_id(cfg.nqn + "/eui64/" + std::to_string(nc.nsid));

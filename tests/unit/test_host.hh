@@ -37,13 +37,13 @@ inline target::target_config test_config() {
     target::subsystem_config open;
     open.nqn = open_nqn;
     open.allow_any_host = true;
-    open.namespaces.push_back({1, target::backend_kind::ram, 16u << 20, 4096, std::nullopt});
-    open.namespaces.push_back({3, target::backend_kind::ram, 1u << 20, 512, std::nullopt});
+    open.namespaces.push_back({1, target::backend_kind::ram, 16u << 20, 4096, std::nullopt, {}});
+    open.namespaces.push_back({3, target::backend_kind::ram, 1u << 20, 512, std::nullopt, {}});
     cfg.subsystems.push_back(open);
     target::subsystem_config restricted;
     restricted.nqn = restricted_nqn;
     restricted.hosts.push_back(host_a);
-    restricted.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt});
+    restricted.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, {}});
     cfg.subsystems.push_back(restricted);
     return cfg;
 }
@@ -132,10 +132,11 @@ public:
         pump();
     }
 
-    // Reads exactly n bytes; false on EOF (the target closed).
+    // Reads exactly n bytes; false on EOF (the target closed). Waits up to 10 s.
     bool recv_exact(void* p, size_t n) {
         auto* b = static_cast<uint8_t*>(p);
-        for (int idle = 0; n && idle < 5000;) {
+        const uint64_t deadline = env::now_ns() + 10'000'000'000ull;
+        for (int idle = 0; n && (idle < 5000 || env::now_ns() < deadline);) {
             ssize_t r = ::recv(_fd, b, n, MSG_DONTWAIT);
             if (r > 0) {
                 b += r;
@@ -145,7 +146,7 @@ public:
             }
             if (r == 0) return false;
             pump();
-            ++idle;
+            if (++idle > 1000 && conn) ::usleep(100);  // a backend doing real I/O (files)
         }
         if (n) throw std::runtime_error("host: timed out waiting for the target");
         return true;

@@ -1,0 +1,266 @@
+// File and kernel block device store through io_uring: one ring per queue (per reactor), no
+// locks; completions are reaped by poll() from the reactor loop.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "nvme/block_queue.hh"
+
+namespace ferry::nvme {
+namespace {
+
+struct dsm_range {
+    uint32_t attributes;
+    uint32_t length;
+    uint64_t slba;
+} __attribute__((packed));
+
+uint64_t slba_of(const sqe& c) { return (static_cast<uint64_t>(c.cdw11) << 32) | c.cdw10; }
+uint32_t nlb_of(const sqe& c) { return (c.cdw12 & 0xFFFF) + 1; }
+
+// Writes zeroes over [offset, offset + len) synchronously (control of last resort when the
+// file system cannot zero or punch a range).
+int write_zeroes_sync(int fd, uint64_t offset, uint64_t len) {
+    alignas(4096) static const uint8_t zeros[64 << 10] = {};
+    while (len) {
+        size_t n = std::min<uint64_t>(len, sizeof(zeros));
+        ssize_t w = ::pwrite(fd, zeros, n, static_cast<off_t>(offset));
+        if (w <= 0) return w < 0 ? -errno : -EIO;
+        offset += static_cast<uint64_t>(w);
+        len -= static_cast<uint64_t>(w);
+    }
+    return 0;
+}
+
+class file_store;
+
+class file_queue final : public block_queue {
+public:
+    file_queue(file_store& store, unsigned depth);
+    ~file_queue() override;
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
+    unsigned poll() override;
+    unsigned in_flight() const override { return _in_flight; }
+
+private:
+    ::io_uring_sqe* next_sqe() {
+        ::io_uring_sqe* s = ::io_uring_get_sqe(&_ring);
+        if (!s) {
+            ::io_uring_submit(&_ring);
+            s = ::io_uring_get_sqe(&_ring);
+        }
+        return s;
+    }
+    struct op {
+        io_completion* done;
+        uint8_t opcode;
+        uint32_t expect;  // bytes a read/write must move
+    };
+    file_store& _store;
+    ::io_uring _ring{};
+    std::vector<op> _ops;
+    std::vector<uint32_t> _free;
+    unsigned _in_flight = 0;
+    // Scratch for Compare, page aligned for O_DIRECT, grown on first use.
+    std::unique_ptr<uint8_t, decltype(&std::free)> _compare{nullptr, &std::free};
+    size_t _compare_size = 0;
+};
+
+class file_store final : public block_store {
+public:
+    file_store(const std::string& path, uint32_t block_size, uint64_t size_bytes) : _path(path), _bs(block_size) {
+        int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC | (size_bytes ? O_CREAT : 0), 0644);
+        if (fd < 0 && errno == EINVAL) {
+            // The file system does not do O_DIRECT (tmpfs, ...): go through the page cache.
+            fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (size_bytes ? O_CREAT : 0), 0644);
+            _direct = false;
+        }
+        if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+        _fd = fd;
+        struct stat st {};
+        ::fstat(fd, &st);
+        uint64_t have = 0;
+        if (S_ISBLK(st.st_mode)) {
+            if (::ioctl(fd, BLKGETSIZE64, &have) != 0) fail("BLKGETSIZE64");
+            _block_device = true;
+        } else if (S_ISREG(st.st_mode)) {
+            have = static_cast<uint64_t>(st.st_size);
+        } else {
+            fail_text("is neither a regular file nor a block device");
+        }
+        const uint64_t size = size_bytes ? size_bytes : have;  // may cover only the start of the file
+        if (size > have) {
+            if (_block_device)
+                fail_text(fmt::format("is {} bytes, {} asked", have, size));
+            if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate");
+        }
+        if (size < block_size) fail_text("is smaller than one block");
+        _blocks = size / block_size;
+    }
+    ~file_store() override {
+        if (_fd >= 0) ::close(_fd);
+    }
+    uint64_t block_count() const override { return _blocks; }
+    uint32_t block_size() const override { return _bs; }
+    std::string describe() const override {
+        return fmt::format("file {} (io_uring{})", _path, _direct ? ", O_DIRECT" : ", page cache");
+    }
+    std::unique_ptr<block_queue> create_queue(unsigned depth) override {
+        return std::make_unique<file_queue>(*this, depth);
+    }
+    int fd() const { return _fd; }
+    bool block_device() const { return _block_device; }
+
+private:
+    [[noreturn]] void fail(const char* what) { fail_text(fmt::format("{}: {}", what, std::strerror(errno))); }
+    [[noreturn]] void fail_text(const std::string& what) {
+        if (_fd >= 0) ::close(_fd);
+        _fd = -1;
+        throw std::runtime_error(fmt::format("{}: {}", _path, what));
+    }
+    std::string _path;
+    uint32_t _bs;
+    int _fd = -1;
+    bool _direct = true;
+    bool _block_device = false;
+    uint64_t _blocks = 0;
+};
+
+file_queue::file_queue(file_store& store, unsigned depth) : _store(store) {
+    unsigned entries = 8;
+    while (entries < depth * 2 && entries < 4096) entries *= 2;
+    int rc = ::io_uring_queue_init(entries, &_ring, 0);
+    if (rc < 0) throw std::runtime_error(fmt::format("io_uring_queue_init: {}", std::strerror(-rc)));
+    _ops.resize(entries);
+    for (uint32_t i = entries; i-- > 0;) _free.push_back(i);
+}
+
+file_queue::~file_queue() {
+    // The owner waits for in_flight() == 0 before destroying a queue.
+    ::io_uring_queue_exit(&_ring);
+}
+
+void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) {
+    const int fd = _store.fd();
+    const uint64_t offset = slba_of(cmd) * _store.block_size();
+    uint32_t bytes = 0;
+    for (const iovec& v : data) bytes += static_cast<uint32_t>(v.iov_len);
+
+    switch (cmd.opcode) {
+    case io_opc::read:
+    case io_opc::write:
+    case io_opc::flush:
+        break;
+    case io_opc::compare: {
+        // Rare: read synchronously into scratch and compare.
+        if (_compare_size < bytes) {
+            const size_t size = (bytes + 4095) & ~size_t(4095);
+            _compare.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, size)));
+            _compare_size = _compare ? size : 0;
+            if (!_compare) return done.complete(sc::internal_error);
+        }
+        ssize_t r = ::pread(fd, _compare.get(), bytes, static_cast<off_t>(offset));
+        if (r != static_cast<ssize_t>(bytes)) return done.complete(sc::unrecovered_read_error);
+        size_t at = 0;
+        for (const iovec& v : data) {
+            if (std::memcmp(_compare.get() + at, v.iov_base, v.iov_len) != 0)
+                return done.complete(sc::compare_failure | status_dnr);
+            at += v.iov_len;
+        }
+        return done.complete(sc::success);
+    }
+    case io_opc::write_zeroes: {
+        const uint64_t len = uint64_t(nlb_of(cmd)) * _store.block_size();
+        int rc = _store.block_device() ? -EOPNOTSUPP : ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                                                    static_cast<off_t>(offset), static_cast<off_t>(len));
+        if (rc != 0) rc = write_zeroes_sync(fd, offset, len);
+        return done.complete(rc == 0 ? sc::success : sc::internal_error);
+    }
+    case io_opc::dataset_mgmt: {
+        if (!(cmd.cdw11 & 4)) return done.complete(sc::success);  // hints only
+        const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
+        std::vector<dsm_range> ranges(nr);
+        size_t at = 0;
+        auto* dst = reinterpret_cast<uint8_t*>(ranges.data());
+        for (const iovec& v : data) {
+            size_t n = std::min(v.iov_len, ranges.size() * sizeof(dsm_range) - at);
+            std::memcpy(dst + at, v.iov_base, n);
+            at += n;
+        }
+        for (const auto& r : ranges) {
+            if (!r.length) continue;
+            const uint64_t off = r.slba * _store.block_size(), len = uint64_t(r.length) * _store.block_size();
+            // Deallocated blocks read as zeroes (DLFEAT): punch holes, or write zeroes.
+            int rc = _store.block_device() ? -1 : ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                                               static_cast<off_t>(off), static_cast<off_t>(len));
+            if (rc != 0 && write_zeroes_sync(fd, off, len) != 0) return done.complete(sc::internal_error);
+        }
+        return done.complete(sc::success);
+    }
+    default:
+        return done.complete(sc::invalid_opcode | status_dnr);
+    }
+
+    if (_free.empty()) return done.complete(sc::internal_error);  // cannot happen: depth-sized ring
+    const uint32_t slot = _free.back();
+    _free.pop_back();
+    _ops[slot] = {&done, cmd.opcode, bytes};
+    ::io_uring_sqe* s = next_sqe();
+    if (cmd.opcode == io_opc::read) {
+        ::io_uring_prep_readv(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
+    } else if (cmd.opcode == io_opc::write) {
+        ::io_uring_prep_writev(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
+        if (cmd.cdw12 & (1u << 30)) s->rw_flags = RWF_DSYNC;  // FUA
+    } else {
+        ::io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC);
+        _ops[slot].expect = 0;
+    }
+    ::io_uring_sqe_set_data64(s, slot);
+    ::io_uring_submit(&_ring);
+    ++_in_flight;
+}
+
+unsigned file_queue::poll() {
+    if (_in_flight == 0) return 0;
+    unsigned head, n = 0;
+    ::io_uring_cqe* c;
+    io_uring_for_each_cqe(&_ring, head, c) {
+        ++n;
+        const uint32_t slot = static_cast<uint32_t>(::io_uring_cqe_get_data64(c));
+        op o = _ops[slot];
+        _free.push_back(slot);
+        --_in_flight;
+        uint16_t status = sc::success;
+        if (c->res < 0 || static_cast<uint32_t>(c->res) != o.expect) {
+            // Media errors as the NVMe host expects them: unrecovered read, write fault.
+            status = o.opcode == io_opc::read    ? sc::unrecovered_read_error
+                     : o.opcode == io_opc::write ? sc::write_fault
+                                                 : sc::internal_error;
+        }
+        o.done->complete(status);
+    }
+    ::io_uring_cq_advance(&_ring, n);
+    return n;
+}
+
+}  // namespace
+
+std::unique_ptr<block_store> make_file_store(const std::string& path, uint32_t block_size, uint64_t size_bytes) {
+    return std::make_unique<file_store>(path, block_size, size_bytes);
+}
+
+}  // namespace ferry::nvme

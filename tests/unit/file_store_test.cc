@@ -1,0 +1,125 @@
+// The io_uring file store: directly, and behind the whole target (data survives a restart).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "nvme/block_queue.hh"
+#include "test_host.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+
+namespace {
+struct temp_file {
+    std::string path;
+    temp_file() {
+        char tmpl[] = "/var/tmp/ferry-file-store-XXXXXX";
+        int fd = ::mkstemp(tmpl);
+        ::close(fd);
+        path = tmpl;
+    }
+    ~temp_file() { std::filesystem::remove(path); }
+};
+
+struct waiter final : nvme::io_completion {
+    int calls = 0;
+    uint16_t status = 0xFFFF;
+    void complete(uint16_t s) override {
+        ++calls;
+        status = s;
+    }
+};
+
+uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> data) {
+    waiter w;
+    q.submit(c, data, w);
+    const uint64_t deadline = env::now_ns() + 10'000'000'000ull;  // disk I/O: allow real time
+    while (w.calls == 0 && env::now_ns() < deadline) q.poll();
+    EXPECT_EQ(w.calls, 1);
+    EXPECT_EQ(q.in_flight(), 0u);
+    return w.status;
+}
+
+nvme::sqe io(uint8_t opc, uint64_t slba, uint32_t nlb) {
+    nvme::sqe c{};
+    c.opcode = opc;
+    c.nsid = 1;
+    c.cdw10 = static_cast<uint32_t>(slba);
+    c.cdw11 = static_cast<uint32_t>(slba >> 32);
+    c.cdw12 = nlb - 1;
+    return c;
+}
+}  // namespace
+
+TEST(file_store, creates_extends_and_does_io) {
+    temp_file f;
+    auto store = nvme::make_file_store(f.path, 4096, 8u << 20);
+    EXPECT_EQ(store->block_count(), (8u << 20) / 4096);
+    EXPECT_EQ(std::filesystem::file_size(f.path), 8u << 20);
+    auto q = store->create_queue(8);
+    alignas(4096) static uint8_t a[8192], b[8192];
+    auto d = pattern(8192, 3);
+    std::memcpy(a, d.data(), sizeof(a));
+    iovec wv{a, sizeof(a)}, rv{b, sizeof(b)};
+    EXPECT_EQ(run(*q, io(nvme::io_opc::write, 5, 2), {&wv, 1}), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::flush, 0, 1), {}), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 5, 2), {&rv, 1}), 0);
+    EXPECT_EQ(std::memcmp(a, b, sizeof(a)), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::compare, 5, 2), {&wv, 1}), 0);
+    a[100] ^= 1;
+    EXPECT_EQ(run(*q, io(nvme::io_opc::compare, 5, 2), {&wv, 1}), nvme::sc::compare_failure | nvme::status_dnr);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::write_zeroes, 6, 1), {}), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 5, 2), {&rv, 1}), 0);
+    EXPECT_TRUE(std::all_of(b + 4096, b + 8192, [](uint8_t x) { return x == 0; }));
+    EXPECT_EQ(b[1], d[1]);
+    // The bytes are in the file at LBA * 4096.
+    std::ifstream in(f.path, std::ios::binary);
+    in.seekg(5 * 4096);
+    std::vector<uint8_t> on_disk(4096);
+    in.read(reinterpret_cast<char*>(on_disk.data()), 4096);
+    EXPECT_TRUE(std::equal(on_disk.begin(), on_disk.end(), d.begin()));
+}
+
+TEST(file_store, errors_name_the_path) {
+    try {
+        nvme::make_file_store("/nonexistent-dir/x.img", 4096, 0);
+        FAIL();
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x.img: cannot open"), std::string::npos);
+    }
+    temp_file f;  // empty file, no size given
+    EXPECT_THROW(nvme::make_file_store(f.path, 4096, 0), std::runtime_error);
+}
+
+TEST(file_store, data_survives_a_target_restart) {
+    temp_file f;
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, f.path};
+    auto d = pattern(64 * 1024, 11);
+    {
+        harness h(cfg);
+        host_conn admin(h);
+        uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+        host_conn io(h);
+        io.icreq();
+        ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 31, 0).status, 0);
+        EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 100, 16), d, 0, false).status, 0);
+        EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
+        auto nsid = admin.identify(nvme::cns::ns, 1);
+        EXPECT_EQ(reinterpret_cast<const nvme::identify_ns*>(nsid.data.data())->nsze, (4u << 20) / 4096);
+    }
+    {
+        harness h(cfg);
+        host_conn admin(h);
+        uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+        host_conn io(h);
+        io.icreq();
+        ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 31, 0).status, 0);
+        auto r = io.cmd(io.rw(nvme::io_opc::read, 1, 100, 16), {}, 64 * 1024);
+        EXPECT_EQ(r.status, 0);
+        EXPECT_EQ(r.data, d);
+    }
+}
