@@ -299,12 +299,17 @@ void reactor::run() {
         if (poll_once(may_block)) last_work = env::now_ns();
     }
     for (auto& s : _conns) s.conn->close("ferryd shutting down");
-    // io_uring operations still reference the connections: let them finish first.
-    for (int i = 0; _ring && i < 1000; ++i) {
+    // Socket operations (io_uring) and backend commands (file I/O into pool buffers) still in
+    // flight reference the connections: let them finish first (bounded: 10 s).
+    const uint64_t give_up = env::now_ns() + 10'000'000'000ull;
+    for (;;) {
         bool busy = false;
-        for (auto& s : _conns) busy |= s.conn->engine_ops_in_flight() > 0;
-        if (!busy) break;
-        poll_uring(false);
+        for (auto& s : _conns) {
+            s.conn->handler()->poll();
+            busy |= !s.conn->reapable();
+        }
+        if (!busy || env::now_ns() > give_up) break;
+        if (_ring) poll_uring(false);
     }
     _conns.clear();
     _conn_count.store(0);
