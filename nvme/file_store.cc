@@ -23,15 +23,6 @@
 namespace ferry::nvme {
 namespace {
 
-struct dsm_range {
-    uint32_t attributes;
-    uint32_t length;
-    uint64_t slba;
-} __attribute__((packed));
-
-uint64_t slba_of(const sqe& c) { return (static_cast<uint64_t>(c.cdw11) << 32) | c.cdw10; }
-uint32_t nlb_of(const sqe& c) { return (c.cdw12 & 0xFFFF) + 1; }
-
 // Writes zeroes over [offset, offset + len) synchronously (control of last resort when the
 // file system cannot zero or punch a range).
 int write_zeroes_sync(int fd, uint64_t offset, uint64_t len) {
@@ -156,7 +147,7 @@ file_queue::~file_queue() {
 
 void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) {
     const int fd = _store.fd();
-    const uint64_t offset = slba_of(cmd) * _store.block_size();
+    const uint64_t offset = io_slba(cmd) * _store.block_size();
     uint32_t bytes = 0;
     for (const iovec& v : data) bytes += static_cast<uint32_t>(v.iov_len);
 
@@ -184,7 +175,7 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
         return done.complete(sc::success);
     }
     case io_opc::write_zeroes: {
-        const uint64_t len = uint64_t(nlb_of(cmd)) * _store.block_size();
+        const uint64_t len = uint64_t(io_nlb(cmd)) * _store.block_size();
         int rc = _store.block_device() ? -EOPNOTSUPP : ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
                                                                     static_cast<off_t>(offset), static_cast<off_t>(len));
         if (rc != 0) rc = write_zeroes_sync(fd, offset, len);

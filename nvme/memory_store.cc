@@ -12,16 +12,6 @@
 namespace ferry::nvme {
 namespace {
 
-struct dsm_range {
-    uint32_t attributes;
-    uint32_t length;  // blocks, 1-based
-    uint64_t slba;
-} __attribute__((packed));
-static_assert(sizeof(dsm_range) == 16);
-
-uint64_t slba_of(const sqe& c) { return (static_cast<uint64_t>(c.cdw11) << 32) | c.cdw10; }
-uint32_t nlb_of(const sqe& c) { return (c.cdw12 & 0xFFFF) + 1; }
-
 // Copies between a contiguous region and an iovec list, in the given direction.
 void copy_iov(uint8_t* region, std::span<const iovec> iov, bool to_region) {
     for (const iovec& v : iov) {
@@ -91,13 +81,13 @@ void ram_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completio
     uint16_t status = sc::success;
     switch (cmd.opcode) {
     case io_opc::read:
-        copy_iov(_store.at(slba_of(cmd)), data, false);
+        copy_iov(_store.at(io_slba(cmd)), data, false);
         break;
     case io_opc::write:
-        copy_iov(_store.at(slba_of(cmd)), data, true);
+        copy_iov(_store.at(io_slba(cmd)), data, true);
         break;
     case io_opc::compare: {
-        const uint8_t* region = _store.at(slba_of(cmd));
+        const uint8_t* region = _store.at(io_slba(cmd));
         for (const iovec& v : data) {
             if (std::memcmp(region, v.iov_base, v.iov_len) != 0) {
                 status = sc::compare_failure | status_dnr;
@@ -108,7 +98,7 @@ void ram_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completio
         break;
     }
     case io_opc::write_zeroes:
-        _store.zero(slba_of(cmd), nlb_of(cmd));
+        _store.zero(io_slba(cmd), io_nlb(cmd));
         break;
     case io_opc::dataset_mgmt: {
         // Ranges were bounds-checked by the caller; only deallocate (AD) changes data.

@@ -130,6 +130,18 @@ inline constexpr uint8_t property_set = 0x00, connect = 0x01, property_get = 0x0
                          auth_recv = 0x06, disconnect = 0x08;
 }
 
+// Read/Write/Compare/Write Zeroes: starting LBA (CDW10-11) and block count (CDW12 NLB, 0-based).
+inline uint64_t io_slba(const sqe& c) { return (static_cast<uint64_t>(c.cdw11) << 32) | c.cdw10; }
+inline uint32_t io_nlb(const sqe& c) { return (c.cdw12 & 0xFFFF) + 1; }
+
+// Dataset Management range (16 bytes; the length is 1-based, unlike NLB).
+struct dsm_range {
+    uint32_t attributes;
+    uint32_t length;
+    uint64_t slba;
+} __attribute__((packed));
+static_assert(sizeof(dsm_range) == 16);
+
 // Data direction from an opcode's two low bits (also used for fabrics fctype).
 enum class data_direction : uint8_t { none = 0, host_to_ctrl = 1, ctrl_to_host = 2, bidirectional = 3 };
 constexpr data_direction direction_of(uint8_t opcode_or_fctype) {

@@ -8,12 +8,7 @@
 namespace ferry::target {
 namespace {
 constexpr uint16_t dnr = nvme::status_dnr;
-
-struct dsm_range {
-    uint32_t attributes;
-    uint32_t length;  // blocks, 1-based
-    uint64_t slba;
-} __attribute__((packed));
+using nvme::dsm_range;
 }  // namespace
 
 void queue::exec_io(transport::request& req) {
@@ -27,8 +22,8 @@ void queue::exec_io(transport::request& req) {
         return finish(req, nvme::sc::invalid_namespace | dnr);
     }
     const ns& n = *_ns[nsid];
-    const uint64_t slba = (uint64_t(c.cdw11) << 32) | c.cdw10;
-    const uint64_t nlb = (c.cdw12 & 0xFFFF) + 1ull;
+    const uint64_t slba = nvme::io_slba(c);
+    const uint64_t nlb = nvme::io_nlb(c);
 
     switch (c.opcode) {
     case nvme::io_opc::read:
