@@ -23,8 +23,8 @@
 namespace ferry::nvme {
 namespace {
 
-// Writes zeroes over [offset, offset + len) synchronously (control of last resort when the
-// file system cannot zero or punch a range).
+// Writes zeroes over [offset, offset + len) synchronously: the fallback when the file system
+// or device cannot zero or punch the range.
 int write_zeroes_sync(int fd, uint64_t offset, uint64_t len) {
     alignas(4096) static const uint8_t zeros[64 << 10] = {};
     while (len) {

@@ -9,8 +9,7 @@
 
 namespace ferry::target {
 namespace {
-constexpr uint64_t cap_value(bool discovery) {
-    (void)discovery;
+constexpr uint64_t cap_value() {
     uint64_t cap = 0;
     cap |= uint64_t(max_queue_entries - 1);  // MQES
     cap |= uint64_t(1) << 16;                // CQR: fabrics requires contiguous queues
@@ -185,7 +184,7 @@ void queue::exec_property_get(transport::request& req) {
     uint64_t v;
     switch (p.offset) {
     case nvme::reg::cap:
-        v = cap_value(_ctrl->subsys.is_discovery());
+        v = cap_value();
         break;
     case nvme::reg::vs:
         v = version;

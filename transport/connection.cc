@@ -136,7 +136,6 @@ void connection::release(request& req) {
     req.chunk_count = 0;
     req.iov_count = 0;
     req.state = request_state::free;
-    req.handler_data = nullptr;
     _free_tags.push_back(req.tag);
 }
 
@@ -154,7 +153,6 @@ bool connection::on_readable() {
             v[cnt++] = {_rx_buf.data(), _rx_buf.size()};
             n = ::readv(_fd, v.data(), static_cast<int>(cnt));
             if (n > 0) {
-                _stats.bytes_in += n;
                 size_t to_data = std::min<size_t>(n, _rx_left);
                 _rx_offset += to_data;
                 _rx_left -= to_data;
@@ -172,7 +170,6 @@ bool connection::on_readable() {
         } else {
             n = ::recv(_fd, _rx_buf.data(), _rx_buf.size(), MSG_DONTWAIT);
             if (n > 0) {
-                _stats.bytes_in += n;
                 const uint8_t* p = _rx_buf.data();
                 if (!process_rx(p, p + n)) return true;
                 progress = true;
@@ -371,7 +368,6 @@ bool connection::handle_capsule() {
     req->chunk_count = 0;
     req->state = request_state::executing;
     ++_sqhd;
-    ++_stats.commands;
 
     const nvme::sqe& cmd = req->cmd;
     const bool fabrics = cmd.opcode == nvme::admin_opc::fabrics;
@@ -681,7 +677,6 @@ bool connection::flush() {
             sent(total);
             continue;
         }
-        _stats.bytes_out += n;
         sent(static_cast<size_t>(n));
         progress = true;
         if (static_cast<size_t>(n) < total) break;
@@ -702,7 +697,6 @@ bool connection::on_recv_done(int result) {
     _recv_in_flight = 0;
     if (_closing) return false;
     if (result > 0) {
-        _stats.bytes_in += static_cast<uint64_t>(result);
         const uint8_t* p = _rx_buf.data();
         process_rx(p, p + result);
         return true;
@@ -729,7 +723,6 @@ bool connection::prepare_send(msghdr*& msg) {
 bool connection::on_send_done(int result) {
     _send_in_flight = 0;
     if (result >= 0) {
-        _stats.bytes_out += static_cast<uint64_t>(result);
         sent(static_cast<size_t>(result));
         return result > 0;
     }

@@ -55,7 +55,6 @@ struct request {
     bool data_digest_error = false;
     uint8_t tx_refs = 0;        // transmit entries still pointing into this request
     uint16_t iov_count = 0;
-    void* handler_data = nullptr;  // the handler's per-request context
 
     std::array<iovec, max_chunks> iov{};
     iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
@@ -105,12 +104,6 @@ public:
     virtual std::unique_ptr<queue_handler> make_handler(connection& conn) = 0;
 };
 
-struct connection_stats {
-    uint64_t commands = 0;
-    uint64_t bytes_in = 0;
-    uint64_t bytes_out = 0;
-};
-
 class connection {
 public:
     // Takes ownership of the connected, non-blocking socket `fd`. Throws if the pool cannot
@@ -152,7 +145,6 @@ public:
     uint16_t qid() const { return _qid; }
     bool queue_configured() const { return _configured; }
     digests negotiated_digests() const { return _digests; }
-    const connection_stats& stats() const { return _stats; }
     queue_handler* handler() { return _handler.get(); }
 
     // Decoder entry point, also used by tests and the fuzzer: consumes bytes as if read from
@@ -191,7 +183,6 @@ private:
     connection_info _info;
     env::dma_pool& _pool;
     std::unique_ptr<queue_handler> _handler;
-    connection_stats _stats;
 
     bool _ic_done = false;
     bool _configured = false;

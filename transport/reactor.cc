@@ -64,9 +64,9 @@ void reactor::post(std::function<void()> fn) {
     {
         std::lock_guard g(_msg_lock);
         _messages.push_back(std::move(fn));
-        _has_messages.store(true, std::memory_order_release);
+        _has_messages.store(true);  // seq_cst with _blocked: see prepare_to_block()
     }
-    if (_blocked.load(std::memory_order_acquire)) {
+    if (_blocked.load()) {
         uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
     }
@@ -117,7 +117,27 @@ void reactor::drain_messages() {
 namespace {
 constexpr uint64_t op_recv = 0, op_send = 1, wake_tag = 2;
 uint64_t tag(connection* c, uint64_t op) { return reinterpret_cast<uint64_t>(c) | op; }
+// A free submission entry; a full ring is submitted first (the ring holds 1024 entries and
+// each connection queues at most two per pass).
+::io_uring_sqe* next_sqe(::io_uring* ring) {
+    ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
+    if (!sqe) {
+        ::io_uring_submit(ring);
+        sqe = ::io_uring_get_sqe(ring);
+    }
+    return sqe;
+}
 }  // namespace
+
+// Marks the reactor blocked and returns how long it may wait: until the next timer tick, or
+// 0 when a message was posted before the flag was set (it did not write the eventfd). Both
+// flags are seq_cst so that a poster and the reactor cannot both miss each other's store.
+uint64_t reactor::prepare_to_block() {
+    _blocked.store(true);
+    const uint64_t now = env::now_ns();
+    if (_has_messages.load() || now >= _next_timer_ns) return 0;
+    return _next_timer_ns - now;
+}
 
 void reactor::arm_wake_read() {
     if (_wake_armed) return;
@@ -140,43 +160,26 @@ bool reactor::poll_uring(bool may_block) {
         iovec into;
         msghdr* msg;
         if (c.prepare_recv(into)) {
-            ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
-            if (!sqe) {
-                ::io_uring_submit(ring);
-                sqe = ::io_uring_get_sqe(ring);
-            }
+            ::io_uring_sqe* sqe = next_sqe(ring);
             ::io_uring_prep_recv(sqe, c.fd(), into.iov_base, into.iov_len, 0);
             ::io_uring_sqe_set_data64(sqe, tag(&c, op_recv));
         }
         if (c.wants_write() && c.prepare_send(msg)) {
-            ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
-            if (!sqe) {
-                ::io_uring_submit(ring);
-                sqe = ::io_uring_get_sqe(ring);
-            }
+            ::io_uring_sqe* sqe = next_sqe(ring);
             ::io_uring_prep_sendmsg(sqe, c.fd(), msg, MSG_NOSIGNAL);
             ::io_uring_sqe_set_data64(sqe, tag(&c, op_send));
         }
     }
-    if (may_block) {
-        uint64_t now = env::now_ns();
-        uint64_t wait_ns = now >= _next_timer_ns ? 0 : _next_timer_ns - now;
-        __kernel_timespec ts{static_cast<long long>(wait_ns / 1'000'000'000), static_cast<long long>(wait_ns % 1'000'000'000)};
+    const uint64_t wait_ns = may_block ? prepare_to_block() : 0;
+    if (wait_ns) {
+        __kernel_timespec ts{static_cast<long long>(wait_ns / 1'000'000'000),
+                             static_cast<long long>(wait_ns % 1'000'000'000)};
         ::io_uring_cqe* cqe = nullptr;
-        _blocked.store(true, std::memory_order_release);
-        bool pending;
-        {
-            std::lock_guard g(_msg_lock);
-            pending = !_messages.empty();
-        }
-        if (pending || wait_ns == 0)
-            ::io_uring_submit(ring);
-        else
-            ::io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
-        _blocked.store(false, std::memory_order_relaxed);
+        ::io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
     } else {
         ::io_uring_submit(ring);
     }
+    _blocked.store(false, std::memory_order_relaxed);
     unsigned head, seen = 0;
     ::io_uring_cqe* cqe;
     io_uring_for_each_cqe(ring, head, cqe) {
@@ -196,42 +199,17 @@ bool reactor::poll_uring(bool may_block) {
     return work || seen > 0;
 }
 
-bool reactor::poll_once(bool may_block) {
-    if (_ring) {
-        bool work = poll_uring(may_block);
-        drain_messages();
-        for (auto& s : _conns) {
-            connection& c = *s.conn;
-            if (c.closing()) continue;
-            work |= c.handler()->poll() > 0;
-            work |= c.retry_waiting();
-        }
-        uint64_t now = env::now_ns();
-        if (now >= _next_timer_ns) {
-            _next_timer_ns = now + timer_period_ns;
-            for (auto& s : _conns) s.conn->on_timer(now);
-        }
-        reap();
-        return work;
-    }
+bool reactor::poll_posix(bool may_block) {
     bool work = false;
-    int timeout = 0;
-    if (may_block) {
-        uint64_t now = env::now_ns();
-        timeout = now >= _next_timer_ns ? 0 : static_cast<int>((_next_timer_ns - now) / 1'000'000) + 1;
-        _blocked.store(true, std::memory_order_release);
-        // A message posted just before the flag was set would not have written the eventfd.
-        std::lock_guard g(_msg_lock);
-        if (!_messages.empty()) timeout = 0;
-    }
-    epoll_event events[max_events];
     int n = 0;
+    epoll_event events[max_events];
     if (!may_block && _conns.size() <= direct_poll_limit) {
         for (auto& s : _conns) work |= s.conn->on_readable();
     } else {
-        n = ::epoll_wait(_epoll, events, max_events, timeout);
+        const uint64_t wait_ns = may_block ? prepare_to_block() : 0;
+        n = ::epoll_wait(_epoll, events, max_events, wait_ns ? static_cast<int>(wait_ns / 1'000'000) + 1 : 0);
+        _blocked.store(false, std::memory_order_relaxed);
     }
-    _blocked.store(false, std::memory_order_relaxed);
     for (int i = 0; i < n; ++i) {
         auto* c = static_cast<connection*>(events[i].data.ptr);
         if (!c) {
@@ -241,30 +219,32 @@ bool reactor::poll_once(bool may_block) {
         }
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) work |= c->on_readable();
     }
-    drain_messages();
+    return work || n > 0;
+}
 
+bool reactor::poll_once(bool may_block) {
+    bool work = _ring ? poll_uring(may_block) : poll_posix(may_block);
+    drain_messages();
     for (auto& s : _conns) {
         connection& c = *s.conn;
         if (c.closing()) continue;
         work |= c.handler()->poll() > 0;
         work |= c.retry_waiting();
-        if (c.wants_write()) {
-            work |= c.flush();
-        }
-        bool want = c.wants_write() && !c.closing();
+        if (_ring) continue;  // io_uring sends are queued by poll_uring
+        if (c.wants_write()) work |= c.flush();
+        const bool want = c.wants_write();
         if (want != s.write_watched) {
             watch(c, want);
             s.write_watched = want;
         }
     }
-
-    uint64_t now = env::now_ns();
+    const uint64_t now = env::now_ns();
     if (now >= _next_timer_ns) {
         _next_timer_ns = now + timer_period_ns;
         for (auto& s : _conns) s.conn->on_timer(now);
     }
     reap();
-    return work || n > 0;
+    return work;
 }
 
 void reactor::reap() {

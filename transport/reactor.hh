@@ -49,7 +49,9 @@ private:
     void run();
     void add_connection(int fd, connection_info info, handler_factory& factory);
     bool poll_once(bool may_block);
+    bool poll_posix(bool may_block);
     bool poll_uring(bool may_block);
+    uint64_t prepare_to_block();
     void arm_wake_read();
     void drain_messages();
     void reap();

@@ -71,7 +71,6 @@ struct worker_result {
 struct run_params {
     uint32_t nsid, lba_size, nlb, bs;
     unsigned qd;
-    bool verify;
     uint64_t deadline_ns;
 };
 
@@ -332,7 +331,7 @@ int main(int argc, char** argv) {
         const uint64_t slice = lbas / nworkers / nlb * nlb;
         if (slice < nlb) throw std::invalid_argument("--size too small for the workers");
         if (o.seed == 0) o.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        run_params p{o.nsid, lba_size, static_cast<uint32_t>(nlb), static_cast<uint32_t>(bs), o.qd, o.verify, 0};
+        run_params p{o.nsid, lba_size, static_cast<uint32_t>(nlb), static_cast<uint32_t>(bs), o.qd, 0};
         std::vector<worker_result> results(nworkers);
         std::vector<std::thread> threads;
         const double cpu0 = cpu_seconds();

@@ -146,7 +146,7 @@ completion host_queue::connect(const std::string& subnqn, const std::string& hos
     nvme::copy_nul_padded(d.hostnqn, sizeof(d.hostnqn), hostnqn);
     std::vector<uint8_t> data(sizeof(d));
     std::memcpy(data.data(), &d, sizeof(d));
-    completion r = execute(reinterpret_cast<const nvme::sqe&>(c), data, true);
+    completion r = execute(reinterpret_cast<const nvme::sqe&>(c), data);
     if (r.status == 0) {
         _depth = depth;
         _slots.assign(depth, slot{});
@@ -158,7 +158,7 @@ completion host_queue::connect(const std::string& subnqn, const std::string& hos
     return r;
 }
 
-completion host_queue::execute(const nvme::sqe& cmd_in, std::span<uint8_t> data, bool fabrics) {
+completion host_queue::execute(const nvme::sqe& cmd_in, std::span<uint8_t> data) {
     if (_hdr_free.empty() && _hdr_mem.empty()) {  // before Connect: one command at a time
         _hdr_mem.assign(8 * hdr_buf, 0);
         _ddgst.assign(8, 0);
@@ -166,7 +166,6 @@ completion host_queue::execute(const nvme::sqe& cmd_in, std::span<uint8_t> data,
     }
     nvme::sqe cmd = cmd_in;
     cmd.cid = static_cast<uint16_t>(_depth - 1);  // the last slot is kept for blocking commands
-    (void)fabrics;
     submit(cmd, data);
     const uint64_t deadline_polls = 60'000;  // ~60 s at 1 ms per wait
     completion result{};
@@ -193,7 +192,7 @@ uint64_t host_queue::property_get(uint32_t offset, bool eight) {
     p.fctype = nvme::fctype::property_get;
     p.attrib = eight ? 1 : 0;
     p.offset = offset;
-    auto c = execute(reinterpret_cast<const nvme::sqe&>(p), {}, true);
+    auto c = execute(reinterpret_cast<const nvme::sqe&>(p), {});
     if (c.status) throw protocol_error(fmt::format("Property Get {:#x}: status {:#x}", offset, c.status));
     return c.dw0 | (uint64_t(c.dw1) << 32);
 }
@@ -204,7 +203,7 @@ void host_queue::property_set(uint32_t offset, uint32_t value) {
     p.fctype = nvme::fctype::property_set;
     p.offset = offset;
     p.value = value;
-    auto c = execute(reinterpret_cast<const nvme::sqe&>(p), {}, true);
+    auto c = execute(reinterpret_cast<const nvme::sqe&>(p), {});
     if (c.status) throw protocol_error(fmt::format("Property Set {:#x}: status {:#x}", offset, c.status));
 }
 

@@ -47,7 +47,7 @@ public:
 
     // Blocking command: submit, wait for it. `data` is written (host->ctrl) or filled
     // (ctrl->host) according to the opcode's direction.
-    completion execute(const nvme::sqe& cmd, std::span<uint8_t> data, bool fabrics = false);
+    completion execute(const nvme::sqe& cmd, std::span<uint8_t> data);
     uint64_t property_get(uint32_t offset, bool eight);
     void property_set(uint32_t offset, uint32_t value);
 
