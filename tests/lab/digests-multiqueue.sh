@@ -17,17 +17,7 @@ PORT=4421
 NQN=nqn.2026-11.io.ferry:dmq
 
 lab_begin digests-multiqueue
-cat > "$WORK/ferryd.json" <<JSON
-{
-  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $PORT } ],
-  "subsystems": [
-    { "nqn": "$NQN",
-      "allow_any_host": true,
-      "hosts": [],
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
-  ]
-}
-JSON
+write_ram_config "$WORK/ferryd.json" "$PORT" "$NQN"
 
 if check "port $PORT free" require_port_free "$PORT" &&
    check "ferryd starts with two reactors" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1; then

@@ -22,17 +22,7 @@ GUEST_SCRIPT=$REPO/tests/lab/guest/initiator-loss-guest.sh
 KA_WINDOW=20        # seconds after the freeze for ferryd to time the controller out
 
 lab_begin initiator-loss
-cat > "$WORK/ferryd.json" <<JSON
-{
-  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $PORT } ],
-  "subsystems": [
-    { "nqn": "$NQN",
-      "allow_any_host": true,
-      "hosts": [],
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
-  ]
-}
-JSON
+write_ram_config "$WORK/ferryd.json" "$PORT" "$NQN"
 
 # freeze_and_check RUN_DIR: SIGSTOP the guest's qemu, then ferryd must log the
 # keep-alive timeout and the freed controller within KA_WINDOW seconds; kill qemu

@@ -5,6 +5,7 @@
 # results and prints the final "N passed, N failed" line.
 #
 #   lab_begin NAME                 work dir $WORK (configs, logs), traps that kill what we started
+#   write_ram_config FILE PORT NQN one subsystem, one 1 GiB RAM namespace, any host
 #   start_ferryd CONFIG LOGFILE [ARGS...]   ferryd in the background, wait for "ferryd: ready"
 #   stop_ferryd                    SIGTERM (10 s) then SIGKILL; non-zero if ferryd had crashed
 #   ferryd_alive                   ferryd still running?
@@ -93,6 +94,20 @@ require_port_free() {
 }
 
 # ---------------------------------------------------------------- ferryd
+# write_ram_config FILE PORT NQN: one subsystem (any host) with a 1 GiB RAM namespace of
+# 4 KiB blocks, listening on 127.0.0.1:PORT
+write_ram_config() {
+    cat > "$1" <<JSON
+{
+  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $2 } ],
+  "subsystems": [
+    { "nqn": "$3", "allow_any_host": true,
+      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
+  ]
+}
+JSON
+}
+
 # start_ferryd CONFIG LOGFILE [extra ferryd args]
 start_ferryd() {
     local config=$1 log=$2 i st=0; shift 2

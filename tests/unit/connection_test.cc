@@ -144,18 +144,12 @@ TEST(connection, bytes_arriving_one_at_a_time) {
 }
 
 namespace {
-// An I/O queue connected to the open subsystem, with its admin queue.
+// A target of its own with one association (I/O queue depth 128).
 struct io_pair {
     harness h;
-    host_conn admin;
-    host_conn io;
-    uint16_t cntlid;
-    io_pair(bool hd = false, bool dd = false, uint8_t cattr = 0) : admin(h), io(h, hd, dd) {
-        cntlid = admin.bring_up_admin(open_nqn, host_a);
-        io.icreq();
-        auto r = io.connect(open_nqn, host_a, 1, cntlid, 127, 0, cattr);
-        if (r.status) throw std::runtime_error("I/O connect failed");
-    }
+    association a;
+    host_conn& io = a.io;
+    io_pair(bool hd = false, bool dd = false, uint8_t cattr = 0) : a(h, 5000, 127, hd, dd, cattr) {}
 };
 }  // namespace
 
@@ -258,11 +252,8 @@ TEST(connection, exceeding_the_queue_depth_is_fatal) {
     // Writes waiting for their H2C data hold their slots. A queue of depth 4 has 4 slots plus
     // one spare; a sixth outstanding command is a protocol violation.
     harness h;
-    host_conn admin(h);
-    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-    host_conn io(h);
-    io.icreq();
-    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 3, 0).status, 0);
+    association a(h, 5000, 3);
+    host_conn& io = a.io;
     for (int i = 0; i < 5; ++i) {
         io.send_capsule(io.rw(nvme::io_opc::write, 1, i * 4, 4), {}, false, 16384);
         tp::data_pdu r2t{};
@@ -280,11 +271,8 @@ TEST(connection, large_transfers_wait_for_buffers_instead_of_failing) {
     // A pool too small for two 1 MiB reads at once: the second waits, then completes.
     target::target_config cfg = test_config();
     harness h(cfg, (1u << 20) + 64 * 8192 + 8 * 8192);
-    host_conn admin(h);
-    uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-    host_conn io(h);
-    io.icreq();
-    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 15, 0).status, 0);
+    association a(h, 5000, 15);
+    host_conn& io = a.io;
     auto w = pattern(1u << 20, 5);
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 256), w, 0, false).status, 0);
     auto c1 = io.rw(nvme::io_opc::read, 1, 0, 256);

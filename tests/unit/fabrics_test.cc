@@ -153,11 +153,8 @@ TEST(properties, enable_with_wrong_queue_entry_sizes_sets_cfs) {
 
 TEST(controller, keep_alive_timeout_tears_down_all_queues) {
     harness h;
-    host_conn admin(h);
-    uint16_t id = admin.bring_up_admin(open_nqn, host_a, 1000);
-    host_conn io(h);
-    io.icreq();
-    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    association a(h, 1000);
+    host_conn &admin = a.admin, &io = a.io;
     auto* sub = h.tgt.find_subsystem(open_nqn);
     EXPECT_EQ(sub->controller_count(), 1u);
 
@@ -179,11 +176,8 @@ TEST(controller, keep_alive_timeout_tears_down_all_queues) {
 
 TEST(controller, io_traffic_counts_as_keep_alive) {
     harness h;
-    host_conn admin(h);
-    uint16_t id = admin.bring_up_admin(open_nqn, host_a, 1000);
-    host_conn io(h);
-    io.icreq();
-    ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    association a(h, 1000);
+    host_conn &admin = a.admin, &io = a.io;
     // A command on the I/O queue refreshes the controller's traffic time.
     io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1));
     admin.conn->on_timer(env::now_ns() + 900'000'000);

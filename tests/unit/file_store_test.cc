@@ -24,17 +24,8 @@ struct temp_file {
     ~temp_file() { std::filesystem::remove(path); }
 };
 
-struct waiter final : nvme::io_completion {
-    int calls = 0;
-    uint16_t status = 0xFFFF;
-    void complete(uint16_t s) override {
-        ++calls;
-        status = s;
-    }
-};
-
 uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> data) {
-    waiter w;
+    completion_recorder w;
     q.submit(c, data, w);
     const uint64_t deadline = env::now_ns() + 10'000'000'000ull;  // disk I/O: allow real time
     while (w.calls == 0 && env::now_ns() < deadline) q.poll();
@@ -43,15 +34,7 @@ uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> da
     return w.status;
 }
 
-nvme::sqe io(uint8_t opc, uint64_t slba, uint32_t nlb) {
-    nvme::sqe c{};
-    c.opcode = opc;
-    c.nsid = 1;
-    c.cdw10 = static_cast<uint32_t>(slba);
-    c.cdw11 = static_cast<uint32_t>(slba >> 32);
-    c.cdw12 = nlb - 1;
-    return c;
-}
+nvme::sqe io(uint8_t opc, uint64_t slba, uint32_t nlb) { return io_command(opc, 1, slba, nlb); }
 }  // namespace
 
 TEST(file_store, creates_extends_and_does_io) {
@@ -101,11 +84,8 @@ TEST(file_store, data_survives_a_target_restart) {
     auto d = pattern(64 * 1024, 11);
     {
         harness h(cfg);
-        host_conn admin(h);
-        uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-        host_conn io(h);
-        io.icreq();
-        ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 31, 0).status, 0);
+        association a(h, 5000, 31);
+        host_conn &admin = a.admin, &io = a.io;
         EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 100, 16), d, 0, false).status, 0);
         EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
         auto nsid = admin.identify(nvme::cns::ns, 1);
@@ -113,11 +93,8 @@ TEST(file_store, data_survives_a_target_restart) {
     }
     {
         harness h(cfg);
-        host_conn admin(h);
-        uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-        host_conn io(h);
-        io.icreq();
-        ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 31, 0).status, 0);
+        association a(h, 5000, 31);
+        host_conn& io = a.io;
         auto r = io.cmd(io.rw(nvme::io_opc::read, 1, 100, 16), {}, 64 * 1024);
         EXPECT_EQ(r.status, 0);
         EXPECT_EQ(r.data, d);

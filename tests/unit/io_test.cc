@@ -9,13 +9,9 @@ using namespace ferry::test;
 namespace {
 struct io_queue_fixture : ::testing::Test {
     harness h;
-    host_conn admin{h};
-    host_conn io{h};
-    void SetUp() override {
-        uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-        io.icreq();
-        ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
-    }
+    association a{h};
+    host_conn& admin = a.admin;
+    host_conn& io = a.io;
     response write(uint32_t nsid, uint64_t slba, const std::vector<uint8_t>& d, uint32_t bs = 4096, bool inc = true) {
         return io.cmd(io.rw(nvme::io_opc::write, nsid, slba, static_cast<uint32_t>(d.size() / bs)), d, 0, inc);
     }

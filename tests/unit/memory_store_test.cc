@@ -6,28 +6,13 @@
 #include "env/dma_pool.hh"
 #include "env/thread.hh"
 #include "nvme/block_queue.hh"
+#include "test_host.hh"
 
 using namespace ferry;
 
 namespace {
-struct recorder final : nvme::io_completion {
-    int calls = 0;
-    uint16_t status = 0xFFFF;
-    void complete(uint16_t s) override {
-        ++calls;
-        status = s;
-    }
-};
-
-nvme::sqe io(uint8_t opc, uint64_t slba, uint32_t nlb) {
-    nvme::sqe c{};
-    c.opcode = opc;
-    c.nsid = 1;
-    c.cdw10 = static_cast<uint32_t>(slba);
-    c.cdw11 = static_cast<uint32_t>(slba >> 32);
-    c.cdw12 = nlb - 1;
-    return c;
-}
+nvme::sqe io(uint8_t opc, uint64_t slba, uint32_t nlb) { return test::io_command(opc, 1, slba, nlb); }
+using test::completion_recorder;
 }  // namespace
 
 TEST(ram_store, write_read_compare_zero_deallocate) {
@@ -37,7 +22,7 @@ TEST(ram_store, write_read_compare_zero_deallocate) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 7);
     // Scattered over two iovecs of different sizes.
     iovec wv[2] = {{a.data(), 3000}, {a.data() + 3000, 5192}};
-    recorder r;
+    completion_recorder r;
     q->submit(io(nvme::io_opc::write, 10, 2), wv, r);
     EXPECT_EQ(r.status, nvme::sc::success);
     iovec rv[1] = {{b.data(), b.size()}};
@@ -74,7 +59,7 @@ TEST(null_store, reads_zeroes) {
     auto q = store->create_queue(1);
     std::vector<uint8_t> b(512, 0xAA);
     iovec v{b.data(), b.size()};
-    recorder r;
+    completion_recorder r;
     q->submit(io(nvme::io_opc::read, 0, 1), {&v, 1}, r);
     EXPECT_EQ(r.status, 0);
     EXPECT_TRUE(std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; }));

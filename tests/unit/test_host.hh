@@ -55,6 +55,27 @@ struct harness {
         : tgt(cfg), pool(pool_bytes) {}
 };
 
+// A Read/Write/Compare/Write Zeroes/Flush command for NSID `nsid` (the caller sets the cid).
+inline nvme::sqe io_command(uint8_t opcode, uint32_t nsid, uint64_t slba, uint32_t nlb) {
+    nvme::sqe c{};
+    c.opcode = opcode;
+    c.nsid = nsid;
+    c.cdw10 = static_cast<uint32_t>(slba);
+    c.cdw11 = static_cast<uint32_t>(slba >> 32);
+    c.cdw12 = nlb - 1;
+    return c;
+}
+
+// Records the completions a block queue delivers.
+struct completion_recorder final : nvme::io_completion {
+    int calls = 0;
+    uint16_t status = 0xFFFF;
+    void complete(uint16_t s) override {
+        ++calls;
+        status = s;
+    }
+};
+
 struct response {
     nvme::cqe cqe{};
     uint16_t status = 0;  // SCT<<8|SC (|DNR), nvme::sc convention
@@ -384,10 +405,8 @@ public:
     }
 
     nvme::sqe rw(uint8_t opcode, uint32_t nsid, uint64_t slba, uint32_t nlb) {
-        auto c = make(opcode, nsid);
-        c.cdw10 = static_cast<uint32_t>(slba);
-        c.cdw11 = static_cast<uint32_t>(slba >> 32);
-        c.cdw12 = nlb - 1;
+        auto c = io_command(opcode, nsid, slba, nlb);
+        c.cid = next_cid();
         return c;
     }
 
@@ -421,6 +440,22 @@ private:
     transport::digests _dg;
     uint16_t _cid = 1;
     static inline uint64_t _next_id = 0;
+};
+
+// An association with the target: an admin queue brought up (enabled) for host_a, and I/O
+// queue 1 of depth io_sqsize + 1 connected to the same controller.
+struct association {
+    host_conn admin;
+    host_conn io;
+    uint16_t cntlid = 0;
+    explicit association(harness& h, uint32_t kato_ms = 5000, uint16_t io_sqsize = 127, bool hdgst = false,
+                         bool ddgst = false, uint8_t cattr = 0)
+        : admin(h), io(h, hdgst, ddgst) {
+        cntlid = admin.bring_up_admin(open_nqn, host_a, kato_ms);
+        io.icreq();
+        auto r = io.connect(open_nqn, host_a, 1, cntlid, io_sqsize, 0, cattr);
+        if (r.status) throw std::runtime_error("I/O queue connect failed: status " + std::to_string(r.status));
+    }
 };
 
 inline std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
