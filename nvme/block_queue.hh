@@ -31,7 +31,8 @@ public:
     // Submits an already validated I/O command (opcode, SLBA/NLB in range). `data` holds the
     // command's payload (host->ctrl) or receives it (ctrl->host); its total size is exact.
     virtual void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) = 0;
-    // Reaps finished commands; returns how many completed. Synchronous stores return 0.
+    // Submits what submit() queued and reaps finished commands; returns how many completed.
+    // The owner calls it while in_flight() > 0. Synchronous stores return 0.
     virtual unsigned poll() { return 0; }
     // Commands submitted but not yet completed.
     virtual unsigned in_flight() const { return 0; }

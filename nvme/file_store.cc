@@ -221,12 +221,12 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
         _ops[slot].expect = 0;
     }
     ::io_uring_sqe_set_data64(s, slot);
-    ::io_uring_submit(&_ring);
-    ++_in_flight;
+    ++_in_flight;  // submitted by the next poll(), with whatever else this reactor pass queued
 }
 
 unsigned file_queue::poll() {
     if (_in_flight == 0) return 0;
+    if (::io_uring_sq_ready(&_ring)) ::io_uring_submit(&_ring);
     unsigned head, n = 0;
     ::io_uring_cqe* c;
     io_uring_for_each_cqe(&_ring, head, c) {

@@ -229,6 +229,9 @@ bool reactor::poll_once(bool may_block) {
         connection& c = *s.conn;
         if (c.closing()) continue;
         work |= c.handler()->poll() > 0;
+        // Backend commands in flight complete without a socket event: keep polling (do not
+        // block) until they are done.
+        work |= c.handler()->in_flight() > 0;
         work |= c.retry_waiting();
         if (_ring) continue;  // io_uring sends are queued by poll_uring
         if (c.wants_write()) work |= c.flush();
