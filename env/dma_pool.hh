@@ -1,6 +1,7 @@
-// DMA-capable buffer memory: a fixed pool of equal chunks carved from one mapping (2 MiB
+// DMA-capable buffer memory: a fixed pool of equal chunks carved from one dma_region (2 MiB
 // hugepages when the system has them reserved, ordinary pages otherwise). Each chunk knows
-// its IOVA; until a VFIO container maps the pool, IOVA = virtual address.
+// its IOVA (see env/dma.hh); chunks are page aligned and never cross a hugepage, so a chunk
+// is contiguous for the device.
 // A pool belongs to one reactor and is not thread-safe: no locks on the I/O path.
 #pragma once
 
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "env/dma.hh"
+
 namespace ferry::env {
 
 class dma_pool {
@@ -18,7 +21,6 @@ public:
 
     // Reserves `bytes` (rounded up to whole chunks). Throws std::runtime_error on failure.
     explicit dma_pool(size_t bytes);
-    ~dma_pool();
     dma_pool(const dma_pool&) = delete;
     dma_pool& operator=(const dma_pool&) = delete;
 
@@ -28,23 +30,17 @@ public:
     // Returns chunks taken with get(); only iov_base is looked at.
     void put(const iovec* chunks, unsigned count);
     // Device-visible address of a byte inside the pool.
-    uint64_t iova(const void* p) const { return _iova_base + (static_cast<const uint8_t*>(p) - _base); }
-    bool owns(const void* p) const {
-        auto* b = static_cast<const uint8_t*>(p);
-        return b >= _base && b < _base + _bytes;
-    }
+    uint64_t iova(const void* p) const { return _region.iova(p); }
+    bool owns(const void* p) const { return _region.contains(p); }
 
     size_t free_chunks() const { return _free.size(); }
     size_t total_chunks() const { return _total; }
-    bool hugepages() const { return _hugepages; }
-    size_t bytes() const { return _bytes; }
+    bool hugepages() const { return _region.hugepages(); }
+    size_t bytes() const { return _region.bytes(); }
 
 private:
-    uint8_t* _base = nullptr;
-    uint64_t _iova_base = 0;
-    size_t _bytes = 0;
+    dma_region _region;
     size_t _total = 0;
-    bool _hugepages = false;
     std::vector<uint8_t*> _free;  // LIFO: recently used chunks are warm in cache
 };
 
