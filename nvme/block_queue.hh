@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "env/dma_pool.hh"
 #include "nvme/spec.hh"
 
 namespace ferry::nvme {
@@ -36,6 +37,8 @@ public:
     virtual unsigned poll() { return 0; }
     // Commands submitted but not yet completed.
     virtual unsigned in_flight() const { return 0; }
+    // What backs the queue, for logs ("hardware queue 3 of 0000:00:04.0"); empty if nothing to say.
+    virtual std::string describe() const { return {}; }
 };
 
 // A backing store: geometry plus a factory of per-reactor queues.
@@ -45,8 +48,13 @@ public:
     virtual uint64_t block_count() const = 0;
     virtual uint32_t block_size() const = 0;
     virtual std::string describe() const = 0;
+    // Largest transfer of one command in bytes; 0 = no limit of the store's own.
+    virtual uint32_t max_transfer_bytes() const { return 0; }
     // `depth` is the number of commands the caller may have outstanding on the queue.
-    virtual std::unique_ptr<block_queue> create_queue(unsigned depth) = 0;
+    // `buffers` is the pool the caller's data buffers come from: a device needs their
+    // addresses (software stores ignore it; it may be null for them). Throws
+    // std::runtime_error when no queue can be had (e.g. no hardware queue left).
+    virtual std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) = 0;
 };
 
 // RAM-backed store: a private anonymous mapping, populated on first write so a large
@@ -59,5 +67,9 @@ std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t bloc
 // a missing file is created with it. Flush and FUA writes are made durable with fdatasync
 // semantics. Throws std::runtime_error naming the path.
 std::unique_ptr<block_store> make_file_store(const std::string& path, uint32_t block_size, uint64_t size_bytes);
+// Namespace `nsid` of the PCIe NVMe controller at `bdf` ("0000:00:04.0"), driven from user
+// space through VFIO; each queue is a hardware I/O queue pair of its own. Geometry and
+// transfer limit come from the device. Throws std::runtime_error saying what is wrong.
+std::unique_ptr<block_store> make_pcie_store(const std::string& bdf, uint32_t nsid);
 
 }  // namespace ferry::nvme

@@ -110,7 +110,7 @@ public:
     std::string describe() const override {
         return fmt::format("file {} (io_uring{})", _path, _direct ? ", O_DIRECT" : ", page cache");
     }
-    std::unique_ptr<block_queue> create_queue(unsigned depth) override {
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool*) override {
         return std::make_unique<file_queue>(*this, depth);
     }
     int fd() const { return _fd; }

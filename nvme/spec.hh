@@ -101,6 +101,9 @@ inline constexpr uint16_t invalid_queue_type = 0x185;
 inline constexpr uint16_t write_fault = 0x280;
 inline constexpr uint16_t unrecovered_read_error = 0x281;
 inline constexpr uint16_t compare_failure = 0x285;
+// path related (SCT 3): the command did not reach the media; a host may retry it elsewhere
+inline constexpr uint16_t internal_path_error = 0x300;
+inline constexpr uint16_t controller_path_error = 0x360;
 }  // namespace sc
 
 inline constexpr uint16_t status_dnr = 0x4000;  // in the SCT<<8|SC convention

@@ -158,22 +158,35 @@ void queue::exec_connect(transport::request& req) {
         finish(req, nvme::sc::connect_ctrl_busy);
         return;
     }
-    // Backend queues, one per namespace, owned by this reactor alone.
+    // Backend queues, one per namespace, owned by this reactor alone (for an SSD: a hardware
+    // queue pair of its own).
+    std::string backing;
     for (const auto& [nsid, n] : sub->namespaces()) {
         if (_ns_queues.size() <= nsid) {
             _ns_queues.resize(nsid + 1);
             _ns.resize(nsid + 1, nullptr);
         }
-        _ns_queues[nsid] = n.store->create_queue(depth);
+        try {
+            _ns_queues[nsid] = n.store->create_queue(depth, &_conn.pool());
+        } catch (const std::exception& e) {
+            _ns_queues.clear();
+            _ns.clear();
+            ctrl->release_queue(c.qid);
+            spdlog::error("conn {} ({}): Connect qid {} of {} rejected: namespace {}: {}", info.id, info.peer, +c.qid,
+                          ctrl->name(), nsid, e.what());
+            finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+            return;
+        }
         _ns[nsid] = &n;
+        if (auto d = _ns_queues[nsid]->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     }
     _slots.resize(depth + 1u);
     _ctrl = std::move(ctrl);
     _qid = c.qid;
     _ctrl->last_traffic_ns.store(env::now_ns());
-    spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{})", info.id, info.peer, _ctrl->name(), _qid,
+    spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{}){}", info.id, info.peer, _ctrl->name(), _qid,
                  depth, _conn.negotiated_digests().header ? ", header digest" : "",
-                 _conn.negotiated_digests().data ? ", data digest" : "");
+                 _conn.negotiated_digests().data ? ", data digest" : "", backing);
     finish(req, nvme::sc::success, _ctrl->cntlid);
 }
 

@@ -142,6 +142,8 @@ public:
     bool wants_write() const { return _tx_count != 0; }
     int fd() const { return _fd; }
     const connection_info& info() const { return _info; }
+    // The buffer pool request data lives in (a backing SSD needs its device addresses).
+    const env::dma_pool& pool() const { return _pool; }
     uint16_t qid() const { return _qid; }
     bool queue_configured() const { return _configured; }
     digests negotiated_digests() const { return _digests; }

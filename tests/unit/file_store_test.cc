@@ -42,7 +42,7 @@ TEST(file_store, creates_extends_and_does_io) {
     auto store = nvme::make_file_store(f.path, 4096, 8u << 20);
     EXPECT_EQ(store->block_count(), (8u << 20) / 4096);
     EXPECT_EQ(std::filesystem::file_size(f.path), 8u << 20);
-    auto q = store->create_queue(8);
+    auto q = store->create_queue(8, nullptr);
     alignas(4096) static uint8_t a[8192], b[8192];
     auto d = pattern(8192, 3);
     std::memcpy(a, d.data(), sizeof(a));
@@ -80,7 +80,7 @@ TEST(file_store, errors_name_the_path) {
 TEST(file_store, data_survives_a_target_restart) {
     temp_file f;
     auto cfg = test_config();
-    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, f.path};
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, f.path, {}, 0};
     auto d = pattern(64 * 1024, 11);
     {
         harness h(cfg);

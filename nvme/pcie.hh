@@ -1,0 +1,268 @@
+// The user-space PCIe NVMe controller driver (reference sections 5.1-5.6).
+//
+// A pcie_controller owns one controller's registers and its admin queue. The admin queue
+// belongs to the controller's admin thread; other threads send it commands and wait (control
+// path only: queue creation and deletion, identify, abort, reset). The admin thread also
+// watches CSTS every 100 ms for a fatal status (CFS: reset the controller) or a vanished
+// device (all ones: fail everything with a path error).
+//
+// I/O queue pairs are created on demand, one per host I/O queue, and are then used by one
+// reactor alone without locks: SQ entries, a release fence, one tail doorbell per batch;
+// completions by phase tag, one head doorbell per batch.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "env/dma.hh"
+#include "nvme/spec.hh"
+
+namespace ferry::nvme {
+
+// Access to BAR0: a mapped device, or a software model in tests.
+class register_file {
+public:
+    virtual ~register_file() = default;
+    virtual uint32_t read32(uint32_t offset) = 0;
+    virtual void write32(uint32_t offset, uint32_t value) = 0;
+    // The 32-bit doorbell at `offset` (>= 0x1000), written directly on the I/O path.
+    virtual volatile uint32_t* doorbell(uint32_t offset) = 0;
+
+    uint64_t read64(uint32_t offset) {
+        uint64_t lo = read32(offset);
+        return lo | (uint64_t{read32(offset + 4)} << 32);
+    }
+    void write64(uint32_t offset, uint64_t v) {
+        write32(offset, static_cast<uint32_t>(v));
+        write32(offset + 4, static_cast<uint32_t>(v >> 32));
+    }
+};
+
+// BAR0 of a real device (mapped through VFIO).
+std::unique_ptr<register_file> make_bar_registers(volatile uint8_t* bar0, size_t size);
+
+namespace pcie_reg {
+inline constexpr uint32_t cap = 0x00, vs = 0x08, cc = 0x14, csts = 0x1C, aqa = 0x24, asq = 0x28, acq = 0x30,
+                          doorbells = 0x1000;
+constexpr uint32_t cap_mqes(uint64_t cap) { return static_cast<uint32_t>(cap & 0xFFFF); }
+constexpr uint32_t cap_to_ms(uint64_t cap) { return static_cast<uint32_t>((cap >> 24) & 0xFF) * 500; }
+constexpr uint32_t cap_dstrd(uint64_t cap) { return static_cast<uint32_t>((cap >> 32) & 0xF); }
+constexpr uint32_t cap_mpsmin(uint64_t cap) { return static_cast<uint32_t>((cap >> 48) & 0xF); }
+constexpr bool cap_css_nvm(uint64_t cap) { return (cap >> 37) & 1; }
+inline constexpr uint32_t cc_en = 1, cc_shn_normal = 1u << 14, cc_iosqes = 6u << 16, cc_iocqes = 4u << 20;
+inline constexpr uint32_t csts_rdy = 1, csts_cfs = 2, csts_shst_mask = 3u << 2, csts_shst_complete = 2u << 2;
+}  // namespace pcie_reg
+
+// The ring mechanics of one SQ/CQ pair. Not thread-safe.
+class queue_pair {
+public:
+    queue_pair() = default;
+    queue_pair(uint16_t qid, uint16_t entries, sqe* sq, cqe* cq, volatile uint32_t* sq_doorbell,
+               volatile uint32_t* cq_doorbell)
+        : _qid(qid), _entries(entries), _sq(sq), _cq(cq), _sq_db(sq_doorbell), _cq_db(cq_doorbell) {}
+
+    uint16_t qid() const { return _qid; }
+    uint16_t entries() const { return _entries; }
+    // One slot always stays empty (tail + 1 == head means full).
+    bool full() const { return static_cast<uint16_t>((_tail + 1) % _entries) == _sq_head; }
+    void push(const sqe& cmd) {
+        _sq[_tail] = cmd;
+        _tail = static_cast<uint16_t>((_tail + 1) % _entries);
+    }
+    // Tells the controller about pushed entries: they must be in memory before it sees the tail.
+    void ring() {
+        if (_tail == _rung) return;
+        std::atomic_thread_fence(std::memory_order_release);
+        *_sq_db = _tail;
+        _rung = _tail;
+    }
+    // Calls on_cqe(const cqe&) for every new completion, then writes the CQ head doorbell once.
+    template <class F>
+    unsigned reap(F&& on_cqe) {
+        unsigned n = 0;
+        for (;;) {
+            volatile const cqe* e = &_cq[_cq_head];
+            if ((e->status & 1) != _phase) break;
+            std::atomic_thread_fence(std::memory_order_acquire);  // the rest of the entry after the phase
+            cqe c;
+            c.dw0 = e->dw0;
+            c.dw1 = e->dw1;
+            c.sqhd = e->sqhd;
+            c.sqid = e->sqid;
+            c.cid = e->cid;
+            c.status = e->status;
+            _sq_head = c.sqhd;
+            if (++_cq_head == _entries) {
+                _cq_head = 0;
+                _phase ^= 1;
+            }
+            ++n;
+            on_cqe(c);
+        }
+        if (n) *_cq_db = _cq_head;
+        return n;
+    }
+    // After the controller forgot the queue (reset): empty rings, phase 1 (the CQ is zeroed).
+    void restart() {
+        std::fill_n(reinterpret_cast<uint8_t*>(_cq), size_t{_entries} * sizeof(cqe), uint8_t{0});
+        _tail = _rung = _sq_head = _cq_head = 0;
+        _phase = 1;
+    }
+
+private:
+    uint16_t _qid = 0;
+    uint16_t _entries = 0;
+    sqe* _sq = nullptr;
+    cqe* _cq = nullptr;
+    volatile uint32_t* _sq_db = nullptr;
+    volatile uint32_t* _cq_db = nullptr;
+    uint16_t _tail = 0, _rung = 0, _sq_head = 0, _cq_head = 0;
+    uint16_t _phase = 1;
+};
+
+struct pcie_controller_options {
+    uint32_t admin_timeout_ms = 30000;
+    uint32_t io_timeout_ms = 30000;   // then Abort; after twice this, reset the controller
+    uint32_t health_interval_ms = 100;
+};
+
+struct pcie_namespace_info {
+    uint64_t blocks = 0;
+    uint32_t block_size = 0;
+};
+
+enum class controller_state : uint8_t { live, resetting, failed, gone };
+
+class pcie_controller;
+
+// A hardware I/O queue pair with its memory, owned by one reactor. Created and deleted
+// through the controller's admin thread; the ring itself is touched only by the owner.
+class hw_queue {
+public:
+    ~hw_queue();
+    hw_queue(const hw_queue&) = delete;
+    hw_queue& operator=(const hw_queue&) = delete;
+
+    queue_pair& ring() { return _ring; }
+    uint16_t qid() const { return _ring.qid(); }
+    uint16_t entries() const { return _ring.entries(); }
+    // PRP list page of command slot `cid` (one page per slot).
+    uint64_t* prp_list(uint16_t cid) const { return reinterpret_cast<uint64_t*>(_region.data() + _lists + cid * 4096ul); }
+    uint64_t prp_list_iova(uint16_t cid) const { return _region.iova(prp_list(cid)); }
+    pcie_controller& controller() const { return _ctrl; }
+    // The controller generation this queue was created in; a reset makes it stale.
+    uint32_t generation() const { return _generation; }
+    // Creates the queue again after a controller reset. Throws if the controller is not live.
+    void recreate();
+
+private:
+    friend class pcie_controller;
+    hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries);
+    pcie_controller& _ctrl;
+    env::dma_region _region;
+    size_t _cq_offset = 0;
+    size_t _lists = 0;
+    queue_pair _ring;
+    bool _created = false;
+    uint32_t _generation = 0;
+};
+
+class pcie_controller {
+public:
+    // `name` (the PCI address) appears in every log line and error.
+    pcie_controller(std::string name, std::unique_ptr<register_file> regs, pcie_controller_options opts = {});
+    ~pcie_controller();  // clean shutdown (CC.SHN) unless the device is gone
+    pcie_controller(const pcie_controller&) = delete;
+    pcie_controller& operator=(const pcie_controller&) = delete;
+
+    // Disables, sets up the admin queue, enables, identifies and asks for I/O queues, then
+    // starts the admin thread. Throws std::runtime_error naming the controller.
+    void start();
+    // Normal shutdown: CC.SHN, wait for SHST complete; stops the admin thread.
+    void shutdown();
+
+    const std::string& name() const { return _name; }
+    const identify_ctrl& identify() const { return *_id; }
+    uint32_t max_transfer_bytes() const { return _max_transfer; }
+    uint16_t max_queue_entries() const { return _mqes; }
+    uint16_t io_queues_granted() const { return _granted; }
+    uint32_t page_size() const { return 4096; }
+    controller_state state() const { return _state.load(std::memory_order_acquire); }
+    uint32_t generation() const { return _generation.load(std::memory_order_acquire); }
+    const pcie_controller_options& options() const { return _opts; }
+
+    // Identify Namespace; nullopt-like zero blocks if `nsid` is not active. Thread-safe.
+    pcie_namespace_info namespace_info(uint32_t nsid);
+    // Creates a hardware SQ/CQ pair with `entries` slots. Thread-safe (waits for the admin
+    // thread). Throws std::runtime_error when no hardware queue is left or creation fails.
+    std::unique_ptr<hw_queue> create_queue(uint16_t entries);
+    // Asynchronous requests from an I/O queue owner (never waits).
+    void request_abort(uint16_t qid, uint16_t cid);
+    void request_reset(const std::string& why);
+
+    // Runs one admin command on the admin thread and waits. `data`/`len` is a DMA buffer
+    // for the command's data (PRP1, within one page boundary crossing). Returns the status
+    // (SCT<<8|SC convention) and fills `out` if given.
+    uint16_t admin(sqe cmd, void* data, const env::dma_region* region, cqe* out = nullptr);
+
+private:
+    friend class hw_queue;
+    uint16_t execute_admin(sqe& cmd, cqe* out);  // admin thread (or start())
+    void enable();
+    void disable();
+    void health_check();
+    void reset_controller(const std::string& why);
+    void admin_loop();
+    void post(std::function<void()> job);
+    uint16_t create_pair(uint16_t qid, uint16_t entries, uint64_t sq_iova, uint64_t cq_iova);
+    void delete_pair(uint16_t qid);
+    void release_qid(uint16_t qid);
+    volatile uint32_t* sq_doorbell(uint16_t qid) { return _regs->doorbell(pcie_reg::doorbells + (2u * qid) * _stride); }
+    volatile uint32_t* cq_doorbell(uint16_t qid) {
+        return _regs->doorbell(pcie_reg::doorbells + (2u * qid + 1) * _stride);
+    }
+
+    const std::string _name;
+    std::unique_ptr<register_file> _regs;
+    const pcie_controller_options _opts;
+    uint64_t _cap = 0;
+    uint32_t _stride = 4;
+    uint16_t _mqes = 0;
+    uint16_t _granted = 0;
+    uint32_t _max_transfer = 0;
+    std::unique_ptr<identify_ctrl> _id;
+    env::dma_region _admin_mem;  // admin SQ, CQ and one data page
+    queue_pair _admin;
+    uint16_t _next_cid = 0;
+    std::atomic<controller_state> _state{controller_state::failed};
+    std::atomic<uint32_t> _generation{0};
+    bool _started = false;
+
+    std::mutex _qid_lock;
+    std::vector<bool> _qid_used;
+
+    std::mutex _jobs_lock;
+    std::condition_variable _jobs_cv;
+    std::deque<std::function<void()>> _jobs;
+    bool _stop = false;
+    std::thread _admin_thread;
+    std::thread::id _admin_thread_id;
+};
+
+// Opens (once per process) the controller at PCI address `bdf` through VFIO and starts it.
+// Several namespaces on one controller share it.
+std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf);
+
+class block_store;
+// A namespace store over a started controller (make_pcie_store(bdf, nsid) opens it by address).
+std::unique_ptr<block_store> make_pcie_store(std::shared_ptr<pcie_controller> ctrl, uint32_t nsid);
+
+}  // namespace ferry::nvme

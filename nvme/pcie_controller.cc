@@ -1,0 +1,471 @@
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <map>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "env/thread.hh"
+#include "env/vfio.hh"
+#include "nvme/pcie.hh"
+
+namespace ferry::nvme {
+
+namespace {
+
+constexpr uint16_t admin_entries = 32;
+constexpr uint32_t admin_cq_offset = 4096;
+constexpr uint32_t admin_data_offset = 8192;
+constexpr uint16_t io_queues_wanted = 64;
+
+// BAR0 of a VFIO device; owns the device so the mapping lives as long as the registers.
+class bar_registers final : public register_file {
+public:
+    bar_registers(volatile uint8_t* bar, size_t size, std::unique_ptr<env::vfio_device> dev = nullptr)
+        : _bar(bar), _size(size), _dev(std::move(dev)) {}
+    uint32_t read32(uint32_t off) override { return *reinterpret_cast<volatile uint32_t*>(_bar + off); }
+    void write32(uint32_t off, uint32_t v) override { *reinterpret_cast<volatile uint32_t*>(_bar + off) = v; }
+    volatile uint32_t* doorbell(uint32_t off) override {
+        if (off + 4 > _size) throw std::runtime_error(fmt::format("doorbell {:#x} beyond BAR0 ({:#x} bytes)", off, _size));
+        return reinterpret_cast<volatile uint32_t*>(_bar + off);
+    }
+
+private:
+    volatile uint8_t* _bar;
+    size_t _size;
+    std::unique_ptr<env::vfio_device> _dev;
+};
+
+std::string trimmed(const char* s, size_t n) {
+    std::string out(s, strnlen(s, n));
+    while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
+    return out;
+}
+
+}  // namespace
+
+std::unique_ptr<register_file> make_bar_registers(volatile uint8_t* bar0, size_t size) {
+    return std::make_unique<bar_registers>(bar0, size);
+}
+
+// ---------------------------------------------------------------- hw_queue
+
+hw_queue::hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries)
+    : _ctrl(c),
+      _region(size_t{entries} * 4096 + (size_t{entries} * sizeof(sqe) + 4095) / 4096 * 4096 +
+                  (size_t{entries} * sizeof(cqe) + 4095) / 4096 * 4096,
+              fmt::format("{} I/O queue {}", c.name(), qid)) {
+    const size_t sq_bytes = (size_t{entries} * sizeof(sqe) + 4095) / 4096 * 4096;
+    const size_t cq_bytes = (size_t{entries} * sizeof(cqe) + 4095) / 4096 * 4096;
+    _cq_offset = sq_bytes;
+    _lists = sq_bytes + cq_bytes;
+    auto* sq = reinterpret_cast<sqe*>(_region.data());
+    auto* cq = reinterpret_cast<cqe*>(_region.data() + sq_bytes);
+    _ring = queue_pair(qid, entries, sq, cq, c.sq_doorbell(qid), c.cq_doorbell(qid));
+}
+
+hw_queue::~hw_queue() {
+    if (_created && _ctrl.state() == controller_state::live && _ctrl.generation() == _generation)
+        _ctrl.delete_pair(qid());
+    _ctrl.release_qid(qid());
+}
+
+void hw_queue::recreate() {
+    if (_ctrl.state() != controller_state::live)
+        throw std::runtime_error(fmt::format("controller {} is not live", _ctrl.name()));
+    const uint32_t gen = _ctrl.generation();
+    _ring.restart();
+    _created = false;
+    uint16_t st =
+        _ctrl.create_pair(qid(), entries(), _region.iova(_region.data()), _region.iova(_region.data() + _cq_offset));
+    if (st != sc::success)
+        throw std::runtime_error(
+            fmt::format("controller {}: re-creating I/O queue {} failed: {}", _ctrl.name(), qid(), status_name(st)));
+    _generation = gen;
+    _created = true;
+}
+
+// ---------------------------------------------------------------- pcie_controller
+
+pcie_controller::pcie_controller(std::string name, std::unique_ptr<register_file> regs, pcie_controller_options opts)
+    : _name(std::move(name)),
+      _regs(std::move(regs)),
+      _opts(opts),
+      _id(std::make_unique<identify_ctrl>()),
+      _admin_mem(admin_data_offset + 4096, _name + " admin queue") {}
+
+pcie_controller::~pcie_controller() {
+    try {
+        shutdown();
+    } catch (const std::exception& e) {
+        spdlog::error("controller {}: shutdown: {}", _name, e.what());
+    }
+}
+
+void pcie_controller::disable() {
+    const uint32_t timeout = std::max<uint32_t>(pcie_reg::cap_to_ms(_cap), 500);
+    auto wait_rdy = [&](uint32_t want) {
+        const uint64_t deadline = env::now_ns() + uint64_t{timeout} * 1000000;
+        for (;;) {
+            uint32_t csts = _regs->read32(pcie_reg::csts);
+            if (csts == 0xFFFFFFFF) throw std::runtime_error(fmt::format("controller {}: CSTS reads all ones: the device is gone", _name));
+            if ((csts & pcie_reg::csts_rdy) == want) return true;
+            if (env::now_ns() > deadline) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    };
+    uint32_t cc = _regs->read32(pcie_reg::cc);
+    if ((cc & pcie_reg::cc_en) && !_started)
+        spdlog::warn("controller {}: found enabled (its last owner did not shut it down): resetting it", _name);
+    if (cc & pcie_reg::cc_en) {
+        // Never clear EN while an enable is still in progress (EN=1, RDY=0).
+        wait_rdy(1);
+        _regs->write32(pcie_reg::cc, cc & ~pcie_reg::cc_en);
+    }
+    if (!wait_rdy(0))
+        throw std::runtime_error(fmt::format("controller {}: CSTS.RDY still 1 {} ms after clearing CC.EN", _name, timeout));
+}
+
+void pcie_controller::enable() {
+    _cap = _regs->read64(pcie_reg::cap);
+    if (_cap == ~0ull) throw std::runtime_error(fmt::format("controller {}: CAP reads all ones: the device is gone", _name));
+    if (pcie_reg::cap_mpsmin(_cap) > 0)
+        throw std::runtime_error(fmt::format("controller {}: minimum memory page size {} KiB exceeds the host's 4 KiB",
+                                             _name, 4u << pcie_reg::cap_mpsmin(_cap)));
+    _stride = 4u << pcie_reg::cap_dstrd(_cap);
+    _mqes = static_cast<uint16_t>(std::min<uint32_t>(pcie_reg::cap_mqes(_cap) + 1, 4096));
+    disable();
+
+    std::memset(_admin_mem.data(), 0, admin_data_offset);
+    _regs->write32(pcie_reg::aqa, (uint32_t{admin_entries - 1} << 16) | (admin_entries - 1));
+    _regs->write64(pcie_reg::asq, _admin_mem.iova(_admin_mem.data()));
+    _regs->write64(pcie_reg::acq, _admin_mem.iova(_admin_mem.data() + admin_cq_offset));
+    _admin = queue_pair(0, admin_entries, reinterpret_cast<sqe*>(_admin_mem.data()),
+                        reinterpret_cast<cqe*>(_admin_mem.data() + admin_cq_offset), sq_doorbell(0), cq_doorbell(0));
+    // CSS 000 (NVM command set), MPS 0 (4 KiB), round robin, 64-byte SQEs and 16-byte CQEs.
+    _regs->write32(pcie_reg::cc, pcie_reg::cc_iosqes | pcie_reg::cc_iocqes | pcie_reg::cc_en);
+    const uint32_t timeout = std::max<uint32_t>(pcie_reg::cap_to_ms(_cap), 500);
+    const uint64_t deadline = env::now_ns() + uint64_t{timeout} * 1000000;
+    for (;;) {
+        uint32_t csts = _regs->read32(pcie_reg::csts);
+        if (csts == 0xFFFFFFFF) throw std::runtime_error(fmt::format("controller {}: the device is gone", _name));
+        if (csts & pcie_reg::csts_cfs)
+            throw std::runtime_error(fmt::format("controller {}: fatal status (CSTS.CFS) while enabling", _name));
+        if (csts & pcie_reg::csts_rdy) break;
+        if (env::now_ns() > deadline)
+            throw std::runtime_error(fmt::format("controller {}: not ready {} ms after CC.EN (CAP.TO)", _name, timeout));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+
+    sqe nq{};
+    nq.opcode = admin_opc::set_features;
+    nq.cdw10 = fid::num_queues;
+    nq.cdw11 = (uint32_t{io_queues_wanted - 1} << 16) | (io_queues_wanted - 1);
+    cqe c{};
+    uint16_t st = execute_admin(nq, &c);
+    if (st != sc::success)
+        throw std::runtime_error(fmt::format("controller {}: Set Features Number of Queues: {}", _name, status_name(st)));
+    _granted = static_cast<uint16_t>(std::min<uint32_t>({(c.dw0 & 0xFFFF) + 1u, (c.dw0 >> 16) + 1u, io_queues_wanted}));
+    {
+        std::lock_guard g(_qid_lock);
+        _qid_used.assign(_granted + 1u, false);
+        _qid_used[0] = true;
+    }
+    _state.store(controller_state::live, std::memory_order_release);
+}
+
+void pcie_controller::start() {
+    enable();
+    sqe id{};
+    id.opcode = admin_opc::identify;
+    id.cdw10 = cns::ctrl;
+    id.sgl.address = _admin_mem.iova(_admin_mem.data() + admin_data_offset);
+    uint16_t st = execute_admin(id, nullptr);
+    if (st != sc::success)
+        throw std::runtime_error(fmt::format("controller {}: Identify Controller: {}", _name, status_name(st)));
+    std::memcpy(_id.get(), _admin_mem.data() + admin_data_offset, sizeof(identify_ctrl));
+    // MDTS is in units of the minimum page size; 0 means no limit. ferry's transport caps at 1 MiB.
+    _max_transfer = 1u << 20;
+    if (_id->mdts) _max_transfer = static_cast<uint32_t>(std::min<uint64_t>(_max_transfer, (4096ull << pcie_reg::cap_mpsmin(_cap)) << _id->mdts));
+    _started = true;
+    _stop = false;
+    _admin_thread = std::thread([this] { admin_loop(); });
+    spdlog::info("controller {}: {} serial {} firmware {}: MDTS {} KiB, {} I/O queues granted, up to {} entries each, "
+                 "doorbell stride {}",
+                 _name, trimmed(_id->mn, sizeof(_id->mn)), trimmed(_id->sn, sizeof(_id->sn)),
+                 trimmed(_id->fr, sizeof(_id->fr)), _max_transfer >> 10, _granted, _mqes, _stride);
+}
+
+void pcie_controller::shutdown() {
+    if (!_started) return;
+    {
+        std::lock_guard g(_jobs_lock);
+        _stop = true;
+    }
+    _jobs_cv.notify_all();
+    if (_admin_thread.joinable()) _admin_thread.join();
+    _started = false;
+    if (state() != controller_state::live) return;
+    uint32_t cc = _regs->read32(pcie_reg::cc);
+    _regs->write32(pcie_reg::cc, (cc & ~(3u << 14)) | pcie_reg::cc_shn_normal);
+    // RTD3E (us) says how long the device may need; at least 5 s, at most 60 s (as Linux).
+    const uint64_t limit_ms = std::clamp<uint64_t>(_id->rtd3e / 1000, 5000, 60000);
+    const uint64_t deadline = env::now_ns() + limit_ms * 1000000;
+    for (;;) {
+        uint32_t csts = _regs->read32(pcie_reg::csts);
+        if (csts == 0xFFFFFFFF) break;
+        if ((csts & pcie_reg::csts_shst_mask) == pcie_reg::csts_shst_complete) {
+            spdlog::info("controller {}: shut down cleanly", _name);
+            break;
+        }
+        if (env::now_ns() > deadline) {
+            spdlog::warn("controller {}: shutdown not complete after {} ms", _name, limit_ms);
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    _state.store(controller_state::failed, std::memory_order_release);
+}
+
+uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
+    if (_admin.full()) return sc::internal_error;
+    cmd.cid = _next_cid++;
+    cmd.flags = 0;  // PRPs
+    _admin.push(cmd);
+    _admin.ring();
+    const uint64_t deadline = env::now_ns() + uint64_t{_opts.admin_timeout_ms} * 1000000;
+    bool done = false;
+    uint16_t status = sc::internal_error;
+    for (unsigned spins = 0; !done; ++spins) {
+        _admin.reap([&](const cqe& c) {
+            if (c.cid != cmd.cid) {
+                spdlog::debug("controller {}: late admin completion cid {}", _name, +c.cid);
+                return;
+            }
+            done = true;
+            status = status_from_cqe(c.status);
+            if (out) *out = c;
+        });
+        if (done) break;
+        if (env::now_ns() > deadline) {
+            spdlog::error("controller {}: admin command {:#04x} cid {} timed out after {} ms", _name, +cmd.opcode, +cmd.cid,
+                          _opts.admin_timeout_ms);
+            return sc::internal_error;
+        }
+        if (spins > 1000) {
+            if (_regs->read32(pcie_reg::csts) == 0xFFFFFFFF) return sc::internal_error;
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    }
+    return status;
+}
+
+void pcie_controller::post(std::function<void()> job) {
+    {
+        std::lock_guard g(_jobs_lock);
+        _jobs.push_back(std::move(job));
+    }
+    _jobs_cv.notify_one();
+}
+
+uint16_t pcie_controller::admin(sqe cmd, void* data, const env::dma_region* region, cqe* out) {
+    auto run = [&] {
+        if (data) cmd.sgl.address = region->iova(data);
+        return execute_admin(cmd, out);
+    };
+    if (!_started || std::this_thread::get_id() == _admin_thread_id) return run();
+    std::promise<uint16_t> result;
+    auto f = result.get_future();
+    post([&] { result.set_value(state() == controller_state::live ? run() : uint16_t{sc::internal_error}); });
+    return f.get();
+}
+
+void pcie_controller::admin_loop() {
+    _admin_thread_id = std::this_thread::get_id();
+    env::name_current_thread("nvme-admin");
+    for (;;) {
+        std::deque<std::function<void()>> jobs;
+        {
+            std::unique_lock g(_jobs_lock);
+            _jobs_cv.wait_for(g, std::chrono::milliseconds(_opts.health_interval_ms),
+                              [&] { return _stop || !_jobs.empty(); });
+            jobs.swap(_jobs);
+            if (_stop && jobs.empty()) break;
+        }
+        for (auto& j : jobs) j();
+        health_check();
+    }
+}
+
+void pcie_controller::health_check() {
+    const uint32_t csts = _regs->read32(pcie_reg::csts);
+    if (csts == 0xFFFFFFFF) {
+        if (state() != controller_state::gone) {
+            _state.store(controller_state::gone, std::memory_order_release);
+            _generation.fetch_add(1, std::memory_order_acq_rel);
+            spdlog::error("controller {}: the device is gone (CSTS reads all ones); its commands fail with a path error",
+                          _name);
+        }
+        return;
+    }
+    if ((csts & pcie_reg::csts_cfs) && state() == controller_state::live)
+        reset_controller("controller fatal status (CSTS.CFS)");
+}
+
+void pcie_controller::reset_controller(const std::string& why) {
+    spdlog::warn("controller {}: resetting: {}", _name, why);
+    _state.store(controller_state::resetting, std::memory_order_release);
+    try {
+        disable();
+        // Only now is the device quiet: owners may fail (and reuse the buffers of) what was in flight.
+        _generation.fetch_add(1, std::memory_order_acq_rel);
+        enable();
+        spdlog::info("controller {}: reset done; I/O queues are re-created by their owners", _name);
+    } catch (const std::exception& e) {
+        _generation.fetch_add(1, std::memory_order_acq_rel);
+        _state.store(controller_state::failed, std::memory_order_release);
+        spdlog::error("controller {}: reset failed: {}", _name, e.what());
+    }
+}
+
+void pcie_controller::request_abort(uint16_t qid, uint16_t cid) {
+    post([this, qid, cid] {
+        sqe a{};
+        a.opcode = admin_opc::abort;
+        a.cdw10 = qid | (uint32_t{cid} << 16);
+        cqe c{};
+        uint16_t st = execute_admin(a, &c);
+        spdlog::warn("controller {}: Abort of queue {} cid {}: {}{}", _name, qid, cid, status_name(st),
+                     st == sc::success && (c.dw0 & 1) ? " (not aborted)" : "");
+    });
+}
+
+void pcie_controller::request_reset(const std::string& why) {
+    post([this, why] {
+        if (state() == controller_state::live) reset_controller(why);
+    });
+}
+
+pcie_namespace_info pcie_controller::namespace_info(uint32_t nsid) {
+    auto data = std::make_unique<identify_ns>();
+    pcie_namespace_info info;
+    auto job = [&] {
+        sqe id{};
+        id.opcode = admin_opc::identify;
+        id.nsid = nsid;
+        id.cdw10 = cns::ns;
+        id.sgl.address = _admin_mem.iova(_admin_mem.data() + admin_data_offset);
+        uint16_t st = execute_admin(id, nullptr);
+        if (st != sc::success) return st;
+        std::memcpy(data.get(), _admin_mem.data() + admin_data_offset, sizeof(identify_ns));
+        return st;
+    };
+    uint16_t st;
+    if (!_started || std::this_thread::get_id() == _admin_thread_id) {
+        st = job();
+    } else {
+        std::promise<uint16_t> result;
+        auto f = result.get_future();
+        post([&] { result.set_value(job()); });
+        st = f.get();
+    }
+    if ((st & ~status_dnr) == sc::invalid_namespace) return info;  // beyond NN: not active
+    if (st != sc::success)
+        throw std::runtime_error(fmt::format("controller {}: Identify Namespace {}: {}", _name, nsid, status_name(st)));
+    if (data->nsze == 0) return info;
+    const auto& lbaf = data->lbaf[data->flbas & 0xF];
+    if (lbaf.ms)
+        throw std::runtime_error(fmt::format("controller {} namespace {}: LBA format with {} metadata bytes is not supported",
+                                             _name, nsid, lbaf.ms));
+    info.blocks = data->nsze;
+    info.block_size = 1u << lbaf.lbads;
+    return info;
+}
+
+uint16_t pcie_controller::create_pair(uint16_t qid, uint16_t entries, uint64_t sq_iova, uint64_t cq_iova) {
+    sqe cq{};
+    cq.opcode = admin_opc::create_cq;
+    cq.sgl.address = cq_iova;
+    cq.cdw10 = qid | (uint32_t{entries - 1u} << 16);
+    cq.cdw11 = 1;  // physically contiguous, interrupts off: the owner polls
+    uint16_t st = admin(cq, nullptr, nullptr);
+    if (st != sc::success) return st;
+    sqe sq{};
+    sq.opcode = admin_opc::create_sq;
+    sq.sgl.address = sq_iova;
+    sq.cdw10 = qid | (uint32_t{entries - 1u} << 16);
+    sq.cdw11 = 1 | (uint32_t{qid} << 16);  // contiguous, CQ qid
+    st = admin(sq, nullptr, nullptr);
+    if (st != sc::success) {
+        sqe del{};
+        del.opcode = admin_opc::delete_cq;
+        del.cdw10 = qid;
+        admin(del, nullptr, nullptr);
+    }
+    return st;
+}
+
+void pcie_controller::delete_pair(uint16_t qid) {
+    sqe del{};
+    del.opcode = admin_opc::delete_sq;
+    del.cdw10 = qid;
+    uint16_t st = admin(del, nullptr, nullptr);
+    if (st != sc::success) spdlog::warn("controller {}: Delete I/O SQ {}: {}", _name, qid, status_name(st));
+    del.opcode = admin_opc::delete_cq;
+    st = admin(del, nullptr, nullptr);
+    if (st != sc::success) spdlog::warn("controller {}: Delete I/O CQ {}: {}", _name, qid, status_name(st));
+}
+
+void pcie_controller::release_qid(uint16_t qid) {
+    std::lock_guard g(_qid_lock);
+    if (qid < _qid_used.size()) _qid_used[qid] = false;
+}
+
+std::unique_ptr<hw_queue> pcie_controller::create_queue(uint16_t entries) {
+    if (state() != controller_state::live)
+        throw std::runtime_error(fmt::format("controller {} is not available (device gone or failed)", _name));
+    entries = std::clamp<uint16_t>(entries, 2, _mqes);
+    uint16_t qid = 0;
+    {
+        std::lock_guard g(_qid_lock);
+        for (uint16_t q = 1; q < _qid_used.size(); ++q)
+            if (!_qid_used[q]) {
+                qid = q;
+                _qid_used[q] = true;
+                break;
+            }
+        if (!qid)
+            throw std::runtime_error(
+                fmt::format("controller {}: no hardware I/O queue left (all {} in use)", _name, _granted));
+    }
+    std::unique_ptr<hw_queue> q;
+    try {
+        q.reset(new hw_queue(*this, qid, entries));
+    } catch (...) {
+        release_qid(qid);
+        throw;
+    }
+    q->recreate();  // the first creation; on failure ~hw_queue releases the qid
+    return q;
+}
+
+// ---------------------------------------------------------------- registry
+
+std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf) {
+    static std::mutex lock;
+    static std::map<std::string, std::weak_ptr<pcie_controller>> open;
+    std::lock_guard g(lock);
+    if (auto c = open[bdf].lock()) return c;
+    auto dev = std::make_unique<env::vfio_device>(bdf);
+    auto* bar = dev->bar0();
+    size_t size = dev->bar0_size();
+    auto c = std::make_shared<pcie_controller>(bdf, std::make_unique<bar_registers>(bar, size, std::move(dev)));
+    c->start();
+    open[bdf] = c;
+    return c;
+}
+
+}  // namespace ferry::nvme

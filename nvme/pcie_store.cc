@@ -1,0 +1,209 @@
+// A namespace on a local PCIe NVMe SSD. Each queue owns one hardware SQ/CQ pair: the host's
+// command is forwarded with the device's NSID and PRPs that point at the very pool buffers
+// the network path received into (writes) or will send from (reads). No payload copy.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "env/thread.hh"
+#include "nvme/block_queue.hh"
+#include "nvme/pcie.hh"
+#include "nvme/prp.hh"
+
+namespace ferry::nvme {
+
+namespace {
+
+class pcie_store;
+
+class pcie_queue final : public block_queue {
+public:
+    pcie_queue(std::shared_ptr<pcie_controller> ctrl, std::unique_ptr<hw_queue> hw, uint32_t nsid,
+               const env::dma_pool& buffers)
+        : _ctrl(std::move(ctrl)), _hw(std::move(hw)), _nsid(nsid), _buffers(buffers) {
+        // One SQ slot stays empty, so entries - 1 commands can be outstanding.
+        _slots.resize(_hw->entries() - 1u);
+        _free.reserve(_slots.size());
+        for (size_t i = _slots.size(); i-- > 0;) _free.push_back(static_cast<uint16_t>(i));
+        _timeout_ns = uint64_t{_ctrl->options().io_timeout_ms} * 1000000;
+    }
+
+    ~pcie_queue() override {
+        // Commands still on the device would DMA into buffers their owners free: wait for them
+        // (bounded by the I/O timeout), then give up on them.
+        const uint64_t deadline = env::now_ns() + _timeout_ns;
+        while (_in_flight > 0 && env::now_ns() < deadline && _ctrl->state() == controller_state::live &&
+               _hw->generation() == _ctrl->generation())
+            poll();
+        if (_in_flight > 0) fail_all(sc::controller_path_error);
+    }
+
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
+        if (_hw->generation() != _ctrl->generation() && !revive()) return done.complete(sc::controller_path_error);
+        if (_free.empty() || _hw->ring().full()) return done.complete(sc::internal_error);  // caller exceeded depth
+        const uint16_t cid = _free.back();
+
+        dma_segment segs[64];
+        size_t n = 0;
+        for (const auto& v : data) {
+            if (v.iov_len == 0) continue;
+            if (n == std::size(segs) || !_buffers.owns(v.iov_base)) return bad_buffer(cmd, done);
+            segs[n++] = {_buffers.iova(v.iov_base), static_cast<uint32_t>(v.iov_len)};
+        }
+        uint64_t prp1, prp2;
+        prp_list_page list{_hw->prp_list(cid), _hw->prp_list_iova(cid)};
+        if (!build_prps({segs, n}, _ctrl->page_size(), {&list, 1}, prp1, prp2)) return bad_buffer(cmd, done);
+
+        sqe d = cmd;
+        d.flags = 0;  // PRPs, no fused operation
+        d.cid = cid;
+        d.nsid = _nsid;
+        d.mptr = 0;
+        d.sgl.address = prp1;
+        std::memcpy(reinterpret_cast<uint8_t*>(&d) + 32, &prp2, sizeof(prp2));
+        _hw->ring().push(d);
+        _free.pop_back();
+        _slots[cid] = {&done, env::now_ns(), false};
+        ++_in_flight;
+    }
+
+    unsigned poll() override {
+        if (_hw->generation() != _ctrl->generation()) {
+            // Reset or removal: what was in flight will never complete.
+            fail_all(sc::controller_path_error);
+            return 0;
+        }
+        _hw->ring().ring();
+        unsigned n = _hw->ring().reap([&](const cqe& c) {
+            if (c.cid >= _slots.size() || !_slots[c.cid].done) {
+                spdlog::error("{}: completion for unknown cid {}", describe(), +c.cid);
+                return;
+            }
+            auto* done = _slots[c.cid].done;
+            _slots[c.cid].done = nullptr;
+            _free.push_back(c.cid);
+            --_in_flight;
+            done->complete(status_from_cqe(c.status));
+        });
+        if (_in_flight > 0 && (++_polls & 1023) == 0) check_timeouts();
+        return n;
+    }
+
+    unsigned in_flight() const override { return _in_flight; }
+
+    std::string describe() const override {
+        return fmt::format("hardware queue {} of {} (depth {})", _hw->qid(), _ctrl->name(), _hw->entries() - 1u);
+    }
+
+private:
+    struct slot {
+        io_completion* done = nullptr;
+        uint64_t submitted_ns = 0;
+        bool abort_sent = false;
+    };
+
+    void bad_buffer(const sqe& cmd, io_completion& done) {
+        // The target only hands over pool chunks, so this is a bug, not a host error.
+        spdlog::error("{}: command cid {} opcode {:#04x}: data buffer not expressible as PRPs", describe(), +cmd.cid,
+                      +cmd.opcode);
+        done.complete(sc::internal_error | status_dnr);
+    }
+
+    void fail_all(uint16_t status) {
+        for (size_t i = 0; i < _slots.size(); ++i) {
+            if (!_slots[i].done) continue;
+            auto* done = _slots[i].done;
+            _slots[i].done = nullptr;
+            _free.push_back(static_cast<uint16_t>(i));
+            --_in_flight;
+            done->complete(status);
+        }
+    }
+
+    // After a reset: fail what was lost and create the hardware queue again.
+    bool revive() {
+        fail_all(sc::controller_path_error);
+        if (_ctrl->state() != controller_state::live) return false;
+        try {
+            _hw->recreate();
+            spdlog::info("{}: re-created after a controller reset", describe());
+            return true;
+        } catch (const std::exception& e) {
+            spdlog::warn("{}: {}", describe(), e.what());
+            return false;
+        }
+    }
+
+    void check_timeouts() {
+        const uint64_t now = env::now_ns();
+        for (size_t i = 0; i < _slots.size(); ++i) {
+            auto& s = _slots[i];
+            if (!s.done || now - s.submitted_ns < _timeout_ns) continue;
+            if (!s.abort_sent) {
+                spdlog::warn("{}: command cid {} outstanding for {} ms: aborting it", describe(), i,
+                             (now - s.submitted_ns) / 1000000);
+                _ctrl->request_abort(_hw->qid(), static_cast<uint16_t>(i));
+                s.abort_sent = true;
+            } else if (now - s.submitted_ns >= 2 * _timeout_ns && _reset_generation != _ctrl->generation() + 1) {
+                _reset_generation = _ctrl->generation() + 1;
+                _ctrl->request_reset(fmt::format("command cid {} on I/O queue {} not completed after abort", i, _hw->qid()));
+            }
+        }
+    }
+
+    std::shared_ptr<pcie_controller> _ctrl;
+    std::unique_ptr<hw_queue> _hw;
+    const uint32_t _nsid;
+    const env::dma_pool& _buffers;
+    std::vector<slot> _slots;
+    std::vector<uint16_t> _free;
+    unsigned _in_flight = 0;
+    unsigned _polls = 0;
+    uint64_t _timeout_ns = 0;
+    uint32_t _reset_generation = 0;
+};
+
+class pcie_store final : public block_store {
+public:
+    pcie_store(std::shared_ptr<pcie_controller> ctrl, uint32_t nsid) : _ctrl(std::move(ctrl)), _nsid(nsid) {
+        _info = _ctrl->namespace_info(nsid);
+        if (_info.blocks == 0)
+            throw std::runtime_error(fmt::format("controller {} has no active namespace {}", _ctrl->name(), nsid));
+    }
+    uint64_t block_count() const override { return _info.blocks; }
+    uint32_t block_size() const override { return _info.block_size; }
+    uint32_t max_transfer_bytes() const override { return _ctrl->max_transfer_bytes(); }
+    std::string describe() const override {
+        return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid);
+    }
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) override {
+        if (!buffers) throw std::runtime_error("a PCIe namespace needs the caller's buffer pool");
+        if (depth + 1u > _ctrl->max_queue_entries())
+            throw std::runtime_error(fmt::format("queue depth {} exceeds what controller {} supports ({})", depth,
+                                                 _ctrl->name(), _ctrl->max_queue_entries() - 1u));
+        auto hw = _ctrl->create_queue(static_cast<uint16_t>(std::min(depth + 1u, 4096u)));
+        return std::make_unique<pcie_queue>(_ctrl, std::move(hw), _nsid, *buffers);
+    }
+
+private:
+    std::shared_ptr<pcie_controller> _ctrl;
+    uint32_t _nsid;
+    pcie_namespace_info _info;
+};
+
+}  // namespace
+
+std::unique_ptr<block_store> make_pcie_store(const std::string& bdf, uint32_t nsid) {
+    return std::make_unique<pcie_store>(open_pcie_controller(bdf), nsid);
+}
+
+// For tests: a store over a controller that is already started (e.g. on a software model).
+std::unique_ptr<block_store> make_pcie_store(std::shared_ptr<pcie_controller> ctrl, uint32_t nsid) {
+    return std::make_unique<pcie_store>(std::move(ctrl), nsid);
+}
+
+}  // namespace ferry::nvme

@@ -1,0 +1,431 @@
+// The user-space PCIe NVMe driver: PRP construction, ring wrap-around and phase handling,
+// and the controller and store against a software model of the device (nvme_model.hh).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "env/dma.hh"
+#include "env/dma_pool.hh"
+#include "env/thread.hh"
+#include "nvme/block_queue.hh"
+#include "nvme/pcie.hh"
+#include "nvme/prp.hh"
+#include "tests/unit/nvme_model.hh"
+
+namespace ferry {
+namespace {
+
+using nvme::dma_segment;
+using nvme::prp_list_page;
+
+// ---------------------------------------------------------------- PRPs
+
+struct list_pages {
+    explicit list_pages(size_t n) : mem(n * 4096 + 4096) {
+        auto base = (reinterpret_cast<uintptr_t>(mem.data()) + 4095) & ~uintptr_t{4095};
+        for (size_t i = 0; i < n; ++i) {
+            auto* p = reinterpret_cast<uint64_t*>(base + i * 4096);
+            pages.push_back({p, 0xA0000000ull + i * 0x1000});  // device addresses of the lists
+        }
+    }
+    std::vector<uint8_t> mem;
+    std::vector<prp_list_page> pages;
+};
+
+TEST(Prp, SinglePageNeedsNoPrp2) {
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x10000200, 0xE00};  // up to the page end
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x10000200u);
+    EXPECT_EQ(p2, 0u);
+}
+
+TEST(Prp, TwoPagesUseDirectPrp2) {  // reference example C, aligned
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x10000000, 8192};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x10000000u);
+    EXPECT_EQ(p2, 0x10001000u);
+}
+
+TEST(Prp, EightKiBAtAnOffsetNeedsAList) {  // reference example C, offset 0x200: 3 pages
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x10000200, 8192};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x10000200u);
+    EXPECT_EQ(p2, l.pages[0].iova);
+    EXPECT_EQ(l.pages[0].entries[0], 0x10001000u);
+    EXPECT_EQ(l.pages[0].entries[1], 0x10002000u);
+}
+
+TEST(Prp, AlignedList128KiB) {  // reference example A
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x10000000, 128 << 10};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x10000000u);
+    EXPECT_EQ(p2, l.pages[0].iova);
+    for (unsigned i = 0; i < 31; ++i) EXPECT_EQ(l.pages[0].entries[i], 0x10001000u + i * 0x1000) << i;
+}
+
+TEST(Prp, OffsetList128KiB) {  // reference example B: 33 pages, the last partly used
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x10000200, 128 << 10};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x10000200u);
+    for (unsigned i = 0; i < 32; ++i) EXPECT_EQ(l.pages[0].entries[i], 0x10001000u + i * 0x1000) << i;
+}
+
+TEST(Prp, ChainsListPagesFor4MiB) {  // reference example D
+    list_pages l(2);
+    uint64_t p1, p2;
+    dma_segment s{0x20000000, 4u << 20};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x20000000u);
+    EXPECT_EQ(p2, l.pages[0].iova);
+    for (unsigned i = 0; i < 511; ++i) ASSERT_EQ(l.pages[0].entries[i], 0x20001000u + i * 0x1000) << i;
+    EXPECT_EQ(l.pages[0].entries[511], l.pages[1].iova);  // chain pointer
+    for (unsigned i = 0; i < 512; ++i) ASSERT_EQ(l.pages[1].entries[i], 0x20000000u + (512 + i) * 0x1000ull) << i;
+}
+
+TEST(Prp, FullListPageWithoutChain) {  // 513 pages: 512 list entries fill one page exactly
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment s{0x20000000, 513 * 4096};
+    ASSERT_TRUE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+    EXPECT_EQ(l.pages[0].entries[511], 0x20000000u + 512 * 0x1000ull);
+    s.len += 4096;  // one more page needs a second list page
+    EXPECT_FALSE(nvme::build_prps({&s, 1}, 4096, l.pages, p1, p2));
+}
+
+TEST(Prp, ScatteredChunksLikeThePool) {
+    list_pages l(1);
+    uint64_t p1, p2;
+    // Three 8 KiB pool chunks, not adjacent, the last one partly used.
+    dma_segment segs[] = {{0x30004000, 8192}, {0x30010000, 8192}, {0x30002000, 512}};
+    ASSERT_TRUE(nvme::build_prps(segs, 4096, l.pages, p1, p2));
+    EXPECT_EQ(p1, 0x30004000u);
+    uint64_t want[] = {0x30005000, 0x30010000, 0x30011000, 0x30002000};
+    for (unsigned i = 0; i < 4; ++i) EXPECT_EQ(l.pages[0].entries[i], want[i]) << i;
+}
+
+TEST(Prp, RejectsWhatPrpsCannotExpress) {
+    list_pages l(1);
+    uint64_t p1, p2;
+    dma_segment odd{0x10000002, 512};  // not dword aligned
+    EXPECT_FALSE(nvme::build_prps({&odd, 1}, 4096, l.pages, p1, p2));
+    dma_segment hole[] = {{0x10000000, 4096}, {0x10005200, 4096}};  // later piece not page aligned
+    EXPECT_FALSE(nvme::build_prps(hole, 4096, l.pages, p1, p2));
+    dma_segment short_first[] = {{0x10000000, 2048}, {0x10005000, 4096}};  // earlier piece ends mid-page
+    EXPECT_FALSE(nvme::build_prps(short_first, 4096, l.pages, p1, p2));
+    dma_segment big{0x10000000, 4u << 20};  // needs two list pages, has one
+    EXPECT_FALSE(nvme::build_prps({&big, 1}, 4096, l.pages, p1, p2));
+    EXPECT_TRUE(nvme::build_prps({}, 4096, l.pages, p1, p2));  // no data
+    EXPECT_EQ(p1, 0u);
+}
+
+// ---------------------------------------------------------------- ring mechanics
+
+TEST(QueuePair, WrapsAndFlipsPhase) {
+    constexpr uint16_t n = 4;
+    std::vector<nvme::sqe> sq(n);
+    std::vector<nvme::cqe> cq(n);
+    uint32_t sq_db = 0xdead, cq_db = 0xdead;
+    nvme::queue_pair qp(1, n, sq.data(), cq.data(), &sq_db, &cq_db);
+    uint16_t dev_tail = 0, dev_phase = 1, dev_sq_head = 0;
+    std::vector<uint16_t> seen;
+    for (uint16_t round = 0; round < 10; ++round) {
+        // Fill the ring: n - 1 commands fit, one slot stays empty.
+        uint16_t pushed = 0;
+        while (!qp.full()) {
+            nvme::sqe c{};
+            c.cid = static_cast<uint16_t>(round * 10 + pushed++);
+            qp.push(c);
+        }
+        ASSERT_EQ(pushed, n - 1);
+        qp.ring();
+        EXPECT_EQ(sq_db, (round * (n - 1u) + n - 1u) % n);
+        // The "device" consumes them and posts completions with the current phase.
+        for (uint16_t i = 0; i < pushed; ++i) {
+            dev_sq_head = static_cast<uint16_t>((dev_sq_head + 1) % n);
+            nvme::cqe e{};
+            e.cid = sq[(dev_sq_head + n - 1) % n].cid;
+            e.sqhd = dev_sq_head;
+            e.status = dev_phase;
+            cq[dev_tail] = e;
+            if (++dev_tail == n) {
+                dev_tail = 0;
+                dev_phase ^= 1;
+            }
+        }
+        seen.clear();
+        unsigned got = qp.reap([&](const nvme::cqe& e) { seen.push_back(e.cid); });
+        ASSERT_EQ(got, pushed) << "round " << round;
+        for (uint16_t i = 0; i < pushed; ++i) EXPECT_EQ(seen[i], round * 10 + i);
+        EXPECT_EQ(cq_db, dev_tail);
+        EXPECT_EQ(qp.reap([](const nvme::cqe&) {}), 0u);  // stale entries of the old phase are not new
+    }
+}
+
+// ---------------------------------------------------------------- controller on the model
+
+struct model_controller {
+    explicit model_controller(test::nvme_model::params p = {}, nvme::pcie_controller_options o = {}) {
+        auto m = std::make_unique<test::nvme_model>(p);
+        model = m.get();
+        o.health_interval_ms = 10;
+        ctrl = std::make_shared<nvme::pcie_controller>("model", std::move(m), o);
+        ctrl->start();
+    }
+    test::nvme_model* model;
+    std::shared_ptr<nvme::pcie_controller> ctrl;
+};
+
+struct recorder final : nvme::io_completion {
+    void complete(uint16_t s) override {
+        status = s;
+        ++calls;
+    }
+    uint16_t status = 0xFFFF;
+    unsigned calls = 0;
+};
+
+nvme::sqe rw(uint8_t opc, uint64_t slba, uint32_t nlb) {
+    nvme::sqe c{};
+    c.opcode = opc;
+    c.nsid = 7;  // the host's NSID; the store substitutes the device's
+    c.cdw10 = static_cast<uint32_t>(slba);
+    c.cdw11 = static_cast<uint32_t>(slba >> 32);
+    c.cdw12 = nlb - 1;
+    return c;
+}
+
+// Submits and polls until done (or 5 s).
+uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> data) {
+    recorder r;
+    q.submit(c, data, r);
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (r.calls == 0 && env::now_ns() < deadline) q.poll();
+    return r.calls == 1 ? r.status : 0xEEEE;
+}
+
+TEST(PcieController, StartsIdentifiesAndShutsDown) {
+    test::nvme_model* model;
+    {
+        model_controller m;
+        model = m.model;
+        EXPECT_EQ(m.ctrl->max_transfer_bytes(), 128u << 10);  // MDTS 5
+        EXPECT_EQ(m.ctrl->io_queues_granted(), 4);
+        EXPECT_EQ(m.ctrl->max_queue_entries(), 64);
+        auto ns = m.ctrl->namespace_info(1);
+        EXPECT_EQ(ns.blocks, 4096u);
+        EXPECT_EQ(ns.block_size, 4096u);
+        EXPECT_EQ(m.ctrl->namespace_info(2).blocks, 0u) ;
+    }
+    (void)model;  // destroyed with the controller; the shutdown is checked below
+}
+
+TEST(PcieController, ShutdownSetsShnAndWaits) {
+    auto m = std::make_unique<test::nvme_model>();
+    auto* model = m.get();
+    nvme::pcie_controller c("model", std::move(m));
+    c.start();
+    EXPECT_EQ(model->shutdowns.load(), 0u);
+    c.shutdown();
+    EXPECT_EQ(model->shutdowns.load(), 1u);
+}
+
+TEST(PcieController, OneHardwareQueuePerOwnerUntilNoneLeft) {
+    model_controller m;
+    std::vector<std::unique_ptr<nvme::hw_queue>> qs;
+    for (int i = 0; i < 4; ++i) qs.push_back(m.ctrl->create_queue(16));
+    std::set<uint16_t> qids;
+    for (auto& q : qs) qids.insert(q->qid());
+    EXPECT_EQ(qids, (std::set<uint16_t>{1, 2, 3, 4}));
+    EXPECT_EQ(m.model->live_io_queues(), 4u);
+    try {
+        m.ctrl->create_queue(16);
+        FAIL() << "a fifth queue was created";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("no hardware I/O queue left"), std::string::npos) << e.what();
+    }
+    qs.erase(qs.begin() + 1);  // qid 2 is deleted on the device and can be had again
+    EXPECT_EQ(m.model->live_io_queues(), 3u);
+    auto again = m.ctrl->create_queue(16);
+    EXPECT_EQ(again->qid(), 2);
+}
+
+class PcieStore : public ::testing::Test {
+protected:
+    void SetUp() override {
+        store = nvme::make_pcie_store(m.ctrl, 1);
+        q = store->create_queue(8, &pool);
+    }
+    model_controller m;
+    env::dma_pool pool{4 << 20};
+    std::unique_ptr<nvme::block_store> store;
+    std::unique_ptr<nvme::block_queue> q;
+};
+
+TEST_F(PcieStore, GeometryFromTheDevice) {
+    EXPECT_EQ(store->block_count(), 4096u);
+    EXPECT_EQ(store->block_size(), 4096u);
+    EXPECT_EQ(store->max_transfer_bytes(), 128u << 10);
+    EXPECT_NE(q->describe().find("hardware queue 1 of model"), std::string::npos) << q->describe();
+}
+
+TEST_F(PcieStore, WriteAndReadThroughScatteredPoolChunks) {
+    // 128 KiB (the device's MDTS) in 16 pool chunks taken in an order that is not contiguous.
+    std::vector<iovec> chunks(16), spare(3);
+    ASSERT_TRUE(pool.get(3, spare.data()));
+    ASSERT_TRUE(pool.get(16, chunks.data()));
+    pool.put(spare.data(), 3);
+    for (unsigned i = 0; i < 16; ++i)
+        for (size_t b = 0; b < env::dma_pool::chunk_size; ++b)
+            static_cast<uint8_t*>(chunks[i].iov_base)[b] = static_cast<uint8_t>(i * 31 + b * 7);
+    ASSERT_EQ(run(*q, rw(nvme::io_opc::write, 100, 32), chunks), nvme::sc::success);
+    // On the medium, byte for byte, at LBA 100.
+    for (unsigned i = 0; i < 16; ++i)
+        ASSERT_EQ(std::memcmp(m.model->media() + (100 + 2 * i) * 4096ull, chunks[i].iov_base, 8192), 0) << i;
+    std::vector<iovec> back(16);
+    ASSERT_TRUE(pool.get(16, back.data()));
+    for (auto& v : back) std::memset(v.iov_base, 0, v.iov_len);
+    ASSERT_EQ(run(*q, rw(nvme::io_opc::read, 100, 32), back), nvme::sc::success);
+    for (unsigned i = 0; i < 16; ++i) EXPECT_EQ(std::memcmp(back[i].iov_base, chunks[i].iov_base, 8192), 0) << i;
+    pool.put(chunks.data(), 16);
+    pool.put(back.data(), 16);
+}
+
+TEST_F(PcieStore, ManyCommandsWrapTheRings) {
+    // Depth 8 on a 9-entry ring; 200 commands wrap SQ and CQ many times (phase flips).
+    iovec buf[8];
+    ASSERT_TRUE(pool.get(8, buf));
+    recorder r[8];
+    unsigned done = 0;
+    for (unsigned round = 0; round < 25; ++round) {
+        for (unsigned i = 0; i < 8; ++i) {
+            auto* p = static_cast<uint32_t*>(buf[i].iov_base);
+            p[0] = round * 8 + i;
+            iovec one{buf[i].iov_base, 4096};
+            q->submit(rw(nvme::io_opc::write, round * 8 + i, 1), {&one, 1}, r[i]);
+        }
+        EXPECT_EQ(q->in_flight(), 8u);
+        const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+        while (q->in_flight() > 0 && env::now_ns() < deadline) done += q->poll();
+        ASSERT_EQ(q->in_flight(), 0u) << "round " << round;
+        for (auto& x : r) ASSERT_EQ(x.status, nvme::sc::success);
+    }
+    EXPECT_EQ(done, 200u);
+    for (unsigned lba = 0; lba < 200; ++lba) {
+        uint32_t v;
+        std::memcpy(&v, m.model->media() + lba * 4096ull, 4);
+        ASSERT_EQ(v, lba);
+    }
+    pool.put(buf, 8);
+}
+
+TEST_F(PcieStore, DeviceErrorsReachTheHost) {
+    iovec b;
+    ASSERT_TRUE(pool.get(1, &b));
+    iovec one{b.iov_base, 4096};
+    EXPECT_EQ(run(*q, rw(nvme::io_opc::read, 4096, 1), {&one, 1}), nvme::sc::lba_out_of_range);
+    // A buffer the device cannot be given (not from the pool) is refused, not sent.
+    std::vector<uint8_t> heap(4096);
+    iovec foreign{heap.data(), 4096};
+    EXPECT_EQ(run(*q, rw(nvme::io_opc::write, 0, 1), {&foreign, 1}), nvme::sc::internal_error | nvme::status_dnr);
+    pool.put(&b, 1);
+}
+
+TEST_F(PcieStore, QueueDeletedOnTheDeviceWhenDropped) {
+    EXPECT_EQ(m.model->live_io_queues(), 1u);
+    q.reset();
+    EXPECT_EQ(m.model->live_io_queues(), 0u);
+}
+
+TEST(PcieRecovery, TimeoutAbortsThenResetsAndTheQueueRecovers) {
+    nvme::pcie_controller_options o;
+    o.io_timeout_ms = 50;
+    model_controller m({}, o);
+    env::dma_pool pool(1 << 20);
+    auto store = nvme::make_pcie_store(m.ctrl, 1);
+    auto q = store->create_queue(4, &pool);
+    iovec b;
+    ASSERT_TRUE(pool.get(1, &b));
+    iovec one{b.iov_base, 4096};
+    m.model->drop_io = true;
+    recorder r;
+    q->submit(rw(nvme::io_opc::write, 0, 1), {&one, 1}, r);
+    const uint64_t deadline = env::now_ns() + 10'000'000'000ull;
+    while (r.calls == 0 && env::now_ns() < deadline) {
+        q->poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    ASSERT_EQ(r.calls, 1u) << "the lost command was never failed";
+    EXPECT_EQ(r.status, nvme::sc::controller_path_error);
+    EXPECT_GE(m.model->aborts.load(), 1u);
+    EXPECT_GE(m.model->disables.load(), 1u);  // the controller was reset
+    // The device behaves again: the queue is re-created and works.
+    m.model->drop_io = false;
+    const uint64_t d2 = env::now_ns() + 5'000'000'000ull;
+    uint16_t st = 0xEEEE;
+    while (env::now_ns() < d2 && (st = run(*q, rw(nvme::io_opc::write, 0, 1), {&one, 1})) != nvme::sc::success)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(st, nvme::sc::success);
+    pool.put(&b, 1);
+}
+
+TEST(PcieRecovery, FatalStatusResetsTheController) {
+    model_controller m;
+    env::dma_pool pool(1 << 20);
+    auto store = nvme::make_pcie_store(m.ctrl, 1);
+    auto q = store->create_queue(4, &pool);
+    iovec b;
+    ASSERT_TRUE(pool.get(1, &b));
+    iovec one{b.iov_base, 4096};
+    ASSERT_EQ(run(*q, rw(nvme::io_opc::write, 1, 1), {&one, 1}), nvme::sc::success);
+    const uint32_t gen = m.ctrl->generation();
+    m.model->raise_fatal();
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while ((m.ctrl->generation() == gen || m.ctrl->state() != nvme::controller_state::live) &&
+           env::now_ns() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(m.ctrl->state(), nvme::controller_state::live);
+    EXPECT_GE(m.model->disables.load(), 1u);
+    EXPECT_EQ(run(*q, rw(nvme::io_opc::write, 1, 1), {&one, 1}), nvme::sc::success);
+    pool.put(&b, 1);
+}
+
+TEST(PcieRecovery, SurpriseRemovalFailsCommandsWithAPathError) {
+    model_controller m;
+    env::dma_pool pool(1 << 20);
+    auto store = nvme::make_pcie_store(m.ctrl, 1);
+    auto q = store->create_queue(4, &pool);
+    iovec b;
+    ASSERT_TRUE(pool.get(1, &b));
+    iovec one{b.iov_base, 4096};
+    m.model->drop_io = true;  // in flight when the device disappears
+    recorder r;
+    q->submit(rw(nvme::io_opc::read, 0, 1), {&one, 1}, r);
+    q->poll();
+    m.model->vanish();
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (r.calls == 0 && env::now_ns() < deadline) q->poll();
+    ASSERT_EQ(r.calls, 1u);
+    EXPECT_EQ(r.status, nvme::sc::controller_path_error);
+    EXPECT_EQ(m.ctrl->state(), nvme::controller_state::gone);
+    // New commands fail at once; nothing waits on the dead device.
+    EXPECT_EQ(run(*q, rw(nvme::io_opc::read, 0, 1), {&one, 1}), nvme::sc::controller_path_error);
+    q.reset();  // no hang on deletion either
+    pool.put(&b, 1);
+}
+
+}  // namespace
+}  // namespace ferry
