@@ -1,6 +1,8 @@
 #include "mgmt/config.hh"
 
+#include <algorithm>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -186,7 +188,7 @@ target::target_config parse_config(const std::string& text, const std::string& o
             const std::string np = p + "/namespaces/" + std::to_string(n);
             const json& js = nss[n];
             if (!js.is_object()) r.fail(np, "must be an object");
-            r.only_keys(js, np, {"nsid", "backend", "size", "block_size", "uuid", "path"});
+            r.only_keys(js, np, {"nsid", "backend", "size", "block_size", "uuid", "path", "device"});
             target::namespace_config nc;
             nc.nsid = static_cast<uint32_t>(r.unsigned_int(js, "nsid", np, false, n + 1, 1, target::max_nsid));
             if (!nsids.insert(nc.nsid).second) r.fail(np + "/nsid", "duplicate NSID " + std::to_string(nc.nsid));
@@ -197,9 +199,39 @@ target::target_config parse_config(const std::string& text, const std::string& o
                 nc.backend = target::backend_kind::null;
             else if (backend == "file")
                 nc.backend = target::backend_kind::file;
+            else if (backend == "pcie")
+                nc.backend = target::backend_kind::pcie;
             else
-                r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file)");
+                r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file, pcie)");
             const bool file = nc.backend == target::backend_kind::file;
+            if (nc.backend == target::backend_kind::pcie) {
+                // "pcie://0000:00:04.0/1": controller PCI address and the namespace on it.
+                std::string dev = r.string(js, "device", np, true);
+                static const std::regex form(R"(pcie://([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])/([0-9]+))");
+                std::smatch m;
+                if (!std::regex_match(dev, m, form))
+                    r.fail(np + "/device", "'" + dev + "' is not pcie://DOMAIN:BUS:DEV.FN/NSID (e.g. pcie://0000:00:04.0/1)");
+                nc.pcie_address = m[1].str();
+                std::transform(nc.pcie_address.begin(), nc.pcie_address.end(), nc.pcie_address.begin(),
+                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                unsigned long dn = 0;
+                try {
+                    dn = std::stoul(m[2].str());
+                } catch (const std::exception&) {
+                }
+                if (dn == 0 || dn > 0xFFFFFFFEul) r.fail(np + "/device", "NSID must be 1..4294967294");
+                nc.pcie_nsid = static_cast<uint32_t>(dn);
+                for (const char* k : {"size", "block_size", "path"})
+                    if (js.contains(k)) r.fail(np + "/" + k, "comes from the device for the pcie backend");
+                if (js.contains("uuid")) {
+                    std::string u = r.string(js, "uuid", np, true);
+                    nc.uuid = parse_uuid(u);
+                    if (!nc.uuid) r.fail(np + "/uuid", "'" + u + "' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+                }
+                sc.namespaces.push_back(nc);
+                continue;
+            }
+            if (js.contains("device")) r.fail(np + "/device", "only for the pcie backend");
             if (file) {
                 nc.path = r.string(js, "path", np, true);
                 if (nc.path.empty() || nc.path[0] != '/') r.fail(np + "/path", "must be an absolute path");

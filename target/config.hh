@@ -9,7 +9,7 @@
 
 namespace ferry::target {
 
-enum class backend_kind { ram, null, file };
+enum class backend_kind { ram, null, file, pcie };
 
 struct namespace_config {
     uint32_t nsid = 1;
@@ -18,6 +18,8 @@ struct namespace_config {
     uint32_t block_size = 4096;
     std::optional<std::array<uint8_t, 16>> uuid;  // derived from (NQN, NSID) when absent
     std::string path;                             // file backend: regular file or block device
+    std::string pcie_address;                     // pcie backend: controller, "0000:00:04.0"
+    uint32_t pcie_nsid = 0;                       // pcie backend: the namespace on that controller
 };
 
 struct subsystem_config {

@@ -32,6 +32,7 @@ void queue::exec_io(transport::request& req) {
         if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
         if ((c.cdw12 >> 26) & 0xF) return finish(req, nvme::sc::invalid_field | dnr);  // PRINFO: no PI here
         if (nlb << n.lbads != req.data_len) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+        if (req.data_len > _ctrl->subsys.max_transfer_bytes()) return finish(req, nvme::sc::invalid_field | dnr);  // MDTS
         break;
     }
     case nvme::io_opc::write_zeroes:

@@ -70,11 +70,24 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
                 break;
             case backend_kind::file:
                 n.store = nvme::make_file_store(nc.path, nc.block_size, nc.size_bytes);
-                n.blocks = n.store->block_count();
+                break;
+            case backend_kind::pcie:
+                n.store = nvme::make_pcie_store(nc.pcie_address, nc.pcie_nsid);
                 break;
             }
+            // Geometry as the store has it (a file's size, a device's LBA format).
+            n.blocks = n.store->block_count();
+            n.block_size = n.store->block_size();
+            if (n.block_size < 512 || n.block_size > 4096 || (n.block_size & (n.block_size - 1)))
+                throw std::runtime_error(fmt::format("block size {} is not supported (512 to 4096)", n.block_size));
+            n.lbads = 0;
+            while ((1u << n.lbads) < n.block_size) ++n.lbads;
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", cfg.nqn, nc.nsid, e.what()));
+        }
+        if (uint32_t m = n.store->max_transfer_bytes(); m && m < _max_transfer) {
+            _max_transfer = 4096;
+            while (_max_transfer * 2 <= m) _max_transfer *= 2;  // MDTS is a power of two of pages
         }
         n.uuid = nc.uuid ? *nc.uuid : derive_id(cfg.nqn + "/ns/" + std::to_string(nc.nsid));
         n.nguid = derive_id(cfg.nqn + "/nguid/" + std::to_string(nc.nsid));

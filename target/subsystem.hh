@@ -77,6 +77,8 @@ public:
     // Namespaces by NSID (immutable after start, so readable from any reactor).
     const std::map<uint32_t, ns>& namespaces() const { return _namespaces; }
     const ns* find_ns(uint32_t nsid) const;
+    // Largest transfer per command (Identify MDTS): the transport's limit or a store's, if lower.
+    uint32_t max_transfer_bytes() const { return _max_transfer; }
 
     // Control path (Connect / teardown), thread-safe.
     std::shared_ptr<controller> create_controller(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid,
@@ -93,6 +95,7 @@ private:
     bool _allow_any;
     std::vector<std::string> _hosts;
     std::map<uint32_t, ns> _namespaces;
+    uint32_t _max_transfer = 1u << 20;
 
     std::mutex _lock;
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;

@@ -32,7 +32,7 @@ struct world {
         target::subsystem_config s;
         s.nqn = "nqn.2026-11.io.ferry:fuzz";
         s.allow_any_host = true;
-        s.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 512, std::nullopt, {}});
+        s.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 512, std::nullopt, {}, {}, 0});
         cfg.subsystems.push_back(s);
         return cfg;
     }

@@ -85,3 +85,38 @@ TEST(config, load_missing_file_names_it) {
         EXPECT_EQ(std::string(e.what()), "/nonexistent/ferry.json: cannot open: No such file or directory");
     }
 }
+
+namespace {
+std::string pcie_ns(const std::string& ns_json) {
+    return R"({"listeners": [ { "address": "127.0.0.1", "port": 4420 } ], "subsystems": [ { "nqn": "nqn.2026-11.io.ferry:ssd",
+              "allow_any_host": true, "namespaces": [ )" +
+           ns_json + " ] } ] }";
+}
+}  // namespace
+
+TEST(config, pcie_namespace) {
+    auto c = parse_config(pcie_ns(R"({ "nsid": 3, "backend": "pcie", "device": "pcie://0000:0A:04.0/2" })"), "x");
+    const auto& n = c.subsystems.at(0).namespaces.at(0);
+    EXPECT_EQ(n.backend, ferry::target::backend_kind::pcie);
+    EXPECT_EQ(n.pcie_address, "0000:0a:04.0");  // sysfs spells it in lower case
+    EXPECT_EQ(n.pcie_nsid, 2u);
+    EXPECT_EQ(n.nsid, 3u);
+}
+
+TEST(config, pcie_namespace_errors) {
+    EXPECT_NE(error_of(pcie_ns(R"({ "backend": "pcie" })")).find("/subsystems/0/namespaces/0/device: missing"),
+              std::string::npos);
+    for (const char* bad : {"0000:00:04.0/1", "pcie://00:04.0/1", "pcie://0000:00:04.0", "pcie://0000:00:04.8/1",
+                            "pcie://0000:00:04.0/x"}) {
+        auto e = error_of(pcie_ns(std::string(R"({ "backend": "pcie", "device": ")") + bad + "\" }"));
+        EXPECT_NE(e.find("is not pcie://DOMAIN:BUS:DEV.FN/NSID"), std::string::npos) << bad << ": " << e;
+    }
+    EXPECT_NE(error_of(pcie_ns(R"({ "backend": "pcie", "device": "pcie://0000:00:04.0/0" })")).find("NSID must be"),
+              std::string::npos);
+    EXPECT_NE(error_of(pcie_ns(R"({ "backend": "pcie", "device": "pcie://0000:00:04.0/1", "size": "1GiB" })"))
+                  .find("/size: comes from the device"),
+              std::string::npos);
+    EXPECT_NE(error_of(pcie_ns(R"({ "backend": "ram", "size": "1GiB", "device": "pcie://0000:00:04.0/1" })"))
+                  .find("/device: only for the pcie backend"),
+              std::string::npos);
+}
