@@ -1,0 +1,556 @@
+#!/bin/bash
+# deploy/setup.sh: hugepages and vfio-pci binding for ferry's userspace NVMe driver, a small and
+# explicit cousin of SPDK's scripts/setup.sh. Only sysfs writes (nvme-reference.md 6.1, 6.6), no
+# state files: sysfs is read again on every run. `deploy/setup.sh --help` for usage.
+set -euo pipefail
+shopt -s nullglob
+
+usage() {
+    cat <<'EOF'
+Usage: deploy/setup.sh COMMAND [OPTIONS]
+
+Prepares a Linux machine for ferry's userspace NVMe driver: reserves hugepages and moves NVMe
+controllers from the kernel nvme driver to vfio-pci, and back. config and reset need root.
+
+Commands:
+  status    Show hugepages (total/free per size and NUMA node), the hugetlbfs mount, whether an
+            IOMMU is active and whether vfio no-IOMMU mode is on, and every NVMe-class PCI device:
+            BDF, vendor:device, driver, IOMMU group, NUMA node, block devices and whether they are
+            mounted, swap or held. Changes nothing.
+
+  config    Reserve hugepages, mount hugetlbfs on /dev/hugepages, load vfio-pci and bind devices to
+            it (driver_override = vfio-pci, unbind, drivers_probe, then check the driver link).
+      --hugemem MiB          hugepage memory to reserve (default 1024). The page count is raised
+                             to cover it, never lowered; 0 leaves hugepages alone.
+      --hugepage-size 2M|1G  (default 2M; 1G pages usually have to be reserved at boot)
+      --node N               reserve on NUMA node N (default: the global count, which the kernel
+                             spreads over the nodes)
+      --devices "BDF ..."    devices to bind (default: every NVMe device not in use)
+      --noiommu              if there is no IOMMU: enable vfio's unsafe no-IOMMU mode. The device
+                             can then DMA to any physical memory and the kernel is tainted.
+      --force                bind devices even if a filesystem on them is mounted or they have
+                             holders (their data and whatever uses them will break)
+
+  reset     Give devices on vfio-pci back to the kernel: modprobe nvme, clear driver_override,
+            unbind from vfio-pci, drivers_probe, then check that nvme took them. Refuses a device
+            that is not NVMe class or whose /dev/vfio group a process has open (e.g. ferryd).
+      --devices "BDF ..."    (default: every NVMe device bound to vfio-pci)
+      --release-hugepages    also write 0 to nr_hugepages of --hugepage-size (and --node). This
+                             frees hugepages whoever reserved them; pages still in use stay
+                             until their owner exits.
+      --hugepage-size 2M|1G, --node N   as for config
+
+  help, -h, --help
+
+config refuses (touches nothing of) a device that:
+  - is not a PCI address (DDDD:BB:DD.F) or does not exist in sysfs;
+  - is not an NVMe controller (class 0x010802);
+  - has a block device or partition that is mounted, is an active swap area or has holders
+    (LVM, device-mapper, md), unless --force;
+  - shares its IOMMU group with a device bound to a driver other than vfio-pci, pci-stub or
+    pcieport (vfio could not use the group). --force does not override this.
+If any device named with --devices is refused, config changes nothing at all and exits 1.
+Refusals of devices from the default list are only reported; if none is left to bind, config
+says so, still reserves hugepages and exits 0. Without an IOMMU (/sys/kernel/iommu_groups
+empty) config changes nothing unless --noiommu is given or no-IOMMU mode is already on. config
+exits 1 if a device did not end up on vfio-pci.
+
+Environment:
+  SYSFS_ROOT   sysfs root (default /sys). Any other value (a fake tree for tests) also skips
+               modprobe, the hugetlbfs mount and the root check, and says so.
+  PROC_MOUNTS  mount table to check devices against (default /proc/mounts)
+  PROC_SWAPS   active swap areas (default /proc/swaps; a missing file means none)
+
+Exit status: 0 done, 1 refused or failed, 2 bad usage.
+EOF
+}
+
+SYSFS=${SYSFS_ROOT:-/sys}
+SYSFS=${SYSFS%/}
+MOUNTS=${PROC_MOUNTS:-/proc/mounts}
+SWAPS=${PROC_SWAPS:-/proc/swaps}
+PCI=$SYSFS/bus/pci/devices
+NVME_CLASS=0x010802
+REAL=1
+[ "$SYSFS" = /sys ] || REAL=0
+
+err() { echo "error: $*" >&2; }
+die() { err "$@"; exit 1; }
+usage_error() { err "$* (deploy/setup.sh --help)"; exit 2; }
+warn() { echo "WARNING: $*" >&2; }
+
+# ---------------------------------------------------------------- sysfs reading
+attr() { cat "$1" 2>/dev/null || true; }            # FILE: contents, "" if absent
+link_name() {                                        # LINK: last part of its target, "" if none
+    local t
+    t=$(readlink "$1" 2>/dev/null) || return 0
+    echo "${t##*/}"
+}
+dev_driver() { link_name "$PCI/$1/driver"; }
+dev_group() { link_name "$PCI/$1/iommu_group"; }
+dev_class() { attr "$PCI/$1/class"; }
+is_nvme() { local c; c=$(dev_class "$1"); [[ $c =~ ^0x[0-9a-fA-F]+$ ]] && (( (c & 0xFFFFFF) == NVME_CLASS )); }
+valid_bdf() { [[ $1 =~ ^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]$ ]]; }
+
+nvme_bdfs() {                                        # every NVMe-class device, sorted (glob order)
+    local d
+    for d in "$PCI"/*; do is_nvme "${d##*/}" && echo "${d##*/}"; done
+    return 0
+}
+
+# Block devices of a controller bound to nvme. Its namespaces sit under BDF/nvme/nvmeC/: either
+# the block device nvme<S>n<N> itself or, with native multipath, the hidden path device
+# nvme<S>c<C>n<N> whose block device is nvme<S>n<N>.
+block_devices() {
+    local p name
+    for p in "$PCI/$1"/nvme/nvme*/nvme*; do
+        name=${p##*/}
+        [[ $name =~ ^nvme([0-9]+)(c[0-9]+)?n([0-9]+)$ ]] && echo "nvme${BASH_REMATCH[1]}n${BASH_REMATCH[3]}"
+    done | sort -u
+}
+
+# Mount points of /dev/NAME (first field of a mounts line); \040 and friends decoded.
+mount_points() {
+    local src mp rest
+    while read -r src mp rest; do
+        [ "$src" = "/dev/$1" ] && printf '%b\n' "$mp"
+    done < "$MOUNTS"
+    return 0
+}
+
+join_by() {                                          # SEP WORDS...: "a, b"
+    local sep=$1 out=${2:-}
+    shift 2 || return 0
+    for w in "$@"; do out+=$sep$w; done
+    echo "$out"
+}
+
+# Sets REASONS to one line per reason the device must stay with the kernel (empty: it is free).
+# Runs in the calling shell, not in $(...), so that a failure stops the script instead of
+# reading as "no reasons".
+in_use_reasons() {
+    local bdf=$1 disk dir name mps holders why="(device-mapper, LVM, md or another stacked device is using it)"
+    REASONS=()
+    [ -r "$MOUNTS" ] || die "$MOUNTS: cannot read the mount table, so cannot tell whether $bdf is in use"
+    for disk in $(block_devices "$bdf"); do
+        for dir in "$SYSFS/block/$disk" "$SYSFS/block/$disk/$disk"p*; do
+            [ -d "$dir" ] || continue
+            name=${dir##*/}
+            mapfile -t mps < <(mount_points "$name")
+            [ ${#mps[@]} -eq 0 ] || REASONS+=("$bdf: /dev/$name is mounted on $(join_by ", " "${mps[@]}")")
+            holders=("$dir"/holders/*)
+            holders=("${holders[@]##*/}")
+            [ ${#holders[@]} -eq 0 ] || REASONS+=("$bdf: /dev/$name is held by $(join_by ", " "${holders[@]}") $why")
+            if [ -r "$SWAPS" ] && awk -v d="/dev/$name" '$1 == d { f = 1 } END { exit !f }' "$SWAPS"; then
+                REASONS+=("$bdf: /dev/$name is an active swap area")
+            fi
+        done
+    done
+}
+
+# Members of the device's IOMMU group (other than the device and those in the list $2) bound to a
+# driver that stops vfio from using the group: all but vfio drivers, pci-stub and pcieport (which
+# do no DMA), and unbound devices.
+group_conflicts() {
+    local bdf=$1 ok=" $2 " m name drv
+    for m in "$PCI/$bdf"/iommu_group/devices/*; do
+        name=${m##*/}
+        [ "$name" = "$bdf" ] && continue
+        [[ $ok == *" $name "* ]] && continue
+        drv=$(dev_driver "$name")
+        case $drv in ''|vfio*|pci-stub|pcieport) ;; *) echo "$name ($drv)" ;; esac
+    done
+}
+
+# "NAME[PID] ..." of processes with the device's /dev/vfio/<group> (or noiommu-<group>) open.
+# Only on the real /sys: a fake tree's group numbers mean nothing in /proc.
+vfio_users() {
+    local grp fd t pid out=""
+    [ $REAL = 1 ] || return 0
+    grp=$(dev_group "$1")
+    [ -n "$grp" ] || return 0
+    for fd in /proc/[0-9]*/fd/*; do
+        t=$(readlink "$fd" 2>/dev/null) || continue
+        if [ "$t" = "/dev/vfio/$grp" ] || [ "$t" = "/dev/vfio/noiommu-$grp" ]; then
+            pid=${fd#/proc/}; pid=${pid%%/*}
+            [[ $out == *"[$pid]"* ]] || out+="$(cat "/proc/$pid/comm" 2>/dev/null)[$pid] "
+        fi
+    done
+    echo "$out"
+}
+
+iommu_groups() { local g=("$SYSFS"/kernel/iommu_groups/*); echo ${#g[@]}; }
+noiommu_param() { echo "$SYSFS/module/vfio/parameters/enable_unsafe_noiommu_mode"; }
+noiommu_on() { case $(attr "$(noiommu_param)") in Y|y|1) return 0 ;; *) return 1 ;; esac; }
+
+# ---------------------------------------------------------------- sysfs writing
+# One write of VALUE (no newline added), as sysfs wants; the error names the device, the file and
+# the kernel's answer.
+sysfs_write() {                                      # BDF FILE VALUE
+    local out shown=$3
+    [ "$3" = $'\n' ] && shown='\n'
+    if ! out=$( { printf '%s' "$3" > "$2"; } 2>&1 ); then
+        err "$1: $2: cannot write '$shown': ${out##*: }"
+        return 1
+    fi
+}
+
+driver_text() { if [ -n "$1" ]; then echo "driver is $1"; else echo "no driver"; fi; }
+
+wait_driver() {                                      # BDF DRIVER TENTHS: wait for the driver link
+    local _
+    for _ in $(seq "$3"); do
+        [ "$(dev_driver "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+bind_vfio() {                                        # BDF: 0 when it ends up on vfio-pci
+    local bdf=$1 drv
+    drv=$(dev_driver "$bdf")
+    # The override first: from then on only vfio-pci may claim the device, so nvme cannot take it
+    # back between the unbind and the probe.
+    sysfs_write "$bdf" "$PCI/$bdf/driver_override" vfio-pci || return 1
+    if [ -n "$drv" ]; then sysfs_write "$bdf" "$PCI/$bdf/driver/unbind" "$bdf" || return 1; fi
+    sysfs_write "$bdf" "$SYSFS/bus/pci/drivers_probe" "$bdf" || return 1
+    if ! wait_driver "$bdf" vfio-pci 20; then          # vfio-pci probes synchronously
+        drv=$(dev_driver "$bdf")
+        err "$bdf: $PCI/$bdf/driver: $(driver_text "$drv"), not vfio-pci, after drivers_probe." \
+            "Is the vfio-pci module loaded (modprobe vfio-pci)? Without an IOMMU vfio-pci only takes" \
+            "a device in no-IOMMU mode (--noiommu); see dmesg."
+        return 1
+    fi
+    echo "$bdf: bound to vfio-pci (was ${drv:-unbound})"
+}
+
+unbind_vfio() {                                      # BDF: 0 when nvme has it again
+    local bdf=$1 drv
+    sysfs_write "$bdf" "$PCI/$bdf/driver_override" $'\n' || return 1   # a lone newline clears it
+    if [ "$(dev_driver "$bdf")" = vfio-pci ]; then
+        sysfs_write "$bdf" "$PCI/$bdf/driver/unbind" "$bdf" || return 1
+    fi
+    sysfs_write "$bdf" "$SYSFS/bus/pci/drivers_probe" "$bdf" || return 1
+    if ! wait_driver "$bdf" nvme 50; then              # nvme probes asynchronously
+        drv=$(dev_driver "$bdf")
+        err "$bdf: $PCI/$bdf/driver: $(driver_text "$drv"), not nvme, after drivers_probe." \
+            "Is the nvme module loaded (modprobe nvme)? See dmesg."
+        return 1
+    fi
+    echo "$bdf: back on nvme"
+}
+
+# ---------------------------------------------------------------- hugepages
+HP_SIZE=2M HP_NODE=""
+hp_kb() { case $HP_SIZE in 2M) echo 2048 ;; 1G) echo 1048576 ;; esac; }
+hp_dir() {                                           # nr_hugepages dir for HP_SIZE and HP_NODE
+    if [ -n "$HP_NODE" ]; then
+        echo "$SYSFS/devices/system/node/node$HP_NODE/hugepages/hugepages-$(hp_kb)kB"
+    else
+        echo "$SYSFS/kernel/mm/hugepages/hugepages-$(hp_kb)kB"
+    fi
+}
+
+show_hugepages() {
+    local d kb n size
+    echo "Hugepages:"
+    for d in "$SYSFS"/kernel/mm/hugepages/hugepages-*; do
+        kb=${d##*-}; kb=${kb%kB}
+        if [ "$kb" -ge 1048576 ]; then size=$((kb / 1048576))G; else size=$((kb / 1024))M; fi
+        echo "  $size pages: total $(attr "$d/nr_hugepages"), free $(attr "$d/free_hugepages")"
+        for n in "$SYSFS"/devices/system/node/node*/hugepages/hugepages-"$kb"kB; do
+            local node=${n%/hugepages/*}; node=${node##*/}
+            echo "    $node: total $(attr "$n/nr_hugepages"), free $(attr "$n/free_hugepages")"
+        done
+    done
+    [ -d "$SYSFS/kernel/mm/hugepages" ] || echo "  none ($SYSFS/kernel/mm/hugepages missing)"
+}
+
+reserve_hugepages() {                                # MiB
+    local mib=$1 dir pages cur got
+    dir=$(hp_dir)
+    [ -d "$dir" ] || die "$dir does not exist: no $HP_SIZE hugepages${HP_NODE:+ on NUMA node $HP_NODE} on this machine"
+    pages=$(( (mib * 1024 + $(hp_kb) - 1) / $(hp_kb) ))
+    cur=$(attr "$dir/nr_hugepages")
+    if [ "${cur:-0}" -ge "$pages" ]; then
+        echo "hugepages: $cur x $HP_SIZE already reserved in $dir (need $pages for $mib MiB)"
+        return
+    fi
+    sysfs_write "hugepages" "$dir/nr_hugepages" "$pages" || exit 1
+    got=$(attr "$dir/nr_hugepages")
+    if [ "${got:-0}" -lt "$pages" ]; then
+        die "hugepages: asked for $pages x $HP_SIZE ($mib MiB) in $dir/nr_hugepages, the kernel granted" \
+            "only ${got:-0}: not enough free contiguous memory. Reserve them at boot (hugepages=$pages" \
+            "hugepagesz=$HP_SIZE on the kernel command line) or ask for less (--hugemem)."
+    fi
+    echo "hugepages: $got x $HP_SIZE reserved${HP_NODE:+ on node $HP_NODE} ($mib MiB requested)"
+}
+
+mount_hugetlbfs() {
+    if [ $REAL = 0 ]; then echo "hugetlbfs: SYSFS_ROOT is not /sys, not mounting /dev/hugepages"; return; fi
+    if awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { found = 1 } END { exit !found }' "$MOUNTS"; then
+        echo "hugetlbfs: already mounted on /dev/hugepages"
+        return
+    fi
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs -o "pagesize=$HP_SIZE" nodev /dev/hugepages || die "cannot mount hugetlbfs on /dev/hugepages"
+    echo "hugetlbfs: mounted on /dev/hugepages (pagesize=$HP_SIZE)"
+}
+
+# ---------------------------------------------------------------- commands
+cmd_status() {
+    local groups bdf drv grp node disks disk
+    show_hugepages
+    local hm
+    hm=$(awk '$3 == "hugetlbfs" { print $2 }' "$MOUNTS" 2>/dev/null | tr '\n' ' ')
+    echo "hugetlbfs: ${hm:+mounted on ${hm% }}${hm:-not mounted}"
+    groups=$(iommu_groups)
+    if [ "$groups" -gt 0 ]; then
+        echo "IOMMU: active ($groups groups in $SYSFS/kernel/iommu_groups)"
+    else
+        echo "IOMMU: none ($SYSFS/kernel/iommu_groups is empty): vfio needs --noiommu (unsafe)"
+    fi
+    if [ ! -e "$(noiommu_param)" ]; then
+        echo "vfio no-IOMMU mode: unknown (vfio module not loaded)"
+    elif noiommu_on; then
+        echo "vfio no-IOMMU mode: ENABLED (devices can DMA anywhere). vfio creates a group for each" \
+             "device it takes in this mode, so the group count above may include those."
+    else
+        echo "vfio no-IOMMU mode: disabled"
+    fi
+    echo "NVMe devices:"
+    local any=0
+    for bdf in $(nvme_bdfs); do
+        any=1
+        drv=$(dev_driver "$bdf"); grp=$(dev_group "$bdf"); node=$(attr "$PCI/$bdf/numa_node")
+        disks=$(block_devices "$bdf" | tr '\n' ' ')
+        printf '  %s  %s:%s  driver %-9s iommu group %-4s numa node %s\n' "$bdf" \
+            "$(attr "$PCI/$bdf/vendor" | sed 's/^0x//')" "$(attr "$PCI/$bdf/device" | sed 's/^0x//')" \
+            "${drv:-none}" "${grp:-none}" "${node:--1}"
+        if [ -n "$disks" ]; then
+            in_use_reasons "$bdf"
+            if [ ${#REASONS[@]} -eq 0 ]; then
+                echo "      block devices: ${disks% } (not mounted, no holders)"
+            else
+                echo "      block devices: ${disks% } (IN USE)"
+                for disk in "${REASONS[@]}"; do echo "      $disk"; done
+            fi
+        fi
+        local conflicts
+        conflicts=$(group_conflicts "$bdf" "" | tr '\n' ' ')
+        [ -z "$conflicts" ] || echo "      IOMMU group shared with: ${conflicts% }"
+    done
+    [ $any = 1 ] || echo "  none"
+}
+
+cmd_config() {
+    local hugemem=1024 devices="" explicit=0 noiommu=0 force=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --hugemem) hugemem=${2:-}; shift 2 || usage_error "--hugemem needs a value" ;;
+            --hugepage-size) HP_SIZE=${2:-}; shift 2 || usage_error "--hugepage-size needs a value" ;;
+            --node) HP_NODE=${2:-}; shift 2 || usage_error "--node needs a value" ;;
+            --devices) devices=${2:-}; explicit=1; shift 2 || usage_error "--devices needs a value" ;;
+            --noiommu) noiommu=1; shift ;;
+            --force) force=1; shift ;;
+            *) usage_error "config: unknown option '$1'" ;;
+        esac
+    done
+    [[ $hugemem =~ ^[0-9]+$ ]] || usage_error "--hugemem: '$hugemem' is not a number of MiB"
+    [[ $HP_SIZE == 2M || $HP_SIZE == 1G ]] || usage_error "--hugepage-size: '$HP_SIZE' is not 2M or 1G"
+    [[ -z $HP_NODE || $HP_NODE =~ ^[0-9]+$ ]] || usage_error "--node: '$HP_NODE' is not a node number"
+    [ $REAL = 0 ] || [ "$(id -u)" = 0 ] || die "config writes to /sys: run it as root"
+    [ -d "$PCI" ] || die "$PCI does not exist: is SYSFS_ROOT right?"
+    [ -r "$MOUNTS" ] || die "$MOUNTS: cannot read the mount table, so cannot tell which devices are in use"
+
+    # 1. Decide what to bind, before changing anything.
+    local candidates=() bind=() refused=0 bdf cls
+    if [ $explicit = 1 ]; then
+        read -r -a candidates <<< "${devices//,/ }"
+        [ ${#candidates[@]} -gt 0 ] || usage_error "--devices: no device given"
+    else
+        mapfile -t candidates < <(nvme_bdfs)
+        [ ${#candidates[@]} -gt 0 ] || echo "No NVMe devices found in $PCI."
+    fi
+    for bdf in "${candidates[@]}"; do
+        if ! valid_bdf "$bdf"; then
+            echo "refused $bdf: not a PCI address (DDDD:BB:DD.F, e.g. 0000:01:00.0)"; refused=1; continue
+        fi
+        bdf=${bdf,,}
+        [[ " ${bind[*]} " == *" $bdf "* ]] && continue      # named twice
+        if [ ! -d "$PCI/$bdf" ]; then
+            echo "refused $bdf: no such PCI device ($PCI/$bdf does not exist)"; refused=1; continue
+        fi
+        if ! is_nvme "$bdf"; then
+            cls=$(dev_class "$bdf")
+            echo "refused $bdf: class ${cls:-unknown} is not an NVMe controller ($NVME_CLASS)"; refused=1; continue
+        fi
+        if [ "$(dev_driver "$bdf")" = vfio-pci ]; then
+            echo "$bdf: already bound to vfio-pci"; continue
+        fi
+        in_use_reasons "$bdf"
+        if [ ${#REASONS[@]} -gt 0 ]; then
+            if [ $force = 1 ]; then
+                warn "--force: binding $bdf although it is in use:"
+                printf '  %s\n' "${REASONS[@]}" >&2
+            else
+                echo "refused $bdf: in use (unmount it / deactivate its holders, or --force):"
+                printf '  %s\n' "${REASONS[@]}"
+                refused=1; continue
+            fi
+        fi
+        bind+=("$bdf")
+    done
+    # A device whose IOMMU group holds a device on another driver is useless to vfio. Devices we
+    # are binding in this run are fine group mates; dropping one can make another's group bad, so
+    # repeat until nothing changes.
+    local changed=1 keep conflicts
+    while [ $changed = 1 ]; do
+        changed=0 keep=()
+        for bdf in "${bind[@]}"; do
+            conflicts=$(group_conflicts "$bdf" "${bind[*]}" | tr '\n' ' ')
+            if [ -n "$conflicts" ]; then
+                echo "refused $bdf: IOMMU group $(dev_group "$bdf") also holds ${conflicts% } on another driver;" \
+                     "vfio can only use a group whose devices are all on vfio-pci or unbound (unbind those first, or move" \
+                     "the device to a slot with its own group)"
+                refused=1 changed=1
+            else
+                keep+=("$bdf")
+            fi
+        done
+        bind=("${keep[@]}")
+    done
+    if [ $explicit = 1 ] && [ $refused = 1 ]; then
+        if [ ${#bind[@]} -eq 0 ]; then
+            echo "None of the named devices can be bound (reasons above). Nothing changed."
+        else
+            echo "Not all named devices can be bound (reasons above). Nothing changed."
+        fi
+        exit 1
+    fi
+    if [ $explicit = 0 ] && [ $refused = 1 ] && [ ${#bind[@]} -eq 0 ]; then
+        echo "No NVMe device is free to bind: each one is in use or otherwise refused (reasons above)." \
+             "Name devices with --devices (and --force for mounted ones) to bind them anyway."
+    fi
+
+    # 2. The IOMMU, before touching anything.
+    local use_noiommu=0
+    if [ ${#bind[@]} -gt 0 ] && [ "$(iommu_groups)" -eq 0 ]; then
+        if [ $noiommu = 1 ]; then
+            use_noiommu=1
+        elif noiommu_on; then
+            warn "no IOMMU, but vfio no-IOMMU mode is already enabled: the devices will DMA to physical addresses unchecked"
+        else
+            die "no IOMMU is active ($SYSFS/kernel/iommu_groups is empty), so vfio-pci will not take the devices. Either" \
+                "enable the IOMMU (VT-d/AMD-Vi in the firmware, intel_iommu=on or amd_iommu=on on the kernel command" \
+                "line, reboot), or pass --noiommu to use vfio's unsafe no-IOMMU mode (no DMA protection, root only," \
+                "taints the kernel)."
+        fi
+    elif [ $noiommu = 1 ] && [ ${#bind[@]} -gt 0 ]; then
+        echo "IOMMU is active: --noiommu not needed, not enabling no-IOMMU mode"
+    fi
+
+    # 3. Hugepages.
+    if [ "$hugemem" -gt 0 ]; then
+        reserve_hugepages "$hugemem"
+        mount_hugetlbfs
+    fi
+
+    # 4. Modules and binding.
+    if [ ${#bind[@]} -gt 0 ]; then
+        if [ $use_noiommu = 1 ]; then
+            warn "enabling vfio's UNSAFE no-IOMMU mode: the devices can DMA to any physical memory, nothing" \
+                 "protects the kernel from a bad address, and the kernel is tainted."
+            if [ -e "$(noiommu_param)" ]; then
+                sysfs_write vfio "$(noiommu_param)" 1 || exit 1
+            elif [ $REAL = 1 ]; then
+                modprobe vfio enable_unsafe_noiommu_mode=1 || die "modprobe vfio enable_unsafe_noiommu_mode=1 failed"
+            else
+                echo "SYSFS_ROOT is not /sys: not running modprobe vfio enable_unsafe_noiommu_mode=1"
+            fi
+            if [ $REAL = 1 ] || [ -e "$(noiommu_param)" ]; then
+                noiommu_on || die "vfio no-IOMMU mode is not on ($(noiommu_param): '$(attr "$(noiommu_param)")'):" \
+                                  "is CONFIG_VFIO_NOIOMMU enabled in this kernel?"
+            fi
+        fi
+        if [ $REAL = 1 ]; then
+            modprobe vfio-pci || die "modprobe vfio-pci failed: is CONFIG_VFIO_PCI enabled in this kernel?"
+        else
+            echo "SYSFS_ROOT is not /sys: not running modprobe vfio-pci"
+        fi
+    fi
+    local failed=0
+    for bdf in "${bind[@]}"; do bind_vfio "$bdf" || failed=1; done
+    [ $failed = 0 ] || exit 1
+    return 0
+}
+
+cmd_reset() {
+    local devices="" explicit=0 release=0 bdf drv
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --devices) devices=${2:-}; explicit=1; shift 2 || usage_error "--devices needs a value" ;;
+            --release-hugepages) release=1; shift ;;
+            --hugepage-size) HP_SIZE=${2:-}; shift 2 || usage_error "--hugepage-size needs a value" ;;
+            --node) HP_NODE=${2:-}; shift 2 || usage_error "--node needs a value" ;;
+            *) usage_error "reset: unknown option '$1'" ;;
+        esac
+    done
+    [[ $HP_SIZE == 2M || $HP_SIZE == 1G ]] || usage_error "--hugepage-size: '$HP_SIZE' is not 2M or 1G"
+    [[ -z $HP_NODE || $HP_NODE =~ ^[0-9]+$ ]] || usage_error "--node: '$HP_NODE' is not a node number"
+    [ $REAL = 0 ] || [ "$(id -u)" = 0 ] || die "reset writes to /sys: run it as root"
+
+    local candidates=() back=() bad=0 users
+    if [ $explicit = 1 ]; then
+        read -r -a candidates <<< "${devices//,/ }"
+    else
+        for bdf in $(nvme_bdfs); do [ "$(dev_driver "$bdf")" = vfio-pci ] && candidates+=("$bdf"); done
+        [ ${#candidates[@]} -gt 0 ] || echo "No NVMe device is bound to vfio-pci."
+    fi
+    for bdf in "${candidates[@]}"; do
+        valid_bdf "$bdf" || { echo "refused $bdf: not a PCI address (DDDD:BB:DD.F)"; bad=1; continue; }
+        bdf=${bdf,,}
+        [ -d "$PCI/$bdf" ] || { echo "refused $bdf: no such PCI device ($PCI/$bdf does not exist)"; bad=1; continue; }
+        is_nvme "$bdf" || { echo "refused $bdf: not an NVMe controller (class $(dev_class "$bdf"))"; bad=1; continue; }
+        drv=$(dev_driver "$bdf")
+        if [ "$drv" != vfio-pci ]; then echo "$bdf: not on vfio-pci (driver: ${drv:-none}), left alone"; continue; fi
+        # The kernel's vfio-pci unbind waits until no process has the device open: refuse rather
+        # than hang.
+        users=$(vfio_users "$bdf")
+        if [ -n "$users" ]; then
+            echo "refused $bdf: its vfio group is open by ${users% } (stop that first)"; bad=1; continue
+        fi
+        back+=("$bdf")
+    done
+    if [ ${#back[@]} -gt 0 ]; then
+        if [ $REAL = 1 ]; then
+            modprobe nvme || die "modprobe nvme failed"
+        else
+            echo "SYSFS_ROOT is not /sys: not running modprobe nvme"
+        fi
+    fi
+    for bdf in "${back[@]}"; do unbind_vfio "$bdf" || bad=1; done
+
+    if [ $release = 1 ]; then
+        local dir left
+        dir=$(hp_dir)
+        [ -d "$dir" ] || die "$dir does not exist: no $HP_SIZE hugepages here"
+        sysfs_write hugepages "$dir/nr_hugepages" 0 || exit 1
+        left=$(attr "$dir/nr_hugepages")
+        if [ "${left:-0}" -gt 0 ]; then
+            echo "hugepages: released; $left x $HP_SIZE still in use by running programs (freed when they exit)"
+        else
+            echo "hugepages: released all $HP_SIZE pages${HP_NODE:+ on node $HP_NODE}"
+        fi
+    fi
+    [ $bad = 0 ] || exit 1
+}
+
+case ${1:-} in
+    status) shift; [ $# -eq 0 ] || usage_error "status takes no options"; cmd_status ;;
+    config) shift; cmd_config "$@" ;;
+    reset) shift; cmd_reset "$@" ;;
+    help|-h|--help) usage ;;
+    '') usage >&2; exit 2 ;;
+    *) usage_error "unknown command '$1'" ;;
+esac
