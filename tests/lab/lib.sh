@@ -16,6 +16,9 @@
 #                                  guest's "N passed, N failed" line to the totals
 #   start_initiator_bg NAME ARGS...  the same in the background ($BG_PID, $BG_OUT)
 #   initiator_run_dir OUTFILE [T]  the run dir (console.log, qemu.pid) of a lab/initiator run
+#   run_guest NAME ARGS...         lab/guest --quiet ARGS in the foreground; adds the guest
+#                                  program's "N passed, N failed" line (from its console) to
+#                                  the totals; $GUEST_CONSOLE is the console log
 #   lab_finish                     clean up, print the ferryd log path and the summary; exits
 #
 # Environment: BUILD (default $REPO/build; ferryd is $BUILD/bin/ferryd), FERRY_LAB (lab
@@ -240,6 +243,47 @@ wait_initiator() {
 # run_initiator NAME ARGS...: run lab/initiator --quiet ARGS, print its output and the
 # guest's PASS/FAIL steps, add its "N passed, N failed" line to the totals. No summary
 # line, or a non-zero exit with 0 failures reported, counts as one more failure.
+run_guest() {
+    local name=$1; shift
+    local rc=0 line out=$WORK/guest-$name.out t0=$SECONDS pid
+    echo "--- $name: lab/guest --quiet$(printf ' %q' "$@")"
+    "$LAB/guest" --quiet "$@" > "$out" 2>&1 &
+    pid=$!
+    LAB_CHILDREN+=("$pid")
+    LAB_OUTFILES+=("$out")
+    wait "$pid" || rc=$?
+    _forget_child "$pid"
+    sed 's/^/    /' "$out"
+    GUEST_CONSOLE=$(initiator_console "$out")
+    _print_guest_steps "$GUEST_CONSOLE"
+    line=""
+    [ -r "$GUEST_CONSOLE" ] &&
+        line=$(tr -d '\r' < "$GUEST_CONSOLE" | grep -aE '^[0-9]+ passed, [0-9]+ failed$' | tail -1 || true)
+    echo "=== $name: ${line:-no summary line}, exit status $rc, $((SECONDS - t0)) s${GUEST_CONSOLE:+, console log: $GUEST_CONSOLE}"
+    if [ -n "$line" ] && add_counts "$line"; then
+        if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed" ]]; then fail_check "$name: lab/guest exit status $rc"; fi
+    else
+        fail_check "$name: the guest gave no 'N passed, N failed' line"
+    fi
+    if [ "$rc" -ne 0 ] && [ -r "$GUEST_CONSOLE" ]; then
+        echo "--- $name: guest console tail ($GUEST_CONSOLE) ---"
+        tr -d '\r' < "$GUEST_CONSOLE" | tail -n 60 | sed 's/^/    /'
+    fi
+    return "$rc"
+}
+
+# stage_ferryd DIR: ferryd with its whole ldd closure (and the host's loader) in DIR/bin and
+# DIR/lib, to run in a lab guest as DIR/lib/ld-linux-x86-64.so.2 --library-path DIR/lib DIR/bin/ferryd
+stage_ferryd() {
+    local dir=$1 l
+    mkdir -p "$dir/bin" "$dir/lib"
+    cp -L "$FERRYD" "$dir/bin/ferryd"
+    for l in $(ldd "$FERRYD" | awk '/=>/ && $3 ~ /^\// {print $3}') /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+        [ -e "$l" ] && cp -L "$l" "$dir/lib/"
+    done
+    cp -L /lib64/ld-linux-x86-64.so.2 "$dir/lib/ld-linux-x86-64.so.2"
+}
+
 run_initiator() {
     local name=$1; shift
     local rc=0 line console t0=$SECONDS
