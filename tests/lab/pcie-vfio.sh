@@ -11,7 +11,9 @@
 #   2. on the host, after the guest exited: the SSDs' backing images hold the data at the
 #      offsets it was written to (fio's verify headers per block; the patterns' SHA-256).
 #   3. the same guest without an IOMMU (vfio no-IOMMU mode, physical addresses), reusing the
-#      images: the patterns of boot 1 read back through the fabric, fio write+verify on both.
+#      images: the patterns of boot 1 read back through the fabric, fio write+verify on both;
+#      with 2 hardware queues per SSD, held by the host's 2 I/O queues, another host's I/O
+#      queue Connect is refused and ferryd logs "no hardware I/O queue left".
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -23,7 +25,7 @@ Env: BUILD, FERRY_LAB, NVMF_LAB_CACHE." "$@"
 
 NQN=nqn.2026-11.io.ferry:ssd
 SIZE=8M          # fio region size per namespace: 4k blocks at 0, 128k blocks at 8M
-GUEST_ARGS=(--nvme 2 --nvme-size 64 --ioqpairs 4 --timeout 900)
+GUEST_ARGS=(--nvme 2 --nvme-size 64 --timeout 900)
 
 lab_begin pcie-vfio
 stage_ferryd "$WORK/ferry"
@@ -45,7 +47,7 @@ COPIES=(--copy "$WORK/ferry" --copy "$WORK/pcie.json" --copy "$WORK/setup.sh")
 
 # ---- 1. IOMMU, controllers bound by setup.sh, kill -9 restart
 run_guest iommu --bin "$REPO/tests/lab/guest/pcie-guest.sh" --args "full $SIZE" --no-vfio \
-    --disk-dir "$DISKS" "${GUEST_ARGS[@]}" "${COPIES[@]}" || true
+    --disk-dir "$DISKS" --ioqpairs 4 "${GUEST_ARGS[@]}" "${COPIES[@]}" || true
 PATTERNS=()
 if [ -r "$GUEST_CONSOLE" ]; then
     mapfile -t PATTERNS < <(tr -d '\r' < "$GUEST_CONSOLE" | sed -n 's/^PATTERN \(ns[12]\) \([0-9]*\) \([0-9]*\) \([0-9a-f]*\)$/\1:\2:\3:\4/p')
@@ -93,6 +95,6 @@ done
 
 # ---- 3. no IOMMU, same images: the data of boot 1 and a fresh write+verify
 run_guest noiommu --bin "$REPO/tests/lab/guest/pcie-guest.sh" --args "basic $SIZE ${PATTERNS[*]}" --no-iommu \
-    --disk-dir "$DISKS" "${GUEST_ARGS[@]}" "${COPIES[@]}" || true
+    --disk-dir "$DISKS" --ioqpairs 2 "${GUEST_ARGS[@]}" "${COPIES[@]}" || true
 
 lab_finish

@@ -7,7 +7,8 @@
 #     MODE full:  bind the controllers with deploy/setup.sh (the guest booted with
 #                 --no-vfio), then everything below plus a kill -9 of ferryd during I/O,
 #                 and at the end give the controllers back to the kernel (setup.sh reset)
-#     MODE basic: the controllers are already on vfio-pci (lab/guest binds them)
+#     MODE basic: the controllers are already on vfio-pci (lab/guest binds them); also an
+#                 I/O queue beyond the SSDs' hardware queues (2 each) is refused
 #     SIZE: fio region size (4k blocks at 0, 128k blocks at SIZE, per namespace)
 #     EXPECT: "nsN:OFFSET_MIB:MIB:SHA256" patterns an earlier boot wrote, read back here
 # Prints PASS/FAIL per step, "PATTERN nsN OFFSET_MIB MIB SHA256" for every pattern it writes,
@@ -133,7 +134,21 @@ if [ "$MODE" = full ] && [ -n "$d1" ] && [ -n "$d2" ]; then
     step "ns2 128k region still verifies after the restart" fio_job ns2w128k "$d2" 128k "$SIZE" "$SIZE" --verify_only=1
 fi
 
+if [ "$MODE" != full ]; then
+    # This boot gives each SSD 2 hardware I/O queues (lab/guest --ioqpairs 2) and the host
+    # holds both: a second host's I/O queue is refused at Connect, ferryd says why.
+    refused_for_queues() {
+        local u; u=$(cat /proc/sys/kernel/random/uuid)
+        ! nvme connect -t tcp -a 127.0.0.1 -s 4420 -n "$NQN" -i 1 \
+            --hostnqn="nqn.2014-08.org.nvmexpress:uuid:$u" --hostid="$u" || return 1
+        sleep 1
+        grep "no hardware I/O queue left" "$LOG" | tail -1 | sed 's/^/    /'
+        grep -q "Connect qid 1 .* rejected: namespace 1: controller 0000:00:04.0: no hardware I/O queue left" "$LOG"
+    }
+    step "an I/O queue beyond the SSDs' hardware queues is refused" refused_for_queues
+fi
 step disconnect _disconnect "$NQN"
+
 kill "$PID" 2>/dev/null
 for _ in $(seq 20); do kill -0 "$PID" 2>/dev/null || break; sleep 0.5; done
 step "ferryd stops and shuts both SSDs down cleanly" \
