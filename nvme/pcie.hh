@@ -244,7 +244,7 @@ private:
     uint16_t _next_cid = 0;
     std::atomic<controller_state> _state{controller_state::failed};
     std::atomic<uint32_t> _generation{0};
-    bool _started = false;
+    std::atomic<bool> _started{false};
 
     std::mutex _qid_lock;
     std::vector<bool> _qid_used;
@@ -254,7 +254,7 @@ private:
     std::deque<std::function<void()>> _jobs;
     bool _stop = false;
     std::thread _admin_thread;
-    std::thread::id _admin_thread_id;
+    std::atomic<std::thread::id> _admin_thread_id{};
 };
 
 // Opens (once per process) the controller at PCI address `bdf` through VFIO and starts it.

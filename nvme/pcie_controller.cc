@@ -193,6 +193,7 @@ void pcie_controller::start() {
     _started = true;
     _stop = false;
     _admin_thread = std::thread([this] { admin_loop(); });
+    _admin_thread_id = _admin_thread.get_id();
     spdlog::info("controller {}: {} serial {} firmware {}: MDTS {} KiB, {} I/O queues granted, up to {} entries each, "
                  "doorbell stride {}",
                  _name, trimmed(_id->mn, sizeof(_id->mn)), trimmed(_id->sn, sizeof(_id->sn)),
@@ -284,7 +285,6 @@ uint16_t pcie_controller::admin(sqe cmd, void* data, const env::dma_region* regi
 }
 
 void pcie_controller::admin_loop() {
-    _admin_thread_id = std::this_thread::get_id();
     env::name_current_thread("nvme-admin");
     for (;;) {
         std::deque<std::function<void()>> jobs;

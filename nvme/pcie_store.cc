@@ -39,11 +39,11 @@ public:
         while (_in_flight > 0 && env::now_ns() < deadline && _ctrl->state() == controller_state::live &&
                _hw->generation() == _ctrl->generation())
             poll();
-        if (_in_flight > 0) fail_all(sc::controller_path_error);
+        if (_in_flight > 0) fail_all(lost_status());
     }
 
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
-        if (_hw->generation() != _ctrl->generation() && !revive()) return done.complete(sc::controller_path_error);
+        if (_hw->generation() != _ctrl->generation() && !revive()) return done.complete(lost_status());
         if (_free.empty() || _hw->ring().full()) return done.complete(sc::internal_error);  // caller exceeded depth
         const uint16_t cid = _free.back();
 
@@ -74,7 +74,7 @@ public:
     unsigned poll() override {
         if (_hw->generation() != _ctrl->generation()) {
             // Reset or removal: what was in flight will never complete.
-            fail_all(sc::controller_path_error);
+            fail_all(lost_status());
             return 0;
         }
         _hw->ring().ring();
@@ -124,9 +124,18 @@ private:
         }
     }
 
+    // A path error: the command did not complete on the SSD. After a reset the host may retry
+    // it; a device that is gone will not come back, so DNR tells the host to stop retrying
+    // (a multipath host would otherwise resubmit it at once, forever).
+    uint16_t lost_status() const {
+        const auto st = _ctrl->state();
+        return st == controller_state::gone || st == controller_state::failed ? sc::controller_path_error | status_dnr
+                                                                                : sc::controller_path_error;
+    }
+
     // After a reset: fail what was lost and create the hardware queue again.
     bool revive() {
-        fail_all(sc::controller_path_error);
+        fail_all(lost_status());
         if (_ctrl->state() != controller_state::live) return false;
         try {
             _hw->recreate();

@@ -419,10 +419,11 @@ TEST(PcieRecovery, SurpriseRemovalFailsCommandsWithAPathError) {
     const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
     while (r.calls == 0 && env::now_ns() < deadline) q->poll();
     ASSERT_EQ(r.calls, 1u);
-    EXPECT_EQ(r.status, nvme::sc::controller_path_error);
+    // A path error, final (DNR): the device will not come back.
+    EXPECT_EQ(r.status, nvme::sc::controller_path_error | nvme::status_dnr);
     EXPECT_EQ(m.ctrl->state(), nvme::controller_state::gone);
     // New commands fail at once; nothing waits on the dead device.
-    EXPECT_EQ(run(*q, rw(nvme::io_opc::read, 0, 1), {&one, 1}), nvme::sc::controller_path_error);
+    EXPECT_EQ(run(*q, rw(nvme::io_opc::read, 0, 1), {&one, 1}), nvme::sc::controller_path_error | nvme::status_dnr);
     q.reset();  // no hang on deletion either
     pool.put(&b, 1);
 }
