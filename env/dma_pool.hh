@@ -36,6 +36,7 @@ public:
     size_t free_chunks() const { return _free.size(); }
     size_t total_chunks() const { return _total; }
     bool hugepages() const { return _region.hugepages(); }
+    const dma_region& region() const { return _region; }
     size_t bytes() const { return _region.bytes(); }
 
 private:

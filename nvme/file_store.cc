@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include <spdlog/spdlog.h>
+
 #include "nvme/block_queue.hh"
 
 namespace ferry::nvme {
@@ -41,11 +43,16 @@ class file_store;
 
 class file_queue final : public block_queue {
 public:
-    file_queue(file_store& store, unsigned depth);
+    // With `buffers`, the pool is registered with the ring so single-chunk I/O (4 KiB and
+    // 8 KiB, the common case) uses fixed buffers: no page pinning per command.
+    file_queue(file_store& store, unsigned depth, const env::dma_pool* buffers);
     ~file_queue() override;
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
     unsigned poll() override;
     unsigned in_flight() const override { return _in_flight; }
+    std::string describe() const override {
+        return _fixed ? "io_uring with the buffer pool registered" : "io_uring";
+    }
 
 private:
     ::io_uring_sqe* next_sqe() {
@@ -62,6 +69,7 @@ private:
         uint32_t expect;  // bytes a read/write must move
     };
     file_store& _store;
+    const env::dma_pool* _fixed = nullptr;  // registered as fixed buffer 0
     ::io_uring _ring{};
     std::vector<op> _ops;
     std::vector<uint32_t> _free;
@@ -110,11 +118,12 @@ public:
     std::string describe() const override {
         return fmt::format("file {} (io_uring{})", _path, _direct ? ", O_DIRECT" : ", page cache");
     }
-    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool*) override {
-        return std::make_unique<file_queue>(*this, depth);
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) override {
+        return std::make_unique<file_queue>(*this, depth, buffers);
     }
     int fd() const { return _fd; }
     bool block_device() const { return _block_device; }
+    const std::string& path() const { return _path; }
 
 private:
     [[noreturn]] void fail(const char* what) { fail_text(fmt::format("{}: {}", what, std::strerror(errno))); }
@@ -131,11 +140,20 @@ private:
     uint64_t _blocks = 0;
 };
 
-file_queue::file_queue(file_store& store, unsigned depth) : _store(store) {
+file_queue::file_queue(file_store& store, unsigned depth, const env::dma_pool* buffers) : _store(store) {
     unsigned entries = 8;
     while (entries < depth * 2 && entries < 4096) entries *= 2;
     int rc = ::io_uring_queue_init(entries, &_ring, 0);
     if (rc < 0) throw std::runtime_error(fmt::format("io_uring_queue_init: {}", std::strerror(-rc)));
+    if (buffers) {
+        iovec whole{buffers->region().data(), buffers->region().bytes()};
+        rc = ::io_uring_register_buffers(&_ring, &whole, 1);
+        if (rc == 0)
+            _fixed = buffers;
+        else  // e.g. RLIMIT_MEMLOCK too small: plain readv/writev still work
+            spdlog::debug("file {}: io_uring_register_buffers: {}; using unregistered buffers", _store.path(),
+                          std::strerror(-rc));
+    }
     _ops.resize(entries);
     for (uint32_t i = entries; i-- > 0;) _free.push_back(i);
 }
@@ -211,10 +229,17 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
     _free.pop_back();
     _ops[slot] = {&done, cmd.opcode, bytes};
     ::io_uring_sqe* s = next_sqe();
+    const bool fixed = _fixed && data.size() == 1 && _fixed->owns(data[0].iov_base);
     if (cmd.opcode == io_opc::read) {
-        ::io_uring_prep_readv(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
+        if (fixed)
+            ::io_uring_prep_read_fixed(s, fd, data[0].iov_base, static_cast<unsigned>(data[0].iov_len), offset, 0);
+        else
+            ::io_uring_prep_readv(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
     } else if (cmd.opcode == io_opc::write) {
-        ::io_uring_prep_writev(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
+        if (fixed)
+            ::io_uring_prep_write_fixed(s, fd, data[0].iov_base, static_cast<unsigned>(data[0].iov_len), offset, 0);
+        else
+            ::io_uring_prep_writev(s, fd, data.data(), static_cast<unsigned>(data.size()), offset);
         if (cmd.cdw12 & (1u << 30)) s->rw_flags = RWF_DSYNC;  // FUA
     } else {
         ::io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC);

@@ -1,6 +1,8 @@
 // The io_uring file store: directly, and behind the whole target (data survives a restart).
 #include <gtest/gtest.h>
 
+#include "env/dma_pool.hh"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -64,6 +66,32 @@ TEST(file_store, creates_extends_and_does_io) {
     std::vector<uint8_t> on_disk(4096);
     in.read(reinterpret_cast<char*>(on_disk.data()), 4096);
     EXPECT_TRUE(std::equal(on_disk.begin(), on_disk.end(), d.begin()));
+}
+
+TEST(file_store, pool_buffers_registered_with_the_ring) {
+    temp_file f;
+    auto store = nvme::make_file_store(f.path, 4096, 1u << 20);
+    env::dma_pool pool(1u << 20);
+    auto q = store->create_queue(8, &pool);
+    EXPECT_EQ(q->describe(), "io_uring with the buffer pool registered");
+    iovec c[3];
+    ASSERT_TRUE(pool.get(3, c));
+    auto d = pattern(3 * 8192, 9);
+    for (int i = 0; i < 3; ++i) std::memcpy(c[i].iov_base, d.data() + i * 8192, 8192);
+    // One chunk: fixed-buffer write and read. Two chunks: vectored.
+    EXPECT_EQ(run(*q, io(nvme::io_opc::write, 0, 2), {&c[0], 1}), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::write, 2, 4), {&c[1], 2}), 0);
+    for (auto& v : c) std::memset(v.iov_base, 0, 8192);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 0, 2), {&c[2], 1}), 0);
+    EXPECT_EQ(std::memcmp(c[2].iov_base, d.data(), 8192), 0);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 2, 4), {&c[0], 2}), 0);
+    EXPECT_EQ(std::memcmp(c[0].iov_base, d.data() + 8192, 8192), 0);
+    EXPECT_EQ(std::memcmp(c[1].iov_base, d.data() + 16384, 8192), 0);
+    std::ifstream in(f.path, std::ios::binary);
+    std::vector<uint8_t> on_disk(3 * 8192);
+    in.read(reinterpret_cast<char*>(on_disk.data()), static_cast<std::streamsize>(on_disk.size()));
+    EXPECT_EQ(on_disk, d);
+    pool.put(c, 3);
 }
 
 TEST(file_store, errors_name_the_path) {
