@@ -36,8 +36,8 @@ dma_region::dma_region(size_t bytes, std::string what) : _what(std::move(what)) 
         // and devices behind an IOMMU (MAP_DMA pins them).
         p = ::mmap(nullptr, _bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p == MAP_FAILED)
-            throw std::runtime_error(_what + ": mmap of " + std::to_string(_bytes) + " bytes failed: " +
-                                     std::strerror(errno));
+            throw std::runtime_error(_what + ": mmap of " + std::to_string(_bytes) +
+                                     " bytes failed: " + std::strerror(errno));
     }
     _base = static_cast<uint8_t*>(p);
     _iova = reinterpret_cast<uint64_t>(_base);

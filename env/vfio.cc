@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/vfio.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -14,8 +15,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include <spdlog/spdlog.h>
-
 #include "env/dma.hh"
 
 namespace ferry::env {
@@ -24,7 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+    return std::strerror(errno);
+}
 
 std::string driver_of(const std::string& bdf) {
     std::error_code ec;
@@ -67,9 +68,10 @@ public:
         }
         g.lock();
         if (noiommu)
-            spdlog::warn("vfio: {} is in NO-IOMMU mode: the device is given physical addresses and can DMA "
-                         "anywhere in memory; the kernel is tainted. Use an IOMMU in production.",
-                         bdf);
+            spdlog::warn(
+                "vfio: {} is in NO-IOMMU mode: the device is given physical addresses and can DMA "
+                "anywhere in memory; the kernel is tainted. Use an IOMMU in production.",
+                bdf);
         else
             spdlog::info("vfio: container with {} IOMMU, {} valid IOVA range(s)",
                          type == VFIO_TYPE1v2_IOMMU ? "type1v2" : "type1", _ranges.size());
@@ -92,8 +94,9 @@ public:
         std::lock_guard g(_lock);
         if (_noiommu) {
             if (!hugepages)
-                throw std::runtime_error("vfio no-IOMMU mode needs DMA memory on hugepages, and none are free: "
-                                         "reserve them (deploy/setup.sh config --hugemem MiB)");
+                throw std::runtime_error(
+                    "vfio no-IOMMU mode needs DMA memory on hugepages, and none are free: "
+                    "reserve them (deploy/setup.sh config --hugemem MiB)");
             page_addrs = physical_addresses(va, bytes);
             return 0;
         }
@@ -106,8 +109,8 @@ public:
         m.size = bytes;
         if (::ioctl(_fd, VFIO_IOMMU_MAP_DMA, &m) != 0) {
             _free[bytes].push_back(iova);
-            throw std::runtime_error("VFIO_IOMMU_MAP_DMA of " + std::to_string(bytes >> 10) + " KiB: " +
-                                     errno_text() + " (is RLIMIT_MEMLOCK large enough?)");
+            throw std::runtime_error("VFIO_IOMMU_MAP_DMA of " + std::to_string(bytes >> 10) + " KiB: " + errno_text() +
+                                     " (is RLIMIT_MEMLOCK large enough?)");
         }
         return iova;
     }
@@ -128,8 +131,7 @@ public:
 private:
     void open_container() {
         _fd = ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-        if (_fd < 0)
-            throw std::runtime_error("/dev/vfio/vfio: " + errno_text() + " (is the vfio-pci module loaded?)");
+        if (_fd < 0) throw std::runtime_error("/dev/vfio/vfio: " + errno_text() + " (is the vfio-pci module loaded?)");
         if (::ioctl(_fd, VFIO_GET_API_VERSION) != VFIO_API_VERSION)
             throw std::runtime_error("/dev/vfio/vfio: unknown VFIO API version");
     }
@@ -138,8 +140,7 @@ private:
         std::vector<uint8_t> buf(4096);
         auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf.data());
         info->argsz = static_cast<uint32_t>(buf.size());
-        if (::ioctl(_fd, VFIO_IOMMU_GET_INFO, info) == 0 && (info->flags & VFIO_IOMMU_INFO_CAPS) &&
-            info->cap_offset) {
+        if (::ioctl(_fd, VFIO_IOMMU_GET_INFO, info) == 0 && (info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset) {
             for (uint32_t off = info->cap_offset; off && off + sizeof(vfio_info_cap_header) <= buf.size();) {
                 auto* h = reinterpret_cast<vfio_info_cap_header*>(buf.data() + off);
                 if (h->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
@@ -188,8 +189,9 @@ private:
             uint64_t pfn = entry & ((1ull << 55) - 1);
             if (!(entry >> 63) || pfn == 0) {
                 ::close(fd);
-                throw std::runtime_error("/proc/self/pagemap gives no physical address (no-IOMMU mode needs root "
-                                         "with CAP_SYS_ADMIN)");
+                throw std::runtime_error(
+                    "/proc/self/pagemap gives no physical address (no-IOMMU mode needs root "
+                    "with CAP_SYS_ADMIN)");
             }
             out.push_back(pfn * 4096 + v % 4096);
         }
@@ -271,8 +273,8 @@ vfio_device::vfio_device(const std::string& bdf) : _bdf(bdf) {
             throw std::runtime_error(bdf + ": BAR0 region: " + errno_text());
         if (!(bar.flags & VFIO_REGION_INFO_FLAG_MMAP) || bar.size < 0x2000)
             throw std::runtime_error(bdf + ": BAR0 cannot be mapped (size " + std::to_string(bar.size) + ")");
-        void* p = ::mmap(nullptr, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED, _device_fd,
-                         static_cast<off_t>(bar.offset));
+        void* p =
+            ::mmap(nullptr, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED, _device_fd, static_cast<off_t>(bar.offset));
         if (p == MAP_FAILED) throw std::runtime_error(bdf + ": mmap BAR0: " + errno_text());
         _bar0 = static_cast<volatile uint8_t*>(p);
         _bar0_size = bar.size;
@@ -287,8 +289,8 @@ vfio_device::vfio_device(const std::string& bdf) : _bdf(bdf) {
         ::close(_group_fd);
         throw;
     }
-    spdlog::info("vfio: {} opened ({}, BAR0 {} KiB, group {})", bdf, _noiommu ? "no-IOMMU" : "IOMMU",
-                 _bar0_size >> 10, group);
+    spdlog::info("vfio: {} opened ({}, BAR0 {} KiB, group {})", bdf, _noiommu ? "no-IOMMU" : "IOMMU", _bar0_size >> 10,
+                 group);
 }
 
 vfio_device::~vfio_device() {
@@ -304,7 +306,9 @@ vfio_device::~vfio_device() {
     ::close(_group_fd);
 }
 
-bool vfio_device::reset() { return _can_reset && ::ioctl(_device_fd, VFIO_DEVICE_RESET) == 0; }
+bool vfio_device::reset() {
+    return _can_reset && ::ioctl(_device_fd, VFIO_DEVICE_RESET) == 0;
+}
 
 uint16_t vfio_device::config_read16(uint32_t offset) const {
     uint16_t v = 0;

@@ -127,6 +127,24 @@ uint64_t parse_size(const std::string& s) {
     return n * mult;
 }
 
+// "pcie://0000:00:04.0/1": the controller's PCI address and the namespace on it. Size and block
+// size come from the device, so the keys for them are refused.
+static void parse_pcie_device(const reader& r, const json& js, const std::string& np, target::namespace_config& nc) {
+    const std::string dev = r.string(js, "device", np, true);
+    static const std::regex form(R"(pcie://([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])/([0-9]{1,10}))");
+    std::smatch m;
+    if (!std::regex_match(dev, m, form))
+        r.fail(np + "/device", "'" + dev + "' is not pcie://DOMAIN:BUS:DEV.FN/NSID (e.g. pcie://0000:00:04.0/1)");
+    nc.pcie_address = m[1].str();
+    std::transform(nc.pcie_address.begin(), nc.pcie_address.end(), nc.pcie_address.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });  // as sysfs spells it
+    const uint64_t nsid = std::stoull(m[2].str());
+    if (nsid == 0 || nsid > 0xFFFFFFFEull) r.fail(np + "/device", "NSID must be 1..4294967294");
+    nc.pcie_nsid = static_cast<uint32_t>(nsid);
+    for (const char* k : {"size", "block_size"})
+        if (js.contains(k)) r.fail(np + "/" + k, "comes from the device for the pcie backend");
+}
+
 target::target_config parse_config(const std::string& text, const std::string& origin) {
     reader r(origin);
     json root;
@@ -204,43 +222,23 @@ target::target_config parse_config(const std::string& text, const std::string& o
             else
                 r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file, pcie)");
             const bool file = nc.backend == target::backend_kind::file;
-            if (nc.backend == target::backend_kind::pcie) {
-                // "pcie://0000:00:04.0/1": controller PCI address and the namespace on it.
-                std::string dev = r.string(js, "device", np, true);
-                static const std::regex form(R"(pcie://([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])/([0-9]+))");
-                std::smatch m;
-                if (!std::regex_match(dev, m, form))
-                    r.fail(np + "/device", "'" + dev + "' is not pcie://DOMAIN:BUS:DEV.FN/NSID (e.g. pcie://0000:00:04.0/1)");
-                nc.pcie_address = m[1].str();
-                std::transform(nc.pcie_address.begin(), nc.pcie_address.end(), nc.pcie_address.begin(),
-                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                unsigned long dn = 0;
-                try {
-                    dn = std::stoul(m[2].str());
-                } catch (const std::exception&) {
-                }
-                if (dn == 0 || dn > 0xFFFFFFFEul) r.fail(np + "/device", "NSID must be 1..4294967294");
-                nc.pcie_nsid = static_cast<uint32_t>(dn);
-                for (const char* k : {"size", "block_size", "path"})
-                    if (js.contains(k)) r.fail(np + "/" + k, "comes from the device for the pcie backend");
-                if (js.contains("uuid")) {
-                    std::string u = r.string(js, "uuid", np, true);
-                    nc.uuid = parse_uuid(u);
-                    if (!nc.uuid) r.fail(np + "/uuid", "'" + u + "' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
-                }
-                sc.namespaces.push_back(nc);
-                continue;
+            const bool pcie = nc.backend == target::backend_kind::pcie;
+            if (pcie) {
+                parse_pcie_device(r, js, np, nc);
+            } else if (js.contains("device")) {
+                r.fail(np + "/device", "only for the pcie backend");
             }
-            if (js.contains("device")) r.fail(np + "/device", "only for the pcie backend");
             if (file) {
                 nc.path = r.string(js, "path", np, true);
                 if (nc.path.empty() || nc.path[0] != '/') r.fail(np + "/path", "must be an absolute path");
             } else if (js.contains("path")) {
                 r.fail(np + "/path", "only for the file backend");
             }
-            nc.block_size = static_cast<uint32_t>(r.unsigned_int(js, "block_size", np, false, 4096, 512, 4096));
-            if (nc.block_size != 512 && nc.block_size != 4096) r.fail(np + "/block_size", "must be 512 or 4096");
-            if (!js.contains("size") && !file) r.fail(np + "/size", "missing");
+            if (!pcie) {
+                nc.block_size = static_cast<uint32_t>(r.unsigned_int(js, "block_size", np, false, 4096, 512, 4096));
+                if (nc.block_size != 512 && nc.block_size != 4096) r.fail(np + "/block_size", "must be 512 or 4096");
+                if (!js.contains("size") && !file) r.fail(np + "/size", "missing");
+            }
             if (js.contains("size")) {
                 const json& sz = js["size"];
                 try {

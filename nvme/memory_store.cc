@@ -50,7 +50,9 @@ public:
     uint64_t block_count() const override { return _blocks; }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "ram"; }
-    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override { return std::make_unique<ram_queue>(*this); }
+    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override {
+        return std::make_unique<ram_queue>(*this);
+    }
 
     uint8_t* at(uint64_t lba) { return _base + lba * _block_size; }
 
@@ -151,7 +153,9 @@ public:
     uint64_t block_count() const override { return _blocks; }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "null"; }
-    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override { return std::make_unique<null_queue>(); }
+    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override {
+        return std::make_unique<null_queue>();
+    }
 
 private:
     uint64_t _blocks;

@@ -52,11 +52,21 @@ std::unique_ptr<register_file> make_bar_registers(volatile uint8_t* bar0, size_t
 namespace pcie_reg {
 inline constexpr uint32_t cap = 0x00, vs = 0x08, cc = 0x14, csts = 0x1C, aqa = 0x24, asq = 0x28, acq = 0x30,
                           doorbells = 0x1000;
-constexpr uint32_t cap_mqes(uint64_t cap) { return static_cast<uint32_t>(cap & 0xFFFF); }
-constexpr uint32_t cap_to_ms(uint64_t cap) { return static_cast<uint32_t>((cap >> 24) & 0xFF) * 500; }
-constexpr uint32_t cap_dstrd(uint64_t cap) { return static_cast<uint32_t>((cap >> 32) & 0xF); }
-constexpr uint32_t cap_mpsmin(uint64_t cap) { return static_cast<uint32_t>((cap >> 48) & 0xF); }
-constexpr bool cap_css_nvm(uint64_t cap) { return (cap >> 37) & 1; }
+constexpr uint32_t cap_mqes(uint64_t cap) {
+    return static_cast<uint32_t>(cap & 0xFFFF);
+}
+constexpr uint32_t cap_to_ms(uint64_t cap) {
+    return static_cast<uint32_t>((cap >> 24) & 0xFF) * 500;
+}
+constexpr uint32_t cap_dstrd(uint64_t cap) {
+    return static_cast<uint32_t>((cap >> 32) & 0xF);
+}
+constexpr uint32_t cap_mpsmin(uint64_t cap) {
+    return static_cast<uint32_t>((cap >> 48) & 0xF);
+}
+constexpr bool cap_css_nvm(uint64_t cap) {
+    return (cap >> 37) & 1;
+}
 inline constexpr uint32_t cc_en = 1, cc_shn_normal = 1u << 14, cc_iosqes = 6u << 16, cc_iocqes = 4u << 20;
 inline constexpr uint32_t csts_rdy = 1, csts_cfs = 2, csts_shst_mask = 3u << 2, csts_shst_complete = 2u << 2;
 }  // namespace pcie_reg
@@ -130,7 +140,7 @@ private:
 
 struct pcie_controller_options {
     uint32_t admin_timeout_ms = 30000;
-    uint32_t io_timeout_ms = 30000;   // then Abort; after twice this, reset the controller
+    uint32_t io_timeout_ms = 30000;  // then Abort; after twice this, reset the controller
     uint32_t health_interval_ms = 100;
 };
 
@@ -155,7 +165,9 @@ public:
     uint16_t qid() const { return _ring.qid(); }
     uint16_t entries() const { return _ring.entries(); }
     // PRP list page of command slot `cid` (one page per slot).
-    uint64_t* prp_list(uint16_t cid) const { return reinterpret_cast<uint64_t*>(_region.data() + _lists + cid * 4096ul); }
+    uint64_t* prp_list(uint16_t cid) const {
+        return reinterpret_cast<uint64_t*>(_region.data() + _lists + cid * 4096ul);
+    }
     uint64_t prp_list_iova(uint16_t cid) const { return _region.iova(prp_list(cid)); }
     pcie_controller& controller() const { return _ctrl; }
     // The controller generation this queue was created in; a reset makes it stale.

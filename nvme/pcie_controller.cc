@@ -1,12 +1,12 @@
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <future>
 #include <map>
 #include <stdexcept>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "env/thread.hh"
 #include "env/vfio.hh"
@@ -29,7 +29,8 @@ public:
     uint32_t read32(uint32_t off) override { return *reinterpret_cast<volatile uint32_t*>(_bar + off); }
     void write32(uint32_t off, uint32_t v) override { *reinterpret_cast<volatile uint32_t*>(_bar + off) = v; }
     volatile uint32_t* doorbell(uint32_t off) override {
-        if (off + 4 > _size) throw std::runtime_error(fmt::format("doorbell {:#x} beyond BAR0 ({:#x} bytes)", off, _size));
+        if (off + 4 > _size)
+            throw std::runtime_error(fmt::format("doorbell {:#x} beyond BAR0 ({:#x} bytes)", off, _size));
         return reinterpret_cast<volatile uint32_t*>(_bar + off);
     }
 
@@ -111,7 +112,8 @@ void pcie_controller::disable() {
         const uint64_t deadline = env::now_ns() + uint64_t{timeout} * 1000000;
         for (;;) {
             uint32_t csts = _regs->read32(pcie_reg::csts);
-            if (csts == 0xFFFFFFFF) throw std::runtime_error(fmt::format("controller {}: CSTS reads all ones: the device is gone", _name));
+            if (csts == 0xFFFFFFFF)
+                throw std::runtime_error(fmt::format("controller {}: CSTS reads all ones: the device is gone", _name));
             if ((csts & pcie_reg::csts_rdy) == want) return true;
             if (env::now_ns() > deadline) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -126,12 +128,14 @@ void pcie_controller::disable() {
         _regs->write32(pcie_reg::cc, cc & ~pcie_reg::cc_en);
     }
     if (!wait_rdy(0))
-        throw std::runtime_error(fmt::format("controller {}: CSTS.RDY still 1 {} ms after clearing CC.EN", _name, timeout));
+        throw std::runtime_error(
+            fmt::format("controller {}: CSTS.RDY still 1 {} ms after clearing CC.EN", _name, timeout));
 }
 
 void pcie_controller::enable() {
     _cap = _regs->read64(pcie_reg::cap);
-    if (_cap == ~0ull) throw std::runtime_error(fmt::format("controller {}: CAP reads all ones: the device is gone", _name));
+    if (_cap == ~0ull)
+        throw std::runtime_error(fmt::format("controller {}: CAP reads all ones: the device is gone", _name));
     if (pcie_reg::cap_mpsmin(_cap) > 0)
         throw std::runtime_error(fmt::format("controller {}: minimum memory page size {} KiB exceeds the host's 4 KiB",
                                              _name, 4u << pcie_reg::cap_mpsmin(_cap)));
@@ -156,7 +160,8 @@ void pcie_controller::enable() {
             throw std::runtime_error(fmt::format("controller {}: fatal status (CSTS.CFS) while enabling", _name));
         if (csts & pcie_reg::csts_rdy) break;
         if (env::now_ns() > deadline)
-            throw std::runtime_error(fmt::format("controller {}: not ready {} ms after CC.EN (CAP.TO)", _name, timeout));
+            throw std::runtime_error(
+                fmt::format("controller {}: not ready {} ms after CC.EN (CAP.TO)", _name, timeout));
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
 
@@ -167,11 +172,13 @@ void pcie_controller::enable() {
     cqe c{};
     uint16_t st = execute_admin(nq, &c);
     if (st != sc::success)
-        throw std::runtime_error(fmt::format("controller {}: Set Features Number of Queues: {}", _name, status_name(st)));
+        throw std::runtime_error(
+            fmt::format("controller {}: Set Features Number of Queues: {}", _name, status_name(st)));
     _granted = static_cast<uint16_t>(std::min<uint32_t>({(c.dw0 & 0xFFFF) + 1u, (c.dw0 >> 16) + 1u, io_queues_wanted}));
     {
+        // After a reset the queue owners keep their qids (they re-create their queues).
         std::lock_guard g(_qid_lock);
-        _qid_used.assign(_granted + 1u, false);
+        _qid_used.resize(_granted + 1u, false);
         _qid_used[0] = true;
     }
     _state.store(controller_state::live, std::memory_order_release);
@@ -189,15 +196,18 @@ void pcie_controller::start() {
     std::memcpy(_id.get(), _admin_mem.data() + admin_data_offset, sizeof(identify_ctrl));
     // MDTS is in units of the minimum page size; 0 means no limit. ferry's transport caps at 1 MiB.
     _max_transfer = 1u << 20;
-    if (_id->mdts) _max_transfer = static_cast<uint32_t>(std::min<uint64_t>(_max_transfer, (4096ull << pcie_reg::cap_mpsmin(_cap)) << _id->mdts));
+    if (_id->mdts)
+        _max_transfer = static_cast<uint32_t>(
+            std::min<uint64_t>(_max_transfer, (4096ull << pcie_reg::cap_mpsmin(_cap)) << _id->mdts));
     _started = true;
     _stop = false;
     _admin_thread = std::thread([this] { admin_loop(); });
     _admin_thread_id = _admin_thread.get_id();
-    spdlog::info("controller {}: {} serial {} firmware {}: MDTS {} KiB, {} I/O queues granted, up to {} entries each, "
-                 "doorbell stride {}",
-                 _name, trimmed(_id->mn, sizeof(_id->mn)), trimmed(_id->sn, sizeof(_id->sn)),
-                 trimmed(_id->fr, sizeof(_id->fr)), _max_transfer >> 10, _granted, _mqes, _stride);
+    spdlog::info(
+        "controller {}: {} serial {} firmware {}: MDTS {} KiB, {} I/O queues granted, up to {} entries each, "
+        "doorbell stride {}",
+        _name, trimmed(_id->mn, sizeof(_id->mn)), trimmed(_id->sn, sizeof(_id->sn)), trimmed(_id->fr, sizeof(_id->fr)),
+        _max_transfer >> 10, _granted, _mqes, _stride);
 }
 
 void pcie_controller::shutdown() {
@@ -252,8 +262,8 @@ uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
         });
         if (done) break;
         if (env::now_ns() > deadline) {
-            spdlog::error("controller {}: admin command {:#04x} cid {} timed out after {} ms", _name, +cmd.opcode, +cmd.cid,
-                          _opts.admin_timeout_ms);
+            spdlog::error("controller {}: admin command {:#04x} cid {} timed out after {} ms", _name, +cmd.opcode,
+                          +cmd.cid, _opts.admin_timeout_ms);
             return sc::internal_error;
         }
         if (spins > 1000) {
@@ -306,8 +316,8 @@ void pcie_controller::health_check() {
         if (state() != controller_state::gone) {
             _state.store(controller_state::gone, std::memory_order_release);
             _generation.fetch_add(1, std::memory_order_acq_rel);
-            spdlog::error("controller {}: the device is gone (CSTS reads all ones); its commands fail with a path error",
-                          _name);
+            spdlog::error(
+                "controller {}: the device is gone (CSTS reads all ones); its commands fail with a path error", _name);
         }
         return;
     }
@@ -378,8 +388,8 @@ pcie_namespace_info pcie_controller::namespace_info(uint32_t nsid) {
     if (data->nsze == 0) return info;
     const auto& lbaf = data->lbaf[data->flbas & 0xF];
     if (lbaf.ms)
-        throw std::runtime_error(fmt::format("controller {} namespace {}: LBA format with {} metadata bytes is not supported",
-                                             _name, nsid, lbaf.ms));
+        throw std::runtime_error(fmt::format(
+            "controller {} namespace {}: LBA format with {} metadata bytes is not supported", _name, nsid, lbaf.ms));
     info.blocks = data->nsze;
     info.block_size = 1u << lbaf.lbads;
     return info;

@@ -1,13 +1,13 @@
 // A namespace on a local PCIe NVMe SSD. Each queue owns one hardware SQ/CQ pair: the host's
 // command is forwarded with the device's NSID and PRPs that point at the very pool buffers
 // the network path received into (writes) or will send from (reads). No payload copy.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "env/thread.hh"
 #include "nvme/block_queue.hh"
@@ -130,7 +130,7 @@ private:
     uint16_t lost_status() const {
         const auto st = _ctrl->state();
         return st == controller_state::gone || st == controller_state::failed ? sc::controller_path_error | status_dnr
-                                                                                : sc::controller_path_error;
+                                                                              : sc::controller_path_error;
     }
 
     // After a reset: fail what was lost and create the hardware queue again.
@@ -159,7 +159,8 @@ private:
                 s.abort_sent = true;
             } else if (now - s.submitted_ns >= 2 * _timeout_ns && _reset_generation != _ctrl->generation() + 1) {
                 _reset_generation = _ctrl->generation() + 1;
-                _ctrl->request_reset(fmt::format("command cid {} on I/O queue {} not completed after abort", i, _hw->qid()));
+                _ctrl->request_reset(
+                    fmt::format("command cid {} on I/O queue {} not completed after abort", i, _hw->qid()));
             }
         }
     }
@@ -186,9 +187,7 @@ public:
     uint64_t block_count() const override { return _info.blocks; }
     uint32_t block_size() const override { return _info.block_size; }
     uint32_t max_transfer_bytes() const override { return _ctrl->max_transfer_bytes(); }
-    std::string describe() const override {
-        return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid);
-    }
+    std::string describe() const override { return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid); }
     std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) override {
         if (!buffers) throw std::runtime_error("a PCIe namespace needs the caller's buffer pool");
         if (depth + 1u > _ctrl->max_queue_entries())

@@ -5,8 +5,8 @@
 // make it misbehave: drop I/O commands, raise CSTS.CFS, vanish (registers read all ones).
 #pragma once
 
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -55,7 +55,8 @@ public:
             if ((v & 1) && !(old & 1)) enable();
             if (!(v & 1) && (old & 1)) disable();
             if (((v >> 14) & 3) == 1) {
-                _regs[nvme::pcie_reg::csts / 4] = (_regs[nvme::pcie_reg::csts / 4] & ~0xCu) | nvme::pcie_reg::csts_shst_complete;
+                _regs[nvme::pcie_reg::csts / 4] =
+                    (_regs[nvme::pcie_reg::csts / 4] & ~0xCu) | nvme::pcie_reg::csts_shst_complete;
                 ++shutdowns;
             }
             return;
@@ -65,10 +66,10 @@ public:
     volatile uint32_t* doorbell(uint32_t off) override { return &_doorbells[(off - 0x1000) / 4]; }
 
     // ---- knobs and observations
-    std::atomic<bool> drop_io{false};     // swallow I/O commands (no completion)
-    std::atomic<unsigned> aborts{0};      // Abort commands seen
-    std::atomic<unsigned> disables{0};    // CC.EN 1 -> 0 transitions
-    std::atomic<unsigned> shutdowns{0};   // CC.SHN normal
+    std::atomic<bool> drop_io{false};    // swallow I/O commands (no completion)
+    std::atomic<unsigned> aborts{0};     // Abort commands seen
+    std::atomic<unsigned> disables{0};   // CC.EN 1 -> 0 transitions
+    std::atomic<unsigned> shutdowns{0};  // CC.SHN normal
     std::atomic<unsigned> io_commands{0};
     void raise_fatal() {
         std::lock_guard g(_lock);
@@ -176,71 +177,71 @@ private:
         const uint16_t qid = c.cdw10 & 0xFFFF;
         const uint16_t size = static_cast<uint16_t>((c.cdw10 >> 16) + 1);
         switch (c.opcode) {
-        case nvme::admin_opc::identify: {
-            auto* out = reinterpret_cast<uint8_t*>(c.sgl.address);
-            std::memset(out, 0, 4096);
-            if ((c.cdw10 & 0xFF) == nvme::cns::ctrl) {
-                auto* id = reinterpret_cast<nvme::identify_ctrl*>(out);
-                id->vid = 0x1b36;
-                std::memcpy(id->mn, "ferry model", 11);
-                std::memcpy(id->sn, "model-1", 7);
-                id->mdts = _p.mdts;
-                id->nn = 1;
-                return 0;
-            }
-            if ((c.cdw10 & 0xFF) == nvme::cns::ns) {
-                if (c.nsid != 1) return nvme::sc::invalid_namespace;
-                auto* id = reinterpret_cast<nvme::identify_ns*>(out);
-                id->nsze = id->ncap = id->nuse = _p.blocks;
-                id->lbaf[0].lbads = _p.lbads;
-                return 0;
-            }
-            return nvme::sc::invalid_field;
-        }
-        case nvme::admin_opc::set_features:
-            if ((c.cdw10 & 0xFF) != nvme::fid::num_queues) return nvme::sc::invalid_field;
-            dw0 = (uint32_t{_p.queues - 1u} << 16) | (_p.queues - 1u);
-            return 0;
-        case nvme::admin_opc::create_cq:
-            if (qid == 0 || qid > _p.queues || _cqs[qid].base) return nvme::sc::invalid_queue_id;
-            if (size < 2 || size > _p.mqes + 1u) return nvme::sc::invalid_queue_size;
-            _cqs[qid] = {reinterpret_cast<nvme::cqe*>(c.sgl.address), size, 0, 1};
-            return 0;
-        case nvme::admin_opc::create_sq: {
-            const uint16_t cqid = c.cdw11 >> 16;
-            if (qid == 0 || qid > _p.queues || _sqs[qid].base) return nvme::sc::invalid_queue_id;
-            if (size < 2 || size > _p.mqes + 1u) return nvme::sc::invalid_queue_size;
-            if (cqid > _p.queues || !_cqs[cqid].base) return 0x100;  // completion queue invalid
-            _sqs[qid] = {reinterpret_cast<nvme::sqe*>(c.sgl.address), size, 0, cqid};
-            __atomic_store_n(&_doorbells[2 * qid], 0u, __ATOMIC_RELEASE);
-            return 0;
-        }
-        case nvme::admin_opc::delete_sq:
-            if (qid == 0 || qid > _p.queues || !_sqs[qid].base) return nvme::sc::invalid_queue_id;
-            _sqs[qid] = {};
-            return 0;
-        case nvme::admin_opc::delete_cq:
-            if (qid == 0 || qid > _p.queues || !_cqs[qid].base) return nvme::sc::invalid_queue_id;
-            for (auto& s : _sqs)
-                if (s.base && s.cqid == qid && &s != &_sqs[0]) return 0x10C;  // invalid queue deletion
-            _cqs[qid] = {};
-            __atomic_store_n(&_doorbells[2 * qid + 1], 0u, __ATOMIC_RELEASE);
-            return 0;
-        case nvme::admin_opc::abort: {
-            ++aborts;
-            const uint16_t sqid = c.cdw10 & 0xFFFF, cid = c.cdw10 >> 16;
-            for (size_t i = 0; i < _dropped.size(); ++i)
-                if (_dropped[i].first == sqid && _dropped[i].second == cid && abortable) {
-                    complete(sqid, cid, nvme::sc::aborted_by_request, 0);
-                    _dropped.erase(_dropped.begin() + static_cast<long>(i));
-                    dw0 = 0;
+            case nvme::admin_opc::identify: {
+                auto* out = reinterpret_cast<uint8_t*>(c.sgl.address);
+                std::memset(out, 0, 4096);
+                if ((c.cdw10 & 0xFF) == nvme::cns::ctrl) {
+                    auto* id = reinterpret_cast<nvme::identify_ctrl*>(out);
+                    id->vid = 0x1b36;
+                    std::memcpy(id->mn, "ferry model", 11);
+                    std::memcpy(id->sn, "model-1", 7);
+                    id->mdts = _p.mdts;
+                    id->nn = 1;
                     return 0;
                 }
-            dw0 = 1;  // not aborted
-            return 0;
-        }
-        default:
-            return nvme::sc::invalid_opcode;
+                if ((c.cdw10 & 0xFF) == nvme::cns::ns) {
+                    if (c.nsid != 1) return nvme::sc::invalid_namespace;
+                    auto* id = reinterpret_cast<nvme::identify_ns*>(out);
+                    id->nsze = id->ncap = id->nuse = _p.blocks;
+                    id->lbaf[0].lbads = _p.lbads;
+                    return 0;
+                }
+                return nvme::sc::invalid_field;
+            }
+            case nvme::admin_opc::set_features:
+                if ((c.cdw10 & 0xFF) != nvme::fid::num_queues) return nvme::sc::invalid_field;
+                dw0 = (uint32_t{_p.queues - 1u} << 16) | (_p.queues - 1u);
+                return 0;
+            case nvme::admin_opc::create_cq:
+                if (qid == 0 || qid > _p.queues || _cqs[qid].base) return nvme::sc::invalid_queue_id;
+                if (size < 2 || size > _p.mqes + 1u) return nvme::sc::invalid_queue_size;
+                _cqs[qid] = {reinterpret_cast<nvme::cqe*>(c.sgl.address), size, 0, 1};
+                return 0;
+            case nvme::admin_opc::create_sq: {
+                const uint16_t cqid = c.cdw11 >> 16;
+                if (qid == 0 || qid > _p.queues || _sqs[qid].base) return nvme::sc::invalid_queue_id;
+                if (size < 2 || size > _p.mqes + 1u) return nvme::sc::invalid_queue_size;
+                if (cqid > _p.queues || !_cqs[cqid].base) return 0x100;  // completion queue invalid
+                _sqs[qid] = {reinterpret_cast<nvme::sqe*>(c.sgl.address), size, 0, cqid};
+                __atomic_store_n(&_doorbells[2 * qid], 0u, __ATOMIC_RELEASE);
+                return 0;
+            }
+            case nvme::admin_opc::delete_sq:
+                if (qid == 0 || qid > _p.queues || !_sqs[qid].base) return nvme::sc::invalid_queue_id;
+                _sqs[qid] = {};
+                return 0;
+            case nvme::admin_opc::delete_cq:
+                if (qid == 0 || qid > _p.queues || !_cqs[qid].base) return nvme::sc::invalid_queue_id;
+                for (auto& s : _sqs)
+                    if (s.base && s.cqid == qid && &s != &_sqs[0]) return 0x10C;  // invalid queue deletion
+                _cqs[qid] = {};
+                __atomic_store_n(&_doorbells[2 * qid + 1], 0u, __ATOMIC_RELEASE);
+                return 0;
+            case nvme::admin_opc::abort: {
+                ++aborts;
+                const uint16_t sqid = c.cdw10 & 0xFFFF, cid = c.cdw10 >> 16;
+                for (size_t i = 0; i < _dropped.size(); ++i)
+                    if (_dropped[i].first == sqid && _dropped[i].second == cid && abortable) {
+                        complete(sqid, cid, nvme::sc::aborted_by_request, 0);
+                        _dropped.erase(_dropped.begin() + static_cast<long>(i));
+                        dw0 = 0;
+                        return 0;
+                    }
+                dw0 = 1;  // not aborted
+                return 0;
+            }
+            default:
+                return nvme::sc::invalid_opcode;
         }
     }
 
@@ -286,31 +287,31 @@ private:
         if (c.nsid != 1) return nvme::sc::invalid_namespace;
         const uint64_t slba = nvme::io_slba(c), nlb = nvme::io_nlb(c);
         switch (c.opcode) {
-        case nvme::io_opc::flush:
-            return 0;
-        case nvme::io_opc::read:
-        case nvme::io_opc::write: {
-            if (slba + nlb > _p.blocks) return nvme::sc::lba_out_of_range;
-            const size_t len = nlb << _p.lbads;
-            if (len > (4096u << _p.mdts)) return nvme::sc::invalid_field;
-            std::vector<std::pair<uint8_t*, size_t>> pages;
-            if (!walk_prps(c, len, pages)) return 0x013;  // PRP offset invalid
-            uint8_t* m = _media.data() + (slba << _p.lbads);
-            for (auto [p, n] : pages) {
-                if (c.opcode == nvme::io_opc::write)
-                    std::memcpy(m, p, n);
-                else
-                    std::memcpy(p, m, n);
-                m += n;
+            case nvme::io_opc::flush:
+                return 0;
+            case nvme::io_opc::read:
+            case nvme::io_opc::write: {
+                if (slba + nlb > _p.blocks) return nvme::sc::lba_out_of_range;
+                const size_t len = nlb << _p.lbads;
+                if (len > (4096u << _p.mdts)) return nvme::sc::invalid_field;
+                std::vector<std::pair<uint8_t*, size_t>> pages;
+                if (!walk_prps(c, len, pages)) return 0x013;  // PRP offset invalid
+                uint8_t* m = _media.data() + (slba << _p.lbads);
+                for (auto [p, n] : pages) {
+                    if (c.opcode == nvme::io_opc::write)
+                        std::memcpy(m, p, n);
+                    else
+                        std::memcpy(p, m, n);
+                    m += n;
+                }
+                return 0;
             }
-            return 0;
-        }
-        case nvme::io_opc::write_zeroes:
-            if (slba + nlb > _p.blocks) return nvme::sc::lba_out_of_range;
-            std::memset(_media.data() + (slba << _p.lbads), 0, nlb << _p.lbads);
-            return 0;
-        default:
-            return nvme::sc::invalid_opcode;
+            case nvme::io_opc::write_zeroes:
+                if (slba + nlb > _p.blocks) return nvme::sc::lba_out_of_range;
+                std::memset(_media.data() + (slba << _p.lbads), 0, nlb << _p.lbads);
+                return 0;
+            default:
+                return nvme::sc::invalid_opcode;
         }
     }
 

@@ -1,5 +1,7 @@
 // The user-space PCIe NVMe driver: PRP construction, ring wrap-around and phase handling,
 // and the controller and store against a software model of the device (nvme_model.hh).
+#include "nvme/pcie.hh"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -12,7 +14,6 @@
 #include "env/dma_pool.hh"
 #include "env/thread.hh"
 #include "nvme/block_queue.hh"
-#include "nvme/pcie.hh"
 #include "nvme/prp.hh"
 #include "tests/unit/nvme_model.hh"
 
@@ -228,7 +229,7 @@ TEST(PcieController, StartsIdentifiesAndShutsDown) {
         auto ns = m.ctrl->namespace_info(1);
         EXPECT_EQ(ns.blocks, 4096u);
         EXPECT_EQ(ns.block_size, 4096u);
-        EXPECT_EQ(m.ctrl->namespace_info(2).blocks, 0u) ;
+        EXPECT_EQ(m.ctrl->namespace_info(2).blocks, 0u);
     }
     (void)model;  // destroyed with the controller; the shutdown is checked below
 }
@@ -394,8 +395,7 @@ TEST(PcieRecovery, FatalStatusResetsTheController) {
     const uint32_t gen = m.ctrl->generation();
     m.model->raise_fatal();
     const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
-    while ((m.ctrl->generation() == gen || m.ctrl->state() != nvme::controller_state::live) &&
-           env::now_ns() < deadline)
+    while ((m.ctrl->generation() == gen || m.ctrl->state() != nvme::controller_state::live) && env::now_ns() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ASSERT_EQ(m.ctrl->state(), nvme::controller_state::live);
     EXPECT_GE(m.model->disables.load(), 1u);
