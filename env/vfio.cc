@@ -73,8 +73,8 @@ public:
                 "anywhere in memory; the kernel is tainted. Use an IOMMU in production.",
                 bdf);
         else
-            spdlog::info("vfio: container with {} IOMMU, {} valid IOVA range(s)",
-                         type == VFIO_TYPE1v2_IOMMU ? "type1v2" : "type1", _ranges.size());
+            spdlog::info("vfio: container with {} IOMMU; DMA memory mapped at IOVAs from {:#x} within {}",
+                         type == VFIO_TYPE1v2_IOMMU ? "type1v2" : "type1", _next_iova, ranges_text());
     }
 
     // A group is leaving. With the last one the container loses its IOMMU context, so every
@@ -134,6 +134,12 @@ private:
         if (_fd < 0) throw std::runtime_error("/dev/vfio/vfio: " + errno_text() + " (is the vfio-pci module loaded?)");
         if (::ioctl(_fd, VFIO_GET_API_VERSION) != VFIO_API_VERSION)
             throw std::runtime_error("/dev/vfio/vfio: unknown VFIO API version");
+    }
+
+    std::string ranges_text() const {
+        std::string t;
+        for (auto [a, b] : _ranges) t += fmt::format("{}[{:#x}, {:#x}]", t.empty() ? "" : " ", a, b);
+        return t;
     }
 
     void read_iova_ranges() {

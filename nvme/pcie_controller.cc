@@ -8,6 +8,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "env/pci.hh"
 #include "env/thread.hh"
 #include "env/vfio.hh"
 #include "nvme/pcie.hh"
@@ -469,6 +470,10 @@ std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf) {
     static std::map<std::string, std::weak_ptr<pcie_controller>> open;
     std::lock_guard g(lock);
     if (auto c = open[bdf].lock()) return c;
+    const auto pci = env::read_pci_device(bdf);  // throws if there is no such device
+    if ((pci.class_code & 0xFFFFFF) != env::nvme_class_code)
+        throw std::runtime_error(fmt::format("{}: PCI class {:#08x} is not an NVMe controller ({:#08x})", bdf,
+                                             pci.class_code, env::nvme_class_code));
     auto dev = std::make_unique<env::vfio_device>(bdf);
     auto* bar = dev->bar0();
     size_t size = dev->bar0_size();
