@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -303,6 +305,25 @@ TEST_F(PcieStore, WriteAndReadThroughScatteredPoolChunks) {
     for (unsigned i = 0; i < 16; ++i) EXPECT_EQ(std::memcmp(back[i].iov_base, chunks[i].iov_base, 8192), 0) << i;
     pool.put(chunks.data(), 16);
     pool.put(back.data(), 16);
+}
+
+TEST(PcieStoreLarge, OneMiBIn128ChunksUsesAPrpList) {
+    test::nvme_model::params p;
+    p.mdts = 8;  // 1 MiB, the transport's limit
+    model_controller m(p);
+    env::dma_pool pool(4 << 20);
+    auto store = nvme::make_pcie_store(m.ctrl, 1);
+    EXPECT_EQ(store->max_transfer_bytes(), 1u << 20);
+    auto q = store->create_queue(4, &pool);
+    std::vector<iovec> chunks(128);
+    ASSERT_TRUE(pool.get(128, chunks.data()));
+    for (unsigned i = 0; i < 128; ++i) std::memset(chunks[i].iov_base, static_cast<int>(i + 1), 8192);
+    ASSERT_EQ(run(*q, rw(nvme::io_opc::write, 0, 256), chunks), nvme::sc::success);
+    for (unsigned i = 0; i < 128; ++i) {
+        const uint8_t* m0 = m.model->media() + i * 8192ull;
+        ASSERT_TRUE(std::all_of(m0, m0 + 8192, [&](uint8_t b) { return b == i + 1; })) << "chunk " << i;
+    }
+    pool.put(chunks.data(), 128);
 }
 
 TEST_F(PcieStore, ManyCommandsWrapTheRings) {
