@@ -303,9 +303,12 @@ cmd_status() {
     show_hugepages
     local hm
     hm=$(awk '$3 == "hugetlbfs" { print $2 }' "$MOUNTS" 2>/dev/null | tr '\n' ' ')
-    echo "hugetlbfs: ${hm:+mounted on ${hm% }}${hm:-not mounted}"
+    if [ -n "$hm" ]; then echo "hugetlbfs: mounted on ${hm% }"; else echo "hugetlbfs: not mounted"; fi
     groups=$(iommu_groups)
-    if [ "$groups" -gt 0 ]; then
+    if [ "$groups" -gt 0 ] && [ -e "$(noiommu_param)" ] && noiommu_on; then
+        echo "IOMMU: $groups groups in $SYSFS/kernel/iommu_groups, but vfio no-IOMMU mode is on (they may be" \
+             "its own groups, not an IOMMU's)"
+    elif [ "$groups" -gt 0 ]; then
         echo "IOMMU: active ($groups groups in $SYSFS/kernel/iommu_groups)"
     else
         echo "IOMMU: none ($SYSFS/kernel/iommu_groups is empty): vfio needs --noiommu (unsafe)"
@@ -313,8 +316,7 @@ cmd_status() {
     if [ ! -e "$(noiommu_param)" ]; then
         echo "vfio no-IOMMU mode: unknown (vfio module not loaded)"
     elif noiommu_on; then
-        echo "vfio no-IOMMU mode: ENABLED (devices can DMA anywhere). vfio creates a group for each" \
-             "device it takes in this mode, so the group count above may include those."
+        echo "vfio no-IOMMU mode: ENABLED (devices can DMA anywhere)"
     else
         echo "vfio no-IOMMU mode: disabled"
     fi

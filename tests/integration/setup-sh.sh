@@ -94,6 +94,7 @@ make_tree() {
     put "$S/module/vfio/parameters/enable_unsafe_noiommu_mode" N$'\n'
     put "$t/mounts" "/dev/sda1 / ext4 rw 0 0
 /dev/nvme0n1p1 /boot ext4 rw,relatime 0 0
+hugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0
 "
 }
 
@@ -163,6 +164,8 @@ expect_rc "status exits 0" 0
 expect_out "status: 2M hugepages" "2M pages: total 0, free 0"
 expect_out "status: node1 hugepages" "node1: total 0, free 0"
 expect_out "status: IOMMU active" "IOMMU: active (5 groups"
+expect_out "status: hugetlbfs mount" "hugetlbfs: mounted on /dev/hugepages"
+expect_no_out "status: hugetlbfs mount named once" "/dev/hugepages/dev/hugepages"
 expect_out "status: no-IOMMU mode off" "vfio no-IOMMU mode: disabled"
 expect_out "status: free device line" "0000:00:04.0  1b36:0010  driver nvme      iommu group 4    numa node 0"
 expect_out "status: free device's block device" "block devices: nvme1n1 (not mounted, no holders)"

@@ -10,8 +10,9 @@
 #      clean shutdown; setup.sh reset gives the controllers back to the kernel.
 #   2. on the host, after the guest exited: the SSDs' backing images hold the data at the
 #      offsets it was written to (fio's verify headers per block; the patterns' SHA-256).
-#   3. the same guest without an IOMMU (vfio no-IOMMU mode, physical addresses), reusing the
-#      images: the patterns of boot 1 read back through the fabric, fio write+verify on both;
+#   3. the same guest without an IOMMU, reusing the images: setup.sh refuses to bind without
+#      --noiommu and binds with it (vfio no-IOMMU mode, physical addresses); the patterns of
+#      boot 1 read back through the fabric, fio write+verify on both;
 #      with 2 hardware queues per SSD, held by the host's 2 I/O queues, another host's I/O
 #      queue Connect is refused and ferryd logs "no hardware I/O queue left".
 # Last line: "N passed, N failed".
@@ -94,7 +95,7 @@ for p in "${PATTERNS[@]}"; do
 done
 
 # ---- 3. no IOMMU, same images: the data of boot 1 and a fresh write+verify
-run_guest noiommu --bin "$REPO/tests/lab/guest/pcie-guest.sh" --args "basic $SIZE ${PATTERNS[*]}" --no-iommu \
+run_guest noiommu --bin "$REPO/tests/lab/guest/pcie-guest.sh" --args "basic $SIZE ${PATTERNS[*]}" --no-iommu --no-vfio \
     --disk-dir "$DISKS" --ioqpairs 2 "${GUEST_ARGS[@]}" "${COPIES[@]}" || true
 
 lab_finish

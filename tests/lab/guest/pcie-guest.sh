@@ -4,11 +4,12 @@
 # emulated NVMe controllers through VFIO; the guest's own kernel initiator uses them.
 #
 #   pcie-guest.sh MODE SIZE [EXPECT...]
-#     MODE full:  bind the controllers with deploy/setup.sh (the guest booted with
-#                 --no-vfio), then everything below plus a kill -9 of ferryd during I/O,
-#                 and at the end give the controllers back to the kernel (setup.sh reset)
-#     MODE basic: the controllers are already on vfio-pci (lab/guest binds them); also an
-#                 I/O queue beyond the SSDs' hardware queues (2 each) is refused
+#     MODE full:  (guest with an IOMMU) everything below plus a kill -9 of ferryd during I/O
+#     MODE basic: (guest without an IOMMU) setup.sh refuses without --noiommu and binds with
+#                 it; ferryd says it runs in no-IOMMU mode; an I/O queue beyond the SSDs'
+#                 hardware queues (2 each) is refused
+#     In both the guest booted with --no-vfio: deploy/setup.sh binds the controllers to
+#     vfio-pci first and gives them back to the kernel nvme driver at the end.
 #     SIZE: fio region size (4k blocks at 0, 128k blocks at SIZE, per namespace)
 #     EXPECT: "nsN:OFFSET_MIB:MIB:SHA256" patterns an earlier boot wrote, read back here
 # Prints PASS/FAIL per step, "PATTERN nsN OFFSET_MIB MIB SHA256" for every pattern it writes,
@@ -85,9 +86,19 @@ ssds_on() {  # ssds_on DRIVER: every controller is bound to DRIVER
 
 if [ "$MODE" = full ]; then
     step "setup.sh config binds the SSDs to vfio-pci" "$F/setup.sh" config --hugemem 256 --devices "$LAB_NVME_BDFS"
-    "$F/setup.sh" status || true
-    step "both SSDs on vfio-pci" ssds_on vfio-pci
+else
+    refuses_without_noiommu() {
+        local out rc=0
+        out=$("$F/setup.sh" config --hugemem 256 --devices "$LAB_NVME_BDFS" 2>&1) || rc=$?
+        echo "$out" | sed 's/^/    /'
+        [ "$rc" -ne 0 ] && grep -qi "iommu" <<< "$out" && ssds_on nvme
+    }
+    step "setup.sh config refuses without an IOMMU unless --noiommu" refuses_without_noiommu
+    step "setup.sh config --noiommu binds the SSDs to vfio-pci" \
+        "$F/setup.sh" config --noiommu --hugemem 256 --devices "$LAB_NVME_BDFS"
 fi
+"$F/setup.sh" status || true
+step "both SSDs on vfio-pci" ssds_on vfio-pci
 
 modprobe nvme-tcp || true
 step "ferryd starts on the VFIO SSDs" start_ferryd
@@ -156,9 +167,7 @@ step "ferryd stops and shuts both SSDs down cleanly" \
 echo "--- ferryd log (vfio, controller, queue and error lines) ---"
 grep -E "vfio|controller 0000|hardware queue|error|warn" "$LOG" | tail -40
 
-if [ "$MODE" = full ]; then
-    step "setup.sh reset gives the SSDs back to the kernel" "$F/setup.sh" reset --devices "$LAB_NVME_BDFS"
-    step "both SSDs back on the nvme driver" ssds_on nvme
-fi
+step "setup.sh reset gives the SSDs back to the kernel" "$F/setup.sh" reset --devices "$LAB_NVME_BDFS"
+step "both SSDs back on the nvme driver" ssds_on nvme
 sync
 summary
