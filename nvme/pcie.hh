@@ -46,8 +46,6 @@ public:
     }
 };
 
-// BAR0 of a real device (mapped through VFIO).
-std::unique_ptr<register_file> make_bar_registers(volatile uint8_t* bar0, size_t size);
 
 namespace pcie_reg {
 inline constexpr uint32_t cap = 0x00, vs = 0x08, cc = 0x14, csts = 0x1C, aqa = 0x24, asq = 0x28, acq = 0x30,

@@ -49,10 +49,6 @@ std::string trimmed(const char* s, size_t n) {
 
 }  // namespace
 
-std::unique_ptr<register_file> make_bar_registers(volatile uint8_t* bar0, size_t size) {
-    return std::make_unique<bar_registers>(bar0, size);
-}
-
 // ---------------------------------------------------------------- hw_queue
 
 hw_queue::hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries)

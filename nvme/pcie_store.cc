@@ -18,8 +18,6 @@ namespace ferry::nvme {
 
 namespace {
 
-class pcie_store;
-
 class pcie_queue final : public block_queue {
 public:
     pcie_queue(std::shared_ptr<pcie_controller> ctrl, std::unique_ptr<hw_queue> hw, uint32_t nsid,
