@@ -9,6 +9,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "env/dma_pool.hh"
 #include "nvme/spec.hh"
@@ -41,6 +43,23 @@ public:
     virtual std::string describe() const { return {}; }
 };
 
+// The backend queues made for one host queue (one per namespace). A store may share a
+// resource among its queues in the group: the PCIe store gives each SSD one hardware queue
+// pair per host queue, however many of its namespaces the subsystem has. Needed only while
+// the queues are created; what it holds is reference counted by the queues too.
+class queue_group {
+public:
+    std::shared_ptr<void> find(const void* key) const {
+        for (const auto& [k, v] : _items)
+            if (k == key) return v;
+        return nullptr;
+    }
+    void add(const void* key, std::shared_ptr<void> value) { _items.emplace_back(key, std::move(value)); }
+
+private:
+    std::vector<std::pair<const void*, std::shared_ptr<void>>> _items;
+};
+
 // A backing store: geometry plus a factory of per-reactor queues.
 class block_store {
 public:
@@ -50,11 +69,13 @@ public:
     virtual std::string describe() const = 0;
     // Largest transfer of one command in bytes; 0 = no limit of the store's own.
     virtual uint32_t max_transfer_bytes() const { return 0; }
-    // `depth` is the number of commands the caller may have outstanding on the queue.
-    // `buffers` is the pool the caller's data buffers come from: a device needs their
-    // addresses (software stores ignore it; it may be null for them). Throws
+    // `depth` is the number of commands the caller may have outstanding on the queue (on all
+    // queues of its group together). `buffers` is the pool the caller's data buffers come
+    // from: a device needs their addresses (software stores ignore it; it may be null for
+    // them). `group` (may be null) gathers the queues made for one host queue. Throws
     // std::runtime_error when no queue can be had (e.g. no hardware queue left).
-    virtual std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) = 0;
+    virtual std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                      queue_group* group) = 0;
 };
 
 // RAM-backed store: a private anonymous mapping, populated on first write so a large

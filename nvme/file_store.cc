@@ -118,7 +118,7 @@ public:
     std::string describe() const override {
         return fmt::format("file {} (io_uring{})", _path, _direct ? ", O_DIRECT" : ", page cache");
     }
-    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) override {
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers, queue_group*) override {
         return std::make_unique<file_queue>(*this, depth, buffers);
     }
     int fd() const { return _fd; }

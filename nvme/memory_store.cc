@@ -50,7 +50,7 @@ public:
     uint64_t block_count() const override { return _blocks; }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "ram"; }
-    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override {
+    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*, queue_group*) override {
         return std::make_unique<ram_queue>(*this);
     }
 
@@ -153,7 +153,7 @@ public:
     uint64_t block_count() const override { return _blocks; }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "null"; }
-    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*) override {
+    std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*, queue_group*) override {
         return std::make_unique<null_queue>();
     }
 

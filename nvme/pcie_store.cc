@@ -18,11 +18,12 @@ namespace ferry::nvme {
 
 namespace {
 
-class pcie_queue final : public block_queue {
+// One hardware queue pair and its command slots, used by one reactor. Shared by the
+// pcie_queues of every namespace of its SSD that one host queue reaches.
+class hw_channel {
 public:
-    pcie_queue(std::shared_ptr<pcie_controller> ctrl, std::unique_ptr<hw_queue> hw, uint32_t nsid,
-               const env::dma_pool& buffers)
-        : _ctrl(std::move(ctrl)), _hw(std::move(hw)), _nsid(nsid), _buffers(buffers) {
+    hw_channel(std::shared_ptr<pcie_controller> ctrl, std::unique_ptr<hw_queue> hw, const env::dma_pool& buffers)
+        : _ctrl(std::move(ctrl)), _hw(std::move(hw)), _buffers(buffers) {
         // One SQ slot stays empty, so entries - 1 commands can be outstanding.
         _slots.resize(_hw->entries() - 1u);
         _free.reserve(_slots.size());
@@ -30,7 +31,7 @@ public:
         _timeout_ns = uint64_t{_ctrl->options().io_timeout_ms} * 1000000;
     }
 
-    ~pcie_queue() override {
+    ~hw_channel() {
         // Commands still on the device would DMA into buffers their owners free: wait for them
         // (bounded by the I/O timeout), then give up on them.
         const uint64_t deadline = env::now_ns() + _timeout_ns;
@@ -40,7 +41,8 @@ public:
         if (_in_flight > 0) fail_all(lost_status());
     }
 
-    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
+    // Forwards `cmd` as a command for the device's namespace `nsid`.
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done, uint32_t nsid) {
         if (_hw->generation() != _ctrl->generation() && !revive()) return done.complete(lost_status());
         if (_free.empty() || _hw->ring().full()) return done.complete(sc::internal_error);  // caller exceeded depth
         const uint16_t cid = _free.back();
@@ -59,7 +61,7 @@ public:
         sqe d = cmd;
         d.flags = 0;  // PRPs, no fused operation
         d.cid = cid;
-        d.nsid = _nsid;
+        d.nsid = nsid;
         d.mptr = 0;
         d.sgl.address = prp1;
         std::memcpy(reinterpret_cast<uint8_t*>(&d) + 32, &prp2, sizeof(prp2));
@@ -69,7 +71,7 @@ public:
         ++_in_flight;
     }
 
-    unsigned poll() override {
+    unsigned poll() {
         if (_hw->generation() != _ctrl->generation()) {
             // Reset or removal: what was in flight will never complete.
             fail_all(lost_status());
@@ -91,9 +93,9 @@ public:
         return n;
     }
 
-    unsigned in_flight() const override { return _in_flight; }
+    unsigned in_flight() const { return _in_flight; }
 
-    std::string describe() const override {
+    std::string describe() const {
         return fmt::format("hardware queue {} of {} (depth {})", _hw->qid(), _ctrl->name(), _hw->entries() - 1u);
     }
 
@@ -165,7 +167,6 @@ private:
 
     std::shared_ptr<pcie_controller> _ctrl;
     std::unique_ptr<hw_queue> _hw;
-    const uint32_t _nsid;
     const env::dma_pool& _buffers;
     std::vector<slot> _slots;
     std::vector<uint16_t> _free;
@@ -173,6 +174,22 @@ private:
     unsigned _polls = 0;
     uint64_t _timeout_ns = 0;
     uint32_t _reset_generation = 0;
+};
+
+// A namespace's view of a channel: commands go out with the device's NSID.
+class pcie_queue final : public block_queue {
+public:
+    pcie_queue(std::shared_ptr<hw_channel> channel, uint32_t nsid) : _channel(std::move(channel)), _nsid(nsid) {}
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
+        _channel->submit(cmd, data, done, _nsid);
+    }
+    unsigned poll() override { return _channel->poll(); }
+    unsigned in_flight() const override { return _channel->in_flight(); }
+    std::string describe() const override { return _channel->describe(); }
+
+private:
+    std::shared_ptr<hw_channel> _channel;
+    const uint32_t _nsid;
 };
 
 class pcie_store final : public block_store {
@@ -186,13 +203,20 @@ public:
     uint32_t block_size() const override { return _info.block_size; }
     uint32_t max_transfer_bytes() const override { return _ctrl->max_transfer_bytes(); }
     std::string describe() const override { return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid); }
-    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers) override {
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                              queue_group* group) override {
         if (!buffers) throw std::runtime_error("a PCIe namespace needs the caller's buffer pool");
+        // Another namespace of this SSD already has the host queue's hardware queue: share it.
+        if (group)
+            if (auto shared = std::static_pointer_cast<hw_channel>(group->find(_ctrl.get())))
+                return std::make_unique<pcie_queue>(shared, _nsid);
         if (depth + 1u > _ctrl->max_queue_entries())
             throw std::runtime_error(fmt::format("queue depth {} exceeds what controller {} supports ({})", depth,
                                                  _ctrl->name(), _ctrl->max_queue_entries() - 1u));
-        auto hw = _ctrl->create_queue(static_cast<uint16_t>(std::min(depth + 1u, 4096u)));
-        return std::make_unique<pcie_queue>(_ctrl, std::move(hw), _nsid, *buffers);
+        auto hw = _ctrl->create_queue(static_cast<uint16_t>(depth + 1u));
+        auto channel = std::make_shared<hw_channel>(_ctrl, std::move(hw), *buffers);
+        if (group) group->add(_ctrl.get(), channel);
+        return std::make_unique<pcie_queue>(channel, _nsid);
     }
 
 private:

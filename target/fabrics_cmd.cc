@@ -161,13 +161,14 @@ void queue::exec_connect(transport::request& req) {
     // Backend queues, one per namespace, owned by this reactor alone (for an SSD: a hardware
     // queue pair of its own).
     std::string backing;
+    nvme::queue_group group;
     for (const auto& [nsid, n] : sub->namespaces()) {
         if (_ns_queues.size() <= nsid) {
             _ns_queues.resize(nsid + 1);
             _ns.resize(nsid + 1, nullptr);
         }
         try {
-            _ns_queues[nsid] = n.store->create_queue(depth, &_conn.pool());
+            _ns_queues[nsid] = n.store->create_queue(depth, &_conn.pool(), &group);
         } catch (const std::exception& e) {
             _ns_queues.clear();
             _ns.clear();

@@ -44,7 +44,7 @@ TEST(file_store, creates_extends_and_does_io) {
     auto store = nvme::make_file_store(f.path, 4096, 8u << 20);
     EXPECT_EQ(store->block_count(), (8u << 20) / 4096);
     EXPECT_EQ(std::filesystem::file_size(f.path), 8u << 20);
-    auto q = store->create_queue(8, nullptr);
+    auto q = store->create_queue(8, nullptr, nullptr);
     alignas(4096) static uint8_t a[8192], b[8192];
     auto d = pattern(8192, 3);
     std::memcpy(a, d.data(), sizeof(a));
@@ -72,7 +72,7 @@ TEST(file_store, pool_buffers_registered_with_the_ring) {
     temp_file f;
     auto store = nvme::make_file_store(f.path, 4096, 1u << 20);
     env::dma_pool pool(1u << 20);
-    auto q = store->create_queue(8, &pool);
+    auto q = store->create_queue(8, &pool, nullptr);
     EXPECT_EQ(q->describe(), "io_uring with the buffer pool registered");
     iovec c[3];
     ASSERT_TRUE(pool.get(3, c));

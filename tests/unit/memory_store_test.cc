@@ -17,7 +17,7 @@ using test::completion_recorder;
 
 TEST(ram_store, write_read_compare_zero_deallocate) {
     auto store = nvme::make_ram_store(1024, 4096);
-    auto q = store->create_queue(8, nullptr);
+    auto q = store->create_queue(8, nullptr, nullptr);
     std::vector<uint8_t> a(8192), b(8192);
     for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 7);
     // Scattered over two iovecs of different sizes.
@@ -56,7 +56,7 @@ TEST(ram_store, write_read_compare_zero_deallocate) {
 
 TEST(null_store, reads_zeroes) {
     auto store = nvme::make_null_store(100, 512);
-    auto q = store->create_queue(1, nullptr);
+    auto q = store->create_queue(1, nullptr, nullptr);
     std::vector<uint8_t> b(512, 0xAA);
     iovec v{b.data(), b.size()};
     completion_recorder r;

@@ -25,9 +25,10 @@ public:
         uint16_t mqes = 63;  // 0-based
         uint8_t mdts = 5;    // 128 KiB
         uint16_t queues = 4;
+        uint32_t namespaces = 1;  // each `blocks` long, one after the other on the medium
     };
 
-    explicit nvme_model(params p) : _p(p), _media(p.blocks << p.lbads) {
+    explicit nvme_model(params p) : _p(p), _media((p.blocks << p.lbads) * p.namespaces) {
         _regs.fill(0);
         uint64_t cap = p.mqes | (1ull << 16) /*CQR*/ | (2ull << 24) /*TO 1 s*/ | (1ull << 37) /*NVM*/;
         std::memcpy(&_regs[0], &cap, 8);
@@ -76,7 +77,7 @@ public:
         _regs[nvme::pcie_reg::csts / 4] |= nvme::pcie_reg::csts_cfs;
     }
     void vanish() { _gone = true; }
-    uint8_t* media() { return _media.data(); }
+    uint8_t* media(uint32_t nsid = 1) { return _media.data() + (uint64_t{nsid - 1} * _p.blocks << _p.lbads); }
     size_t live_io_queues() {
         std::lock_guard g(_lock);
         size_t n = 0;
@@ -186,11 +187,11 @@ private:
                     std::memcpy(id->mn, "ferry model", 11);
                     std::memcpy(id->sn, "model-1", 7);
                     id->mdts = _p.mdts;
-                    id->nn = 1;
+                    id->nn = _p.namespaces;
                     return 0;
                 }
                 if ((c.cdw10 & 0xFF) == nvme::cns::ns) {
-                    if (c.nsid != 1) return nvme::sc::invalid_namespace;
+                    if (c.nsid == 0 || c.nsid > _p.namespaces) return nvme::sc::invalid_namespace;
                     auto* id = reinterpret_cast<nvme::identify_ns*>(out);
                     id->nsze = id->ncap = id->nuse = _p.blocks;
                     id->lbaf[0].lbads = _p.lbads;
@@ -284,7 +285,8 @@ private:
     uint16_t io(const nvme::sqe& c, uint16_t) {
         ++io_commands;
         if (drop_io) return 0xFFFF;
-        if (c.nsid != 1) return nvme::sc::invalid_namespace;
+        if (c.nsid == 0 || c.nsid > _p.namespaces) return nvme::sc::invalid_namespace;
+        uint8_t* const ns_base = media(c.nsid);
         const uint64_t slba = nvme::io_slba(c), nlb = nvme::io_nlb(c);
         switch (c.opcode) {
             case nvme::io_opc::flush:
@@ -296,7 +298,7 @@ private:
                 if (len > (4096u << _p.mdts)) return nvme::sc::invalid_field;
                 std::vector<std::pair<uint8_t*, size_t>> pages;
                 if (!walk_prps(c, len, pages)) return 0x013;  // PRP offset invalid
-                uint8_t* m = _media.data() + (slba << _p.lbads);
+                uint8_t* m = ns_base + (slba << _p.lbads);
                 for (auto [p, n] : pages) {
                     if (c.opcode == nvme::io_opc::write)
                         std::memcpy(m, p, n);
@@ -308,7 +310,7 @@ private:
             }
             case nvme::io_opc::write_zeroes:
                 if (slba + nlb > _p.blocks) return nvme::sc::lba_out_of_range;
-                std::memset(_media.data() + (slba << _p.lbads), 0, nlb << _p.lbads);
+                std::memset(ns_base + (slba << _p.lbads), 0, nlb << _p.lbads);
                 return 0;
             default:
                 return nvme::sc::invalid_opcode;

@@ -270,7 +270,7 @@ class PcieStore : public ::testing::Test {
 protected:
     void SetUp() override {
         store = nvme::make_pcie_store(m.ctrl, 1);
-        q = store->create_queue(8, &pool);
+        q = store->create_queue(8, &pool, nullptr);
     }
     model_controller m;
     env::dma_pool pool{4 << 20};
@@ -314,7 +314,7 @@ TEST(PcieStoreLarge, OneMiBIn128ChunksUsesAPrpList) {
     env::dma_pool pool(4 << 20);
     auto store = nvme::make_pcie_store(m.ctrl, 1);
     EXPECT_EQ(store->max_transfer_bytes(), 1u << 20);
-    auto q = store->create_queue(4, &pool);
+    auto q = store->create_queue(4, &pool, nullptr);
     std::vector<iovec> chunks(128);
     ASSERT_TRUE(pool.get(128, chunks.data()));
     for (unsigned i = 0; i < 128; ++i) std::memset(chunks[i].iov_base, static_cast<int>(i + 1), 8192);
@@ -324,6 +324,43 @@ TEST(PcieStoreLarge, OneMiBIn128ChunksUsesAPrpList) {
         ASSERT_TRUE(std::all_of(m0, m0 + 8192, [&](uint8_t b) { return b == i + 1; })) << "chunk " << i;
     }
     pool.put(chunks.data(), 128);
+}
+
+TEST(PcieStoreShared, NamespacesOfOneSsdShareTheHostQueuesHardwareQueue) {
+    test::nvme_model::params p;
+    p.namespaces = 2;
+    model_controller m(p);
+    env::dma_pool pool(1 << 20);
+    auto ns1 = nvme::make_pcie_store(m.ctrl, 1), ns2 = nvme::make_pcie_store(m.ctrl, 2);
+    std::unique_ptr<nvme::block_queue> q1, q2;
+    {
+        nvme::queue_group group;  // what the target makes for one host queue's Connect
+        q1 = ns1->create_queue(8, &pool, &group);
+        q2 = ns2->create_queue(8, &pool, &group);
+    }
+    EXPECT_EQ(m.model->live_io_queues(), 1u);
+    EXPECT_EQ(q1->describe(), q2->describe());
+    iovec b[2];
+    ASSERT_TRUE(pool.get(2, b));
+    std::memset(b[0].iov_base, 0x11, 4096);
+    std::memset(b[1].iov_base, 0x22, 4096);
+    iovec one{b[0].iov_base, 4096}, two{b[1].iov_base, 4096};
+    ASSERT_EQ(run(*q1, rw(nvme::io_opc::write, 3, 1), {&one, 1}), nvme::sc::success);
+    ASSERT_EQ(run(*q2, rw(nvme::io_opc::write, 3, 1), {&two, 1}), nvme::sc::success);
+    // Each command reached its own namespace on the device.
+    EXPECT_EQ(m.model->media(1)[3 * 4096], 0x11);
+    EXPECT_EQ(m.model->media(2)[3 * 4096], 0x22);
+    // Another host queue (another group) gets a hardware queue of its own.
+    nvme::queue_group other;
+    auto q3 = ns1->create_queue(8, &pool, &other);
+    other = {};
+    EXPECT_EQ(m.model->live_io_queues(), 2u);
+    EXPECT_NE(q3->describe(), q1->describe());
+    q1.reset();
+    EXPECT_EQ(m.model->live_io_queues(), 2u);  // still used by namespace 2's queue
+    q2.reset();
+    EXPECT_EQ(m.model->live_io_queues(), 1u);
+    pool.put(b, 2);
 }
 
 TEST_F(PcieStore, ManyCommandsWrapTheRings) {
@@ -378,7 +415,7 @@ TEST(PcieRecovery, TimeoutAbortsThenResetsAndTheQueueRecovers) {
     model_controller m({}, o);
     env::dma_pool pool(1 << 20);
     auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool);
+    auto q = store->create_queue(4, &pool, nullptr);
     iovec b;
     ASSERT_TRUE(pool.get(1, &b));
     iovec one{b.iov_base, 4096};
@@ -408,7 +445,7 @@ TEST(PcieRecovery, FatalStatusResetsTheController) {
     model_controller m;
     env::dma_pool pool(1 << 20);
     auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool);
+    auto q = store->create_queue(4, &pool, nullptr);
     iovec b;
     ASSERT_TRUE(pool.get(1, &b));
     iovec one{b.iov_base, 4096};
@@ -428,7 +465,7 @@ TEST(PcieRecovery, SurpriseRemovalFailsCommandsWithAPathError) {
     model_controller m;
     env::dma_pool pool(1 << 20);
     auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool);
+    auto q = store->create_queue(4, &pool, nullptr);
     iovec b;
     ASSERT_TRUE(pool.get(1, &b));
     iovec one{b.iov_base, 4096};
