@@ -69,6 +69,11 @@ public:
     virtual std::string describe() const = 0;
     // Largest transfer of one command in bytes; 0 = no limit of the store's own.
     virtual uint32_t max_transfer_bytes() const { return 0; }
+    // Which optional NVM commands the store carries out (Identify ONCS bits: Compare 0x01,
+    // Dataset Management 0x04, Write Zeroes 0x08) and what deallocated blocks read as
+    // (Identify Namespace DLFEAT). Software stores do all and read zeroes; an SSD says.
+    virtual uint16_t optional_commands() const { return 0x01 | 0x04 | 0x08; }
+    virtual uint8_t deallocate_features() const { return 0x09; }  // zeroes; Write Zeroes may deallocate
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for

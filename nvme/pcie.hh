@@ -145,6 +145,7 @@ struct pcie_controller_options {
 struct pcie_namespace_info {
     uint64_t blocks = 0;
     uint32_t block_size = 0;
+    uint8_t dlfeat = 0;
 };
 
 enum class controller_state : uint8_t { live, resetting, failed, gone };

@@ -389,6 +389,7 @@ pcie_namespace_info pcie_controller::namespace_info(uint32_t nsid) {
             "controller {} namespace {}: LBA format with {} metadata bytes is not supported", _name, nsid, lbaf.ms));
     info.blocks = data->nsze;
     info.block_size = 1u << lbaf.lbads;
+    info.dlfeat = data->dlfeat;
     return info;
 }
 

@@ -42,7 +42,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.cqes = 0x44;
     id.maxcmd = max_queue_entries;
     id.nn = discovery ? 0 : max_nsid;
-    id.oncs = discovery ? 0 : (0x01 | 0x04 | 0x08);  // Compare, DSM, Write Zeroes
+    id.oncs = discovery ? 0 : c.subsys.optional_commands();  // Compare, DSM, Write Zeroes if the stores do them
     id.vwc = discovery ? 0 : (0x01 | (0x2 << 1));    // write cache present; no flush broadcast
     id.sgls = 0x01 | (1u << 20);                     // SGLs; address as offset (in-capsule)
     nvme::copy_nul_padded(id.subnqn, sizeof(id.subnqn), c.subsys.nqn());
@@ -63,7 +63,7 @@ void fill_identify_ns(nvme::identify_ns& id, const ns& n) {
     id.nlbaf = 0;
     id.flbas = 0;
     id.nmic = 1;       // may be attached to several controllers
-    id.dlfeat = 0x09;  // deallocated blocks read as zeroes; Write Zeroes may deallocate
+    id.dlfeat = n.store->deallocate_features();  // software stores: zeroes; an SSD: what it says
     std::memcpy(id.nguid, n.nguid.data(), 16);
     std::memcpy(id.eui64, n.eui64.data(), 8);
     id.lbaf[0].lbads = n.lbads;

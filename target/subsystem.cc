@@ -85,6 +85,7 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", cfg.nqn, nc.nsid, e.what()));
         }
+        _oncs &= n.store->optional_commands();
         if (uint32_t m = n.store->max_transfer_bytes(); m && m < _max_transfer) {
             _max_transfer = 4096;
             while (_max_transfer * 2 <= m) _max_transfer *= 2;  // MDTS is a power of two of pages

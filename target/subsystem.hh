@@ -79,6 +79,8 @@ public:
     const ns* find_ns(uint32_t nsid) const;
     // Largest transfer per command (Identify MDTS): the transport's limit or a store's, if lower.
     uint32_t max_transfer_bytes() const { return _max_transfer; }
+    // Identify ONCS: the optional commands every namespace's store carries out.
+    uint16_t optional_commands() const { return _oncs; }
 
     // Control path (Connect / teardown), thread-safe.
     std::shared_ptr<controller> create_controller(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid,
@@ -96,6 +98,7 @@ private:
     std::vector<std::string> _hosts;
     std::map<uint32_t, ns> _namespaces;
     uint32_t _max_transfer = 1u << 20;
+    uint16_t _oncs = 0x01 | 0x04 | 0x08;
 
     std::mutex _lock;
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;

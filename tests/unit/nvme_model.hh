@@ -26,6 +26,8 @@ public:
         uint8_t mdts = 5;    // 128 KiB
         uint16_t queues = 4;
         uint32_t namespaces = 1;  // each `blocks` long, one after the other on the medium
+        uint16_t oncs = 0x0D;     // Compare, DSM, Write Zeroes
+        uint8_t dlfeat = 0x09;
     };
 
     explicit nvme_model(params p) : _p(p), _media((p.blocks << p.lbads) * p.namespaces) {
@@ -188,6 +190,7 @@ private:
                     std::memcpy(id->sn, "model-1", 7);
                     id->mdts = _p.mdts;
                     id->nn = _p.namespaces;
+                    id->oncs = _p.oncs;
                     return 0;
                 }
                 if ((c.cdw10 & 0xFF) == nvme::cns::ns) {
@@ -195,6 +198,7 @@ private:
                     auto* id = reinterpret_cast<nvme::identify_ns*>(out);
                     id->nsze = id->ncap = id->nuse = _p.blocks;
                     id->lbaf[0].lbads = _p.lbads;
+                id->dlfeat = _p.dlfeat;
                     return 0;
                 }
                 return nvme::sc::invalid_field;

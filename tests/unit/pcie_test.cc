@@ -285,6 +285,17 @@ TEST_F(PcieStore, GeometryFromTheDevice) {
     EXPECT_NE(q->describe().find("hardware queue 1 of model"), std::string::npos) << q->describe();
 }
 
+TEST(PcieStoreIdentify, OptionalCommandsAndDeallocationFromTheDevice) {
+    test::nvme_model::params p;
+    p.oncs = 0x08 | 0x10;  // Write Zeroes, Save/Select (not ours to offer)
+    p.dlfeat = 0x01;       // deallocated blocks read as zeroes, nothing more
+    model_controller m(p);
+    auto store = nvme::make_pcie_store(m.ctrl, 1);
+    EXPECT_EQ(store->optional_commands(), 0x08);
+    EXPECT_EQ(store->deallocate_features(), 0x01);
+    EXPECT_EQ(nvme::make_ram_store(8, 4096)->optional_commands(), 0x0D);
+}
+
 TEST_F(PcieStore, WriteAndReadThroughScatteredPoolChunks) {
     // 128 KiB (the device's MDTS) in 16 pool chunks taken in an order that is not contiguous.
     std::vector<iovec> chunks(16), spare(3);
