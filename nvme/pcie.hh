@@ -46,7 +46,6 @@ public:
     }
 };
 
-
 namespace pcie_reg {
 inline constexpr uint32_t cap = 0x00, vs = 0x08, cc = 0x14, csts = 0x1C, aqa = 0x24, asq = 0x28, acq = 0x30,
                           doorbells = 0x1000;
@@ -219,14 +218,18 @@ public:
     void request_abort(uint16_t qid, uint16_t cid);
     void request_reset(const std::string& why);
 
-    // Runs one admin command on the admin thread and waits. `data`/`len` is a DMA buffer
-    // for the command's data (PRP1, within one page boundary crossing). Returns the status
+    // Runs one admin command (no data) on the admin thread and waits. Returns the status
     // (SCT<<8|SC convention) and fills `out` if given.
-    uint16_t admin(sqe cmd, void* data, const env::dma_region* region, cqe* out = nullptr);
+    uint16_t admin(sqe cmd, cqe* out = nullptr);
 
 private:
     friend class hw_queue;
     uint16_t execute_admin(sqe& cmd, cqe* out);  // admin thread (or start())
+    // Runs `job` where the admin queue may be used: right here during bring-up or on the admin
+    // thread itself, else on the admin thread while this thread waits.
+    uint16_t on_admin_thread(const std::function<uint16_t()>& job);
+    // Identify CNS `cns` into the admin data page, copied to `out` (4 KiB). Admin thread.
+    uint16_t identify(uint8_t cns, uint32_t nsid, void* out);
     void enable();
     void disable();
     void health_check();

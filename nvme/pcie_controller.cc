@@ -41,6 +41,21 @@ private:
     std::unique_ptr<env::vfio_device> _dev;
 };
 
+// Reads CSTS every millisecond until done(csts) or `timeout_ms` passed; false on timeout.
+// `csts` is the last value read. Throws if the device is gone (CSTS reads all ones).
+template <class Done>
+bool poll_csts(register_file& regs, const std::string& name, uint32_t timeout_ms, Done done, uint32_t& csts) {
+    const uint64_t deadline = env::now_ns() + uint64_t{timeout_ms} * 1000000;
+    for (;;) {
+        csts = regs.read32(pcie_reg::csts);
+        if (csts == 0xFFFFFFFF)
+            throw std::runtime_error(fmt::format("controller {}: CSTS reads all ones: the device is gone", name));
+        if (done(csts)) return true;
+        if (env::now_ns() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
 std::string trimmed(const char* s, size_t n) {
     std::string out(s, strnlen(s, n));
     while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) out.pop_back();
@@ -105,16 +120,10 @@ pcie_controller::~pcie_controller() {
 
 void pcie_controller::disable() {
     const uint32_t timeout = std::max<uint32_t>(pcie_reg::cap_to_ms(_cap), 500);
+    uint32_t csts;
     auto wait_rdy = [&](uint32_t want) {
-        const uint64_t deadline = env::now_ns() + uint64_t{timeout} * 1000000;
-        for (;;) {
-            uint32_t csts = _regs->read32(pcie_reg::csts);
-            if (csts == 0xFFFFFFFF)
-                throw std::runtime_error(fmt::format("controller {}: CSTS reads all ones: the device is gone", _name));
-            if ((csts & pcie_reg::csts_rdy) == want) return true;
-            if (env::now_ns() > deadline) return false;
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+        return poll_csts(
+            *_regs, _name, timeout, [&](uint32_t v) { return (v & pcie_reg::csts_rdy) == want; }, csts);
     };
     uint32_t cc = _regs->read32(pcie_reg::cc);
     if ((cc & pcie_reg::cc_en) && !_started)
@@ -149,18 +158,12 @@ void pcie_controller::enable() {
     // CSS 000 (NVM command set), MPS 0 (4 KiB), round robin, 64-byte SQEs and 16-byte CQEs.
     _regs->write32(pcie_reg::cc, pcie_reg::cc_iosqes | pcie_reg::cc_iocqes | pcie_reg::cc_en);
     const uint32_t timeout = std::max<uint32_t>(pcie_reg::cap_to_ms(_cap), 500);
-    const uint64_t deadline = env::now_ns() + uint64_t{timeout} * 1000000;
-    for (;;) {
-        uint32_t csts = _regs->read32(pcie_reg::csts);
-        if (csts == 0xFFFFFFFF) throw std::runtime_error(fmt::format("controller {}: the device is gone", _name));
-        if (csts & pcie_reg::csts_cfs)
-            throw std::runtime_error(fmt::format("controller {}: fatal status (CSTS.CFS) while enabling", _name));
-        if (csts & pcie_reg::csts_rdy) break;
-        if (env::now_ns() > deadline)
-            throw std::runtime_error(
-                fmt::format("controller {}: not ready {} ms after CC.EN (CAP.TO)", _name, timeout));
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    uint32_t csts;
+    if (!poll_csts(
+            *_regs, _name, timeout, [](uint32_t v) { return v & (pcie_reg::csts_rdy | pcie_reg::csts_cfs); }, csts))
+        throw std::runtime_error(fmt::format("controller {}: not ready {} ms after CC.EN (CAP.TO)", _name, timeout));
+    if (csts & pcie_reg::csts_cfs)
+        throw std::runtime_error(fmt::format("controller {}: fatal status (CSTS.CFS) while enabling", _name));
 
     sqe nq{};
     nq.opcode = admin_opc::set_features;
@@ -183,14 +186,8 @@ void pcie_controller::enable() {
 
 void pcie_controller::start() {
     enable();
-    sqe id{};
-    id.opcode = admin_opc::identify;
-    id.cdw10 = cns::ctrl;
-    id.sgl.address = _admin_mem.iova(_admin_mem.data() + admin_data_offset);
-    uint16_t st = execute_admin(id, nullptr);
-    if (st != sc::success)
+    if (uint16_t st = identify(cns::ctrl, 0, _id.get()); st != sc::success)
         throw std::runtime_error(fmt::format("controller {}: Identify Controller: {}", _name, status_name(st)));
-    std::memcpy(_id.get(), _admin_mem.data() + admin_data_offset, sizeof(identify_ctrl));
     // MDTS is in units of the minimum page size; 0 means no limit. ferry's transport caps at 1 MiB.
     _max_transfer = 1u << 20;
     if (_id->mdts)
@@ -220,22 +217,14 @@ void pcie_controller::shutdown() {
     uint32_t cc = _regs->read32(pcie_reg::cc);
     _regs->write32(pcie_reg::cc, (cc & ~(3u << 14)) | pcie_reg::cc_shn_normal);
     // RTD3E (us) says how long the device may need; at least 5 s, at most 60 s (as Linux).
-    const uint64_t limit_ms = std::clamp<uint64_t>(_id->rtd3e / 1000, 5000, 60000);
-    const uint64_t deadline = env::now_ns() + limit_ms * 1000000;
-    for (;;) {
-        uint32_t csts = _regs->read32(pcie_reg::csts);
-        if (csts == 0xFFFFFFFF) break;
-        if ((csts & pcie_reg::csts_shst_mask) == pcie_reg::csts_shst_complete) {
-            spdlog::info("controller {}: shut down cleanly", _name);
-            break;
-        }
-        if (env::now_ns() > deadline) {
-            spdlog::warn("controller {}: shutdown not complete after {} ms", _name, limit_ms);
-            break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    const auto limit_ms = static_cast<uint32_t>(std::clamp<uint32_t>(_id->rtd3e / 1000, 5000, 60000));
     _state.store(controller_state::failed, std::memory_order_release);
+    uint32_t csts;
+    auto complete = [](uint32_t v) { return (v & pcie_reg::csts_shst_mask) == pcie_reg::csts_shst_complete; };
+    if (poll_csts(*_regs, _name, limit_ms, complete, csts))
+        spdlog::info("controller {}: shut down cleanly", _name);
+    else
+        spdlog::warn("controller {}: shutdown not complete after {} ms", _name, limit_ms);
 }
 
 uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
@@ -279,16 +268,29 @@ void pcie_controller::post(std::function<void()> job) {
     _jobs_cv.notify_one();
 }
 
-uint16_t pcie_controller::admin(sqe cmd, void* data, const env::dma_region* region, cqe* out) {
-    auto run = [&] {
-        if (data) cmd.sgl.address = region->iova(data);
-        return execute_admin(cmd, out);
-    };
-    if (!_started || std::this_thread::get_id() == _admin_thread_id) return run();
+uint16_t pcie_controller::on_admin_thread(const std::function<uint16_t()>& job) {
+    if (!_started || std::this_thread::get_id() == _admin_thread_id) return job();
     std::promise<uint16_t> result;
     auto f = result.get_future();
-    post([&] { result.set_value(state() == controller_state::live ? run() : uint16_t{sc::internal_error}); });
+    post([&] { result.set_value(job()); });
     return f.get();
+}
+
+uint16_t pcie_controller::admin(sqe cmd, cqe* out) {
+    return on_admin_thread(
+        [&] { return state() == controller_state::live ? execute_admin(cmd, out) : uint16_t{sc::internal_error}; });
+}
+
+uint16_t pcie_controller::identify(uint8_t cns, uint32_t nsid, void* out) {
+    sqe id{};
+    id.opcode = admin_opc::identify;
+    id.nsid = nsid;
+    id.cdw10 = cns;
+    uint8_t* page = _admin_mem.data() + admin_data_offset;
+    id.sgl.address = _admin_mem.iova(page);
+    const uint16_t st = execute_admin(id, nullptr);
+    if (st == sc::success) std::memcpy(out, page, 4096);
+    return st;
 }
 
 void pcie_controller::admin_loop() {
@@ -359,26 +361,7 @@ void pcie_controller::request_reset(const std::string& why) {
 pcie_namespace_info pcie_controller::namespace_info(uint32_t nsid) {
     auto data = std::make_unique<identify_ns>();
     pcie_namespace_info info;
-    auto job = [&] {
-        sqe id{};
-        id.opcode = admin_opc::identify;
-        id.nsid = nsid;
-        id.cdw10 = cns::ns;
-        id.sgl.address = _admin_mem.iova(_admin_mem.data() + admin_data_offset);
-        uint16_t st = execute_admin(id, nullptr);
-        if (st != sc::success) return st;
-        std::memcpy(data.get(), _admin_mem.data() + admin_data_offset, sizeof(identify_ns));
-        return st;
-    };
-    uint16_t st;
-    if (!_started || std::this_thread::get_id() == _admin_thread_id) {
-        st = job();
-    } else {
-        std::promise<uint16_t> result;
-        auto f = result.get_future();
-        post([&] { result.set_value(job()); });
-        st = f.get();
-    }
+    const uint16_t st = on_admin_thread([&] { return identify(cns::ns, nsid, data.get()); });
     if ((st & ~status_dnr) == sc::invalid_namespace) return info;  // beyond NN: not active
     if (st != sc::success)
         throw std::runtime_error(fmt::format("controller {}: Identify Namespace {}: {}", _name, nsid, status_name(st)));
@@ -399,19 +382,19 @@ uint16_t pcie_controller::create_pair(uint16_t qid, uint16_t entries, uint64_t s
     cq.sgl.address = cq_iova;
     cq.cdw10 = qid | (uint32_t{entries - 1u} << 16);
     cq.cdw11 = 1;  // physically contiguous, interrupts off: the owner polls
-    uint16_t st = admin(cq, nullptr, nullptr);
+    uint16_t st = admin(cq);
     if (st != sc::success) return st;
     sqe sq{};
     sq.opcode = admin_opc::create_sq;
     sq.sgl.address = sq_iova;
     sq.cdw10 = qid | (uint32_t{entries - 1u} << 16);
     sq.cdw11 = 1 | (uint32_t{qid} << 16);  // contiguous, CQ qid
-    st = admin(sq, nullptr, nullptr);
+    st = admin(sq);
     if (st != sc::success) {
         sqe del{};
         del.opcode = admin_opc::delete_cq;
         del.cdw10 = qid;
-        admin(del, nullptr, nullptr);
+        admin(del);
     }
     return st;
 }
@@ -420,10 +403,10 @@ void pcie_controller::delete_pair(uint16_t qid) {
     sqe del{};
     del.opcode = admin_opc::delete_sq;
     del.cdw10 = qid;
-    uint16_t st = admin(del, nullptr, nullptr);
+    uint16_t st = admin(del);
     if (st != sc::success) spdlog::warn("controller {}: Delete I/O SQ {}: {}", _name, qid, status_name(st));
     del.opcode = admin_opc::delete_cq;
-    st = admin(del, nullptr, nullptr);
+    st = admin(del);
     if (st != sc::success) spdlog::warn("controller {}: Delete I/O CQ {}: {}", _name, qid, status_name(st));
 }
 
