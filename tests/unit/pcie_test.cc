@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -420,81 +419,82 @@ TEST_F(PcieStore, QueueDeletedOnTheDeviceWhenDropped) {
     EXPECT_EQ(m.model->live_io_queues(), 0u);
 }
 
+// A depth-4 queue on a model controller and one 4 KiB pool buffer (`one`) to send.
+struct one_block_queue {
+    explicit one_block_queue(nvme::pcie_controller_options o = {}) : m({}, o) {
+        store = nvme::make_pcie_store(m.ctrl, 1);
+        q = store->create_queue(4, &pool, nullptr);
+        if (!pool.get(1, &chunk)) throw std::runtime_error("pool empty");
+        one = {chunk.iov_base, 4096};
+    }
+    ~one_block_queue() {
+        q.reset();
+        pool.put(&chunk, 1);
+    }
+    std::span<const iovec> data() const { return {&one, 1}; }
+
+    model_controller m;
+    env::dma_pool pool{1 << 20};
+    std::unique_ptr<nvme::block_store> store;
+    std::unique_ptr<nvme::block_queue> q;
+    iovec chunk{}, one{};
+};
+
 TEST(PcieRecovery, TimeoutAbortsThenResetsAndTheQueueRecovers) {
     nvme::pcie_controller_options o;
     o.io_timeout_ms = 50;
-    model_controller m({}, o);
-    env::dma_pool pool(1 << 20);
-    auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool, nullptr);
-    iovec b;
-    ASSERT_TRUE(pool.get(1, &b));
-    iovec one{b.iov_base, 4096};
-    m.model->drop_io = true;
+    one_block_queue t(o);
+    t.m.model->drop_io = true;
     recorder r;
-    q->submit(rw(nvme::io_opc::write, 0, 1), {&one, 1}, r);
+    t.q->submit(rw(nvme::io_opc::write, 0, 1), t.data(), r);
     const uint64_t deadline = env::now_ns() + 10'000'000'000ull;
     while (r.calls == 0 && env::now_ns() < deadline) {
-        q->poll();
+        t.q->poll();
         std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
     ASSERT_EQ(r.calls, 1u) << "the lost command was never failed";
     EXPECT_EQ(r.status, nvme::sc::controller_path_error);
-    EXPECT_GE(m.model->aborts.load(), 1u);
-    EXPECT_GE(m.model->disables.load(), 1u);  // the controller was reset
+    EXPECT_GE(t.m.model->aborts.load(), 1u);
+    EXPECT_GE(t.m.model->disables.load(), 1u);  // the controller was reset
     // The device behaves again: the queue is re-created and works.
-    m.model->drop_io = false;
+    t.m.model->drop_io = false;
     const uint64_t d2 = env::now_ns() + 5'000'000'000ull;
     uint16_t st = 0xEEEE;
-    while (env::now_ns() < d2 && (st = run(*q, rw(nvme::io_opc::write, 0, 1), {&one, 1})) != nvme::sc::success)
+    while (env::now_ns() < d2 && (st = run(*t.q, rw(nvme::io_opc::write, 0, 1), t.data())) != nvme::sc::success)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     EXPECT_EQ(st, nvme::sc::success);
-    pool.put(&b, 1);
 }
 
 TEST(PcieRecovery, FatalStatusResetsTheController) {
-    model_controller m;
-    env::dma_pool pool(1 << 20);
-    auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool, nullptr);
-    iovec b;
-    ASSERT_TRUE(pool.get(1, &b));
-    iovec one{b.iov_base, 4096};
-    ASSERT_EQ(run(*q, rw(nvme::io_opc::write, 1, 1), {&one, 1}), nvme::sc::success);
-    const uint32_t gen = m.ctrl->generation();
-    m.model->raise_fatal();
+    one_block_queue t;
+    ASSERT_EQ(run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data()), nvme::sc::success);
+    const uint32_t gen = t.m.ctrl->generation();
+    t.m.model->raise_fatal();
     const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
-    while ((m.ctrl->generation() == gen || m.ctrl->state() != nvme::controller_state::live) && env::now_ns() < deadline)
+    while ((t.m.ctrl->generation() == gen || t.m.ctrl->state() != nvme::controller_state::live) &&
+           env::now_ns() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ASSERT_EQ(m.ctrl->state(), nvme::controller_state::live);
-    EXPECT_GE(m.model->disables.load(), 1u);
-    EXPECT_EQ(run(*q, rw(nvme::io_opc::write, 1, 1), {&one, 1}), nvme::sc::success);
-    pool.put(&b, 1);
+    ASSERT_EQ(t.m.ctrl->state(), nvme::controller_state::live);
+    EXPECT_GE(t.m.model->disables.load(), 1u);
+    EXPECT_EQ(run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data()), nvme::sc::success);
 }
 
 TEST(PcieRecovery, SurpriseRemovalFailsCommandsWithAPathError) {
-    model_controller m;
-    env::dma_pool pool(1 << 20);
-    auto store = nvme::make_pcie_store(m.ctrl, 1);
-    auto q = store->create_queue(4, &pool, nullptr);
-    iovec b;
-    ASSERT_TRUE(pool.get(1, &b));
-    iovec one{b.iov_base, 4096};
-    m.model->drop_io = true;  // in flight when the device disappears
+    one_block_queue t;
+    t.m.model->drop_io = true;  // in flight when the device disappears
     recorder r;
-    q->submit(rw(nvme::io_opc::read, 0, 1), {&one, 1}, r);
-    q->poll();
-    m.model->vanish();
+    t.q->submit(rw(nvme::io_opc::read, 0, 1), t.data(), r);
+    t.q->poll();
+    t.m.model->vanish();
     const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
-    while (r.calls == 0 && env::now_ns() < deadline) q->poll();
+    while (r.calls == 0 && env::now_ns() < deadline) t.q->poll();
     ASSERT_EQ(r.calls, 1u);
     // A path error, final (DNR): the device will not come back.
     EXPECT_EQ(r.status, nvme::sc::controller_path_error | nvme::status_dnr);
-    EXPECT_EQ(m.ctrl->state(), nvme::controller_state::gone);
+    EXPECT_EQ(t.m.ctrl->state(), nvme::controller_state::gone);
     // New commands fail at once; nothing waits on the dead device.
-    EXPECT_EQ(run(*q, rw(nvme::io_opc::read, 0, 1), {&one, 1}), nvme::sc::controller_path_error | nvme::status_dnr);
-    q.reset();  // no hang on deletion either
-    pool.put(&b, 1);
+    EXPECT_EQ(run(*t.q, rw(nvme::io_opc::read, 0, 1), t.data()), nvme::sc::controller_path_error | nvme::status_dnr);
+    t.q.reset();  // no hang on deletion either
 }
 
 }  // namespace
