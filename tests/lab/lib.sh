@@ -19,6 +19,8 @@
 #   run_guest NAME ARGS...         lab/guest --quiet ARGS in the foreground; adds the guest
 #                                  program's "N passed, N failed" line (from its console) to
 #                                  the totals; $GUEST_CONSOLE is the console log
+#   stage_ferryd DIR               ferryd and its libraries in DIR, to run in a lab guest
+#   check_fio_blocks IMAGE REGION  fio's blocks of the default scenario are at their offsets
 #   lab_finish                     clean up, print the ferryd log path and the summary; exits
 #
 # Environment: BUILD (default $REPO/build; ferryd is $BUILD/bin/ferryd), FERRY_LAB (lab
@@ -221,12 +223,16 @@ _forget_child() {
 
 # start_initiator_bg NAME ARGS...: lab/initiator --quiet ARGS in the background;
 # sets BG_PID and BG_OUT (its stdout+stderr)
-start_initiator_bg() {
-    local name=$1; shift
-    BG_OUT=$WORK/initiator-$name.out
+start_initiator_bg() { _start_lab_bg initiator "$@"; }
+
+# _start_lab_bg TOOL NAME ARGS...: $LAB/TOOL --quiet ARGS in the background ($BG_PID, output
+# in $BG_OUT); killed, with its qemu, if the scenario exits first
+_start_lab_bg() {
+    local tool=$1 name=$2; shift 2
+    BG_OUT=$WORK/$tool-$name.out
     local shown; shown=$(printf ' %q' "$@")
-    echo "--- $name: lab/initiator --quiet$shown"
-    "$LAB/initiator" --quiet "$@" > "$BG_OUT" 2>&1 &
+    echo "--- $name: lab/$tool --quiet$shown"
+    "$LAB/$tool" --quiet "$@" > "$BG_OUT" 2>&1 &
     BG_PID=$!
     LAB_CHILDREN+=("$BG_PID")
     LAB_OUTFILES+=("$BG_OUT")
@@ -240,35 +246,53 @@ wait_initiator() {
     return "$rc"
 }
 
+# _report_run NAME TOOL RC LINE CONSOLE T0 TAIL: print a lab run's result line and add its
+# "N passed, N failed" LINE to the totals. No summary line, or a non-zero exit with 0 failures
+# reported, counts as one more failure. On a failed run, show the last TAIL console lines.
+_report_run() {
+    local name=$1 tool=$2 rc=$3 line=$4 console=$5 t0=$6 tail_lines=$7
+    echo "=== $name: ${line:-no summary line}, exit status $rc, $((SECONDS - t0)) s${console:+, console log: $console}"
+    if [ -n "$line" ] && add_counts "$line"; then
+        if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed" ]]; then
+            fail_check "$name: $tool exit status $rc"
+        fi
+    else
+        fail_check "$name: $tool gave no 'N passed, N failed' line"
+    fi
+    if [ "$rc" -ne 0 ] && [ -r "$console" ]; then
+        echo "--- $name: guest console tail ($console) ---"
+        tr -d '\r' < "$console" | tail -n "$tail_lines" | sed 's/^/    /'
+    fi
+}
+
 # run_initiator NAME ARGS...: run lab/initiator --quiet ARGS, print its output and the
-# guest's PASS/FAIL steps, add its "N passed, N failed" line to the totals. No summary
-# line, or a non-zero exit with 0 failures reported, counts as one more failure.
+# guest's PASS/FAIL steps, add its "N passed, N failed" line to the totals (see _report_run).
+run_initiator() {
+    local name=$1; shift
+    local rc=0 line console t0=$SECONDS
+    start_initiator_bg "$name" "$@"
+    wait_initiator "$BG_PID" || rc=$?
+    sed 's/^/    /' "$BG_OUT"
+    console=$(initiator_console "$BG_OUT")
+    _print_guest_steps "$console"
+    line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$BG_OUT" | tail -1 || true)
+    _report_run "$name" lab/initiator "$rc" "$line" "$console" "$t0" 40
+    return "$rc"
+}
+
+# run_guest NAME ARGS...: run lab/guest --quiet ARGS; the same for the summary line its
+# program prints on the guest console ($GUEST_CONSOLE).
 run_guest() {
     local name=$1; shift
-    local rc=0 line out=$WORK/guest-$name.out t0=$SECONDS pid
-    echo "--- $name: lab/guest --quiet$(printf ' %q' "$@")"
-    "$LAB/guest" --quiet "$@" > "$out" 2>&1 &
-    pid=$!
-    LAB_CHILDREN+=("$pid")
-    LAB_OUTFILES+=("$out")
-    wait "$pid" || rc=$?
-    _forget_child "$pid"
-    sed 's/^/    /' "$out"
-    GUEST_CONSOLE=$(initiator_console "$out")
+    local rc=0 line="" t0=$SECONDS
+    _start_lab_bg guest "$name" "$@"
+    wait_initiator "$BG_PID" || rc=$?
+    sed 's/^/    /' "$BG_OUT"
+    GUEST_CONSOLE=$(initiator_console "$BG_OUT")
     _print_guest_steps "$GUEST_CONSOLE"
-    line=""
     [ -r "$GUEST_CONSOLE" ] &&
         line=$(tr -d '\r' < "$GUEST_CONSOLE" | grep -aE '^[0-9]+ passed, [0-9]+ failed$' | tail -1 || true)
-    echo "=== $name: ${line:-no summary line}, exit status $rc, $((SECONDS - t0)) s${GUEST_CONSOLE:+, console log: $GUEST_CONSOLE}"
-    if [ -n "$line" ] && add_counts "$line"; then
-        if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed" ]]; then fail_check "$name: lab/guest exit status $rc"; fi
-    else
-        fail_check "$name: the guest gave no 'N passed, N failed' line"
-    fi
-    if [ "$rc" -ne 0 ] && [ -r "$GUEST_CONSOLE" ]; then
-        echo "--- $name: guest console tail ($GUEST_CONSOLE) ---"
-        tr -d '\r' < "$GUEST_CONSOLE" | tail -n 60 | sed 's/^/    /'
-    fi
+    _report_run "$name" lab/guest "$rc" "$line" "$GUEST_CONSOLE" "$t0" 60
     return "$rc"
 }
 
@@ -284,28 +308,28 @@ stage_ferryd() {
     cp -L /lib64/ld-linux-x86-64.so.2 "$dir/lib/ld-linux-x86-64.so.2"
 }
 
-run_initiator() {
-    local name=$1; shift
-    local rc=0 line console t0=$SECONDS
-    start_initiator_bg "$name" "$@"
-    wait_initiator "$BG_PID" || rc=$?
-    sed 's/^/    /' "$BG_OUT"
-    console=$(initiator_console "$BG_OUT")
-    _print_guest_steps "$console"
-    line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$BG_OUT" | tail -1 || true)
-    echo "=== $name: ${line:-no summary line}, exit status $rc, $((SECONDS - t0)) s${console:+, console log: $console}"
-    if [ -n "$line" ] && add_counts "$line"; then
-        if [ "$rc" -ne 0 ] && [[ $line == *" 0 failed" ]]; then
-            fail_check "$name: lab/initiator exit status $rc"
-        fi
-    else
-        fail_check "$name: lab/initiator gave no 'N passed, N failed' line"
-    fi
-    if [ "$rc" -ne 0 ] && [ -r "$console" ]; then
-        echo "--- $name: guest console tail ($console) ---"
-        tr -d '\r' < "$console" | tail -n 40 | sed 's/^/    /'
-    fi
-    return "$rc"
+# check_fio_blocks IMAGE REGION: every 4 KiB block of [0, REGION) and every 128 KiB block of
+# [REGION, 2*REGION) in IMAGE starts with fio's verify header (magic 0xacca) naming its own
+# offset: the layout the default scenario's two fio steps write (REGION = --fio-size in bytes).
+check_fio_blocks() {
+    python3 - "$1" "$2" <<'PY'
+import struct, sys
+img = open(sys.argv[1], "rb")
+M = int(sys.argv[2])
+bad = 0
+for base, bs in ((0, 4096), (M, 128 << 10)):
+    for off in range(base, base + M, bs):
+        img.seek(off)
+        hdr = img.read(24)
+        magic, = struct.unpack_from("<H", hdr, 0)
+        offset, = struct.unpack_from("<Q", hdr, 16)
+        if magic != 0xACCA or offset != off:
+            bad += 1
+            if bad <= 5:
+                print(f"    {sys.argv[1]}: offset {off}: magic {magic:#x}, header offset {offset}")
+print(f"    {sys.argv[1]}: {bad} bad blocks")
+sys.exit(1 if bad else 0)
+PY
 }
 
 # wait_console CONSOLE REGEX TIMEOUT_S [PID]: wait until a console line matches REGEX

@@ -55,28 +55,6 @@ if [ -r "$GUEST_CONSOLE" ]; then
 fi
 
 # ---- 2. the data is on the SSDs' backing images, at the offsets written
-# Every 4 KiB block of [0, SIZE) and 128 KiB block of [SIZE, 2*SIZE) starts with fio's verify
-# header (magic 0xacca) naming its own offset.
-check_fio_blocks() {
-    python3 - "$1" <<'PY'
-import struct, sys
-img = open(sys.argv[1], "rb")
-M = 8 << 20
-bad = 0
-for base, bs in ((0, 4096), (M, 128 << 10)):
-    for off in range(base, base + M, bs):
-        img.seek(off)
-        hdr = img.read(24)
-        magic, = struct.unpack_from("<H", hdr, 0)
-        offset, = struct.unpack_from("<Q", hdr, 16)
-        if magic != 0xACCA or offset != off:
-            bad += 1
-            if bad <= 5:
-                print(f"    {sys.argv[1]}: offset {off}: magic {magic:#x}, header offset {offset}")
-print(f"    {sys.argv[1]}: {bad} bad blocks")
-sys.exit(1 if bad else 0)
-PY
-}
 check_pattern() {  # check_pattern IMAGE OFFSET_MIB MIB SHA
     local got
     got=$(dd if="$1" bs=1M skip="$2" count="$3" status=none | sha256sum | cut -d' ' -f1)
@@ -86,7 +64,7 @@ check_pattern() {  # check_pattern IMAGE OFFSET_MIB MIB SHA
 check "the guest wrote a pattern to each SSD" test "${#PATTERNS[@]}" -eq 2 || true
 for n in 1 2; do
     img=$DISKS/nvme$((n - 1))-ns1.raw
-    check "ns$n: fio's blocks are on $(basename "$img") at their offsets" check_fio_blocks "$img" || true
+    check "ns$n: fio's blocks are on $(basename "$img") at their offsets" check_fio_blocks "$img" $((8 << 20)) || true
 done
 for p in "${PATTERNS[@]}"; do
     IFS=: read -r ns off mib sha <<< "$p"

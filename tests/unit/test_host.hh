@@ -350,20 +350,17 @@ public:
     }
 
     response property_get(uint32_t offset, bool eight = false) {
-        nvme::property_sqe p{};
-        p.opcode = nvme::admin_opc::fabrics;
-        p.cid = next_cid();
-        p.fctype = nvme::fctype::property_get;
-        p.attrib = eight ? 1 : 0;
-        p.offset = offset;
-        return cmd(reinterpret_cast<const nvme::sqe&>(p));
+        return property(nvme::fctype::property_get, offset, eight ? 1 : 0, 0);
     }
-
     response property_set(uint32_t offset, uint64_t value) {
+        return property(nvme::fctype::property_set, offset, 0, value);
+    }
+    response property(uint8_t fctype, uint32_t offset, uint8_t attrib, uint64_t value) {
         nvme::property_sqe p{};
         p.opcode = nvme::admin_opc::fabrics;
         p.cid = next_cid();
-        p.fctype = nvme::fctype::property_set;
+        p.fctype = fctype;
+        p.attrib = attrib;
         p.offset = offset;
         p.value = value;
         return cmd(reinterpret_cast<const nvme::sqe&>(p));
