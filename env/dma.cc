@@ -57,18 +57,14 @@ dma_region::~dma_region() {
 void dma_space::add(dma_region& r) {
     auto& s = state();
     std::lock_guard g(s.lock);
-    if (s.mapper) {
-        r._iova = s.mapper->map(r._base, r._bytes, r._hugepages, r._page_addrs);
-        r._mapped = true;
-    }
+    if (s.mapper) r._iova = s.mapper->map(r._base, r._bytes, r._hugepages, r._page_addrs);
     s.regions.push_back(&r);
 }
 
 void dma_space::remove(dma_region& r) {
     auto& s = state();
     std::lock_guard g(s.lock);
-    if (r._mapped && s.mapper) s.mapper->unmap(r._base, r._bytes, r._iova);
-    r._mapped = false;
+    if (s.mapper) unmap(*s.mapper, r);
     std::erase(s.regions, &r);
 }
 
@@ -76,12 +72,7 @@ void dma_space::set_mapper(dma_mapper* m) {
     auto& s = state();
     std::lock_guard g(s.lock);
     if (s.mapper) {
-        for (auto* r : s.regions) {
-            if (r->_mapped) s.mapper->unmap(r->_base, r->_bytes, r->_iova);
-            r->_mapped = false;
-            r->_page_addrs.clear();
-            r->_iova = reinterpret_cast<uint64_t>(r->_base);
-        }
+        for (auto* r : s.regions) unmap(*s.mapper, *r);
         s.mapper = nullptr;
     }
     if (!m) return;
@@ -89,19 +80,19 @@ void dma_space::set_mapper(dma_mapper* m) {
     try {
         for (auto* r : s.regions) {
             r->_iova = m->map(r->_base, r->_bytes, r->_hugepages, r->_page_addrs);
-            r->_mapped = true;
             done.push_back(r);
         }
     } catch (...) {
-        for (auto* r : done) {
-            m->unmap(r->_base, r->_bytes, r->_iova);
-            r->_mapped = false;
-            r->_page_addrs.clear();
-            r->_iova = reinterpret_cast<uint64_t>(r->_base);
-        }
+        for (auto* r : done) unmap(*m, *r);
         throw;
     }
     s.mapper = m;
+}
+
+void dma_space::unmap(dma_mapper& m, dma_region& r) {
+    m.unmap(r._base, r._bytes, r._iova);
+    r._page_addrs.clear();
+    r._iova = reinterpret_cast<uint64_t>(r._base);
 }
 
 bool dma_space::has_mapper() {

@@ -61,7 +61,6 @@ private:
     uint8_t* _base = nullptr;
     size_t _bytes = 0;
     bool _hugepages = false;
-    bool _mapped = false;
     uint64_t _iova = 0;
     std::vector<uint64_t> _page_addrs;
     std::string _what;
@@ -80,6 +79,9 @@ private:
     friend class dma_region;
     static void add(dma_region& r);
     static void remove(dma_region& r);
+    // Takes `r` out of `m`: its IOVA is its address again. Every registered region is mapped
+    // exactly while a mapper is installed, so no per-region flag is needed.
+    static void unmap(dma_mapper& m, dma_region& r);
 };
 
 }  // namespace ferry::env
