@@ -57,16 +57,13 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
     for (const auto& nc : cfg.namespaces) {
         ns n;
         n.nsid = nc.nsid;
-        n.block_size = nc.block_size;
-        n.blocks = nc.size_bytes / nc.block_size;
-        while ((1u << n.lbads) < nc.block_size) ++n.lbads;
         try {
             switch (nc.backend) {
             case backend_kind::null:
-                n.store = nvme::make_null_store(n.blocks, n.block_size);
+                n.store = nvme::make_null_store(nc.size_bytes / nc.block_size, nc.block_size);
                 break;
             case backend_kind::ram:
-                n.store = nvme::make_ram_store(n.blocks, n.block_size);
+                n.store = nvme::make_ram_store(nc.size_bytes / nc.block_size, nc.block_size);
                 break;
             case backend_kind::file:
                 n.store = nvme::make_file_store(nc.path, nc.block_size, nc.size_bytes);
@@ -75,12 +72,12 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
                 n.store = nvme::make_pcie_store(nc.pcie_address, nc.pcie_nsid);
                 break;
             }
-            // Geometry as the store has it (a file's size, a device's LBA format).
+            // Geometry as the store has it (the configured size, a file's, a device's LBA format),
+            // kept here for the I/O path's range checks.
             n.blocks = n.store->block_count();
             n.block_size = n.store->block_size();
             if (n.block_size < 512 || n.block_size > 4096 || (n.block_size & (n.block_size - 1)))
                 throw std::runtime_error(fmt::format("block size {} is not supported (512 to 4096)", n.block_size));
-            n.lbads = 0;
             while ((1u << n.lbads) < n.block_size) ++n.lbads;
         } catch (const std::exception& e) {
             throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", cfg.nqn, nc.nsid, e.what()));
