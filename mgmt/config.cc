@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "env/pci.hh"
 
 namespace ferry::mgmt {
 namespace {
@@ -131,14 +132,18 @@ uint64_t parse_size(const std::string& s) {
 // size come from the device, so the keys for them are refused.
 static void parse_pcie_device(const reader& r, const json& js, const std::string& np, target::namespace_config& nc) {
     const std::string dev = r.string(js, "device", np, true);
-    static const std::regex form(R"(pcie://([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])/([0-9]{1,10}))");
-    std::smatch m;
-    if (!std::regex_match(dev, m, form))
+    constexpr std::string_view scheme = "pcie://";
+    const size_t slash = dev.rfind('/');
+    const std::string bdf =
+        dev.starts_with(scheme) && slash > scheme.size() ? dev.substr(scheme.size(), slash - scheme.size()) : "";
+    const std::string ns_text = slash == std::string::npos ? "" : dev.substr(slash + 1);
+    if (!env::valid_bdf(bdf) || ns_text.empty() || ns_text.size() > 10 ||
+        !std::all_of(ns_text.begin(), ns_text.end(), [](unsigned char c) { return std::isdigit(c); }))
         r.fail(np + "/device", "'" + dev + "' is not pcie://DOMAIN:BUS:DEV.FN/NSID (e.g. pcie://0000:00:04.0/1)");
-    nc.pcie_address = m[1].str();
+    nc.pcie_address = bdf;
     std::transform(nc.pcie_address.begin(), nc.pcie_address.end(), nc.pcie_address.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });  // as sysfs spells it
-    const uint64_t nsid = std::stoull(m[2].str());
+    const uint64_t nsid = std::stoull(ns_text);
     if (nsid == 0 || nsid > 0xFFFFFFFEull) r.fail(np + "/device", "NSID must be 1..4294967294");
     nc.pcie_nsid = static_cast<uint32_t>(nsid);
     for (const char* k : {"size", "block_size"})
