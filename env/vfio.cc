@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "env/dma.hh"
+#include "env/pci.hh"
 
 namespace ferry::env {
 
@@ -25,12 +26,6 @@ namespace fs = std::filesystem;
 
 std::string errno_text() {
     return std::strerror(errno);
-}
-
-std::string driver_of(const std::string& bdf) {
-    std::error_code ec;
-    auto link = fs::read_symlink("/sys/bus/pci/devices/" + bdf + "/driver", ec);
-    return ec ? std::string() : link.filename().string();
 }
 
 // The process's one container. Never destroyed: regions may be unmapped from it during exit.
@@ -217,16 +212,13 @@ private:
 }  // namespace
 
 vfio_device::vfio_device(const std::string& bdf) : _bdf(bdf) {
-    const std::string dev = "/sys/bus/pci/devices/" + bdf;
-    if (!fs::exists(dev)) throw std::runtime_error(bdf + ": no such PCI device (" + dev + ")");
-    std::string driver = driver_of(bdf);
-    if (driver != "vfio-pci")
-        throw std::runtime_error(bdf + ": bound to " + (driver.empty() ? std::string("no driver") : driver) +
+    const pci_device pci = read_pci_device(bdf);  // throws naming the BDF if there is none
+    if (pci.driver != "vfio-pci")
+        throw std::runtime_error(bdf + ": bound to " + (pci.driver.empty() ? std::string("no driver") : pci.driver) +
                                  ", not vfio-pci; give it to ferry with: deploy/setup.sh config --devices " + bdf);
-    std::error_code ec;
-    auto group_link = fs::read_symlink(dev + "/iommu_group", ec);
-    if (ec) throw std::runtime_error(bdf + ": no IOMMU group (" + dev + "/iommu_group: " + ec.message() + ")");
-    const std::string group = group_link.filename().string();
+    if (pci.iommu_group < 0)
+        throw std::runtime_error(bdf + ": no IOMMU group (no IOMMU, and vfio's no-IOMMU mode is off)");
+    const std::string group = std::to_string(pci.iommu_group);
 
     std::string node = "/dev/vfio/noiommu-" + group;
     _noiommu = fs::exists(node);
@@ -243,9 +235,8 @@ vfio_device::vfio_device(const std::string& bdf) : _bdf(bdf) {
             throw std::runtime_error(bdf + ": VFIO_GROUP_GET_STATUS: " + errno_text());
         if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
             std::string others;
-            for (const auto& e : fs::directory_iterator(dev + "/iommu_group/devices", ec)) {
-                std::string name = e.path().filename().string();
-                std::string d = driver_of(name);
+            for (const auto& name : iommu_group_members(bdf)) {
+                const std::string d = read_pci_device(name).driver;
                 if (d.empty() || d == "vfio-pci") continue;
                 others += (others.empty() ? "" : ", ") + name + " (driver " + d + ")";
             }
