@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -60,6 +61,18 @@ private:
     std::vector<std::pair<const void*, std::shared_ptr<void>>> _items;
 };
 
+// What an SSD says about its own health (fields of its SMART / Health Information log page),
+// merged into the target's log page for the namespaces it backs.
+struct device_health {
+    uint8_t critical_warning = 0;
+    uint16_t temperature_kelvin = 0;  // composite temperature
+    uint8_t available_spare = 0;      // percent
+    uint8_t available_spare_threshold = 0;
+    uint8_t percentage_used = 0;
+    uint64_t media_errors = 0;  // low 64 bits of the SSD's 128-bit counter
+    uint64_t error_log_entries = 0;
+};
+
 // A backing store: geometry plus a factory of per-reactor queues.
 class block_store {
 public:
@@ -74,6 +87,10 @@ public:
     // (Identify Namespace DLFEAT). Software stores do all and read zeroes; an SSD says.
     virtual uint16_t optional_commands() const { return 0x01 | 0x04 | 0x08; }
     virtual uint8_t deallocate_features() const { return 0x09; }  // zeroes; Write Zeroes may deallocate
+    // The device's own health, if the store is a device that reports one (an SSD). Never
+    // blocks: a store that must ask its device returns the last answer it has (or nothing yet).
+    // Thread-safe.
+    virtual std::optional<device_health> health() const { return std::nullopt; }
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for
