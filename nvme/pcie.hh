@@ -85,10 +85,11 @@ public:
         _tail = static_cast<uint16_t>((_tail + 1) % _entries);
     }
     // Tells the controller about pushed entries: they must be in memory before it sees the tail.
+    // A release store rather than a fence and a volatile store: the same single store on x86,
+    // in a form ThreadSanitizer understands (the software controller of the unit tests).
     void ring() {
         if (_tail == _rung) return;
-        std::atomic_thread_fence(std::memory_order_release);
-        *_sq_db = _tail;
+        __atomic_store_n(_sq_db, uint32_t{_tail}, __ATOMIC_RELEASE);
         _rung = _tail;
     }
     // Calls on_cqe(const cqe&) for every new completion, then writes the CQ head doorbell once.
@@ -97,8 +98,8 @@ public:
         unsigned n = 0;
         for (;;) {
             volatile const cqe* e = &_cq[_cq_head];
-            if ((e->status & 1) != _phase) break;
-            std::atomic_thread_fence(std::memory_order_acquire);  // the rest of the entry after the phase
+            // Acquire: the rest of the entry is read after the phase tag that says it is new.
+            if ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != _phase) break;
             cqe c;
             c.dw0 = e->dw0;
             c.dw1 = e->dw1;
@@ -114,7 +115,7 @@ public:
             ++n;
             on_cqe(c);
         }
-        if (n) *_cq_db = _cq_head;
+        if (n) __atomic_store_n(_cq_db, uint32_t{_cq_head}, __ATOMIC_RELEASE);
         return n;
     }
     // After the controller forgot the queue (reset): empty rings, phase 1 (the CQ is zeroed).

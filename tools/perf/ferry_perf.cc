@@ -304,7 +304,11 @@ int main(int argc, char** argv) {
 
         // I/O queues.
         const uint16_t mqes = static_cast<uint16_t>(cap & 0xFFFF);
-        if (o.qd > mqes) throw std::invalid_argument(fmt::format("--qd {} exceeds the controller's MQES {}", o.qd, mqes));
+        if (o.qd > mqes)
+            throw std::invalid_argument(fmt::format(
+                "--qd {} exceeds the controller's MQES {} (hint: MQES is zero-based, so a queue holds {} entries and "
+                "one stays free as the submission queue's full mark: use --qd {} or less)",
+                o.qd, mqes, mqes + 1u, mqes));
         const uint16_t depth = static_cast<uint16_t>(std::min<unsigned>(std::max(o.qd + 1, 16u), mqes + 1u));
         std::vector<std::unique_ptr<queue_ctx>> qs;
         for (unsigned i = 0; i < o.queues; ++i) {
