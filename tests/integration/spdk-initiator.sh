@@ -62,7 +62,7 @@ perf_run() {  # perf_run NAME TRID ARGS...: a run in which I/O completes and non
         ! grep -iE 'error|failed' "$WORK/perf-$name.out" | grep -qv 'DISCONNECTED\] CQ transport error -6'
 }
 empty_hostnqn_logged() {
-    grep -qi "empty host NQN" "$FERRYD_LOG"
+    grep -q "empty host NQN accepted" "$FERRYD_LOG"
 }
 listed_refuses_empty() {
     ! spdk spdk_nvme_perf -c 0x2 -q 1 -o 4096 -w read -t 1 -r "$(trid "$LISTED")" > "$WORK/listed.out" 2>&1 &&
