@@ -298,6 +298,7 @@ private:
     env::dma_region _admin_mem;  // admin SQ, CQ and one data page
     queue_pair _admin;
     uint16_t _next_cid = 0;
+    bool _admin_timed_out = false;
     std::atomic<controller_state> _state{controller_state::failed};
     std::atomic<uint32_t> _generation{0};
     std::atomic<bool> _started{false};
@@ -317,6 +318,9 @@ private:
 // Opens (once per process) the controller at PCI address `bdf` through VFIO and starts it.
 // Several namespaces on one controller share it.
 std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf);
+// Test hook: open_pcie_controller(`bdf`) returns `ctrl` (started, e.g. on a software model)
+// for as long as it lives, so a target configuration can name it as a pcie device.
+void register_pcie_controller(const std::string& bdf, const std::shared_ptr<pcie_controller>& ctrl);
 
 class block_store;
 // A namespace store over a started controller (make_pcie_store(bdf, nsid) opens it by address).

@@ -313,6 +313,9 @@ uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
         if (env::now_ns() > deadline) {
             spdlog::error("controller {}: admin command {:#04x} cid {} timed out after {} ms", _name, +cmd.opcode,
                           +cmd.cid, _opts.admin_timeout_ms);
+            // The device may still carry it out (create a queue in memory we are about to
+            // free): the admin thread resets the controller after the job at hand.
+            _admin_timed_out = true;
             return sc::internal_error;
         }
         if (spins > 1000) {
@@ -374,6 +377,9 @@ void pcie_controller::admin_loop() {
             if (_stop && jobs.empty()) break;
         }
         for (auto& j : jobs) j();
+        // Before the jobs (and the queue memory they hold) are released.
+        if (_admin_timed_out && state() == controller_state::live) reset_controller("an admin command timed out");
+        _admin_timed_out = false;
         health_check();
     }
 }
@@ -516,10 +522,27 @@ std::shared_ptr<hw_queue> pcie_controller::create_queue(uint16_t entries, std::s
 
 // ---------------------------------------------------------------- registry
 
+namespace {
+struct controller_registry {
+    std::mutex lock;
+    std::map<std::string, std::weak_ptr<pcie_controller>> open;
+};
+controller_registry& registry() {
+    static controller_registry r;
+    return r;
+}
+}  // namespace
+
+void register_pcie_controller(const std::string& bdf, const std::shared_ptr<pcie_controller>& ctrl) {
+    auto& r = registry();
+    std::lock_guard g(r.lock);
+    r.open[bdf] = ctrl;
+}
+
 std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf) {
-    static std::mutex lock;
-    static std::map<std::string, std::weak_ptr<pcie_controller>> open;
-    std::lock_guard g(lock);
+    auto& r = registry();
+    std::lock_guard g(r.lock);
+    auto& open = r.open;
     if (auto c = open[bdf].lock()) return c;
     const auto pci = env::read_pci_device(bdf);  // throws if there is no such device
     if ((pci.class_code & 0xFFFFFF) != env::nvme_class_code)

@@ -69,7 +69,9 @@ public:
     volatile uint32_t* doorbell(uint32_t off) override { return &_doorbells[(off - 0x1000) / 4]; }
 
     // ---- knobs and observations
-    std::atomic<bool> drop_io{false};    // swallow I/O commands (no completion)
+    std::atomic<bool> drop_io{false};  // swallow I/O commands (no completion)
+    // Leave the admin queue alone (firmware busy) until cleared or the controller is disabled.
+    std::atomic<bool> stall_admin{false};
     std::atomic<unsigned> aborts{0};     // Abort commands seen
     std::atomic<unsigned> disables{0};   // CC.EN 1 -> 0 transitions
     std::atomic<unsigned> shutdowns{0};  // CC.SHN normal
@@ -111,6 +113,7 @@ private:
         _regs[nvme::pcie_reg::csts / 4] = nvme::pcie_reg::csts_rdy;
     }
     void disable() {
+        stall_admin = false;  // a reset unsticks the firmware
         _sqs.clear();
         _cqs.clear();
         _dropped.clear();
@@ -125,7 +128,8 @@ private:
                 std::lock_guard g(_lock);
                 if (!_gone && (_regs[nvme::pcie_reg::csts / 4] & nvme::pcie_reg::csts_rdy) &&
                     !(_regs[nvme::pcie_reg::csts / 4] & nvme::pcie_reg::csts_cfs)) {
-                    for (size_t q = 0; q < _sqs.size(); ++q) busy |= service(static_cast<uint16_t>(q));
+                    for (size_t q = stall_admin ? 1 : 0; q < _sqs.size(); ++q)
+                        busy |= service(static_cast<uint16_t>(q));
                 }
             }
             if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -198,7 +202,7 @@ private:
                     auto* id = reinterpret_cast<nvme::identify_ns*>(out);
                     id->nsze = id->ncap = id->nuse = _p.blocks;
                     id->lbaf[0].lbads = _p.lbads;
-                id->dlfeat = _p.dlfeat;
+                    id->dlfeat = _p.dlfeat;
                     return 0;
                 }
                 return nvme::sc::invalid_field;
