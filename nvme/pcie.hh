@@ -273,6 +273,7 @@ private:
     void disable();
     void health_check();
     void reset_controller(const std::string& why);
+    void shut_down_device();  // CC.SHN, or CC.EN=0 when the device does not finish in time
     void admin_loop();
     void post(std::function<void()> job);
     uint16_t create_pair(uint16_t qid, uint16_t entries, uint64_t sq_iova, uint64_t cq_iova);

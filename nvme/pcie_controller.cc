@@ -265,8 +265,11 @@ void pcie_controller::shutdown() {
         _admin_closed = true;
     }
     for (auto& j : late) j();
+    if (was_live) shut_down_device();
     _started = false;
-    if (!was_live) return;
+}
+
+void pcie_controller::shut_down_device() {
     uint32_t cc = _regs->read32(pcie_reg::cc);
     _regs->write32(pcie_reg::cc, (cc & ~(3u << 14)) | pcie_reg::cc_shn_normal);
     // RTD3E (us) says how long the device may need; at least 5 s, at most 60 s (as Linux).

@@ -57,7 +57,7 @@ public:
             _regs[off / 4] = v;
             if ((v & 1) && !(old & 1)) enable();
             if (!(v & 1) && (old & 1)) disable();
-            if (((v >> 14) & 3) == 1) {
+            if (((v >> 14) & 3) == 1 && !ignore_shutdown) {
                 _regs[nvme::pcie_reg::csts / 4] =
                     (_regs[nvme::pcie_reg::csts / 4] & ~0xCu) | nvme::pcie_reg::csts_shst_complete;
                 ++shutdowns;
@@ -72,15 +72,21 @@ public:
     std::atomic<bool> drop_io{false};  // swallow I/O commands (no completion)
     // Leave the admin queue alone (firmware busy) until cleared or the controller is disabled.
     std::atomic<bool> stall_admin{false};
-    std::atomic<unsigned> aborts{0};     // Abort commands seen
-    std::atomic<unsigned> disables{0};   // CC.EN 1 -> 0 transitions
-    std::atomic<unsigned> shutdowns{0};  // CC.SHN normal
+    std::atomic<bool> ignore_shutdown{false};  // CC.SHN never completes
+    std::atomic<bool> fail_delete{false};      // Delete I/O SQ fails (the queue stays)
+    std::atomic<unsigned> aborts{0};           // Abort commands seen
+    std::atomic<unsigned> disables{0};         // CC.EN 1 -> 0 transitions
+    std::atomic<unsigned> shutdowns{0};        // CC.SHN normal
     std::atomic<unsigned> io_commands{0};
     void raise_fatal() {
         std::lock_guard g(_lock);
         _regs[nvme::pcie_reg::csts / 4] |= nvme::pcie_reg::csts_cfs;
     }
     void vanish() { _gone = true; }
+    bool enabled() {
+        std::lock_guard g(_lock);
+        return _regs[nvme::pcie_reg::cc / 4] & nvme::pcie_reg::cc_en;
+    }
     uint8_t* media(uint32_t nsid = 1) { return _media.data() + (uint64_t{nsid - 1} * _p.blocks << _p.lbads); }
     size_t live_io_queues() {
         std::lock_guard g(_lock);
@@ -227,6 +233,7 @@ private:
             }
             case nvme::admin_opc::delete_sq:
                 if (qid == 0 || qid > _p.queues || !_sqs[qid].base) return nvme::sc::invalid_queue_id;
+                if (fail_delete) return nvme::sc::internal_error;
                 _sqs[qid] = {};
                 return 0;
             case nvme::admin_opc::delete_cq:

@@ -288,6 +288,21 @@ void delete_now(std::shared_ptr<nvme::hw_queue>& q) {
     EXPECT_TRUE(wait_op(op));
 }
 
+TEST(PcieController, ShutdownThatDoesNotCompleteDisablesTheController) {
+    auto m = std::make_unique<test::nvme_model>();
+    auto* model = m.get();
+    nvme::pcie_controller_options o;
+    o.shutdown_min_ms = 100;
+    nvme::pcie_controller c("model", std::move(m), o);
+    c.start();
+    model->ignore_shutdown = true;
+    EXPECT_TRUE(model->enabled());
+    c.shutdown();
+    // Queue and buffer memory is freed next: the device must not be left running.
+    EXPECT_FALSE(model->enabled());
+    EXPECT_EQ(model->disables.load(), 1u);
+}
+
 TEST(PcieController, OneHardwareQueuePerOwnerUntilNoneLeft) {
     model_controller m;
     std::vector<std::shared_ptr<nvme::hw_queue>> qs;
@@ -529,6 +544,29 @@ TEST(PcieRecovery, TimeoutAbortsThenResetsAndTheQueueRecovers) {
     while (env::now_ns() < d2 && (st = run(*t.q, rw(nvme::io_opc::write, 0, 1), t.data())) != nvme::sc::success)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     EXPECT_EQ(st, nvme::sc::success);
+}
+
+TEST(PcieTeardown, ChannelFreedWithCommandsInFlightResetsTheControllerFirst) {
+    one_block_queue t;
+    t.m.model->drop_io = true;  // the device holds the command (and its buffer) forever
+    recorder r;
+    t.q->submit(rw(nvme::io_opc::read, 0, 1), t.data(), r);
+    t.q->poll();
+    EXPECT_EQ(t.m.model->disables.load(), 0u);
+    t.q.reset();  // the owner gives up (ferryd stopping): the buffer is about to be freed
+    EXPECT_GE(t.m.model->disables.load(), 1u) << "buffer freed while the device could still write it";
+    EXPECT_EQ(r.calls, 1u);
+    EXPECT_EQ(r.status & 0x7FF, nvme::sc::controller_path_error);
+}
+
+TEST(PcieTeardown, FailedDeletionResetsTheController) {
+    one_block_queue t;
+    t.m.model->fail_delete = true;
+    ASSERT_TRUE(close_and_release(*t.q));
+    // The device refused to delete the queue, so it may still use the queue's memory: the
+    // controller was reset before the queue reported itself released.
+    EXPECT_GE(t.m.model->disables.load(), 1u);
+    EXPECT_EQ(t.m.model->live_io_queues(), 0u);
 }
 
 TEST(PcieRecovery, FatalStatusResetsTheController) {
