@@ -84,11 +84,12 @@ public:
         _sq[_tail] = cmd;
         _tail = static_cast<uint16_t>((_tail + 1) % _entries);
     }
-    // Tells the controller about pushed entries: they must be in memory before it sees the tail.
+    // Tells the controller about pushed entries: they must be in memory before it sees the tail
+    // (a release store: one plain store on x86; an atomic one so that a software model of the
+    // device, on another thread, is race-free too).
     void ring() {
         if (_tail == _rung) return;
-        std::atomic_thread_fence(std::memory_order_release);
-        *_sq_db = _tail;
+        __atomic_store_n(_sq_db, uint32_t{_tail}, __ATOMIC_RELEASE);
         _rung = _tail;
     }
     // Calls on_cqe(const cqe&) for every new completion, then writes the CQ head doorbell once.
@@ -97,15 +98,16 @@ public:
         unsigned n = 0;
         for (;;) {
             volatile const cqe* e = &_cq[_cq_head];
-            if ((e->status & 1) != _phase) break;
-            std::atomic_thread_fence(std::memory_order_acquire);  // the rest of the entry after the phase
+            // Acquire: the rest of the entry is read after the phase says it is new.
+            const uint16_t status = __atomic_load_n(&e->status, __ATOMIC_ACQUIRE);
+            if ((status & 1) != _phase) break;
             cqe c;
             c.dw0 = e->dw0;
             c.dw1 = e->dw1;
             c.sqhd = e->sqhd;
             c.sqid = e->sqid;
             c.cid = e->cid;
-            c.status = e->status;
+            c.status = status;
             _sq_head = c.sqhd;
             if (++_cq_head == _entries) {
                 _cq_head = 0;
@@ -114,7 +116,7 @@ public:
             ++n;
             on_cqe(c);
         }
-        if (n) *_cq_db = _cq_head;
+        if (n) __atomic_store_n(_cq_db, uint32_t{_cq_head}, __ATOMIC_RELAXED);
         return n;
     }
     // After the controller forgot the queue (reset): empty rings, phase 1 (the CQ is zeroed).
