@@ -18,11 +18,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "env/dma.hh"
+#include "nvme/block_queue.hh"
 #include "nvme/spec.hh"
 
 namespace ferry::nvme {
@@ -141,7 +143,8 @@ struct pcie_controller_options {
     uint32_t admin_timeout_ms = 30000;
     uint32_t io_timeout_ms = 30000;  // then Abort; after twice this, reset the controller
     uint32_t health_interval_ms = 100;
-    uint32_t shutdown_min_ms = 5000;  // CC.SHN: wait at least this long (RTD3E may ask for more)
+    uint32_t shutdown_min_ms = 5000;     // CC.SHN: wait at least this long (RTD3E may ask for more)
+    uint32_t smart_interval_ms = 10000;  // how often the SMART / Health Information log is read
 };
 
 struct pcie_namespace_info {
@@ -244,6 +247,10 @@ public:
     uint32_t generation() const { return _generation.load(std::memory_order_acquire); }
     const pcie_controller_options& options() const { return _opts; }
 
+    // The SSD's SMART / Health Information as last read by the admin thread (at start, then
+    // every smart_interval_ms); nothing if it never answered. Never blocks. Thread-safe.
+    std::optional<device_health> health() const;
+
     // Identify Namespace; nullopt-like zero blocks if `nsid` is not active. Thread-safe.
     pcie_namespace_info namespace_info(uint32_t nsid);
     // A hardware SQ/CQ pair with `entries` slots whose creation has been handed to the admin
@@ -270,6 +277,7 @@ private:
     uint16_t on_admin_thread(const std::function<uint16_t()>& job);
     // Identify CNS `cns` into the admin data page, copied to `out` (4 KiB). Admin thread.
     uint16_t identify(uint8_t cns, uint32_t nsid, void* out);
+    void refresh_health();     // admin thread (or start())
     void read_capabilities();  // first start only: CAP and what derives from it
     void enable();
     void disable();
@@ -305,6 +313,11 @@ private:
     std::atomic<controller_state> _state{controller_state::failed};
     std::atomic<uint32_t> _generation{0};
     std::atomic<bool> _started{false};
+
+    mutable std::mutex _health_lock;
+    std::optional<device_health> _health;
+    uint64_t _next_health_ns = 0;  // admin thread
+    bool _health_failed = false;   // admin thread: logged once
 
     std::mutex _qid_lock;
     std::vector<bool> _qid_used;

@@ -231,6 +231,7 @@ void pcie_controller::start() {
     if (_id->mdts)
         _max_transfer = static_cast<uint32_t>(
             std::min<uint64_t>(_max_transfer, (4096ull << pcie_reg::cap_mpsmin(_cap)) << _id->mdts));
+    refresh_health();
     {
         std::lock_guard g(_jobs_lock);
         _stop = false;
@@ -384,7 +385,48 @@ void pcie_controller::admin_loop() {
         if (_admin_timed_out && state() == controller_state::live) reset_controller("an admin command timed out");
         _admin_timed_out = false;
         health_check();
+        if (env::now_ns() >= _next_health_ns && state() == controller_state::live) refresh_health();
     }
+}
+
+void pcie_controller::refresh_health() {
+    _next_health_ns = env::now_ns() + uint64_t{_opts.smart_interval_ms} * 1000000;
+    sqe get{};
+    get.opcode = admin_opc::get_log_page;
+    get.nsid = 0xFFFFFFFF;                                   // the controller as a whole
+    get.cdw10 = lid::smart | (uint32_t{512 / 4 - 1} << 16);  // NUMDL: 128 dwords, 0-based
+    uint8_t* page = _admin_mem.data() + admin_data_offset;
+    std::memset(page, 0, 512);
+    get.sgl.address = _admin_mem.iova(page);
+    const uint16_t st = execute_admin(get, nullptr);
+    if (st != sc::success) {
+        if (!_health_failed)
+            spdlog::warn("controller {}: SMART / Health Information log: {} (no device health reported)", _name,
+                         status_name(st));
+        _health_failed = true;
+        return;
+    }
+    _health_failed = false;
+    device_health h;
+    auto u64 = [&](size_t off) {
+        uint64_t v;
+        std::memcpy(&v, page + off, 8);
+        return v;
+    };
+    h.critical_warning = page[0];
+    h.temperature_kelvin = static_cast<uint16_t>(page[1] | (page[2] << 8));
+    h.available_spare = page[3];
+    h.available_spare_threshold = page[4];
+    h.percentage_used = page[5];
+    h.media_errors = u64(160);       // Media and Data Integrity Errors, low half
+    h.error_log_entries = u64(176);  // Number of Error Information Log Entries, low half
+    std::lock_guard g(_health_lock);
+    _health = h;
+}
+
+std::optional<device_health> pcie_controller::health() const {
+    std::lock_guard g(_health_lock);
+    return _health;
 }
 
 void pcie_controller::health_check() {

@@ -302,6 +302,7 @@ public:
     // Forwarded commands: only what the SSD does (the host then never sends the rest).
     uint16_t optional_commands() const override { return _ctrl->identify().oncs & (0x01 | 0x04 | 0x08); }
     uint8_t deallocate_features() const override { return _info.dlfeat; }
+    std::optional<device_health> health() const override { return _ctrl->health(); }
     std::string describe() const override { return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid); }
     std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
                                               queue_group* group) override {

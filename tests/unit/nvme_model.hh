@@ -83,6 +83,12 @@ public:
         _regs[nvme::pcie_reg::csts / 4] |= nvme::pcie_reg::csts_cfs;
     }
     void vanish() { _gone = true; }
+    // What Get Log Page SMART / Health Information (02h) reports.
+    void set_smart(const nvme::device_health& h) {
+        std::lock_guard g(_lock);
+        _smart = h;
+    }
+    std::atomic<unsigned> smart_reads{0};
     bool enabled() {
         std::lock_guard g(_lock);
         return _regs[nvme::pcie_reg::cc / 4] & nvme::pcie_reg::cc_en;
@@ -213,6 +219,23 @@ private:
                 }
                 return nvme::sc::invalid_field;
             }
+            case nvme::admin_opc::get_log_page: {
+                if ((c.cdw10 & 0xFF) != nvme::lid::smart || c.nsid != 0xFFFFFFFF) return nvme::sc::invalid_field;
+                const size_t len = ((c.cdw10 >> 16) + 1u) * 4;
+                if (len > 4096) return nvme::sc::invalid_field;
+                uint8_t page[512] = {};
+                page[0] = _smart.critical_warning;
+                page[1] = static_cast<uint8_t>(_smart.temperature_kelvin);
+                page[2] = static_cast<uint8_t>(_smart.temperature_kelvin >> 8);
+                page[3] = _smart.available_spare;
+                page[4] = _smart.available_spare_threshold;
+                page[5] = _smart.percentage_used;
+                std::memcpy(page + 160, &_smart.media_errors, 8);
+                std::memcpy(page + 176, &_smart.error_log_entries, 8);
+                std::memcpy(reinterpret_cast<uint8_t*>(c.sgl.address), page, std::min(len, sizeof(page)));
+                ++smart_reads;
+                return 0;
+            }
             case nvme::admin_opc::set_features:
                 if ((c.cdw10 & 0xFF) != nvme::fid::num_queues) return nvme::sc::invalid_field;
                 dw0 = (uint32_t{_p.queues - 1u} << 16) | (_p.queues - 1u);
@@ -340,6 +363,7 @@ private:
     std::vector<sq_state> _sqs;
     std::vector<cq_state> _cqs;
     std::vector<std::pair<uint16_t, uint16_t>> _dropped;
+    nvme::device_health _smart;
     std::atomic<bool> _stop{false};
     std::atomic<bool> _gone{false};
     std::thread _thread;

@@ -348,6 +348,44 @@ TEST_F(PcieStore, GeometryFromTheDevice) {
     EXPECT_NE(q->describe().find("hardware queue 1 of model"), std::string::npos) << q->describe();
 }
 
+TEST(PcieStoreHealth, SmartLogReadAtStartAndRefreshed) {
+    auto m = std::make_unique<test::nvme_model>();
+    auto* model = m.get();
+    nvme::device_health h;
+    h.critical_warning = 0x02;
+    h.temperature_kelvin = 313;
+    h.available_spare = 97;
+    h.available_spare_threshold = 10;
+    h.percentage_used = 3;
+    h.media_errors = 0x1'0000'0005ull;
+    h.error_log_entries = 42;
+    model->set_smart(h);
+    nvme::pcie_controller_options o;
+    o.smart_interval_ms = 20;
+    auto ctrl = std::make_shared<nvme::pcie_controller>("model", std::move(m), o);
+    ctrl->start();
+    auto store = nvme::make_pcie_store(ctrl, 1);
+    auto got = store->health();  // read during start: there at once
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->critical_warning, 0x02);
+    EXPECT_EQ(got->temperature_kelvin, 313);
+    EXPECT_EQ(got->available_spare, 97);
+    EXPECT_EQ(got->available_spare_threshold, 10);
+    EXPECT_EQ(got->percentage_used, 3);
+    EXPECT_EQ(got->media_errors, 0x1'0000'0005ull);
+    EXPECT_EQ(got->error_log_entries, 42u);
+    // The SSD warms up: the cached copy follows within a refresh interval or so.
+    h.temperature_kelvin = 350;
+    h.media_errors = 6;
+    model->set_smart(h);
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (store->health()->temperature_kelvin != 350 && env::now_ns() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_EQ(store->health()->temperature_kelvin, 350);
+    EXPECT_EQ(store->health()->media_errors, 6u);
+    EXPECT_FALSE(nvme::make_ram_store(8, 4096)->health());  // software stores report none
+}
+
 TEST(PcieStoreIdentify, OptionalCommandsAndDeallocationFromTheDevice) {
     test::nvme_model::params p;
     p.oncs = 0x08 | 0x10;  // Write Zeroes, Save/Select (not ours to offer)
