@@ -196,5 +196,45 @@ TEST(PcieReactor, AdminTimeoutFailsTheConnectCleanly) {
     EXPECT_EQ(q3.cmd(q3.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
 }
 
+// A closed I/O queue keeps its connection (and so the buffers its commands used) until the
+// SSD has deleted the hardware queue; the deletion runs on the admin thread, not the reactor.
+TEST(PcieTarget, ClosedQueueLivesUntilTheSsdDeletedItsHardwareQueue) {
+    test::nvme_model::params p;
+    p.blocks = 1024;
+    auto m = std::make_unique<test::nvme_model>(p);
+    auto* model = m.get();
+    nvme::pcie_controller_options o;
+    o.health_interval_ms = 10;
+    auto ctrl = std::make_shared<nvme::pcie_controller>("model:teardown", std::move(m), o);
+    ctrl->start();
+    nvme::register_pcie_controller("model:teardown", ctrl);
+    harness h(ssd_config("model:teardown"));
+    host_conn admin(h);
+    const uint16_t cntlid = admin.bring_up_admin(ssd_nqn, host_a, 0);
+    host_conn q(h);
+    q.icreq();
+    ASSERT_EQ(q.connect(ssd_nqn, host_a, 1, cntlid).status, 0);
+    ASSERT_EQ(q.cmd(q.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
+    EXPECT_EQ(model->live_io_queues(), 1u);
+
+    model->stall_admin = true;
+    q.conn->close("test closes the queue");
+    const uint64_t stall_end = env::now_ns() + 200'000'000;
+    while (env::now_ns() < stall_end) {
+        q.conn->handler()->poll();  // never blocks, however long the admin queue stalls
+        ASSERT_FALSE(q.conn->reapable()) << "reapable while the SSD still has the hardware queue";
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(model->live_io_queues(), 1u);
+    model->stall_admin = false;
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (!q.conn->reapable() && env::now_ns() < deadline) {
+        q.conn->handler()->poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_TRUE(q.conn->reapable());
+    EXPECT_EQ(model->live_io_queues(), 0u);
+}
+
 }  // namespace
 }  // namespace ferry::test
