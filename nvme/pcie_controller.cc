@@ -255,7 +255,7 @@ void pcie_controller::shutdown() {
     }
     _jobs_cv.notify_all();
     if (_admin_thread.joinable()) _admin_thread.join();
-    const bool was_live = state() == controller_state::live;
+    const controller_state before = state();
     // Queue owners: the device forgets every queue now; what is in flight fails (path error).
     _state.store(controller_state::failed, std::memory_order_release);
     _generation.fetch_add(1, std::memory_order_acq_rel);
@@ -266,7 +266,16 @@ void pcie_controller::shutdown() {
         _admin_closed = true;
     }
     for (auto& j : late) j();
-    if (was_live) shut_down_device();
+    if (before == controller_state::live) {
+        shut_down_device();
+    } else if (before != controller_state::gone) {
+        // A failed reset may have left the device enabled: the admin queue memory goes next.
+        try {
+            disable();
+        } catch (const std::exception& e) {
+            spdlog::error("controller {}: disabling at shutdown: {}", _name, e.what());
+        }
+    }
     _started = false;
 }
 
