@@ -36,7 +36,9 @@ unsigned queue::poll() {
     return n;
 }
 
-unsigned queue::in_flight() const { return _in_flight + (_backend_busy ? 1u : 0u); }
+unsigned queue::in_flight() const {
+    return _in_flight + (_backend_busy ? 1u : 0u);
+}
 
 void queue::finish(transport::request& req, uint16_t status, uint32_t result0, uint32_t result1) {
     req.status = status;
