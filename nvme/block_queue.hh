@@ -42,6 +42,23 @@ public:
     virtual unsigned in_flight() const { return 0; }
     // What backs the queue, for logs ("hardware queue 3 of 0000:00:04.0"); empty if nothing to say.
     virtual std::string describe() const { return {}; }
+
+    // Setting up and giving back a queue without blocking the owner's reactor. An SSD's
+    // hardware queue is created and deleted by its controller's admin thread (seconds, when
+    // the SSD is in a reset), so create_queue() may return a queue still being set up; the
+    // owner polls setup() (no commands before ready) and, when done with the queue, calls
+    // close() and keeps the queue, and the buffers of its commands, until released(), polling
+    // it meanwhile. Software stores are ready at once and need no release.
+    enum class setup_state : uint8_t { pending, ready, failed };
+    // `why` receives the reason of a failure.
+    virtual setup_state setup(std::string& why) {
+        (void)why;
+        return setup_state::ready;
+    }
+    // No more commands will be submitted; those in flight still complete through poll().
+    virtual void close() {}
+    // The device references neither the queue's memory nor its commands' buffers any more.
+    virtual bool released() const { return in_flight() == 0; }
 };
 
 // The backend queues made for one host queue (one per namespace). A store may share a
@@ -94,8 +111,9 @@ public:
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for
-    // them). `group` (may be null) gathers the queues made for one host queue. Throws
-    // std::runtime_error when no queue can be had (e.g. no hardware queue left).
+    // them). `group` (may be null) gathers the queues made for one host queue. Never blocks:
+    // the queue may still be pending (see block_queue::setup()). Throws std::runtime_error
+    // when no queue can be had (e.g. no hardware queue left).
     virtual std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
                                                       queue_group* group) = 0;
 };

@@ -18,11 +18,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "env/dma.hh"
+#include "nvme/block_queue.hh"
 #include "nvme/spec.hh"
 
 namespace ferry::nvme {
@@ -84,9 +86,9 @@ public:
         _sq[_tail] = cmd;
         _tail = static_cast<uint16_t>((_tail + 1) % _entries);
     }
-    // Tells the controller about pushed entries: they must be in memory before it sees the tail.
-    // A release store rather than a fence and a volatile store: the same single store on x86,
-    // in a form ThreadSanitizer understands (the software controller of the unit tests).
+    // Tells the controller about pushed entries: they must be in memory before it sees the tail
+    // (a release store: one plain store on x86; an atomic one so that a software model of the
+    // device, on another thread, is race-free too).
     void ring() {
         if (_tail == _rung) return;
         __atomic_store_n(_sq_db, uint32_t{_tail}, __ATOMIC_RELEASE);
@@ -98,15 +100,16 @@ public:
         unsigned n = 0;
         for (;;) {
             volatile const cqe* e = &_cq[_cq_head];
-            // Acquire: the rest of the entry is read after the phase tag that says it is new.
-            if ((__atomic_load_n(&e->status, __ATOMIC_ACQUIRE) & 1) != _phase) break;
+            // Acquire: the rest of the entry is read after the phase says it is new.
+            const uint16_t status = __atomic_load_n(&e->status, __ATOMIC_ACQUIRE);
+            if ((status & 1) != _phase) break;
             cqe c;
             c.dw0 = e->dw0;
             c.dw1 = e->dw1;
             c.sqhd = e->sqhd;
             c.sqid = e->sqid;
             c.cid = e->cid;
-            c.status = e->status;
+            c.status = status;
             _sq_head = c.sqhd;
             if (++_cq_head == _entries) {
                 _cq_head = 0;
@@ -115,7 +118,7 @@ public:
             ++n;
             on_cqe(c);
         }
-        if (n) __atomic_store_n(_cq_db, uint32_t{_cq_head}, __ATOMIC_RELEASE);
+        if (n) __atomic_store_n(_cq_db, uint32_t{_cq_head}, __ATOMIC_RELAXED);
         return n;
     }
     // After the controller forgot the queue (reset): empty rings, phase 1 (the CQ is zeroed).
@@ -140,6 +143,8 @@ struct pcie_controller_options {
     uint32_t admin_timeout_ms = 30000;
     uint32_t io_timeout_ms = 30000;  // then Abort; after twice this, reset the controller
     uint32_t health_interval_ms = 100;
+    uint32_t shutdown_min_ms = 5000;     // CC.SHN: wait at least this long (RTD3E may ask for more)
+    uint32_t smart_interval_ms = 10000;  // how often the SMART / Health Information log is read
 };
 
 struct pcie_namespace_info {
@@ -152,36 +157,68 @@ enum class controller_state : uint8_t { live, resetting, failed, gone };
 
 class pcie_controller;
 
-// A hardware I/O queue pair with its memory, owned by one reactor. Created and deleted
-// through the controller's admin thread; the ring itself is touched only by the owner.
-class hw_queue {
+// The answer of a job the admin thread runs for a reactor (queue creation or deletion). The
+// reactor polls done() and never waits: the admin thread writes the error, then publishes the
+// outcome with a release store; done() is an acquire load, so no lock is needed on either side.
+class admin_op {
+public:
+    bool done() const { return _state.load(std::memory_order_acquire) != pending; }
+    bool ok() const { return _state.load(std::memory_order_acquire) == succeeded; }
+    // Why it failed; read only after done() returned true.
+    const std::string& error() const { return _error; }
+    // Admin thread (or a caller that runs the job itself because the admin thread is gone).
+    void finish(bool ok, std::string error = {}) {
+        _error = std::move(error);
+        _state.store(ok ? succeeded : failed, std::memory_order_release);
+    }
+
+private:
+    static constexpr uint8_t pending = 0, succeeded = 1, failed = 2;
+    std::atomic<uint8_t> _state{pending};
+    std::string _error;
+};
+
+// A hardware I/O queue pair with its memory, owned by one reactor. Created and deleted by the
+// controller's admin thread: the owner asks (begin_create, begin_delete) and polls the
+// returned admin_op; the ring itself is touched only by the owner, and only while the queue
+// exists on the device. A pending job holds a reference, so the memory the device may still
+// use (SQ, CQ, PRP lists) outlives the owner's handle until the device has deleted the queue.
+class hw_queue : public std::enable_shared_from_this<hw_queue> {
 public:
     ~hw_queue();
     hw_queue(const hw_queue&) = delete;
     hw_queue& operator=(const hw_queue&) = delete;
 
     queue_pair& ring() { return _ring; }
-    uint16_t qid() const { return _ring.qid(); }
-    uint16_t entries() const { return _ring.entries(); }
+    uint16_t qid() const { return _qid; }
+    uint16_t entries() const { return _entries; }
     // PRP list page of command slot `cid` (one page per slot).
     uint64_t* prp_list(uint16_t cid) const {
         return reinterpret_cast<uint64_t*>(_region.data() + _lists + cid * 4096ul);
     }
     uint64_t prp_list_iova(uint16_t cid) const { return _region.iova(prp_list(cid)); }
     pcie_controller& controller() const { return _ctrl; }
-    // The controller generation this queue was created in; a reset makes it stale.
+    // The controller generation the queue was last created in (a reset makes it stale).
+    // Written by the admin thread: read it only after a creation's admin_op reported success.
     uint32_t generation() const { return _generation; }
-    // Creates the queue again after a controller reset. Throws if the controller is not live.
-    void recreate();
+    // Owner: (re-)creates the queue on the device (after a reset the rings start empty). The
+    // owner leaves the ring alone until the op is done.
+    std::shared_ptr<admin_op> begin_create();
+    // Owner: deletes the queue on the device if it exists there (if the controller was reset,
+    // disabled or is gone, there is nothing to delete). Runs after any earlier creation.
+    std::shared_ptr<admin_op> begin_delete();
 
 private:
     friend class pcie_controller;
     hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries);
     pcie_controller& _ctrl;
+    const uint16_t _qid;
+    const uint16_t _entries;
     env::dma_region _region;
     size_t _cq_offset = 0;
     size_t _lists = 0;
     queue_pair _ring;
+    // Admin thread only (jobs run in order), except generation() as documented.
     bool _created = false;
     uint32_t _generation = 0;
 };
@@ -210,18 +247,27 @@ public:
     uint32_t generation() const { return _generation.load(std::memory_order_acquire); }
     const pcie_controller_options& options() const { return _opts; }
 
+    // The SSD's SMART / Health Information as last read by the admin thread (at start, then
+    // every smart_interval_ms); nothing if it never answered. Never blocks. Thread-safe.
+    std::optional<device_health> health() const;
+
     // Identify Namespace; nullopt-like zero blocks if `nsid` is not active. Thread-safe.
     pcie_namespace_info namespace_info(uint32_t nsid);
-    // Creates a hardware SQ/CQ pair with `entries` slots. Thread-safe (waits for the admin
-    // thread). Throws std::runtime_error when no hardware queue is left or creation fails.
-    std::unique_ptr<hw_queue> create_queue(uint16_t entries);
+    // A hardware SQ/CQ pair with `entries` slots whose creation has been handed to the admin
+    // thread (`created` says when it is done). Never waits. Throws std::runtime_error when the
+    // controller is not live or no hardware queue is left.
+    std::shared_ptr<hw_queue> create_queue(uint16_t entries, std::shared_ptr<admin_op>& created);
     // Asynchronous requests from an I/O queue owner (never waits).
     void request_abort(uint16_t qid, uint16_t cid);
     void request_reset(const std::string& why);
 
     // Runs one admin command (no data) on the admin thread and waits. Returns the status
-    // (SCT<<8|SC convention) and fills `out` if given.
+    // (SCT<<8|SC convention) and fills `out` if given. Control path only: never on a reactor.
     uint16_t admin(sqe cmd, cqe* out = nullptr);
+    // Resets the controller (CC.EN=0 first) and waits, so the device no longer references the
+    // memory of any I/O queue or its buffers: for a caller about to free memory the device
+    // might still use. Blocks; only for paths that have nothing safer left.
+    void reset_now(const std::string& why);
 
 private:
     friend class hw_queue;
@@ -231,14 +277,17 @@ private:
     uint16_t on_admin_thread(const std::function<uint16_t()>& job);
     // Identify CNS `cns` into the admin data page, copied to `out` (4 KiB). Admin thread.
     uint16_t identify(uint8_t cns, uint32_t nsid, void* out);
+    void refresh_health();     // admin thread (or start())
+    void read_capabilities();  // first start only: CAP and what derives from it
     void enable();
     void disable();
     void health_check();
     void reset_controller(const std::string& why);
+    void shut_down_device();  // CC.SHN, or CC.EN=0 when the device does not finish in time
     void admin_loop();
     void post(std::function<void()> job);
     uint16_t create_pair(uint16_t qid, uint16_t entries, uint64_t sq_iova, uint64_t cq_iova);
-    void delete_pair(uint16_t qid);
+    bool delete_pair(uint16_t qid);  // false if the device may still own the queue
     void release_qid(uint16_t qid);
     volatile uint32_t* sq_doorbell(uint16_t qid) { return _regs->doorbell(pcie_reg::doorbells + (2u * qid) * _stride); }
     volatile uint32_t* cq_doorbell(uint16_t qid) {
@@ -248,18 +297,27 @@ private:
     const std::string _name;
     std::unique_ptr<register_file> _regs;
     const pcie_controller_options _opts;
+    // Set by start() before the admin thread exists and never written again (a reset keeps
+    // them), so reactors read them without synchronisation.
     uint64_t _cap = 0;
     uint32_t _stride = 4;
     uint16_t _mqes = 0;
     uint16_t _granted = 0;
     uint32_t _max_transfer = 0;
     std::unique_ptr<identify_ctrl> _id;
+    // Admin queue: start(), then the admin thread alone.
     env::dma_region _admin_mem;  // admin SQ, CQ and one data page
     queue_pair _admin;
     uint16_t _next_cid = 0;
+    bool _admin_timed_out = false;
     std::atomic<controller_state> _state{controller_state::failed};
     std::atomic<uint32_t> _generation{0};
     std::atomic<bool> _started{false};
+
+    mutable std::mutex _health_lock;
+    std::optional<device_health> _health;
+    uint64_t _next_health_ns = 0;  // admin thread
+    bool _health_failed = false;   // admin thread: logged once
 
     std::mutex _qid_lock;
     std::vector<bool> _qid_used;
@@ -268,6 +326,7 @@ private:
     std::condition_variable _jobs_cv;
     std::deque<std::function<void()>> _jobs;
     bool _stop = false;
+    bool _admin_closed = true;  // no admin thread takes jobs: post() runs them in the caller
     std::thread _admin_thread;
     std::atomic<std::thread::id> _admin_thread_id{};
 };
@@ -275,6 +334,9 @@ private:
 // Opens (once per process) the controller at PCI address `bdf` through VFIO and starts it.
 // Several namespaces on one controller share it.
 std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf);
+// Test hook: open_pcie_controller(`bdf`) returns `ctrl` (started, e.g. on a software model)
+// for as long as it lives, so a target configuration can name it as a pcie device.
+void register_pcie_controller(const std::string& bdf, const std::shared_ptr<pcie_controller>& ctrl);
 
 class block_store;
 // A namespace store over a started controller (make_pcie_store(bdf, nsid) opens it by address).

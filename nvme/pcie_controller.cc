@@ -68,6 +68,8 @@ std::string trimmed(const char* s, size_t n) {
 
 hw_queue::hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries)
     : _ctrl(c),
+      _qid(qid),
+      _entries(entries),
       _region(size_t{entries} * 4096 + (size_t{entries} * sizeof(sqe) + 4095) / 4096 * 4096 +
                   (size_t{entries} * sizeof(cqe) + 4095) / 4096 * 4096,
               fmt::format("{} I/O queue {}", c.name(), qid)) {
@@ -81,24 +83,50 @@ hw_queue::hw_queue(pcie_controller& c, uint16_t qid, uint16_t entries)
 }
 
 hw_queue::~hw_queue() {
-    if (_created && _ctrl.state() == controller_state::live && _ctrl.generation() == _generation)
-        _ctrl.delete_pair(qid());
-    _ctrl.release_qid(qid());
+    // Owners delete through begin_delete(), whose job holds a reference: reaching here with the
+    // queue still on a live device is a bug, and its memory is about to be freed under it.
+    if (_created && _ctrl.state() == controller_state::live && _ctrl.generation() == _generation) {
+        _ctrl.reset_now(fmt::format("I/O queue {} freed while the device still had it", _qid));
+    }
+    _ctrl.release_qid(_qid);
 }
 
-void hw_queue::recreate() {
-    if (_ctrl.state() != controller_state::live)
-        throw std::runtime_error(fmt::format("controller {} is not live", _ctrl.name()));
-    const uint32_t gen = _ctrl.generation();
+std::shared_ptr<admin_op> hw_queue::begin_create() {
+    auto op = std::make_shared<admin_op>();
+    // The device forgot the queue (first creation, or a reset that disabled it): empty rings.
     _ring.restart();
-    _created = false;
-    uint16_t st =
-        _ctrl.create_pair(qid(), entries(), _region.iova(_region.data()), _region.iova(_region.data() + _cq_offset));
-    if (st != sc::success)
-        throw std::runtime_error(
-            fmt::format("controller {}: re-creating I/O queue {} failed: {}", _ctrl.name(), qid(), status_name(st)));
-    _generation = gen;
-    _created = true;
+    const uint64_t sq_iova = _region.iova(_region.data()), cq_iova = _region.iova(_region.data() + _cq_offset);
+    _ctrl.post([self = shared_from_this(), op, sq_iova, cq_iova] {
+        auto& c = self->_ctrl;
+        if (c.state() != controller_state::live)
+            return op->finish(false, fmt::format("controller {} is not live", c.name()));
+        // On the admin thread the generation cannot change under us: resets run here too.
+        const uint32_t gen = c.generation();
+        const uint16_t st = c.create_pair(self->_qid, self->_entries, sq_iova, cq_iova);
+        if (st != sc::success)
+            return op->finish(
+                false, fmt::format("controller {}: creating I/O queue {}: {}", c.name(), self->_qid, status_name(st)));
+        self->_generation = gen;
+        self->_created = true;
+        op->finish(true);
+    });
+    return op;
+}
+
+std::shared_ptr<admin_op> hw_queue::begin_delete() {
+    auto op = std::make_shared<admin_op>();
+    _ctrl.post([self = shared_from_this(), op] {
+        auto& c = self->_ctrl;
+        if (self->_created && c.state() == controller_state::live && c.generation() == self->_generation) {
+            if (!c.delete_pair(self->_qid)) {
+                // The device may still own the queue's memory: only a disabled controller is safe.
+                c.reset_now(fmt::format("deleting I/O queue {} failed", self->_qid));
+            }
+        }
+        self->_created = false;
+        op->finish(true);
+    });
+    return op;
 }
 
 // ---------------------------------------------------------------- pcie_controller
@@ -138,7 +166,7 @@ void pcie_controller::disable() {
             fmt::format("controller {}: CSTS.RDY still 1 {} ms after clearing CC.EN", _name, timeout));
 }
 
-void pcie_controller::enable() {
+void pcie_controller::read_capabilities() {
     _cap = _regs->read64(pcie_reg::cap);
     if (_cap == ~0ull)
         throw std::runtime_error(fmt::format("controller {}: CAP reads all ones: the device is gone", _name));
@@ -147,6 +175,9 @@ void pcie_controller::enable() {
                                              _name, 4u << pcie_reg::cap_mpsmin(_cap)));
     _stride = 4u << pcie_reg::cap_dstrd(_cap);
     _mqes = static_cast<uint16_t>(std::min<uint32_t>(pcie_reg::cap_mqes(_cap) + 1, 4096));
+}
+
+void pcie_controller::enable() {
     disable();
 
     std::memset(_admin_mem.data(), 0, admin_data_offset);
@@ -174,17 +205,24 @@ void pcie_controller::enable() {
     if (st != sc::success)
         throw std::runtime_error(
             fmt::format("controller {}: Set Features Number of Queues: {}", _name, status_name(st)));
-    _granted = static_cast<uint16_t>(std::min<uint32_t>({(c.dw0 & 0xFFFF) + 1u, (c.dw0 >> 16) + 1u, io_queues_wanted}));
-    {
-        // After a reset the queue owners keep their qids (they re-create their queues).
+    const auto granted =
+        static_cast<uint16_t>(std::min<uint32_t>({(c.dw0 & 0xFFFF) + 1u, (c.dw0 >> 16) + 1u, io_queues_wanted}));
+    if (!_started) {
+        // First start. Reactors read _granted (and the CAP fields) without a lock: after the
+        // admin thread starts they never change; after a reset the owners keep their qids.
+        _granted = granted;
         std::lock_guard g(_qid_lock);
-        _qid_used.resize(_granted + 1u, false);
+        _qid_used.assign(_granted + 1u, false);
         _qid_used[0] = true;
+    } else if (granted < _granted) {
+        spdlog::warn("controller {}: after the reset only {} of {} I/O queues granted; re-creating the others fails",
+                     _name, granted, _granted);
     }
     _state.store(controller_state::live, std::memory_order_release);
 }
 
 void pcie_controller::start() {
+    read_capabilities();
     enable();
     if (uint16_t st = identify(cns::ctrl, 0, _id.get()); st != sc::success)
         throw std::runtime_error(fmt::format("controller {}: Identify Controller: {}", _name, status_name(st)));
@@ -193,8 +231,13 @@ void pcie_controller::start() {
     if (_id->mdts)
         _max_transfer = static_cast<uint32_t>(
             std::min<uint64_t>(_max_transfer, (4096ull << pcie_reg::cap_mpsmin(_cap)) << _id->mdts));
+    refresh_health();
+    {
+        std::lock_guard g(_jobs_lock);
+        _stop = false;
+        _admin_closed = false;
+    }
     _started = true;
-    _stop = false;
     _admin_thread = std::thread([this] { admin_loop(); });
     _admin_thread_id = _admin_thread.get_id();
     spdlog::info(
@@ -212,19 +255,52 @@ void pcie_controller::shutdown() {
     }
     _jobs_cv.notify_all();
     if (_admin_thread.joinable()) _admin_thread.join();
+    const controller_state before = state();
+    // Queue owners: the device forgets every queue now; what is in flight fails (path error).
+    _state.store(controller_state::failed, std::memory_order_release);
+    _generation.fetch_add(1, std::memory_order_acq_rel);
+    std::deque<std::function<void()>> late;  // posted while the admin thread was finishing
+    {
+        std::lock_guard g(_jobs_lock);
+        late.swap(_jobs);
+        _admin_closed = true;
+    }
+    for (auto& j : late) j();
+    if (before == controller_state::live) {
+        shut_down_device();
+    } else if (before != controller_state::gone) {
+        // A failed reset may have left the device enabled: the admin queue memory goes next.
+        try {
+            disable();
+        } catch (const std::exception& e) {
+            spdlog::error("controller {}: disabling at shutdown: {}", _name, e.what());
+        }
+    }
     _started = false;
-    if (state() != controller_state::live) return;
+}
+
+void pcie_controller::shut_down_device() {
     uint32_t cc = _regs->read32(pcie_reg::cc);
     _regs->write32(pcie_reg::cc, (cc & ~(3u << 14)) | pcie_reg::cc_shn_normal);
     // RTD3E (us) says how long the device may need; at least 5 s, at most 60 s (as Linux).
-    const auto limit_ms = static_cast<uint32_t>(std::clamp<uint32_t>(_id->rtd3e / 1000, 5000, 60000));
-    _state.store(controller_state::failed, std::memory_order_release);
+    const auto limit_ms = static_cast<uint32_t>(std::clamp<uint32_t>(_id->rtd3e / 1000, _opts.shutdown_min_ms, 60000));
     uint32_t csts;
     auto complete = [](uint32_t v) { return (v & pcie_reg::csts_shst_mask) == pcie_reg::csts_shst_complete; };
-    if (poll_csts(*_regs, _name, limit_ms, complete, csts))
+    if (poll_csts(*_regs, _name, limit_ms, complete, csts)) {
         spdlog::info("controller {}: shut down cleanly", _name);
-    else
-        spdlog::warn("controller {}: shutdown not complete after {} ms", _name, limit_ms);
+        return;
+    }
+    // A device that did not finish its shutdown may still be working through its queues: it
+    // must not keep DMA going into queue and buffer memory its owners free next.
+    spdlog::warn("controller {}: shutdown not complete after {} ms: disabling it (CC.EN=0)", _name, limit_ms);
+    disable();
+}
+
+void pcie_controller::reset_now(const std::string& why) {
+    on_admin_thread([&] {
+        if (state() == controller_state::live) reset_controller(why);
+        return uint16_t{0};
+    });
 }
 
 uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
@@ -250,6 +326,9 @@ uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
         if (env::now_ns() > deadline) {
             spdlog::error("controller {}: admin command {:#04x} cid {} timed out after {} ms", _name, +cmd.opcode,
                           +cmd.cid, _opts.admin_timeout_ms);
+            // The device may still carry it out (create a queue in memory we are about to
+            // free): the admin thread resets the controller after the job at hand.
+            _admin_timed_out = true;
             return sc::internal_error;
         }
         if (spins > 1000) {
@@ -263,13 +342,19 @@ uint16_t pcie_controller::execute_admin(sqe& cmd, cqe* out) {
 void pcie_controller::post(std::function<void()> job) {
     {
         std::lock_guard g(_jobs_lock);
-        _jobs.push_back(std::move(job));
+        if (!_admin_closed) {
+            _jobs.push_back(std::move(job));
+            _jobs_cv.notify_one();
+            return;
+        }
     }
-    _jobs_cv.notify_one();
+    // No admin thread any more (shut down): the controller is not live, so the job does not
+    // touch the device and only publishes its answer. Run it here rather than never.
+    job();
 }
 
 uint16_t pcie_controller::on_admin_thread(const std::function<uint16_t()>& job) {
-    if (!_started || std::this_thread::get_id() == _admin_thread_id) return job();
+    if (!_started || std::this_thread::get_id() == _admin_thread_id.load()) return job();
     std::promise<uint16_t> result;
     auto f = result.get_future();
     post([&] { result.set_value(job()); });
@@ -305,8 +390,52 @@ void pcie_controller::admin_loop() {
             if (_stop && jobs.empty()) break;
         }
         for (auto& j : jobs) j();
+        // Before the jobs (and the queue memory they hold) are released.
+        if (_admin_timed_out && state() == controller_state::live) reset_controller("an admin command timed out");
+        _admin_timed_out = false;
         health_check();
+        if (env::now_ns() >= _next_health_ns && state() == controller_state::live) refresh_health();
     }
+}
+
+void pcie_controller::refresh_health() {
+    _next_health_ns = env::now_ns() + uint64_t{_opts.smart_interval_ms} * 1000000;
+    sqe get{};
+    get.opcode = admin_opc::get_log_page;
+    get.nsid = 0xFFFFFFFF;                                   // the controller as a whole
+    get.cdw10 = lid::smart | (uint32_t{512 / 4 - 1} << 16);  // NUMDL: 128 dwords, 0-based
+    uint8_t* page = _admin_mem.data() + admin_data_offset;
+    std::memset(page, 0, 512);
+    get.sgl.address = _admin_mem.iova(page);
+    const uint16_t st = execute_admin(get, nullptr);
+    if (st != sc::success) {
+        if (!_health_failed)
+            spdlog::warn("controller {}: SMART / Health Information log: {} (no device health reported)", _name,
+                         status_name(st));
+        _health_failed = true;
+        return;
+    }
+    _health_failed = false;
+    device_health h;
+    auto u64 = [&](size_t off) {
+        uint64_t v;
+        std::memcpy(&v, page + off, 8);
+        return v;
+    };
+    h.critical_warning = page[0];
+    h.temperature_kelvin = static_cast<uint16_t>(page[1] | (page[2] << 8));
+    h.available_spare = page[3];
+    h.available_spare_threshold = page[4];
+    h.percentage_used = page[5];
+    h.media_errors = u64(160);       // Media and Data Integrity Errors, low half
+    h.error_log_entries = u64(176);  // Number of Error Information Log Entries, low half
+    std::lock_guard g(_health_lock);
+    _health = h;
+}
+
+std::optional<device_health> pcie_controller::health() const {
+    std::lock_guard g(_health_lock);
+    return _health;
 }
 
 void pcie_controller::health_check() {
@@ -399,15 +528,17 @@ uint16_t pcie_controller::create_pair(uint16_t qid, uint16_t entries, uint64_t s
     return st;
 }
 
-void pcie_controller::delete_pair(uint16_t qid) {
+bool pcie_controller::delete_pair(uint16_t qid) {
     sqe del{};
     del.opcode = admin_opc::delete_sq;
     del.cdw10 = qid;
     uint16_t st = admin(del);
     if (st != sc::success) spdlog::warn("controller {}: Delete I/O SQ {}: {}", _name, qid, status_name(st));
+    const bool sq_gone = st == sc::success;
     del.opcode = admin_opc::delete_cq;
     st = admin(del);
     if (st != sc::success) spdlog::warn("controller {}: Delete I/O CQ {}: {}", _name, qid, status_name(st));
+    return sq_gone && st == sc::success;
 }
 
 void pcie_controller::release_qid(uint16_t qid) {
@@ -415,7 +546,7 @@ void pcie_controller::release_qid(uint16_t qid) {
     if (qid < _qid_used.size()) _qid_used[qid] = false;
 }
 
-std::unique_ptr<hw_queue> pcie_controller::create_queue(uint16_t entries) {
+std::shared_ptr<hw_queue> pcie_controller::create_queue(uint16_t entries, std::shared_ptr<admin_op>& created) {
     if (state() != controller_state::live)
         throw std::runtime_error(fmt::format("controller {} is not available (device gone or failed)", _name));
     entries = std::clamp<uint16_t>(entries, 2, _mqes);
@@ -432,23 +563,40 @@ std::unique_ptr<hw_queue> pcie_controller::create_queue(uint16_t entries) {
             throw std::runtime_error(
                 fmt::format("controller {}: no hardware I/O queue left (all {} in use)", _name, _granted));
     }
-    std::unique_ptr<hw_queue> q;
+    std::shared_ptr<hw_queue> q;
     try {
         q.reset(new hw_queue(*this, qid, entries));
     } catch (...) {
         release_qid(qid);
         throw;
     }
-    q->recreate();  // the first creation; on failure ~hw_queue releases the qid
+    created = q->begin_create();  // on failure the owner drops the queue; ~hw_queue releases the qid
     return q;
 }
 
 // ---------------------------------------------------------------- registry
 
+namespace {
+struct controller_registry {
+    std::mutex lock;
+    std::map<std::string, std::weak_ptr<pcie_controller>> open;
+};
+controller_registry& registry() {
+    static controller_registry r;
+    return r;
+}
+}  // namespace
+
+void register_pcie_controller(const std::string& bdf, const std::shared_ptr<pcie_controller>& ctrl) {
+    auto& r = registry();
+    std::lock_guard g(r.lock);
+    r.open[bdf] = ctrl;
+}
+
 std::shared_ptr<pcie_controller> open_pcie_controller(const std::string& bdf) {
-    static std::mutex lock;
-    static std::map<std::string, std::weak_ptr<pcie_controller>> open;
-    std::lock_guard g(lock);
+    auto& r = registry();
+    std::lock_guard g(r.lock);
+    auto& open = r.open;
     if (auto c = open[bdf].lock()) return c;
     const auto pci = env::read_pci_device(bdf);  // throws if there is no such device
     if ((pci.class_code & 0xFFFFFF) != env::nvme_class_code)

@@ -20,10 +20,16 @@ namespace {
 
 // One hardware queue pair and its command slots, used by one reactor. Shared by the
 // pcie_queues of every namespace of its SSD that one host queue reaches.
+//
+// The reactor never waits for the admin thread: creation, re-creation after a reset and
+// deletion are admin_ops it polls. Lifecycle: creating -> live; a reset or removal makes the
+// queue stale (in-flight commands fail with a path error), re-created (reviving) when the
+// controller is live again; close() -> deleting once nothing is in flight -> released.
 class hw_channel {
 public:
-    hw_channel(std::shared_ptr<pcie_controller> ctrl, std::unique_ptr<hw_queue> hw, const env::dma_pool& buffers)
-        : _ctrl(std::move(ctrl)), _hw(std::move(hw)), _buffers(buffers) {
+    hw_channel(std::shared_ptr<pcie_controller> ctrl, std::shared_ptr<hw_queue> hw, std::shared_ptr<admin_op> created,
+               const env::dma_pool& buffers)
+        : _ctrl(std::move(ctrl)), _hw(std::move(hw)), _op(std::move(created)), _buffers(buffers) {
         // One SQ slot stays empty, so entries - 1 commands can be outstanding.
         _slots.resize(_hw->entries() - 1u);
         _free.reserve(_slots.size());
@@ -32,18 +38,40 @@ public:
     }
 
     ~hw_channel() {
-        // Commands still on the device would DMA into buffers their owners free: wait for them
-        // (bounded by the I/O timeout), then give up on them.
-        const uint64_t deadline = env::now_ns() + _timeout_ns;
-        while (_in_flight > 0 && env::now_ns() < deadline && _ctrl->state() == controller_state::live &&
-               _hw->generation() == _ctrl->generation())
-            poll();
+        if (_in_flight > 0 && _phase == phase::live && _live_generation == _ctrl->generation()) {
+            // The owner gives up on commands the device still has (ferryd stopping after its
+            // wait): their buffers are freed next, so the device must stop first. Blocks, but
+            // only on this last-resort path.
+            spdlog::error("{}: freed with {} commands in flight: resetting the controller first", describe(),
+                          _in_flight);
+            _ctrl->reset_now(fmt::format("{} freed with commands in flight", describe()));
+        }
         if (_in_flight > 0) fail_all(lost_status());
+        // Not released (closed too early or never): the job keeps the queue's memory until
+        // the device has deleted the queue.
+        if (_phase != phase::released && _phase != phase::deleting) _hw->begin_delete();
+    }
+
+    // Setup of the first creation, for block_queue::setup().
+    block_queue::setup_state setup(std::string& why) {
+        advance();
+        if (_phase == phase::creating) return block_queue::setup_state::pending;
+        if (_phase == phase::failed) {
+            why = _error;
+            return block_queue::setup_state::failed;
+        }
+        return block_queue::setup_state::ready;
     }
 
     // Forwards `cmd` as a command for the device's namespace `nsid`.
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done, uint32_t nsid) {
-        if (_hw->generation() != _ctrl->generation() && !revive()) return done.complete(lost_status());
+        if (_phase != phase::live || _live_generation != _ctrl->generation()) {
+            advance();
+            if (_phase == phase::live && _live_generation != _ctrl->generation()) go_stale();
+            if (_phase == phase::stale) revive();
+            // Re-creation pending (or impossible now): fail fast, the host retries.
+            if (_phase != phase::live) return done.complete(lost_status());
+        }
         if (_free.empty() || _hw->ring().full()) return done.complete(sc::internal_error);  // caller exceeded depth
         const uint16_t cid = _free.back();
 
@@ -72,10 +100,16 @@ public:
     }
 
     unsigned poll() {
-        if (_hw->generation() != _ctrl->generation()) {
-            // Reset or removal: what was in flight will never complete.
-            fail_all(lost_status());
+        if (_phase != phase::live) {
+            advance();
             return 0;
+        }
+        if (_live_generation != _ctrl->generation()) {
+            // Reset or removal: what was in flight will never complete.
+            const unsigned failed = _in_flight;
+            go_stale();
+            if (_closed) advance();
+            return failed;
         }
         _hw->ring().ring();
         unsigned n = _hw->ring().reap([&](const cqe& c) {
@@ -90,21 +124,87 @@ public:
             done->complete(status_from_cqe(c.status));
         });
         if (_in_flight > 0 && (++_polls & 1023) == 0) check_timeouts();
+        if (_closed && _in_flight == 0) advance();
         return n;
     }
 
     unsigned in_flight() const { return _in_flight; }
+
+    // No more commands: delete the hardware queue once what is in flight is done.
+    void close() {
+        _closed = true;
+        advance();
+    }
+    // The device no longer references the queue's memory or its commands' buffers.
+    bool released() const { return _phase == phase::released; }
 
     std::string describe() const {
         return fmt::format("hardware queue {} of {} (depth {})", _hw->qid(), _ctrl->name(), _hw->entries() - 1u);
     }
 
 private:
+    enum class phase : uint8_t { creating, live, stale, reviving, failed, deleting, released };
+
     struct slot {
         io_completion* done = nullptr;
         uint64_t submitted_ns = 0;
         bool abort_sent = false;
     };
+
+    // Moves the lifecycle on from what the admin thread has answered. Never waits.
+    void advance() {
+        switch (_phase) {
+            case phase::creating:
+            case phase::reviving:
+                if (!_op->done()) return;
+                if (_op->ok()) {
+                    _live_generation = _hw->generation();  // written before the op was published
+                    if (_phase == phase::reviving) spdlog::info("{}: re-created after a controller reset", describe());
+                    _phase = phase::live;
+                } else if (_phase == phase::reviving) {
+                    spdlog::warn("{}: re-creation failed: {}", describe(), _op->error());
+                    _phase = phase::stale;
+                    _retry_ns = env::now_ns() + retry_interval_ns;
+                } else {
+                    _error = _op->error();
+                    _phase = phase::failed;
+                }
+                _op.reset();
+                if (!_closed) return;
+                break;
+            case phase::deleting:
+                if (_op->done()) {
+                    _op.reset();
+                    _phase = phase::released;
+                }
+                return;
+            case phase::released:
+                return;
+            case phase::live:
+            case phase::stale:
+            case phase::failed:
+                break;
+        }
+        if (!_closed) return;
+        if (_phase == phase::live && _live_generation != _ctrl->generation()) go_stale();
+        if (_phase == phase::live && _in_flight > 0) return;  // timeouts still apply (poll)
+        _phase = phase::deleting;
+        _op = _hw->begin_delete();
+    }
+
+    // The device forgot the queue (reset, removal, shutdown).
+    void go_stale() {
+        fail_all(lost_status());
+        _phase = phase::stale;
+        _retry_ns = 0;
+    }
+
+    // Asks for the queue again once the controller is live (rate-limited after a failure).
+    void revive() {
+        if (_ctrl->state() != controller_state::live || env::now_ns() < _retry_ns) return;
+        _op = _hw->begin_create();
+        _phase = phase::reviving;
+    }
 
     void bad_buffer(const sqe& cmd, io_completion& done) {
         // The target only hands over pool chunks, so this is a bug, not a host error.
@@ -133,20 +233,6 @@ private:
                                                                               : sc::controller_path_error;
     }
 
-    // After a reset: fail what was lost and create the hardware queue again.
-    bool revive() {
-        fail_all(lost_status());
-        if (_ctrl->state() != controller_state::live) return false;
-        try {
-            _hw->recreate();
-            spdlog::info("{}: re-created after a controller reset", describe());
-            return true;
-        } catch (const std::exception& e) {
-            spdlog::warn("{}: {}", describe(), e.what());
-            return false;
-        }
-    }
-
     void check_timeouts() {
         const uint64_t now = env::now_ns();
         for (size_t i = 0; i < _slots.size(); ++i) {
@@ -165,9 +251,17 @@ private:
         }
     }
 
+    static constexpr uint64_t retry_interval_ns = 100'000'000;
+
     std::shared_ptr<pcie_controller> _ctrl;
-    std::unique_ptr<hw_queue> _hw;
+    std::shared_ptr<hw_queue> _hw;
+    std::shared_ptr<admin_op> _op;  // the creation or deletion under way
     const env::dma_pool& _buffers;
+    phase _phase = phase::creating;
+    bool _closed = false;
+    uint32_t _live_generation = 0;
+    uint64_t _retry_ns = 0;
+    std::string _error;  // why the first creation failed
     std::vector<slot> _slots;
     std::vector<uint16_t> _free;
     unsigned _in_flight = 0;
@@ -185,6 +279,9 @@ public:
     }
     unsigned poll() override { return _channel->poll(); }
     unsigned in_flight() const override { return _channel->in_flight(); }
+    setup_state setup(std::string& why) override { return _channel->setup(why); }
+    void close() override { _channel->close(); }
+    bool released() const override { return _channel->released(); }
     std::string describe() const override { return _channel->describe(); }
 
 private:
@@ -205,6 +302,7 @@ public:
     // Forwarded commands: only what the SSD does (the host then never sends the rest).
     uint16_t optional_commands() const override { return _ctrl->identify().oncs & (0x01 | 0x04 | 0x08); }
     uint8_t deallocate_features() const override { return _info.dlfeat; }
+    std::optional<device_health> health() const override { return _ctrl->health(); }
     std::string describe() const override { return fmt::format("PCIe NVMe {} namespace {}", _ctrl->name(), _nsid); }
     std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
                                               queue_group* group) override {
@@ -216,8 +314,9 @@ public:
         if (depth + 1u > _ctrl->max_queue_entries())
             throw std::runtime_error(fmt::format("queue depth {} exceeds what controller {} supports ({})", depth,
                                                  _ctrl->name(), _ctrl->max_queue_entries() - 1u));
-        auto hw = _ctrl->create_queue(static_cast<uint16_t>(depth + 1u));
-        auto channel = std::make_shared<hw_channel>(_ctrl, std::move(hw), *buffers);
+        std::shared_ptr<admin_op> created;
+        auto hw = _ctrl->create_queue(static_cast<uint16_t>(depth + 1u), created);
+        auto channel = std::make_shared<hw_channel>(_ctrl, std::move(hw), std::move(created), *buffers);
         if (group) group->add(_ctrl.get(), channel);
         return std::make_unique<pcie_queue>(channel, _nsid);
     }

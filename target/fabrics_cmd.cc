@@ -64,7 +64,7 @@ void queue::exec_connect(transport::request& req) {
         spdlog::warn("conn {} ({}): Connect qid {} rejected: {}", info.id, info.peer, +c.qid, why);
         finish(req, status | nvme::status_dnr, ipo);
     };
-    if (_ctrl) return reject(nvme::sc::command_sequence_error, 0, "queue already connected");
+    if (_ctrl || _connecting) return reject(nvme::sc::command_sequence_error, 0, "queue already connected");
     if (c.recfmt != 0) return reject(nvme::sc::connect_incompatible_format, 0, fmt::format("RECFMT {}", +c.recfmt));
     if (req.data_len != sizeof(nvme::connect_data))
         return reject(nvme::sc::sgl_invalid_data_length, 0, fmt::format("{} bytes of Connect data", req.data_len));
@@ -159,8 +159,8 @@ void queue::exec_connect(transport::request& req) {
         return;
     }
     // Backend queues, one per namespace, owned by this reactor alone (for an SSD: a hardware
-    // queue pair of its own).
-    std::string backing;
+    // queue pair of its own, created by the controller's admin thread: the Connect is answered
+    // by advance_connect() once every queue is set up, now or from a later poll()).
     nvme::queue_group group;
     for (const auto& [nsid, n] : sub->namespaces()) {
         if (_ns_queues.size() <= nsid) {
@@ -179,11 +179,56 @@ void queue::exec_connect(transport::request& req) {
             return;
         }
         _ns[nsid] = &n;
-        if (auto d = _ns_queues[nsid]->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     }
+    _connecting = pending_connect{&req, std::move(ctrl), c.qid, depth};
+    _backend_busy = true;
+    advance_connect();
+}
+
+void queue::advance_connect() {
+    const auto& info = _conn.info();
+    auto& p = *_connecting;
+    std::string why;
+    uint32_t failed_nsid = 0;
+    for (uint32_t nsid = 0; nsid < _ns_queues.size() && !failed_nsid; ++nsid) {
+        if (!_ns_queues[nsid]) continue;
+        switch (_ns_queues[nsid]->setup(why)) {
+            case nvme::block_queue::setup_state::pending:
+                return;
+            case nvme::block_queue::setup_state::failed:
+                failed_nsid = nsid;
+                break;
+            case nvme::block_queue::setup_state::ready:
+                break;
+        }
+    }
+    if (!failed_nsid && p.ctrl->dead.load()) why = p.ctrl->name() + " was torn down meanwhile";
+    if (failed_nsid || !why.empty()) {
+        spdlog::error("conn {} ({}): Connect qid {} of {} rejected: {}{}", info.id, info.peer, +p.qid, p.ctrl->name(),
+                      failed_nsid ? fmt::format("namespace {}: ", failed_nsid) : std::string(), why);
+        // Nothing was submitted, so no buffer is at stake; a store's queue keeps what its
+        // device may still use until the device has let go of it.
+        _ns_queues.clear();
+        _ns.clear();
+        p.ctrl->release_queue(p.qid);
+        auto& req = *p.req;
+        _connecting.reset();
+        _backend_busy = false;
+        finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+        return;
+    }
+    std::string backing;
+    for (uint32_t nsid = 0; nsid < _ns_queues.size(); ++nsid)
+        if (_ns_queues[nsid])
+            if (auto d = _ns_queues[nsid]->describe(); !d.empty())
+                backing += fmt::format("; namespace {} on {}", nsid, d);
+    const uint16_t depth = p.depth;
+    auto& req = *p.req;
     _slots.resize(depth + 1u);
-    _ctrl = std::move(ctrl);
-    _qid = c.qid;
+    _ctrl = std::move(p.ctrl);
+    _qid = p.qid;
+    _connecting.reset();
+    _backend_busy = false;
     _ctrl->last_traffic_ns.store(env::now_ns());
     spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{}){}", info.id, info.peer, _ctrl->name(), _qid,
                  depth, _conn.negotiated_digests().header ? ", header digest" : "",

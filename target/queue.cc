@@ -20,13 +20,25 @@ void queue::io_slot::complete(uint16_t status) {
 
 unsigned queue::poll() {
     unsigned n = 0;
-    if (_in_flight == 0) return 0;
+    if (_in_flight == 0 && !_backend_busy) return 0;
     for (auto& q : _ns_queues)
         if (q) n += q->poll();
+    if (_backend_busy) {
+        if (_connecting) {
+            advance_connect();
+        } else if (_in_flight == 0) {
+            // Teardown: done once every device has let go of its queue's memory and buffers.
+            bool released = true;
+            for (auto& q : _ns_queues) released &= !q || q->released();
+            _backend_busy = !released;
+        }
+    }
     return n;
 }
 
-unsigned queue::in_flight() const { return _in_flight; }
+unsigned queue::in_flight() const {
+    return _in_flight + (_backend_busy ? 1u : 0u);
+}
 
 void queue::finish(transport::request& req, uint16_t status, uint32_t result0, uint32_t result1) {
     req.status = status;
@@ -72,6 +84,14 @@ void queue::on_close() {
     if (_closed) return;
     _closed = true;
     _aers.clear();  // the connection releases their requests
+    if (_connecting) {
+        // The Connect will not be answered; its backend queues are given back below.
+        _connecting->ctrl->release_queue(_connecting->qid);
+        _connecting.reset();
+    }
+    for (auto& q : _ns_queues)
+        if (q) q->close();
+    _backend_busy = !_ns_queues.empty();
     if (!_ctrl) return;
     if (_qid == 0) {
         const bool was_dead = _ctrl->dead.exchange(true);

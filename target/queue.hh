@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "nvme/block_queue.hh"
@@ -39,9 +40,19 @@ private:
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
     void reply_data(transport::request& req, const void* src, size_t len, size_t offset = 0);
 
+    // An I/O queue Connect waiting for its backend queues: an SSD's hardware queue is created
+    // by the controller's admin thread while this reactor serves its other connections.
+    struct pending_connect {
+        transport::request* req = nullptr;
+        std::shared_ptr<controller> ctrl;
+        uint16_t qid = 0;
+        uint16_t depth = 0;
+    };
+
     // fabrics_cmd.cc
     void exec_fabrics(transport::request& req);
     void exec_connect(transport::request& req);
+    void advance_connect();  // completes or fails the pending Connect once its queues are set up
     void exec_property_get(transport::request& req);
     void exec_property_set(transport::request& req);
     void apply_cc(uint32_t value);
@@ -67,6 +78,10 @@ private:
     std::vector<const ns*> _ns;                                  // indexed by NSID
     std::vector<transport::request*> _aers;                      // parked Async Event Requests
     unsigned _in_flight = 0;
+    std::optional<pending_connect> _connecting;
+    // A Connect or a teardown waits on the backend queues: keeps poll() running and the
+    // connection alive (in_flight()) until they are set up, or released by their device.
+    bool _backend_busy = false;
 };
 
 }  // namespace ferry::target

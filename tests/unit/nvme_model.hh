@@ -57,7 +57,7 @@ public:
             _regs[off / 4] = v;
             if ((v & 1) && !(old & 1)) enable();
             if (!(v & 1) && (old & 1)) disable();
-            if (((v >> 14) & 3) == 1) {
+            if (((v >> 14) & 3) == 1 && !ignore_shutdown) {
                 _regs[nvme::pcie_reg::csts / 4] =
                     (_regs[nvme::pcie_reg::csts / 4] & ~0xCu) | nvme::pcie_reg::csts_shst_complete;
                 ++shutdowns;
@@ -69,16 +69,30 @@ public:
     volatile uint32_t* doorbell(uint32_t off) override { return &_doorbells[(off - 0x1000) / 4]; }
 
     // ---- knobs and observations
-    std::atomic<bool> drop_io{false};    // swallow I/O commands (no completion)
-    std::atomic<unsigned> aborts{0};     // Abort commands seen
-    std::atomic<unsigned> disables{0};   // CC.EN 1 -> 0 transitions
-    std::atomic<unsigned> shutdowns{0};  // CC.SHN normal
+    std::atomic<bool> drop_io{false};  // swallow I/O commands (no completion)
+    // Leave the admin queue alone (firmware busy) until cleared or the controller is disabled.
+    std::atomic<bool> stall_admin{false};
+    std::atomic<bool> ignore_shutdown{false};  // CC.SHN never completes
+    std::atomic<bool> fail_delete{false};      // Delete I/O SQ fails (the queue stays)
+    std::atomic<unsigned> aborts{0};           // Abort commands seen
+    std::atomic<unsigned> disables{0};         // CC.EN 1 -> 0 transitions
+    std::atomic<unsigned> shutdowns{0};        // CC.SHN normal
     std::atomic<unsigned> io_commands{0};
     void raise_fatal() {
         std::lock_guard g(_lock);
         _regs[nvme::pcie_reg::csts / 4] |= nvme::pcie_reg::csts_cfs;
     }
     void vanish() { _gone = true; }
+    // What Get Log Page SMART / Health Information (02h) reports.
+    void set_smart(const nvme::device_health& h) {
+        std::lock_guard g(_lock);
+        _smart = h;
+    }
+    std::atomic<unsigned> smart_reads{0};
+    bool enabled() {
+        std::lock_guard g(_lock);
+        return _regs[nvme::pcie_reg::cc / 4] & nvme::pcie_reg::cc_en;
+    }
     uint8_t* media(uint32_t nsid = 1) { return _media.data() + (uint64_t{nsid - 1} * _p.blocks << _p.lbads); }
     size_t live_io_queues() {
         std::lock_guard g(_lock);
@@ -111,6 +125,7 @@ private:
         _regs[nvme::pcie_reg::csts / 4] = nvme::pcie_reg::csts_rdy;
     }
     void disable() {
+        stall_admin = false;  // a reset unsticks the firmware
         _sqs.clear();
         _cqs.clear();
         _dropped.clear();
@@ -125,7 +140,8 @@ private:
                 std::lock_guard g(_lock);
                 if (!_gone && (_regs[nvme::pcie_reg::csts / 4] & nvme::pcie_reg::csts_rdy) &&
                     !(_regs[nvme::pcie_reg::csts / 4] & nvme::pcie_reg::csts_cfs)) {
-                    for (size_t q = 0; q < _sqs.size(); ++q) busy |= service(static_cast<uint16_t>(q));
+                    for (size_t q = stall_admin ? 1 : 0; q < _sqs.size(); ++q)
+                        busy |= service(static_cast<uint16_t>(q));
                 }
             }
             if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -198,10 +214,27 @@ private:
                     auto* id = reinterpret_cast<nvme::identify_ns*>(out);
                     id->nsze = id->ncap = id->nuse = _p.blocks;
                     id->lbaf[0].lbads = _p.lbads;
-                id->dlfeat = _p.dlfeat;
+                    id->dlfeat = _p.dlfeat;
                     return 0;
                 }
                 return nvme::sc::invalid_field;
+            }
+            case nvme::admin_opc::get_log_page: {
+                if ((c.cdw10 & 0xFF) != nvme::lid::smart || c.nsid != 0xFFFFFFFF) return nvme::sc::invalid_field;
+                const size_t len = ((c.cdw10 >> 16) + 1u) * 4;
+                if (len > 4096) return nvme::sc::invalid_field;
+                uint8_t page[512] = {};
+                page[0] = _smart.critical_warning;
+                page[1] = static_cast<uint8_t>(_smart.temperature_kelvin);
+                page[2] = static_cast<uint8_t>(_smart.temperature_kelvin >> 8);
+                page[3] = _smart.available_spare;
+                page[4] = _smart.available_spare_threshold;
+                page[5] = _smart.percentage_used;
+                std::memcpy(page + 160, &_smart.media_errors, 8);
+                std::memcpy(page + 176, &_smart.error_log_entries, 8);
+                std::memcpy(reinterpret_cast<uint8_t*>(c.sgl.address), page, std::min(len, sizeof(page)));
+                ++smart_reads;
+                return 0;
             }
             case nvme::admin_opc::set_features:
                 if ((c.cdw10 & 0xFF) != nvme::fid::num_queues) return nvme::sc::invalid_field;
@@ -223,6 +256,7 @@ private:
             }
             case nvme::admin_opc::delete_sq:
                 if (qid == 0 || qid > _p.queues || !_sqs[qid].base) return nvme::sc::invalid_queue_id;
+                if (fail_delete) return nvme::sc::internal_error;
                 _sqs[qid] = {};
                 return 0;
             case nvme::admin_opc::delete_cq:
@@ -329,6 +363,7 @@ private:
     std::vector<sq_state> _sqs;
     std::vector<cq_state> _cqs;
     std::vector<std::pair<uint16_t, uint16_t>> _dropped;
+    nvme::device_health _smart;
     std::atomic<bool> _stop{false};
     std::atomic<bool> _gone{false};
     std::thread _thread;

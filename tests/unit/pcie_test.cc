@@ -219,6 +219,29 @@ uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> da
     return r.calls == 1 ? r.status : 0xEEEE;
 }
 
+// Polls a new queue until its hardware queue exists (the admin thread creates it).
+void wait_ready(nvme::block_queue& q) {
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    std::string why;
+    auto st = q.setup(why);
+    while (st == nvme::block_queue::setup_state::pending && env::now_ns() < deadline) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        st = q.setup(why);
+    }
+    if (st != nvme::block_queue::setup_state::ready) throw std::runtime_error("queue not set up: " + why);
+}
+
+// Closes a queue and polls it until its device has let go of it; false after 5 s.
+bool close_and_release(nvme::block_queue& q) {
+    q.close();
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (!q.released() && env::now_ns() < deadline) {
+        q.poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return q.released();
+}
+
 TEST(PcieController, StartsIdentifiesAndShutsDown) {
     test::nvme_model* model;
     {
@@ -245,24 +268,64 @@ TEST(PcieController, ShutdownSetsShnAndWaits) {
     EXPECT_EQ(model->shutdowns.load(), 1u);
 }
 
+// Waits (test thread only) for an admin-thread job to be answered; true if it succeeded.
+bool wait_op(const std::shared_ptr<nvme::admin_op>& op, uint64_t timeout_ms = 5000) {
+    const uint64_t deadline = env::now_ns() + timeout_ms * 1000000;
+    while (!op->done() && env::now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return op->done() && op->ok();
+}
+
+std::shared_ptr<nvme::hw_queue> create_now(nvme::pcie_controller& c, uint16_t entries) {
+    std::shared_ptr<nvme::admin_op> op;
+    auto q = c.create_queue(entries, op);
+    if (!wait_op(op)) throw std::runtime_error("creation failed: " + op->error());
+    return q;
+}
+
+void delete_now(std::shared_ptr<nvme::hw_queue>& q) {
+    auto op = q->begin_delete();
+    q.reset();
+    EXPECT_TRUE(wait_op(op));
+}
+
+TEST(PcieController, ShutdownThatDoesNotCompleteDisablesTheController) {
+    auto m = std::make_unique<test::nvme_model>();
+    auto* model = m.get();
+    nvme::pcie_controller_options o;
+    o.shutdown_min_ms = 100;
+    nvme::pcie_controller c("model", std::move(m), o);
+    c.start();
+    model->ignore_shutdown = true;
+    EXPECT_TRUE(model->enabled());
+    c.shutdown();
+    // Queue and buffer memory is freed next: the device must not be left running.
+    EXPECT_FALSE(model->enabled());
+    EXPECT_EQ(model->disables.load(), 1u);
+}
+
 TEST(PcieController, OneHardwareQueuePerOwnerUntilNoneLeft) {
     model_controller m;
-    std::vector<std::unique_ptr<nvme::hw_queue>> qs;
-    for (int i = 0; i < 4; ++i) qs.push_back(m.ctrl->create_queue(16));
+    std::vector<std::shared_ptr<nvme::hw_queue>> qs;
+    for (int i = 0; i < 4; ++i) qs.push_back(create_now(*m.ctrl, 16));
     std::set<uint16_t> qids;
     for (auto& q : qs) qids.insert(q->qid());
     EXPECT_EQ(qids, (std::set<uint16_t>{1, 2, 3, 4}));
     EXPECT_EQ(m.model->live_io_queues(), 4u);
     try {
-        m.ctrl->create_queue(16);
+        std::shared_ptr<nvme::admin_op> op;
+        m.ctrl->create_queue(16, op);
         FAIL() << "a fifth queue was created";
     } catch (const std::runtime_error& e) {
         EXPECT_NE(std::string(e.what()).find("no hardware I/O queue left"), std::string::npos) << e.what();
     }
-    qs.erase(qs.begin() + 1);  // qid 2 is deleted on the device and can be had again
+    delete_now(qs[1]);  // qid 2 is deleted on the device and can be had again
     EXPECT_EQ(m.model->live_io_queues(), 3u);
-    auto again = m.ctrl->create_queue(16);
+    auto again = create_now(*m.ctrl, 16);
     EXPECT_EQ(again->qid(), 2);
+    for (auto& q : qs)
+        if (q) delete_now(q);
+    delete_now(again);
+    EXPECT_EQ(m.model->live_io_queues(), 0u);
 }
 
 class PcieStore : public ::testing::Test {
@@ -270,6 +333,7 @@ protected:
     void SetUp() override {
         store = nvme::make_pcie_store(m.ctrl, 1);
         q = store->create_queue(8, &pool, nullptr);
+        wait_ready(*q);
     }
     model_controller m;
     env::dma_pool pool{4 << 20};
@@ -282,6 +346,44 @@ TEST_F(PcieStore, GeometryFromTheDevice) {
     EXPECT_EQ(store->block_size(), 4096u);
     EXPECT_EQ(store->max_transfer_bytes(), 128u << 10);
     EXPECT_NE(q->describe().find("hardware queue 1 of model"), std::string::npos) << q->describe();
+}
+
+TEST(PcieStoreHealth, SmartLogReadAtStartAndRefreshed) {
+    auto m = std::make_unique<test::nvme_model>();
+    auto* model = m.get();
+    nvme::device_health h;
+    h.critical_warning = 0x02;
+    h.temperature_kelvin = 313;
+    h.available_spare = 97;
+    h.available_spare_threshold = 10;
+    h.percentage_used = 3;
+    h.media_errors = 0x1'0000'0005ull;
+    h.error_log_entries = 42;
+    model->set_smart(h);
+    nvme::pcie_controller_options o;
+    o.smart_interval_ms = 20;
+    auto ctrl = std::make_shared<nvme::pcie_controller>("model", std::move(m), o);
+    ctrl->start();
+    auto store = nvme::make_pcie_store(ctrl, 1);
+    auto got = store->health();  // read during start: there at once
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->critical_warning, 0x02);
+    EXPECT_EQ(got->temperature_kelvin, 313);
+    EXPECT_EQ(got->available_spare, 97);
+    EXPECT_EQ(got->available_spare_threshold, 10);
+    EXPECT_EQ(got->percentage_used, 3);
+    EXPECT_EQ(got->media_errors, 0x1'0000'0005ull);
+    EXPECT_EQ(got->error_log_entries, 42u);
+    // The SSD warms up: the cached copy follows within a refresh interval or so.
+    h.temperature_kelvin = 350;
+    h.media_errors = 6;
+    model->set_smart(h);
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (store->health()->temperature_kelvin != 350 && env::now_ns() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_EQ(store->health()->temperature_kelvin, 350);
+    EXPECT_EQ(store->health()->media_errors, 6u);
+    EXPECT_FALSE(nvme::make_ram_store(8, 4096)->health());  // software stores report none
 }
 
 TEST(PcieStoreIdentify, OptionalCommandsAndDeallocationFromTheDevice) {
@@ -325,6 +427,7 @@ TEST(PcieStoreLarge, OneMiBIn128ChunksUsesAPrpList) {
     auto store = nvme::make_pcie_store(m.ctrl, 1);
     EXPECT_EQ(store->max_transfer_bytes(), 1u << 20);
     auto q = store->create_queue(4, &pool, nullptr);
+    wait_ready(*q);
     std::vector<iovec> chunks(128);
     ASSERT_TRUE(pool.get(128, chunks.data()));
     for (unsigned i = 0; i < 128; ++i) std::memset(chunks[i].iov_base, static_cast<int>(i + 1), 8192);
@@ -348,6 +451,8 @@ TEST(PcieStoreShared, NamespacesOfOneSsdShareTheHostQueuesHardwareQueue) {
         q1 = ns1->create_queue(8, &pool, &group);
         q2 = ns2->create_queue(8, &pool, &group);
     }
+    wait_ready(*q1);
+    wait_ready(*q2);
     EXPECT_EQ(m.model->live_io_queues(), 1u);
     EXPECT_EQ(q1->describe(), q2->describe());
     iovec b[2];
@@ -364,12 +469,16 @@ TEST(PcieStoreShared, NamespacesOfOneSsdShareTheHostQueuesHardwareQueue) {
     nvme::queue_group other;
     auto q3 = ns1->create_queue(8, &pool, &other);
     other = {};
+    wait_ready(*q3);
     EXPECT_EQ(m.model->live_io_queues(), 2u);
     EXPECT_NE(q3->describe(), q1->describe());
     q1.reset();
     EXPECT_EQ(m.model->live_io_queues(), 2u);  // still used by namespace 2's queue
-    q2.reset();
+    ASSERT_TRUE(close_and_release(*q2));
     EXPECT_EQ(m.model->live_io_queues(), 1u);
+    q2.reset();
+    ASSERT_TRUE(close_and_release(*q3));
+    EXPECT_EQ(m.model->live_io_queues(), 0u);
     pool.put(b, 2);
 }
 
@@ -413,9 +522,18 @@ TEST_F(PcieStore, DeviceErrorsReachTheHost) {
     pool.put(&b, 1);
 }
 
-TEST_F(PcieStore, QueueDeletedOnTheDeviceWhenDropped) {
+TEST_F(PcieStore, QueueDeletedOnTheDeviceWhenClosed) {
     EXPECT_EQ(m.model->live_io_queues(), 1u);
-    q.reset();
+    ASSERT_TRUE(close_and_release(*q));
+    EXPECT_EQ(m.model->live_io_queues(), 0u);
+}
+
+TEST_F(PcieStore, QueueDroppedWithoutCloseIsStillDeletedOnTheDevice) {
+    EXPECT_EQ(m.model->live_io_queues(), 1u);
+    q.reset();  // the admin thread's deletion job keeps the queue's memory meanwhile
+    const uint64_t deadline = env::now_ns() + 5'000'000'000ull;
+    while (m.model->live_io_queues() != 0 && env::now_ns() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     EXPECT_EQ(m.model->live_io_queues(), 0u);
 }
 
@@ -424,6 +542,7 @@ struct one_block_queue {
     explicit one_block_queue(nvme::pcie_controller_options o = {}) : m({}, o) {
         store = nvme::make_pcie_store(m.ctrl, 1);
         q = store->create_queue(4, &pool, nullptr);
+        wait_ready(*q);
         if (!pool.get(1, &chunk)) throw std::runtime_error("pool empty");
         one = {chunk.iov_base, 4096};
     }
@@ -465,6 +584,29 @@ TEST(PcieRecovery, TimeoutAbortsThenResetsAndTheQueueRecovers) {
     EXPECT_EQ(st, nvme::sc::success);
 }
 
+TEST(PcieTeardown, ChannelFreedWithCommandsInFlightResetsTheControllerFirst) {
+    one_block_queue t;
+    t.m.model->drop_io = true;  // the device holds the command (and its buffer) forever
+    recorder r;
+    t.q->submit(rw(nvme::io_opc::read, 0, 1), t.data(), r);
+    t.q->poll();
+    EXPECT_EQ(t.m.model->disables.load(), 0u);
+    t.q.reset();  // the owner gives up (ferryd stopping): the buffer is about to be freed
+    EXPECT_GE(t.m.model->disables.load(), 1u) << "buffer freed while the device could still write it";
+    EXPECT_EQ(r.calls, 1u);
+    EXPECT_EQ(r.status & 0x7FF, nvme::sc::controller_path_error);
+}
+
+TEST(PcieTeardown, FailedDeletionResetsTheController) {
+    one_block_queue t;
+    t.m.model->fail_delete = true;
+    ASSERT_TRUE(close_and_release(*t.q));
+    // The device refused to delete the queue, so it may still use the queue's memory: the
+    // controller was reset before the queue reported itself released.
+    EXPECT_GE(t.m.model->disables.load(), 1u);
+    EXPECT_EQ(t.m.model->live_io_queues(), 0u);
+}
+
 TEST(PcieRecovery, FatalStatusResetsTheController) {
     one_block_queue t;
     ASSERT_EQ(run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data()), nvme::sc::success);
@@ -476,7 +618,18 @@ TEST(PcieRecovery, FatalStatusResetsTheController) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ASSERT_EQ(t.m.ctrl->state(), nvme::controller_state::live);
     EXPECT_GE(t.m.model->disables.load(), 1u);
-    EXPECT_EQ(run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data()), nvme::sc::success);
+    // The first command after the reset asks the admin thread to re-create the hardware queue
+    // and fails at once with a path error the host retries (no DNR); then the queue resumes.
+    EXPECT_EQ(run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data()), nvme::sc::controller_path_error);
+    const uint64_t d2 = env::now_ns() + 5'000'000'000ull;
+    uint16_t st = 0xEEEE;
+    unsigned tries = 0;
+    while (env::now_ns() < d2 && (st = run(*t.q, rw(nvme::io_opc::write, 1, 1), t.data())) != nvme::sc::success) {
+        EXPECT_EQ(st, nvme::sc::controller_path_error);
+        ++tries;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(st, nvme::sc::success) << "after " << tries << " retries";
 }
 
 TEST(PcieRecovery, SurpriseRemovalFailsCommandsWithAPathError) {
