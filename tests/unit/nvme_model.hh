@@ -121,7 +121,7 @@ private:
         _cqs.assign(_p.queues + 1u, {});
         _sqs[0] = {reinterpret_cast<nvme::sqe*>(asq), static_cast<uint16_t>((aqa & 0xFFF) + 1), 0, 0};
         _cqs[0] = {reinterpret_cast<nvme::cqe*>(acq), static_cast<uint16_t>(((aqa >> 16) & 0xFFF) + 1), 0, 1};
-        for (auto& d : _doorbells) d = 0;
+        for (auto& d : _doorbells) __atomic_store_n(&d, 0u, __ATOMIC_RELAXED);  // the driver may write them meanwhile
         _regs[nvme::pcie_reg::csts / 4] = nvme::pcie_reg::csts_rdy;
     }
     void disable() {
