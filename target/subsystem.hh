@@ -54,7 +54,7 @@ public:
     std::atomic<bool> dead{false};
     std::atomic<bool> ready{false};  // CSTS.RDY, read by I/O Connect
 
-    std::string name() const;  // "controller 1 of nqn... (host nqn...)"
+    std::string name() const;  // "controller 1 of nqn... (host nqn...)", host_label() of an empty NQN
 
     // Returns false if qid is already connected (I/O queues; control path, locked).
     bool claim_queue(uint16_t qid);
@@ -104,6 +104,9 @@ private:
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;
     uint16_t _next_cntlid = 1;
 };
+
+// A host NQN for logs and controller names: the NQN, or "<empty host NQN>".
+std::string host_label(const std::string& hostnqn);
 
 // Deterministic 16-byte identifier from a string (namespace UUID/NGUID when not configured).
 std::array<uint8_t, 16> derive_id(const std::string& text);
