@@ -31,7 +31,9 @@ std::array<uint8_t, 16> derive_id(const std::string& text) {
 controller::controller(subsystem& s, uint16_t id, std::string host, std::array<uint8_t, 16> hid, uint32_t kato)
     : subsys(s), cntlid(id), hostnqn(std::move(host)), hostid(hid), kato_ms(kato), _queues(max_io_queues + 1) {}
 
-std::string host_label(const std::string& hostnqn) { return hostnqn.empty() ? "<empty host NQN>" : hostnqn; }
+std::string host_label(const std::string& hostnqn) {
+    return hostnqn.empty() ? "<empty host NQN>" : hostnqn;
+}
 
 std::string controller::name() const {
     return fmt::format("controller {} of {} (host {})", cntlid, subsys.nqn(), host_label(hostnqn));

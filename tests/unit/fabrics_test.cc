@@ -140,7 +140,8 @@ TEST(connect, empty_host_nqn_where_any_host_is_allowed) {
     // The I/O queue must name the same (empty) host as the admin queue did.
     host_conn other(h);
     other.icreq();
-    EXPECT_EQ(other.connect(open_nqn, host_a, 2, id, 127, 0).status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(other.connect(open_nqn, host_a, 2, id, 127, 0).status,
+              nvme::sc::connect_invalid_param | nvme::status_dnr);
 
     host_conn disc(h);
     EXPECT_NO_THROW(disc.bring_up_admin(std::string(nvme::discovery_nqn), "", 0));
