@@ -186,6 +186,8 @@ void queue::exec_connect(transport::request& req) {
             return;
         }
         _ns[nsid] = &n;
+        if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
+        _ns_counters[nsid] = n.stats->attach();
         if (auto d = _ns_queues[nsid]->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     }
     _slots.resize(depth + 1u);

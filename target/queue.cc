@@ -11,10 +11,33 @@ namespace ferry::target {
 
 queue::queue(target& tgt, transport::connection& conn) : _tgt(tgt), _conn(conn) {}
 
-queue::~queue() = default;
+queue::~queue() {
+    // Idle by now (the connection waits for in_flight() == 0): keep what this queue counted.
+    for (size_t nsid = 0; nsid < _ns_counters.size(); ++nsid)
+        if (_ns_counters[nsid]) _ns[nsid]->stats->detach(_ns_counters[nsid]);
+}
 
 void queue::io_slot::complete(uint16_t status) {
     --owner->_in_flight;
+    // SMART counters: this queue's own cache line, written by this reactor only.
+    ns_io_counters& c = *counters;
+    const uint8_t opc = req->cmd.opcode;
+    if (opc == nvme::io_opc::read || opc == nvme::io_opc::compare) {
+        ns_io_counters::add(c.read_commands, 1);
+    } else if (opc == nvme::io_opc::write) {
+        ns_io_counters::add(c.write_commands, 1);
+    }
+    const bool ok = (status & ~nvme::status_dnr) == nvme::sc::success;
+    if (ok && opc == nvme::io_opc::read) ns_io_counters::add(c.read_units, units);
+    if (ok && opc == nvme::io_opc::write) ns_io_counters::add(c.write_units, units);
+    if (!ok && (opc == nvme::io_opc::read || opc == nvme::io_opc::write) &&
+        ((status >> 8) & 7) == static_cast<uint8_t>(nvme::sct::media))
+        ns_io_counters::add(c.media_errors, 1);
+    if (--c.outstanding == 0) {
+        const uint64_t since = c.busy_since_ns.load(std::memory_order_relaxed);
+        c.busy_since_ns.store(0, std::memory_order_relaxed);
+        ns_io_counters::add(c.busy_ns, coarse_now_ns() - since);
+    }
     owner->finish(*req, status);
 }
 
@@ -32,10 +55,19 @@ void queue::finish(transport::request& req, uint16_t status, uint32_t result0, u
     req.status = status;
     req.result0 = result0;
     req.result1 = result1;
+    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr) && _ctrl)
+        record_error(req, status);
     if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr))
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
                       +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
     _conn.complete(req);
+}
+
+void queue::record_error(const transport::request& req, uint16_t status) {
+    const uint8_t opc = req.cmd.opcode;
+    const bool has_lba = _qid != 0 && (opc == nvme::io_opc::read || opc == nvme::io_opc::write ||
+                                       opc == nvme::io_opc::compare || opc == nvme::io_opc::write_zeroes);
+    _ctrl->errors.record(_qid, req.cmd.cid, status, 0xFFFF, has_lba ? nvme::io_slba(req.cmd) : 0, req.cmd.nsid);
 }
 
 void queue::reply_data(transport::request& req, const void* src, size_t len, size_t offset) {

@@ -128,3 +128,56 @@ TEST(file_store, data_survives_a_target_restart) {
         EXPECT_EQ(r.data, d);
     }
 }
+
+TEST(file_store, a_failed_read_is_a_media_error_in_smart_and_the_error_log) {
+    // A real failure of the real store: the file shrinks under the target, reads beyond its
+    // new end come back short and complete with Unrecovered Read Error (SCT 2h).
+    temp_file f;
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, f.path, {}, 0};
+    harness h(cfg);
+    association a(h, 5000, 31);
+    host_conn &admin = a.admin, &io = a.io;
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 100, 1), pattern(4096, 1)).status, 0);
+    ASSERT_EQ(::truncate(f.path.c_str(), 64 * 4096), 0);
+    auto bad = io.rw(nvme::io_opc::read, 1, 100, 1);
+    EXPECT_EQ(io.cmd(bad, {}, 4096).status, nvme::sc::unrecovered_read_error);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 10, 1), {}, 4096).status, 0);  // below the end: fine
+
+    auto smart = [&](uint32_t nsid) {
+        auto lp = admin.make(nvme::admin_opc::get_log_page, nsid);
+        lp.cdw10 = nvme::lid::smart | (127u << 16);
+        auto r = admin.cmd(lp, {}, 512);
+        EXPECT_EQ(r.status, 0);
+        uint64_t media, entries, reads;
+        std::memcpy(&reads, r.data.data() + 64, 8);
+        std::memcpy(&media, r.data.data() + 160, 8);
+        std::memcpy(&entries, r.data.data() + 176, 8);
+        return std::array<uint64_t, 3>{reads, media, entries};
+    };
+    for (uint32_t nsid : {1u, 0xFFFFFFFFu}) {
+        auto [reads, media, entries] = smart(nsid);
+        EXPECT_EQ(reads, 2u) << nsid;
+        EXPECT_EQ(media, 1u) << nsid;
+        EXPECT_EQ(entries, 1u) << nsid;
+    }
+    EXPECT_EQ(smart(3)[1], 0u);  // the RAM namespace had none
+
+    auto log = admin.get_log(nvme::lid::error, 64);
+    ASSERT_EQ(log.status, 0);
+    uint64_t count, lba;
+    uint16_t sqid, cid, sf;
+    uint32_t nsid;
+    std::memcpy(&count, log.data.data(), 8);
+    std::memcpy(&sqid, log.data.data() + 8, 2);
+    std::memcpy(&cid, log.data.data() + 10, 2);
+    std::memcpy(&sf, log.data.data() + 12, 2);
+    std::memcpy(&lba, log.data.data() + 16, 8);
+    std::memcpy(&nsid, log.data.data() + 24, 4);
+    EXPECT_EQ(count, 1u);
+    EXPECT_EQ(sqid, 1u);
+    EXPECT_EQ(cid, bad.cid);
+    EXPECT_EQ(sf, nvme::cqe_status(nvme::sc::unrecovered_read_error));
+    EXPECT_EQ(lba, 100u);
+    EXPECT_EQ(nsid, 1u);
+}
