@@ -13,8 +13,8 @@ queue::queue(target& tgt, transport::connection& conn) : _tgt(tgt), _conn(conn) 
 
 queue::~queue() {
     // Idle by now (the connection waits for in_flight() == 0): keep what this queue counted.
-    for (size_t nsid = 0; nsid < _ns_counters.size(); ++nsid)
-        if (_ns_counters[nsid]) _ns[nsid]->stats->detach(_ns_counters[nsid]);
+    for (const auto& c : _ns_counters)
+        if (c) c->stats->detach(c);
 }
 
 void queue::io_slot::complete(uint16_t status) {

@@ -35,6 +35,7 @@ io_totals snapshot(const ns_io_counters& c, uint64_t now_ns) {
 
 std::shared_ptr<ns_io_counters> ns_stats::attach() {
     auto c = std::make_shared<ns_io_counters>();
+    c->stats = this;
     std::lock_guard g(_lock);
     _live.push_back(c);
     return c;

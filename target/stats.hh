@@ -13,6 +13,8 @@
 
 namespace ferry::target {
 
+class ns_stats;
+
 // Busy time is reported in minutes: the coarse clock (a few ns, no syscall) is precise enough
 // for the hot path.
 inline uint64_t coarse_now_ns() {
@@ -34,6 +36,7 @@ struct alignas(64) ns_io_counters {
     std::atomic<uint64_t> busy_ns{0};         // closed periods with commands outstanding
     std::atomic<uint64_t> busy_since_ns{0};   // start of the current busy period, 0 when idle
     uint32_t outstanding = 0;                 // owner only
+    ns_stats* stats = nullptr;                // whose live counters these are (set by attach)
 
     // Owner only.
     static void add(std::atomic<uint64_t>& c, uint64_t n) {
