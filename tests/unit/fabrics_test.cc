@@ -218,10 +218,18 @@ TEST(controller, io_traffic_counts_as_keep_alive) {
     harness h;
     association a(h, 1000);
     host_conn &admin = a.admin, &io = a.io;
+    // The last traffic was 10 s ago: without a refresh, the 1 s KATO has long expired.
+    auto& last = admin.queue().ctrl()->last_traffic_ns;
+    last.store(env::now_ns() - 10'000'000'000ull);
     // A command on the I/O queue refreshes the controller's traffic time.
     io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1));
-    admin.conn->on_timer(env::now_ns() + 900'000'000);
+    const uint64_t after_io = env::now_ns();
+    admin.conn->on_timer(after_io + 900'000'000);
     EXPECT_FALSE(admin.conn->closing());
+    // And the same clock without that command: the timer fires.
+    last.store(after_io - 10'000'000'000ull);
+    admin.conn->on_timer(after_io + 900'000'000);
+    EXPECT_TRUE(admin.conn->closing());
 }
 
 TEST(controller, closing_the_admin_queue_frees_the_controller) {
