@@ -234,6 +234,55 @@ TEST(log_page, smart_counts_the_io_done_per_namespace_and_controller_wide) {
     EXPECT_EQ(ns3.error_entries, 0u);  // the error log is the new controller's
 }
 
+namespace {
+// A store that reports device health, as an SSD's does, around a RAM store.
+struct ssd_like_store final : nvme::block_store {
+    std::unique_ptr<nvme::block_store> inner;
+    nvme::device_health h;
+    ssd_like_store(std::unique_ptr<nvme::block_store> s, nvme::device_health dh) : inner(std::move(s)), h(dh) {}
+    uint64_t block_count() const override { return inner->block_count(); }
+    uint32_t block_size() const override { return inner->block_size(); }
+    std::string describe() const override { return "test SSD"; }
+    std::optional<nvme::device_health> health() const override { return h; }
+    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                    nvme::queue_group* group) override {
+        return inner->create_queue(depth, buffers, group);
+    }
+};
+void make_ssd_like(harness& h, uint32_t nsid, const nvme::device_health& dh) {
+    auto& n = const_cast<target::ns&>(*h.tgt.find_subsystem(open_nqn)->find_ns(nsid));
+    n.store = std::make_unique<ssd_like_store>(std::move(n.store), dh);
+}
+}  // namespace
+
+TEST(log_page, smart_merges_the_health_an_ssd_reports) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(smart_of(c, 1).data[0], 0);
+    make_ssd_like(h, 1, {0x02, 310, 80, 10, 7, 5, 0});
+    auto ns1 = smart_of(c, 1).data;
+    EXPECT_EQ(ns1[0], 0x02);  // critical warning
+    EXPECT_EQ(as<uint16_t>(ns1, 1), 310u);
+    EXPECT_EQ(ns1[3], 80);
+    EXPECT_EQ(ns1[4], 10);
+    EXPECT_EQ(ns1[5], 7);
+    EXPECT_EQ(as<uint64_t>(ns1, 160), 5u);  // the SSD's media errors
+    auto ns3 = smart_of(c, 3).data;         // RAM: nothing to report
+    EXPECT_EQ(ns3[0], 0);
+    EXPECT_EQ(as<uint16_t>(ns3, 1), 0u);
+    EXPECT_EQ(as<uint64_t>(ns3, 160), 0u);
+    // Controller-wide over two SSDs: warnings OR-ed, hottest, least spare, most wear, errors summed.
+    make_ssd_like(h, 3, {0x01, 300, 50, 20, 9, 2, 0});
+    auto all = smart_of(c, 0xFFFFFFFF).data;
+    EXPECT_EQ(all[0], 0x03);
+    EXPECT_EQ(as<uint16_t>(all, 1), 310u);
+    EXPECT_EQ(all[3], 50);
+    EXPECT_EQ(all[4], 20);
+    EXPECT_EQ(all[5], 9);
+    EXPECT_EQ(as<uint64_t>(all, 160), 7u);
+}
+
 TEST(log_page, error_information_records_errors_newest_first) {
     harness h;
     association a(h);
