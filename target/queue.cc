@@ -82,8 +82,20 @@ void queue::reply_data(transport::request& req, const void* src, size_t len, siz
     }
 }
 
+namespace {
+// Keep-alive traffic is recorded at this granularity: a queue stores the controller's shared
+// timestamp only when it is older than this, so I/O queues on several reactors do not write
+// that cache line on every command. The timeout allows for it.
+constexpr uint64_t traffic_granularity_ns = 100'000'000;
+}  // namespace
+
 void queue::on_command(transport::request& req) {
-    if (_ctrl) _ctrl->last_traffic_ns.store(env::now_ns(), std::memory_order_relaxed);
+    if (_ctrl) {
+        const uint64_t now = env::now_ns();
+        auto& last = _ctrl->last_traffic_ns;
+        if (now > last.load(std::memory_order_relaxed) + traffic_granularity_ns)
+            last.store(now, std::memory_order_relaxed);
+    }
     if (req.cmd.opcode == nvme::admin_opc::fabrics) {
         exec_fabrics(req);
         return;
@@ -124,7 +136,7 @@ void queue::on_timer(uint64_t now_ns) {
     }
     if (_qid != 0 || _ctrl->kato_ms == 0) return;
     uint64_t last = _ctrl->last_traffic_ns.load(std::memory_order_relaxed);
-    if (now_ns > last && now_ns - last > uint64_t(_ctrl->kato_ms) * 1'000'000) {
+    if (now_ns > last && now_ns - last > uint64_t(_ctrl->kato_ms) * 1'000'000 + traffic_granularity_ns) {
         spdlog::warn("{}: keep-alive timeout ({} ms without a command on any queue); tearing down", _ctrl->name(),
                      _ctrl->kato_ms);
         _ctrl->dead.store(true);

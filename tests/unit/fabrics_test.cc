@@ -232,6 +232,18 @@ TEST(controller, io_traffic_counts_as_keep_alive) {
     EXPECT_TRUE(admin.conn->closing());
 }
 
+TEST(controller, io_commands_do_not_write_the_shared_traffic_time_every_time) {
+    // The traffic time is the controller's, shared by queues on several reactors: a command
+    // stores it only when it is older than the 100 ms granularity.
+    harness h;
+    association a(h, 1000);
+    auto& last = a.admin.queue().ctrl()->last_traffic_ns;
+    const uint64_t recent = env::now_ns() - 20'000'000;
+    last.store(recent);
+    a.io.cmd(a.io.rw(nvme::io_opc::flush, 1, 0, 1));
+    EXPECT_EQ(last.load(), recent);
+}
+
 TEST(controller, closing_the_admin_queue_frees_the_controller) {
     harness h;
     auto* sub = h.tgt.find_subsystem(open_nqn);
