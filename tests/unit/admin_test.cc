@@ -283,6 +283,25 @@ TEST(log_page, smart_merges_the_health_an_ssd_reports) {
     EXPECT_EQ(as<uint64_t>(all, 160), 7u);
 }
 
+TEST(log_page, smart_busy_time_is_minutes_with_commands_outstanding) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto& stats = *h.tgt.find_subsystem(open_nqn)->find_ns(1)->stats;
+    constexpr uint64_t minute = 60'000'000'000ull;
+    // One queue's counters: 2 minutes busy before, busy again for 3 minutes and still running.
+    auto q = stats.attach();
+    q->busy_ns.store(2 * minute);
+    q->busy_since_ns.store(target::coarse_now_ns() - 3 * minute - 1'000'000'000);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 1).data, 96), 5u);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 0xFFFFFFFF).data, 96), 5u);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 3).data, 96), 0u);
+    // Idle and closed: the closed periods stay with the namespace.
+    q->busy_since_ns.store(0);
+    stats.detach(q);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 1).data, 96), 2u);
+}
+
 TEST(log_page, error_information_records_errors_newest_first) {
     harness h;
     association a(h);
