@@ -72,13 +72,17 @@ void queue::exec_connect(transport::request& req) {
     req.copy_out(&d, sizeof(d));
     const std::string subnqn(nvme::fixed_string(d.subnqn, sizeof(d.subnqn)));
     const std::string hostnqn(nvme::fixed_string(d.hostnqn, sizeof(d.hostnqn)));
-    // 32 bits: SQSIZE 0xFFFF is a queue of 65536 entries, refused by the limit checks below
-    // (in 16 bits it would wrap to a depth of 0 and pass them).
-    const uint32_t depth = c.sqsize + 1u;
+    const uint16_t depth = static_cast<uint16_t>(c.sqsize + 1u);
 
     if (c.sqsize == 0)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
                       "SQSIZE 0");
+    // 65536 entries: beyond any queue limit, and `depth` wraps to 0, which the limit checks
+    // below would let through.
+    if (c.sqsize == 0xFFFF)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
+                      fmt::format("SQSIZE {} exceeds {}", +c.sqsize,
+                                  (c.qid == 0 ? max_admin_queue_entries : max_queue_entries) - 1));
     if (!valid_nqn(subnqn))
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
                       "malformed subsystem NQN");
@@ -187,6 +191,7 @@ void queue::exec_connect(transport::request& req) {
         }
         _ns[nsid] = &n;
         if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
+        if (auto& old = _ns_counters[nsid]) old->stats->detach(old);  // a Connect retried after a failure
         _ns_counters[nsid] = n.stats->attach();
         if (auto d = _ns_queues[nsid]->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     }
