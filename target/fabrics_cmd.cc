@@ -189,10 +189,10 @@ void queue::exec_connect(transport::request& req) {
             finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
             return;
         }
-        _ns[nsid] = &n;
         if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
         if (auto& old = _ns_counters[nsid]) old->stats->detach(old);  // a Connect retried after a failure
         _ns_counters[nsid] = n.stats->attach();
+        _ns[nsid] = &n;
         if (auto d = _ns_queues[nsid]->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     }
     _slots.resize(depth + 1u);
