@@ -1,5 +1,7 @@
 #include "mgmt/config.hh"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -270,6 +272,43 @@ target::target_config parse_config(const std::string& text, const std::string& o
         cfg.subsystems.push_back(std::move(sc));
     }
     return cfg;
+}
+
+namespace {
+std::string mib(uint64_t bytes) {
+    return std::to_string(bytes >> 20) + " MiB";
+}
+}  // namespace
+
+ram_budget default_ram_budget(uint64_t pool_bytes) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    const uint64_t physical = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+    const uint64_t reserve = std::max<uint64_t>(1ull << 30, physical / 16);
+    ram_budget b;
+    b.bytes = physical > reserve + pool_bytes ? physical - reserve - pool_bytes : 0;
+    b.origin = "physical memory " + mib(physical) + " minus a reserve of " + mib(reserve) + " minus " +
+               mib(pool_bytes) + " of buffer pools; --max-ram-mib sets it";
+    return b;
+}
+
+void check_ram_budget(const target::target_config& cfg, const ram_budget& budget, const std::string& origin) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < cfg.subsystems.size(); ++i) {
+        const auto& nss = cfg.subsystems[i].namespaces;
+        for (size_t n = 0; n < nss.size(); ++n) {
+            if (nss[n].backend != target::backend_kind::ram) continue;
+            sum += nss[n].size_bytes;
+            if (sum <= budget.bytes) continue;
+            const std::string what =
+                sum == nss[n].size_bytes
+                    ? "a RAM namespace of " + std::to_string(nss[n].size_bytes) + " bytes (" + mib(sum) + ")"
+                    : "RAM namespaces of " + std::to_string(sum) + " bytes (" + mib(sum) +
+                          ") in all, with this one of " + mib(nss[n].size_bytes);
+            throw config_error(origin + ": /subsystems/" + std::to_string(i) + "/namespaces/" + std::to_string(n) +
+                               "/size: " + what + " cannot be served: ferry may use " + std::to_string(budget.bytes) +
+                               " bytes (" + mib(budget.bytes) + ") for RAM namespaces (" + budget.origin + ")");
+        }
+    }
 }
 
 target::target_config load_config_file(const std::string& path) {

@@ -1,6 +1,7 @@
 // ferryd: the NVMe/TCP target daemon.
 #include <signal.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
     std::string config_path, cpus, log_level = "info";
     size_t pool_mib = 64, max_connections = 1024;
     unsigned idle_spin_us = 200;
+    uint64_t max_ram_mib = 0;
     std::string engine = "posix";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--cpus", cpus,
@@ -40,6 +42,11 @@ int main(int argc, char** argv) {
                    "(io_uring: one submission per reactor pass for all connections)")
         ->capture_default_str()
         ->check(CLI::IsMember({"posix", "uring"}));
+    app.add_option("--max-ram-mib", max_ram_mib,
+                   "memory in MiB that RAM namespaces may take, all together (a host may write every block); "
+                   "a configuration asking more is refused (exit status 2). Default: physical memory minus a "
+                   "reserve (1/16 of it, at least 1 GiB) minus the buffer pools of all reactors")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -55,6 +62,11 @@ int main(int argc, char** argv) {
     try {
         cfg = ferry::mgmt::load_config_file(config_path);
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
+        const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
+        const ferry::mgmt::ram_budget budget =
+            max_ram_mib ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
+                        : ferry::mgmt::default_ram_budget(pools);
+        ferry::mgmt::check_ram_budget(cfg, budget, config_path);
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         return 2;

@@ -1,6 +1,7 @@
 // Admin commands for I/O and discovery controllers (reference section 3).
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -19,7 +20,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     std::memset(&id, 0, sizeof(id));
     nvme::copy_padded(id.sn, sizeof(id.sn), c.subsys.serial());
     nvme::copy_padded(id.mn, sizeof(id.mn), c.subsys.model());
-    nvme::copy_padded(id.fr, sizeof(id.fr), "0.1");
+    nvme::copy_padded(id.fr, sizeof(id.fr), FERRY_VERSION);
     id.rab = 6;
     id.cmic = discovery ? 0 : 0x03;  // multi-port, multi-controller (no ANA)
     // 2^MDTS * 4 KiB: 1 MiB (transport::max_transfer_bytes) unless a backing SSD allows less.
@@ -35,7 +36,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.aerl = max_outstanding_aers - 1;
     id.frmw = 0x03;  // slot 1 read-only, one slot
     id.lpa = discovery ? 0 : 0x07;  // SMART per NS, effects log, extended data
-    id.elpe = 0;
+    id.elpe = error_log::capacity - 1;
     id.npss = 0;
     id.kas = 10;  // 100 ms units: 1 s granularity
     id.sqes = 0x66;
@@ -55,6 +56,61 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.dctype = discovery ? 1 : 0;  // direct discovery controller
     id.psd[0][0] = 0xC4;  // max power 25 W (0x09C4 centiwatts)
     id.psd[0][1] = 0x09;
+}
+
+void put_u128(std::vector<uint8_t>& p, size_t at, uint64_t v) {
+    std::memcpy(&p[at], &v, 8);
+}
+
+// SMART / Health Information (LID 02h) for the namespaces `which` (all for the controller-wide
+// page): ferry's own counters, merged with what the SSDs behind them say about themselves.
+std::vector<uint8_t> smart_page(const controller& c, const std::vector<const ns*>& which) {
+    std::vector<uint8_t> p(512);
+    const uint64_t now = coarse_now_ns();
+    io_totals io;
+    uint64_t media_errors = 0;
+    std::optional<nvme::device_health> merged;
+    for (const ns* n : which) {
+        const io_totals t = n->stats->read(now);
+        io += t;
+        uint64_t ns_media = t.media_errors;
+        if (auto h = n->store->health()) {
+            // The SSD counts the errors it reported to us too: its counter, unless ours is higher.
+            ns_media = std::max(ns_media, h->media_errors);
+            if (!merged) {
+                merged = *h;
+            } else {
+                merged->critical_warning |= h->critical_warning;
+                merged->temperature_kelvin = std::max(merged->temperature_kelvin, h->temperature_kelvin);
+                merged->available_spare = std::min(merged->available_spare, h->available_spare);
+                merged->available_spare_threshold =
+                    std::max(merged->available_spare_threshold, h->available_spare_threshold);
+                merged->percentage_used = std::max(merged->percentage_used, h->percentage_used);
+            }
+        }
+        media_errors += ns_media;
+    }
+    if (merged) {
+        // Software stores have no temperature, spare or wear: those fields stay 0 without an SSD.
+        p[0] = merged->critical_warning;
+        std::memcpy(&p[1], &merged->temperature_kelvin, 2);
+        p[3] = merged->available_spare;
+        p[4] = merged->available_spare_threshold;
+        p[5] = merged->percentage_used;
+    }
+    auto thousands_up = [](uint64_t units) { return (units + 999) / 1000; };  // 1 = 1..1000 units
+    const uint64_t up_ns = now > c.subsys.started_ns() ? now - c.subsys.started_ns() : 0;
+    put_u128(p, 32, thousands_up(io.read_units));
+    put_u128(p, 48, thousands_up(io.write_units));
+    put_u128(p, 64, io.read_commands);
+    put_u128(p, 80, io.write_commands);
+    put_u128(p, 96, io.busy_ns / 60'000'000'000ull);  // minutes with commands outstanding
+    put_u128(p, 112, 1);                              // power cycles: this ferryd process (no state kept)
+    put_u128(p, 128, up_ns / 3'600'000'000'000ull);   // power-on hours: since ferryd started
+    put_u128(p, 144, 0);                              // unsafe shutdowns: unknown without persistent state
+    put_u128(p, 160, media_errors);
+    put_u128(p, 176, c.errors.count());
+    return p;
 }
 
 void fill_identify_ns(nvme::identify_ns& id, const ns& n) {
@@ -172,7 +228,7 @@ void queue::exec_identify(transport::request& req) {
     finish(req, nvme::sc::success);
 }
 
-std::vector<uint8_t> queue::build_log(uint8_t lid, bool& known) {
+std::vector<uint8_t> queue::build_log(uint8_t lid, uint32_t nsid, bool& known) {
     known = true;
     const bool discovery = _ctrl->subsys.is_discovery();
     if (discovery) {
@@ -189,19 +245,20 @@ std::vector<uint8_t> queue::build_log(uint8_t lid, bool& known) {
         return p;
     }
     case nvme::lid::error:
-        return std::vector<uint8_t>(64);  // no errors recorded
+        return _ctrl->errors.page();
     case nvme::lid::smart: {
-        std::vector<uint8_t> p(512);
-        const uint16_t kelvin = 273 + 35;
-        std::memcpy(&p[1], &kelvin, 2);
-        p[3] = 100;  // available spare %
-        p[4] = 10;   // spare threshold %
-        return p;
+        std::vector<const ns*> which;
+        if (nsid == 0 || nsid == 0xFFFFFFFF) {
+            for (const auto& [id, n] : _ctrl->subsys.namespaces()) which.push_back(&n);
+        } else {
+            which.push_back(_ctrl->subsys.find_ns(nsid));  // checked by the caller
+        }
+        return smart_page(*_ctrl, which);
     }
     case nvme::lid::fw_slot: {
         std::vector<uint8_t> p(512);
         p[0] = 1;  // active slot 1
-        std::memcpy(&p[8], "0.1     ", 8);
+        nvme::copy_padded(reinterpret_cast<char*>(&p[8]), 8, FERRY_VERSION);
         return p;
     }
     case nvme::lid::changed_ns: {
@@ -245,8 +302,12 @@ void queue::exec_get_log_page(transport::request& req) {
         return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
     if (offset & 3) return finish(req, nvme::sc::invalid_field | dnr);
     if (req.cmd.cdw14 & (1u << 23)) return finish(req, nvme::sc::invalid_field | dnr);  // offset type = index
+    const uint32_t nsid = req.cmd.nsid;
+    if (lid == nvme::lid::smart && !_ctrl->subsys.is_discovery() && nsid != 0 && nsid != 0xFFFFFFFF &&
+        !_ctrl->subsys.find_ns(nsid))
+        return finish(req, nvme::sc::invalid_namespace | dnr);
     bool known = false;
-    std::vector<uint8_t> page = build_log(lid, known);
+    std::vector<uint8_t> page = build_log(lid, nsid, known);
     if (!known) {
         spdlog::debug("{}: Get Log Page LID {:#x} not supported", _ctrl->name(), lid);
         return finish(req, nvme::sc::invalid_log_page | dnr);

@@ -77,12 +77,20 @@ void queue::exec_connect(transport::request& req) {
     if (c.sqsize == 0)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
                       "SQSIZE 0");
+    // 65536 entries: beyond any queue limit, and `depth` wraps to 0, which the limit checks
+    // below would let through.
+    if (c.sqsize == 0xFFFF)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
+                      fmt::format("SQSIZE {} exceeds {}", +c.sqsize,
+                                  (c.qid == 0 ? max_admin_queue_entries : max_queue_entries) - 1));
     if (!valid_nqn(subnqn))
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
                       "malformed subsystem NQN");
-    if (!valid_nqn(hostnqn))
+    // An empty host NQN (SPDK's initiator sends one by default) is accepted where the subsystem
+    // allows any host, as SPDK's and Linux's targets do; an allow list refuses it below.
+    if (!hostnqn.empty() && !valid_nqn(hostnqn))
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostnqn)),
-                      "malformed or empty host NQN");
+                      "malformed host NQN");
     std::array<uint8_t, 16> hostid;
     std::memcpy(hostid.data(), d.hostid, 16);
     if (hostid == std::array<uint8_t, 16>{})
@@ -93,10 +101,13 @@ void queue::exec_connect(transport::request& req) {
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
                       "no subsystem " + subnqn);
     if (!sub->host_allowed(hostnqn)) {
-        spdlog::warn("conn {} ({}): host {} not allowed to access {}", info.id, info.peer, hostnqn, subnqn);
+        spdlog::warn("conn {} ({}): host {} not allowed to access {}", info.id, info.peer, host_label(hostnqn), subnqn);
         finish(req, nvme::sc::connect_invalid_host | nvme::status_dnr);
         return;
     }
+    if (hostnqn.empty())
+        spdlog::info("conn {} ({}): Connect qid {} with an empty host NQN accepted: {} allows any host", info.id,
+                     info.peer, +c.qid, subnqn);
     const bool sq_flow_disabled = c.cattr & nvme::cattr_disable_sqflow;
 
     if (c.qid == 0) {
@@ -135,7 +146,7 @@ void queue::exec_connect(transport::request& req) {
     auto ctrl = sub->find_controller(d.cntlid);
     if (!ctrl || ctrl->hostnqn != hostnqn || ctrl->hostid != hostid || ctrl->dead.load())
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
-                      fmt::format("no live controller {} of {} for host {}", +d.cntlid, subnqn, hostnqn));
+                      fmt::format("no live controller {} of {} for host {}", +d.cntlid, subnqn, host_label(hostnqn)));
     if (!ctrl->ready.load())
         return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
     const uint16_t asked = ctrl->granted_io_queues.load();
@@ -178,6 +189,9 @@ void queue::exec_connect(transport::request& req) {
             finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
             return;
         }
+        if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
+        if (auto& old = _ns_counters[nsid]) old->stats->detach(old);  // a Connect retried after a failure
+        _ns_counters[nsid] = n.stats->attach();
         _ns[nsid] = &n;
     }
     _connecting = pending_connect{&req, std::move(ctrl), c.qid, depth};

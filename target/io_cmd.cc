@@ -59,6 +59,10 @@ void queue::exec_io(transport::request& req) {
     io_slot& slot = _slots[req.tag];
     slot.owner = this;
     slot.req = &req;
+    slot.counters = _ns_counters[nsid].get();
+    slot.units = (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write) ? req.data_len / 512 : 0;
+    if (slot.counters->outstanding++ == 0)
+        slot.counters->busy_since_ns.store(coarse_now_ns(), std::memory_order_relaxed);
     ++_in_flight;
     _ns_queues[nsid]->submit(c, req.data(), slot);
 }

@@ -11,10 +11,33 @@ namespace ferry::target {
 
 queue::queue(target& tgt, transport::connection& conn) : _tgt(tgt), _conn(conn) {}
 
-queue::~queue() = default;
+queue::~queue() {
+    // Idle by now (the connection waits for in_flight() == 0): keep what this queue counted.
+    for (const auto& c : _ns_counters)
+        if (c) c->stats->detach(c);
+}
 
 void queue::io_slot::complete(uint16_t status) {
     --owner->_in_flight;
+    // SMART counters: this queue's own cache line, written by this reactor only.
+    ns_io_counters& c = *counters;
+    const uint8_t opc = req->cmd.opcode;
+    if (opc == nvme::io_opc::read || opc == nvme::io_opc::compare) {
+        ns_io_counters::add(c.read_commands, 1);
+    } else if (opc == nvme::io_opc::write) {
+        ns_io_counters::add(c.write_commands, 1);
+    }
+    const bool ok = (status & ~nvme::status_dnr) == nvme::sc::success;
+    if (ok && opc == nvme::io_opc::read) ns_io_counters::add(c.read_units, units);
+    if (ok && opc == nvme::io_opc::write) ns_io_counters::add(c.write_units, units);
+    if (!ok && (opc == nvme::io_opc::read || opc == nvme::io_opc::write) &&
+        ((status >> 8) & 7) == static_cast<uint8_t>(nvme::sct::media))
+        ns_io_counters::add(c.media_errors, 1);
+    if (--c.outstanding == 0) {
+        const uint64_t since = c.busy_since_ns.load(std::memory_order_relaxed);
+        c.busy_since_ns.store(0, std::memory_order_relaxed);
+        ns_io_counters::add(c.busy_ns, coarse_now_ns() - since);
+    }
     owner->finish(*req, status);
 }
 
@@ -44,10 +67,19 @@ void queue::finish(transport::request& req, uint16_t status, uint32_t result0, u
     req.status = status;
     req.result0 = result0;
     req.result1 = result1;
+    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr) && _ctrl)
+        record_error(req, status);
     if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr))
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
                       +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
     _conn.complete(req);
+}
+
+void queue::record_error(const transport::request& req, uint16_t status) {
+    const uint8_t opc = req.cmd.opcode;
+    const bool has_lba = _qid != 0 && (opc == nvme::io_opc::read || opc == nvme::io_opc::write ||
+                                       opc == nvme::io_opc::compare || opc == nvme::io_opc::write_zeroes);
+    _ctrl->errors.record(_qid, req.cmd.cid, status, 0xFFFF, has_lba ? nvme::io_slba(req.cmd) : 0, req.cmd.nsid);
 }
 
 void queue::reply_data(transport::request& req, const void* src, size_t len, size_t offset) {
@@ -62,8 +94,20 @@ void queue::reply_data(transport::request& req, const void* src, size_t len, siz
     }
 }
 
+namespace {
+// Keep-alive traffic is recorded at this granularity: a queue stores the controller's shared
+// timestamp only when it is older than this, so I/O queues on several reactors do not write
+// that cache line on every command. The timeout allows for it.
+constexpr uint64_t traffic_granularity_ns = 100'000'000;
+}  // namespace
+
 void queue::on_command(transport::request& req) {
-    if (_ctrl) _ctrl->last_traffic_ns.store(env::now_ns(), std::memory_order_relaxed);
+    if (_ctrl) {
+        const uint64_t now = env::now_ns();
+        auto& last = _ctrl->last_traffic_ns;
+        if (now > last.load(std::memory_order_relaxed) + traffic_granularity_ns)
+            last.store(now, std::memory_order_relaxed);
+    }
     if (req.cmd.opcode == nvme::admin_opc::fabrics) {
         exec_fabrics(req);
         return;
@@ -112,7 +156,7 @@ void queue::on_timer(uint64_t now_ns) {
     }
     if (_qid != 0 || _ctrl->kato_ms == 0) return;
     uint64_t last = _ctrl->last_traffic_ns.load(std::memory_order_relaxed);
-    if (now_ns > last && now_ns - last > uint64_t(_ctrl->kato_ms) * 1'000'000) {
+    if (now_ns > last && now_ns - last > uint64_t(_ctrl->kato_ms) * 1'000'000 + traffic_granularity_ns) {
         spdlog::warn("{}: keep-alive timeout ({} ms without a command on any queue); tearing down", _ctrl->name(),
                      _ctrl->kato_ms);
         _ctrl->dead.store(true);

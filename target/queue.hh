@@ -34,10 +34,14 @@ private:
     struct io_slot final : nvme::io_completion {
         queue* owner = nullptr;
         transport::request* req = nullptr;
+        ns_io_counters* counters = nullptr;  // the namespace's, of this queue
+        uint64_t units = 0;                  // 512-byte data units moved
         void complete(uint16_t status) override;
     };
 
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
+    // Error Information log entry for a command completed with an error (locks: error path only).
+    void record_error(const transport::request& req, uint16_t status);
     void reply_data(transport::request& req, const void* src, size_t len, size_t offset = 0);
 
     // An I/O queue Connect waiting for its backend queues: an SSD's hardware queue is created
@@ -64,7 +68,7 @@ private:
     void exec_get_features(transport::request& req);
     void exec_async_event(transport::request& req);
     void deliver_events();
-    std::vector<uint8_t> build_log(uint8_t lid, bool& known);
+    std::vector<uint8_t> build_log(uint8_t lid, uint32_t nsid, bool& known);
     // io_cmd.cc
     void exec_io(transport::request& req);
 
@@ -76,6 +80,7 @@ private:
     std::vector<io_slot> _slots;
     std::vector<std::unique_ptr<nvme::block_queue>> _ns_queues;  // indexed by NSID
     std::vector<const ns*> _ns;                                  // indexed by NSID
+    std::vector<std::shared_ptr<ns_io_counters>> _ns_counters;   // indexed by NSID, this queue's
     std::vector<transport::request*> _aers;                      // parked Async Event Requests
     unsigned _in_flight = 0;
     std::optional<pending_connect> _connecting;

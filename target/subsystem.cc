@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "env/thread.hh"
+
 namespace ferry::target {
 
 std::array<uint8_t, 16> derive_id(const std::string& text) {
@@ -31,7 +33,13 @@ std::array<uint8_t, 16> derive_id(const std::string& text) {
 controller::controller(subsystem& s, uint16_t id, std::string host, std::array<uint8_t, 16> hid, uint32_t kato)
     : subsys(s), cntlid(id), hostnqn(std::move(host)), hostid(hid), kato_ms(kato), _queues(max_io_queues + 1) {}
 
-std::string controller::name() const { return fmt::format("controller {} of {} (host {})", cntlid, subsys.nqn(), hostnqn); }
+std::string host_label(const std::string& hostnqn) {
+    return hostnqn.empty() ? "<empty host NQN>" : hostnqn;
+}
+
+std::string controller::name() const {
+    return fmt::format("controller {} of {} (host {})", cntlid, subsys.nqn(), host_label(hostnqn));
+}
 
 bool controller::claim_queue(uint16_t qid) {
     std::lock_guard g(_queue_lock);
@@ -46,7 +54,12 @@ void controller::release_queue(uint16_t qid) {
 }
 
 subsystem::subsystem(const subsystem_config& cfg, bool discovery)
-    : _nqn(cfg.nqn), _model(cfg.model), _discovery(discovery), _allow_any(cfg.allow_any_host), _hosts(cfg.hosts) {
+    : _nqn(cfg.nqn),
+      _model(cfg.model),
+      _discovery(discovery),
+      _allow_any(cfg.allow_any_host),
+      _hosts(cfg.hosts),
+      _started_ns(env::now_ns()) {
     if (cfg.serial.empty()) {
         auto id = derive_id(cfg.nqn);
         _serial = fmt::format("{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2], id[3],

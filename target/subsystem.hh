@@ -12,6 +12,7 @@
 
 #include "nvme/block_queue.hh"
 #include "target/config.hh"
+#include "target/stats.hh"
 
 namespace ferry::target {
 
@@ -26,6 +27,7 @@ struct ns {
     std::array<uint8_t, 16> uuid{};
     std::array<uint8_t, 16> nguid{};
     std::array<uint8_t, 8> eui64{};
+    std::unique_ptr<ns_stats> stats = std::make_unique<ns_stats>();  // SMART counters, all queues
 };
 
 // Controller state. Registers, features and AERs are touched only on the admin queue's
@@ -53,8 +55,9 @@ public:
     std::atomic<uint64_t> last_traffic_ns{0};
     std::atomic<bool> dead{false};
     std::atomic<bool> ready{false};  // CSTS.RDY, read by I/O Connect
+    error_log errors;                // commands completed with an error, on any of its queues
 
-    std::string name() const;  // "controller 1 of nqn... (host nqn...)"
+    std::string name() const;  // "controller 1 of nqn... (host nqn...)", host_label() of an empty NQN
 
     // Returns false if qid is already connected (I/O queues; control path, locked).
     bool claim_queue(uint16_t qid);
@@ -81,6 +84,8 @@ public:
     uint32_t max_transfer_bytes() const { return _max_transfer; }
     // Identify ONCS: the optional commands every namespace's store carries out.
     uint16_t optional_commands() const { return _oncs; }
+    // When the subsystem was made (ferryd's start): SMART power-on hours.
+    uint64_t started_ns() const { return _started_ns; }
 
     // Control path (Connect / teardown), thread-safe.
     std::shared_ptr<controller> create_controller(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid,
@@ -99,11 +104,15 @@ private:
     std::map<uint32_t, ns> _namespaces;
     uint32_t _max_transfer = 1u << 20;
     uint16_t _oncs = 0x01 | 0x04 | 0x08;
+    uint64_t _started_ns;
 
     std::mutex _lock;
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;
     uint16_t _next_cntlid = 1;
 };
+
+// A host NQN for logs and controller names: the NQN, or "<empty host NQN>".
+std::string host_label(const std::string& hostnqn);
 
 // Deterministic 16-byte identifier from a string (namespace UUID/NGUID when not configured).
 std::array<uint8_t, 16> derive_id(const std::string& text);

@@ -139,21 +139,225 @@ TEST(log_page, supported_smart_effects_and_errors) {
     c.bring_up_admin(open_nqn, host_a);
     auto smart = c.get_log(nvme::lid::smart, 512);
     EXPECT_EQ(smart.status, 0);
-    EXPECT_EQ(smart.data[3], 100);
+    EXPECT_EQ(as<uint64_t>(smart.data, 112), 1u);  // power cycles: this ferryd
+    EXPECT_EQ(smart.data[3], 0);                   // no spare capacity to speak of in RAM
+    EXPECT_EQ(as<uint16_t>(smart.data, 1), 0);     // nor a temperature sensor
     auto eff = c.get_log(nvme::lid::cmd_effects, 4096);
     EXPECT_EQ(eff.status, 0);
     EXPECT_EQ(as<uint32_t>(eff.data, nvme::admin_opc::identify * 4) & 1, 1u);
     EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::write * 4) & 3, 3u);
     EXPECT_EQ(c.get_log(0x0C, 4096).status, nvme::sc::invalid_log_page | nvme::status_dnr);
     EXPECT_EQ(c.get_log(nvme::lid::smart, 512, 2).status, nvme::sc::invalid_field | nvme::status_dnr);
-    // Partial reads at an offset.
-    auto part = c.get_log(nvme::lid::smart, 8, 0);
+    // Partial reads at an offset: the power cycles field alone.
+    auto part = c.get_log(nvme::lid::smart, 8, 112);
     EXPECT_EQ(part.data.size(), 8u);
-    EXPECT_EQ(part.data[3], 100);
+    EXPECT_EQ(as<uint64_t>(part.data), 1u);
+    // Errors so far: the unknown log page and the bad offset, newest first.
+    EXPECT_EQ(as<uint64_t>(c.get_log(nvme::lid::smart, 512).data, 176), 2u);
     // NUMD disagreeing with the SGL length.
     auto lp = c.make(nvme::admin_opc::get_log_page);
     lp.cdw10 = nvme::lid::smart | (127u << 16);  // 512 bytes
     EXPECT_EQ(c.cmd(lp, {}, 4096).status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+}
+
+namespace {
+response smart_of(host_conn& c, uint32_t nsid) {
+    auto lp = c.make(nvme::admin_opc::get_log_page, nsid);
+    lp.cdw10 = nvme::lid::smart | (127u << 16);
+    return c.cmd(lp, {}, 512);
+}
+struct smart_io {
+    uint64_t units_read, units_written, reads, writes, media_errors, error_entries;
+};
+smart_io smart_io_of(host_conn& c, uint32_t nsid) {
+    auto r = smart_of(c, nsid);
+    EXPECT_EQ(r.status, 0);
+    return {as<uint64_t>(r.data, 32), as<uint64_t>(r.data, 48),  as<uint64_t>(r.data, 64),
+            as<uint64_t>(r.data, 80), as<uint64_t>(r.data, 160), as<uint64_t>(r.data, 176)};
+}
+}  // namespace
+
+TEST(log_page, smart_counts_the_io_done_per_namespace_and_controller_wide) {
+    harness h;
+    {
+        association a(h);
+        host_conn& io = a.io;
+        // NSID 1 (4 KiB blocks): 8 KiB + 1 MiB written = 2064 units of 512 B -> 3 (rounded up);
+        // one Read of 4 KiB (8 units -> 1) and one Compare (a read command, no data units).
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 2), pattern(8192, 1)).status, 0);
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 256, 256), pattern(1u << 20, 2), 0, false).status, 0);
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
+        auto first_block = pattern(8192, 1);
+        first_block.resize(4096);
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::compare, 1, 0, 1), first_block).status, 0);
+        // NSID 3 (512 B blocks): 3 units written -> 1, 1 unit read -> 1.
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 3, 0, 3), pattern(1536, 3)).status, 0);
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::read, 3, 0, 1), {}, 512).status, 0);
+        // Not counted: Flush, Write Zeroes, a command refused before it reached the store.
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
+        ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write_zeroes, 1, 0, 1)).status, 0);
+        ASSERT_NE(io.cmd(io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096).status, 0);
+
+        auto ns1 = smart_io_of(a.admin, 1);
+        EXPECT_EQ(ns1.units_written, 3u);
+        EXPECT_EQ(ns1.units_read, 1u);
+        EXPECT_EQ(ns1.writes, 2u);
+        EXPECT_EQ(ns1.reads, 2u);
+        auto ns3 = smart_io_of(a.admin, 3);
+        EXPECT_EQ(ns3.units_written, 1u);
+        EXPECT_EQ(ns3.units_read, 1u);
+        EXPECT_EQ(ns3.writes, 1u);
+        EXPECT_EQ(ns3.reads, 1u);
+        // Controller-wide (NSID FFFFFFFFh or 0): 2067 units written -> 3, 9 read -> 1.
+        for (uint32_t all : {0xFFFFFFFFu, 0u}) {
+            auto t = smart_io_of(a.admin, all);
+            EXPECT_EQ(t.units_written, 3u);
+            EXPECT_EQ(t.units_read, 1u);
+            EXPECT_EQ(t.writes, 3u);
+            EXPECT_EQ(t.reads, 3u);
+            EXPECT_EQ(t.media_errors, 0u);
+            EXPECT_EQ(t.error_entries, 1u);  // the out-of-range read
+        }
+        EXPECT_EQ(smart_of(a.admin, 2).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+    }
+    // The counters describe the namespaces, not one association: a new controller sees them,
+    // and I/O on two queues adds up.
+    association b(h);
+    host_conn io2(h);
+    io2.icreq();
+    ASSERT_EQ(io2.connect(open_nqn, host_a, 2, b.cntlid, 31, 0).status, 0);
+    ASSERT_EQ(b.io.cmd(b.io.rw(nvme::io_opc::write, 3, 0, 1), pattern(512, 4)).status, 0);
+    ASSERT_EQ(io2.cmd(io2.rw(nvme::io_opc::write, 3, 1, 1), pattern(512, 5)).status, 0);
+    auto ns3 = smart_io_of(b.admin, 3);
+    EXPECT_EQ(ns3.writes, 3u);
+    EXPECT_EQ(ns3.units_written, 1u);  // 5 units
+    EXPECT_EQ(ns3.error_entries, 0u);  // the error log is the new controller's
+}
+
+namespace {
+// A store that reports device health, as an SSD's does, around a RAM store.
+struct ssd_like_store final : nvme::block_store {
+    std::unique_ptr<nvme::block_store> inner;
+    nvme::device_health h;
+    ssd_like_store(std::unique_ptr<nvme::block_store> s, nvme::device_health dh) : inner(std::move(s)), h(dh) {}
+    uint64_t block_count() const override { return inner->block_count(); }
+    uint32_t block_size() const override { return inner->block_size(); }
+    std::string describe() const override { return "test SSD"; }
+    std::optional<nvme::device_health> health() const override { return h; }
+    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                    nvme::queue_group* group) override {
+        return inner->create_queue(depth, buffers, group);
+    }
+};
+void make_ssd_like(harness& h, uint32_t nsid, const nvme::device_health& dh) {
+    auto& n = const_cast<target::ns&>(*h.tgt.find_subsystem(open_nqn)->find_ns(nsid));
+    n.store = std::make_unique<ssd_like_store>(std::move(n.store), dh);
+}
+}  // namespace
+
+TEST(log_page, smart_merges_the_health_an_ssd_reports) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(smart_of(c, 1).data[0], 0);
+    make_ssd_like(h, 1, {0x02, 310, 80, 10, 7, 5, 0});
+    auto ns1 = smart_of(c, 1).data;
+    EXPECT_EQ(ns1[0], 0x02);  // critical warning
+    EXPECT_EQ(as<uint16_t>(ns1, 1), 310u);
+    EXPECT_EQ(ns1[3], 80);
+    EXPECT_EQ(ns1[4], 10);
+    EXPECT_EQ(ns1[5], 7);
+    EXPECT_EQ(as<uint64_t>(ns1, 160), 5u);  // the SSD's media errors
+    auto ns3 = smart_of(c, 3).data;         // RAM: nothing to report
+    EXPECT_EQ(ns3[0], 0);
+    EXPECT_EQ(as<uint16_t>(ns3, 1), 0u);
+    EXPECT_EQ(as<uint64_t>(ns3, 160), 0u);
+    // Controller-wide over two SSDs: warnings OR-ed, hottest, least spare, most wear, errors summed.
+    make_ssd_like(h, 3, {0x01, 300, 50, 20, 9, 2, 0});
+    auto all = smart_of(c, 0xFFFFFFFF).data;
+    EXPECT_EQ(all[0], 0x03);
+    EXPECT_EQ(as<uint16_t>(all, 1), 310u);
+    EXPECT_EQ(all[3], 50);
+    EXPECT_EQ(all[4], 20);
+    EXPECT_EQ(all[5], 9);
+    EXPECT_EQ(as<uint64_t>(all, 160), 7u);
+}
+
+TEST(log_page, smart_busy_time_is_minutes_with_commands_outstanding) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto& stats = *h.tgt.find_subsystem(open_nqn)->find_ns(1)->stats;
+    constexpr uint64_t minute = 60'000'000'000ull;
+    // One queue's counters: 2 minutes busy before, busy again for 3 minutes and still running.
+    auto q = stats.attach();
+    q->busy_ns.store(2 * minute);
+    q->busy_since_ns.store(target::coarse_now_ns() - 3 * minute - 1'000'000'000);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 1).data, 96), 5u);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 0xFFFFFFFF).data, 96), 5u);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 3).data, 96), 0u);
+    // Idle and closed: the closed periods stay with the namespace.
+    q->busy_since_ns.store(0);
+    stats.detach(q);
+    EXPECT_EQ(as<uint64_t>(smart_of(c, 1).data, 96), 2u);
+}
+
+TEST(log_page, error_information_records_errors_newest_first) {
+    harness h;
+    association a(h);
+    auto idc = as<nvme::identify_ctrl>(a.admin.identify(nvme::cns::ctrl).data);
+    EXPECT_EQ(idc.elpe, target::error_log::capacity - 1);
+    EXPECT_EQ(idc.lpa & 1, 1);  // SMART per namespace
+    auto bad_ns = a.io.rw(nvme::io_opc::read, 2, 0, 1);
+    ASSERT_EQ(a.io.cmd(bad_ns, {}, 4096).status, nvme::sc::invalid_namespace | nvme::status_dnr);
+    auto out_of_range = a.io.rw(nvme::io_opc::read, 1, 5000, 1);
+    ASSERT_EQ(a.io.cmd(out_of_range, {}, 4096).status, nvme::sc::lba_out_of_range | nvme::status_dnr);
+    auto bad_admin = a.admin.make(0xC5);
+    ASSERT_EQ(a.admin.cmd(bad_admin).status, nvme::sc::invalid_opcode | nvme::status_dnr);
+
+    const uint32_t len = (idc.elpe + 1u) * 64;
+    auto log = a.admin.get_log(nvme::lid::error, len);
+    ASSERT_EQ(log.status, 0);
+    ASSERT_EQ(log.data.size(), len);
+    // Newest first: the admin opcode, then the out-of-range read, then the unknown namespace.
+    EXPECT_EQ(as<uint64_t>(log.data, 0), 3u);
+    EXPECT_EQ(as<uint16_t>(log.data, 8), 0u);  // SQID
+    EXPECT_EQ(as<uint16_t>(log.data, 10), bad_admin.cid);
+    EXPECT_EQ(as<uint16_t>(log.data, 12), nvme::cqe_status(nvme::sc::invalid_opcode | nvme::status_dnr));
+    EXPECT_EQ(as<uint64_t>(log.data, 64), 2u);
+    EXPECT_EQ(as<uint16_t>(log.data, 64 + 8), 1u);
+    EXPECT_EQ(as<uint16_t>(log.data, 64 + 10), out_of_range.cid);
+    EXPECT_EQ(as<uint16_t>(log.data, 64 + 12), nvme::cqe_status(nvme::sc::lba_out_of_range | nvme::status_dnr));
+    EXPECT_EQ(as<uint16_t>(log.data, 64 + 14), 0xFFFF);  // parameter location unknown
+    EXPECT_EQ(as<uint64_t>(log.data, 64 + 16), 5000u);   // LBA
+    EXPECT_EQ(as<uint32_t>(log.data, 64 + 24), 1u);      // NSID
+    EXPECT_EQ(as<uint64_t>(log.data, 128), 1u);
+    EXPECT_EQ(as<uint16_t>(log.data, 128 + 10), bad_ns.cid);
+    EXPECT_EQ(as<uint32_t>(log.data, 128 + 24), 2u);
+    EXPECT_EQ(as<uint64_t>(log.data, 192), 0u);  // no fourth entry
+    EXPECT_EQ(smart_io_of(a.admin, 0xFFFFFFFF).error_entries, 3u);
+
+    // The ring keeps the newest ELPE + 1; the count goes on.
+    for (unsigned i = 0; i < target::error_log::capacity; ++i) ASSERT_NE(a.admin.cmd(a.admin.make(0xC5)).status, 0);
+    log = a.admin.get_log(nvme::lid::error, len);
+    EXPECT_EQ(as<uint64_t>(log.data, 0), 3u + target::error_log::capacity);
+    EXPECT_EQ(as<uint64_t>(log.data, len - 64), 4u);
+    EXPECT_EQ(smart_io_of(a.admin, 0xFFFFFFFF).error_entries, 3u + target::error_log::capacity);
+}
+
+TEST(log_page, firmware_revision_is_the_project_version) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    std::string fr = FERRY_VERSION;  // CMake's project(VERSION), space padded
+    ASSERT_LE(fr.size(), 8u);
+    fr.resize(8, ' ');
+    auto ic = as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data);
+    EXPECT_EQ(std::string(ic.fr, 8), fr);
+    auto fw = c.get_log(nvme::lid::fw_slot, 512);
+    ASSERT_EQ(fw.status, 0);
+    EXPECT_EQ(fw.data[0], 1);  // slot 1 active
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(&fw.data[8]), 8), fr);
 }
 
 TEST(features, number_of_queues_async_config_kato) {
@@ -283,7 +487,9 @@ TEST(discovery, paging_with_lpo_matches_the_whole_page) {
     ASSERT_EQ(hdr.numrec, 2u * (1 + 2 + 9));
     const uint32_t total = static_cast<uint32_t>(1024 + hdr.numrec * 1024);
     auto whole = c.get_log(nvme::lid::discovery, total).data;
-    std::vector<uint8_t> paged(whole.begin(), whole.begin() + 1024);
+    // The header of the first, separate read: its GENCTR must match the whole page's.
+    auto first = c.get_log(nvme::lid::discovery, 1024, 0, true).data;
+    std::vector<uint8_t> paged(first.begin(), first.end());
     for (uint32_t off = 1024; off < total; off += 4096) {
         uint32_t n = std::min<uint32_t>(4096, total - off);
         auto part = c.get_log(nvme::lid::discovery, n, off, true);

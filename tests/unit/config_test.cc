@@ -120,3 +120,42 @@ TEST(config, pcie_namespace_errors) {
                   .find("/device: only for the pcie backend"),
               std::string::npos);
 }
+
+namespace {
+std::string ram_error(const std::string& sizes_json, uint64_t budget_bytes) {
+    auto cfg = parse_config(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [
+        {"nqn": "nqn.2026-11.io.x:a", "allow_any_host": true, "namespaces": [ )" +
+                                sizes_json + " ] } ] }",
+                            "cfg.json");
+    try {
+        ferry::mgmt::check_ram_budget(cfg, {budget_bytes, "--max-ram-mib"}, "cfg.json");
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST(config, ram_namespaces_beyond_the_memory_budget_are_refused) {
+    EXPECT_EQ(ram_error(R"({"size": "1GiB"})", 1ull << 30), "");  // exactly fits
+    EXPECT_EQ(ram_error(R"({"size": "1TiB"})", 1ull << 30),
+              "cfg.json: /subsystems/0/namespaces/0/size: a RAM namespace of 1099511627776 bytes (1048576 MiB) "
+              "cannot be served: ferry may use 1073741824 bytes (1024 MiB) for RAM namespaces (--max-ram-mib)");
+    // The sum counts; null and file namespaces take no memory.
+    EXPECT_EQ(ram_error(R"({"size": "512MiB"}, {"backend": "null", "size": "1TiB"}, {"size": "600MiB"})", 1ull << 30),
+              "cfg.json: /subsystems/0/namespaces/2/size: RAM namespaces of 1166016512 bytes (1112 MiB) in all, "
+              "with this one of 600 MiB cannot be served: ferry may use 1073741824 bytes (1024 MiB) for RAM "
+              "namespaces (--max-ram-mib)");
+    EXPECT_EQ(ram_error(R"({"size": "512MiB"}, {"backend": "null", "size": "1TiB"}, {"size": "512MiB"})", 1ull << 30),
+              "");
+}
+
+TEST(config, default_ram_budget_refuses_a_tebibyte) {
+    // Physical memory minus a reserve: whatever this machine has, it is not 1 TiB of RAM to spare
+    // (the lab machine has 24 GiB).
+    const auto b = ferry::mgmt::default_ram_budget(64ull << 20);
+    EXPECT_GT(b.bytes, 0u);
+    EXPECT_LT(b.bytes, 1ull << 40);
+    EXPECT_NE(b.origin.find("physical memory"), std::string::npos);
+    EXPECT_NE(ram_error(R"({"size": "1TiB"})", b.bytes).find("cannot be served"), std::string::npos);
+}

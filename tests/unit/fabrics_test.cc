@@ -34,11 +34,15 @@ TEST(connect, invalid_parameters_point_at_the_field) {
         uint32_t dw0;
     } cases[] = {
         {"nqn.2026-11.io.ferry:nope", host_a, 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(256)},
-        {open_nqn, "", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},
+        {open_nqn, "nqn.x", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},  // malformed
+        {open_nqn, "host-a", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},
         {open_nqn, host_a, 0, 0xFFFF, 0, nvme::sc::connect_invalid_param, 44},
+        {open_nqn, host_a, 0, 0xFFFF, 0xFFFF, nvme::sc::connect_invalid_param, 44},  // 65536 entries, not 0
+        {open_nqn, host_a, 0, 0xFFFF, target::max_admin_queue_entries, nvme::sc::connect_invalid_param, 44},
         {open_nqn, host_a, 0, 7, 31, nvme::sc::connect_invalid_param, ipo_data(16)},
         {open_nqn, host_a, 1, 4242, 127, nvme::sc::connect_invalid_param, ipo_data(16)},
         {restricted_nqn, host_b, 0, 0xFFFF, 31, nvme::sc::connect_invalid_host, 0},
+        {restricted_nqn, "", 0, 0xFFFF, 31, nvme::sc::connect_invalid_host, 0},  // an allow list refuses it
     };
     for (const auto& t : cases) {
         host_conn c(h);
@@ -110,6 +114,42 @@ TEST(connect, io_queue_rules) {
     auto rb = big.connect(open_nqn, host_a, 2, id, 1023, 0);
     EXPECT_EQ(rb.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
     EXPECT_EQ(rb.cqe.dw0, 44u);  // SQSIZE beyond MQES
+    // SQSIZE 0xFFFF is 65536 entries: beyond MQES too (a 16-bit depth would wrap to 0).
+    host_conn huge(h);
+    huge.icreq();
+    auto rh = huge.connect(open_nqn, host_a, 2, id, 0xFFFF, 0);
+    EXPECT_EQ(rh.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(rh.cqe.dw0, 44u);
+    EXPECT_FALSE(huge.queue().ctrl());
+}
+
+TEST(connect, empty_host_nqn_where_any_host_is_allowed) {
+    // SPDK's initiator sends an empty host NQN by default; a subsystem open to any host (and
+    // the discovery subsystem) takes it, with an I/O queue too.
+    harness h;
+    host_conn admin(h);
+    const uint16_t id = admin.bring_up_admin(open_nqn, "");
+    ASSERT_TRUE(admin.queue().ctrl());
+    EXPECT_EQ(admin.queue().ctrl()->hostnqn, "");
+    EXPECT_NE(admin.queue().ctrl()->name().find("(host <empty host NQN>)"), std::string::npos)
+        << admin.queue().ctrl()->name();
+    host_conn io(h);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, "", 1, id, 127, 0).status, 0);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
+    // The I/O queue must name the same (empty) host as the admin queue did.
+    host_conn other(h);
+    other.icreq();
+    EXPECT_EQ(other.connect(open_nqn, host_a, 2, id, 127, 0).status,
+              nvme::sc::connect_invalid_param | nvme::status_dnr);
+
+    host_conn disc(h);
+    EXPECT_NO_THROW(disc.bring_up_admin(std::string(nvme::discovery_nqn), "", 0));
+    auto hdr = disc.get_log(nvme::lid::discovery, 1024);
+    ASSERT_EQ(hdr.status, 0);
+    uint64_t numrec;
+    std::memcpy(&numrec, hdr.data.data() + 8, 8);
+    EXPECT_EQ(numrec, 2u);  // itself and the open subsystem, not the restricted one
 }
 
 TEST(properties, cap_vs_enable_and_shutdown) {
@@ -178,10 +218,30 @@ TEST(controller, io_traffic_counts_as_keep_alive) {
     harness h;
     association a(h, 1000);
     host_conn &admin = a.admin, &io = a.io;
+    // The last traffic was 10 s ago: without a refresh, the 1 s KATO has long expired.
+    auto& last = admin.queue().ctrl()->last_traffic_ns;
+    last.store(env::now_ns() - 10'000'000'000ull);
     // A command on the I/O queue refreshes the controller's traffic time.
     io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1));
-    admin.conn->on_timer(env::now_ns() + 900'000'000);
+    const uint64_t after_io = env::now_ns();
+    admin.conn->on_timer(after_io + 900'000'000);
     EXPECT_FALSE(admin.conn->closing());
+    // And the same clock without that command: the timer fires.
+    last.store(after_io - 10'000'000'000ull);
+    admin.conn->on_timer(after_io + 900'000'000);
+    EXPECT_TRUE(admin.conn->closing());
+}
+
+TEST(controller, io_commands_do_not_write_the_shared_traffic_time_every_time) {
+    // The traffic time is the controller's, shared by queues on several reactors: a command
+    // stores it only when it is older than the 100 ms granularity.
+    harness h;
+    association a(h, 1000);
+    auto& last = a.admin.queue().ctrl()->last_traffic_ns;
+    const uint64_t recent = env::now_ns() - 20'000'000;
+    last.store(recent);
+    a.io.cmd(a.io.rw(nvme::io_opc::flush, 1, 0, 1));
+    EXPECT_EQ(last.load(), recent);
 }
 
 TEST(controller, closing_the_admin_queue_frees_the_controller) {

@@ -1,13 +1,12 @@
 // The io_uring file store: directly, and behind the whole target (data survives a restart).
 #include <gtest/gtest.h>
-
-#include "env/dma_pool.hh"
-
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "env/dma_pool.hh"
 #include "nvme/block_queue.hh"
 #include "test_host.hh"
 
@@ -94,6 +93,44 @@ TEST(file_store, pool_buffers_registered_with_the_ring) {
     pool.put(c, 3);
 }
 
+TEST(file_store, single_chunk_io_goes_through_the_registered_buffer) {
+    // Proof that a single pool chunk is read with IORING_OP_READ_FIXED: a registered buffer is
+    // pinned at registration, so once the pool's virtual range is mapped to fresh pages, a fixed
+    // read still lands in the old pages (the chunk reads as zeroes), while a vectored read goes
+    // through the current mapping (the chunk sees the data).
+    temp_file f;
+    auto store = nvme::make_file_store(f.path, 4096, 1u << 20);
+    env::dma_pool pool(1u << 20);
+    auto q = store->create_queue(8, &pool, nullptr);
+    ASSERT_EQ(q->describe(), "io_uring with the buffer pool registered");
+    auto d = pattern(16384, 21);
+    alignas(4096) static uint8_t plain[16384];
+    std::memcpy(plain, d.data(), sizeof(plain));
+    iovec pv{plain, sizeof(plain)};
+    ASSERT_EQ(run(*q, io(nvme::io_opc::write, 0, 4), {&pv, 1}), 0);  // not a pool buffer: writev
+
+    iovec c[2];
+    ASSERT_TRUE(pool.get(2, c));
+    void* base = pool.region().data();
+    ASSERT_EQ(
+        ::mmap(base, pool.region().bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+        base);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 0, 2), {&c[0], 1}), 0);
+    EXPECT_TRUE(std::all_of(static_cast<uint8_t*>(c[0].iov_base), static_cast<uint8_t*>(c[0].iov_base) + 8192,
+                            [](uint8_t x) { return x == 0; }))
+        << "the single-chunk read did not use the registered (fixed) buffer";
+    // A fixed write sends the old pages too: what the fixed read put there (d), not 0xAB.
+    std::memset(c[0].iov_base, 0xAB, 8192);
+    EXPECT_EQ(run(*q, io(nvme::io_opc::write, 8, 2), {&c[0], 1}), 0);
+    iovec pv8{plain, 8192};
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 8, 2), {&pv8, 1}), 0);
+    EXPECT_EQ(std::memcmp(plain, d.data(), 8192), 0) << "the single-chunk write did not use the fixed buffer";
+    EXPECT_EQ(run(*q, io(nvme::io_opc::read, 0, 4), {c, 2}), 0);  // two chunks: readv
+    EXPECT_EQ(std::memcmp(c[0].iov_base, d.data(), 8192), 0);
+    EXPECT_EQ(std::memcmp(c[1].iov_base, d.data() + 8192, 8192), 0);
+    pool.put(c, 2);
+}
+
 TEST(file_store, errors_name_the_path) {
     try {
         nvme::make_file_store("/nonexistent-dir/x.img", 4096, 0);
@@ -127,4 +164,57 @@ TEST(file_store, data_survives_a_target_restart) {
         EXPECT_EQ(r.status, 0);
         EXPECT_EQ(r.data, d);
     }
+}
+
+TEST(file_store, a_failed_read_is_a_media_error_in_smart_and_the_error_log) {
+    // A real failure of the real store: the file shrinks under the target, reads beyond its
+    // new end come back short and complete with Unrecovered Read Error (SCT 2h).
+    temp_file f;
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, f.path, {}, 0};
+    harness h(cfg);
+    association a(h, 5000, 31);
+    host_conn &admin = a.admin, &io = a.io;
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 100, 1), pattern(4096, 1)).status, 0);
+    ASSERT_EQ(::truncate(f.path.c_str(), 64 * 4096), 0);
+    auto bad = io.rw(nvme::io_opc::read, 1, 100, 1);
+    EXPECT_EQ(io.cmd(bad, {}, 4096).status, nvme::sc::unrecovered_read_error);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 10, 1), {}, 4096).status, 0);  // below the end: fine
+
+    auto smart = [&](uint32_t nsid) {
+        auto lp = admin.make(nvme::admin_opc::get_log_page, nsid);
+        lp.cdw10 = nvme::lid::smart | (127u << 16);
+        auto r = admin.cmd(lp, {}, 512);
+        EXPECT_EQ(r.status, 0);
+        uint64_t media, entries, reads;
+        std::memcpy(&reads, r.data.data() + 64, 8);
+        std::memcpy(&media, r.data.data() + 160, 8);
+        std::memcpy(&entries, r.data.data() + 176, 8);
+        return std::array<uint64_t, 3>{reads, media, entries};
+    };
+    for (uint32_t nsid : {1u, 0xFFFFFFFFu}) {
+        auto [reads, media, entries] = smart(nsid);
+        EXPECT_EQ(reads, 2u) << nsid;
+        EXPECT_EQ(media, 1u) << nsid;
+        EXPECT_EQ(entries, 1u) << nsid;
+    }
+    EXPECT_EQ(smart(3)[1], 0u);  // the RAM namespace had none
+
+    auto log = admin.get_log(nvme::lid::error, 64);
+    ASSERT_EQ(log.status, 0);
+    uint64_t count, lba;
+    uint16_t sqid, cid, sf;
+    uint32_t nsid;
+    std::memcpy(&count, log.data.data(), 8);
+    std::memcpy(&sqid, log.data.data() + 8, 2);
+    std::memcpy(&cid, log.data.data() + 10, 2);
+    std::memcpy(&sf, log.data.data() + 12, 2);
+    std::memcpy(&lba, log.data.data() + 16, 8);
+    std::memcpy(&nsid, log.data.data() + 24, 4);
+    EXPECT_EQ(count, 1u);
+    EXPECT_EQ(sqid, 1u);
+    EXPECT_EQ(cid, bad.cid);
+    EXPECT_EQ(sf, nvme::cqe_status(nvme::sc::unrecovered_read_error));
+    EXPECT_EQ(lba, 100u);
+    EXPECT_EQ(nsid, 1u);
 }

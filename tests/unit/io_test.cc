@@ -106,10 +106,26 @@ TEST_F(io_queue_fixture, write_zeroes_dsm_compare_flush) {
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
 }
 
-TEST_F(io_queue_fixture, io_before_enable_or_on_a_dead_controller) {
+TEST_F(io_queue_fixture, io_after_disable_is_refused) {
+    ASSERT_EQ(read(1, 0, 1).status, 0);
     // After CC.EN is cleared, I/O is refused with a sequence error.
     admin.property_set(nvme::reg::cc, (6u << 16) | (4u << 20));
     EXPECT_EQ(read(1, 0, 1).status, nvme::sc::command_sequence_error | dnr);
+}
+
+TEST_F(io_queue_fixture, io_on_a_dead_controller_is_refused_then_the_queue_closes) {
+    ASSERT_EQ(read(1, 0, 1).status, 0);
+    // Keep-alive timeout: the admin queue's reactor tears the controller down...
+    admin.conn->on_timer(env::now_ns() + 10'000'000'000ull);
+    ASSERT_TRUE(admin.conn->closing());
+    ASSERT_TRUE(admin.queue().ctrl()->dead.load());
+    // ...a command reaching the I/O queue (another reactor) before it notices is refused...
+    EXPECT_EQ(read(1, 0, 1).status, nvme::sc::command_sequence_error | dnr);
+    EXPECT_FALSE(io.conn->closing());
+    // ...and its next timer tick closes it.
+    io.conn->on_timer(env::now_ns());
+    EXPECT_TRUE(io.conn->closing());
+    EXPECT_TRUE(io.target_closed());
 }
 
 TEST_F(io_queue_fixture, many_outstanding_commands_complete) {
