@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
     std::string config_path, cpus, log_level = "info";
     size_t pool_mib = 64, max_connections = 1024;
     unsigned idle_spin_us = 200;
+    unsigned r2t_timeout_s = ferry::transport::default_r2t_timeout_ns / 1'000'000'000ull;
+    size_t conn_buffer_mib = 0;
     std::string engine = "posix";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--cpus", cpus,
@@ -32,6 +34,16 @@ int main(int argc, char** argv) {
     app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
+    app.add_option("--r2t-timeout-s", r2t_timeout_s,
+                   "seconds a host may take to send the data of a write after the target's R2T; a write that "
+                   "misses it closes its connection and frees its buffers")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    app.add_option("--conn-buffer-mib", conn_buffer_mib,
+                   "pool MiB one connection's transfers may hold at once beyond each queue entry's reserved 8 KiB "
+                   "(0 = a quarter of --pool-mib; never less than one 1 MiB transfer)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 65536));
     app.add_option("--idle-spin-us", idle_spin_us,
                    "microseconds a reactor keeps polling after its last work before it blocks (0 = block at once)")
         ->capture_default_str();
@@ -76,6 +88,8 @@ int main(int argc, char** argv) {
             o.cpu = cpu_list[i];
             o.pool_bytes = pool_mib << 20;
             o.idle_spin_us = idle_spin_us;
+            o.r2t_timeout_ns = uint64_t(r2t_timeout_s) * 1'000'000'000ull;
+            o.connection_buffer_bytes = conn_buffer_mib << 20;
             o.engine = engine == "uring" ? ferry::transport::socket_engine::uring : ferry::transport::socket_engine::posix;
             reactors.push_back(std::make_unique<ferry::transport::reactor>(static_cast<unsigned>(i), o));
         }

@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "env/thread.hh"
+
 namespace ferry::transport {
 namespace {
 constexpr size_t rx_buffer_bytes = 32 << 10;
@@ -57,9 +59,66 @@ size_t request::copy_in(const void* src, size_t len, size_t offset) {
     return for_each_piece(data(), offset, len, [&](uint8_t* p, size_t n, size_t at) { std::memcpy(p, s + at, n); });
 }
 
-connection::connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory,
-                       uint64_t now_ns)
-    : _fd(fd), _info(std::move(info)), _pool(pool), _created_ns(now_ns), _rx_buf(rx_buffer_bytes) {
+void request_list::push_back(request& r) {
+    r.wait_next = nullptr;
+    r.wait_prev = _tail;
+    if (_tail)
+        _tail->wait_next = &r;
+    else
+        _head = &r;
+    _tail = &r;
+    ++_size;
+}
+
+void request_list::remove(request& r) {
+    if (r.wait_prev)
+        r.wait_prev->wait_next = r.wait_next;
+    else
+        _head = r.wait_next;
+    if (r.wait_next)
+        r.wait_next->wait_prev = r.wait_prev;
+    else
+        _tail = r.wait_prev;
+    r.wait_prev = r.wait_next = nullptr;
+    --_size;
+}
+
+buffer_arbiter::buffer_arbiter(env::dma_pool& pool, size_t connection_chunks, uint64_t r2t_timeout_ns)
+    : _pool(pool),
+      _connection_chunks(connection_chunks ? std::max<size_t>(connection_chunks, max_chunks)
+                                           : default_connection_chunks(pool)),
+      _r2t_timeout_ns(r2t_timeout_ns) {}
+
+size_t buffer_arbiter::default_connection_chunks(const env::dma_pool& pool) {
+    return std::max<size_t>(max_chunks, pool.total_chunks() / 4);
+}
+
+bool buffer_arbiter::serve() {
+    bool started = false;
+    while (request* r = _fifo.front()) {
+        connection& c = *r->conn;
+        if (c.over_cap(*r)) {  // its connection took chunks meanwhile: wait there, not here
+            _fifo.remove(*r);
+            r->waiting_in = wait_line::connection_cap;
+            c._parked.push_back(*r);
+            continue;
+        }
+        if (!c.take_chunks(*r)) break;  // strictly in order: nobody behind the oldest passes it
+        _fifo.remove(*r);
+        r->waiting_in = wait_line::none;
+        c.start_data(*r);
+        started = true;
+    }
+    return started;
+}
+
+connection::connection(int fd, connection_info info, buffer_arbiter& buffers, handler_factory& factory, uint64_t now_ns)
+    : _fd(fd),
+      _info(std::move(info)),
+      _buffers(buffers),
+      _pool(buffers.pool()),
+      _created_ns(now_ns),
+      _rx_buf(rx_buffer_bytes) {
     _tx.resize(64);
     _tx_iov.resize(IOV_MAX);
     add_requests(1);  // enough for the Connect command
@@ -68,6 +127,8 @@ connection::connection(int fd, connection_info info, env::dma_pool& pool, handle
 
 connection::~connection() {
     _handler.reset();
+    _closing = true;
+    drop_waiting_and_r2t();  // nothing of ours may stay in the reactor's FIFO
     for (auto& r : _requests) {
         if (r->chunk_count) _pool.put(r->iov.data(), r->chunk_count);
         if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
@@ -81,6 +142,7 @@ void connection::add_requests(unsigned count) {
         if (!_pool.get(1, &r->reserved_chunk))
             throw std::runtime_error("buffer pool exhausted (" + std::to_string(_pool.total_chunks()) + " chunks)");
         r->tag = static_cast<uint16_t>(_requests.size());
+        r->conn = this;
         _free_tags.push_back(r->tag);
         _requests.push_back(std::move(r));
     }
@@ -112,10 +174,13 @@ void connection::close(const std::string& reason) {
                  reason);
     if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
+    drop_waiting_and_r2t();
     if (_handler) _handler->on_close();
 }
 
 void connection::on_timer(uint64_t now_ns) {
+    if (_closing) return;
+    check_r2t_timeout(now_ns);
     if (_closing) return;
     if (!_configured && now_ns - _created_ns > icreq_timeout_ns) {
         close(_ic_done ? "no Connect within 10 s" : "no ICReq within 10 s");
@@ -132,7 +197,11 @@ request* connection::alloc_request() {
 }
 
 void connection::release(request& req) {
-    if (req.chunk_count) _pool.put(req.iov.data(), req.chunk_count);
+    if (req.chunk_count) {
+        _pool.put(req.iov.data(), req.chunk_count);
+        _extra_chunks -= req.chunk_count;
+        if (!_parked.empty() && !_closing) unpark();
+    }
     req.chunk_count = 0;
     req.iov_count = 0;
     req.state = request_state::free;
@@ -424,41 +493,95 @@ bool connection::handle_capsule() {
         return true;
     }
     req->data_len = len;
-    if (!obtain_buffer(*req)) {
-        req->state = request_state::wait_buffer;
-        _waiting.push_back(req);
-        return true;
-    }
-    start_data(*req);
+    request_buffer(*req);
     return !_closing;
 }
 
-bool connection::obtain_buffer(request& req) {
-    const uint32_t len = req.data_len;
-    if (len <= env::dma_pool::chunk_size) {
-        req.iov[0] = {req.reserved_chunk.iov_base, len};
+// A transfer that fits the reserved chunk starts now. A larger one takes extra chunks, unless
+// its connection is at its cap (it parks on the connection) or older requests already wait
+// in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
+void connection::request_buffer(request& req) {
+    if (req.data_len <= env::dma_pool::chunk_size) {
+        req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
         req.iov_count = 1;
         req.chunk_count = 0;
-        return true;
+        start_data(req);
+        return;
     }
+    req.state = request_state::wait_buffer;
+    if (!_parked.empty() || over_cap(req)) {
+        req.waiting_in = wait_line::connection_cap;
+        _parked.push_back(req);
+        ++_buffers._waits;
+        return;
+    }
+    if (!_buffers._fifo.empty() || !take_chunks(req)) {
+        req.waiting_in = wait_line::reactor_fifo;
+        _buffers._fifo.push_back(req);
+        ++_buffers._waits;
+        return;
+    }
+    start_data(req);
+}
+
+bool connection::over_cap(const request& req) const {
+    const size_t n = (req.data_len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
+    return _extra_chunks + n > _buffers._connection_chunks;
+}
+
+bool connection::take_chunks(request& req) {
+    const uint32_t len = req.data_len;
     const unsigned n = (len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
     if (!_pool.get(n, req.iov.data())) return false;
+    _extra_chunks += n;
     req.chunk_count = static_cast<uint16_t>(n);
     req.iov_count = static_cast<uint16_t>(n);
     req.iov[n - 1].iov_len = len - (n - 1) * env::dma_pool::chunk_size;
     return true;
 }
 
-bool connection::retry_waiting() {
-    size_t done = 0;
-    while (done < _waiting.size() && !_closing) {
-        request& req = *_waiting[done];
-        if (!obtain_buffer(req)) break;
-        ++done;
-        start_data(req);
+// Chunks came back: parked requests that fit under the cap again join the reactor's FIFO.
+void connection::unpark() {
+    while (request* r = _parked.front()) {
+        if (over_cap(*r)) break;
+        _parked.remove(*r);
+        r->waiting_in = wait_line::reactor_fifo;
+        _buffers._fifo.push_back(*r);
     }
-    if (done) _waiting.erase(_waiting.begin(), _waiting.begin() + static_cast<long>(done));
-    return done != 0;
+}
+
+// On close: requests waiting for chunks leave their line, and requests waiting for R2T data
+// give their chunks back now (the host will not send the data any more).
+void connection::drop_waiting_and_r2t() {
+    for (auto& rp : _requests) {
+        request& r = *rp;
+        if (r.state == request_state::wait_buffer) {
+            if (r.waiting_in == wait_line::connection_cap)
+                _parked.remove(r);
+            else if (r.waiting_in == wait_line::reactor_fifo)
+                _buffers._fifo.remove(r);
+            r.waiting_in = wait_line::none;
+            release(r);
+        } else if (r.state == request_state::wait_h2c) {
+            release(r);
+        }
+    }
+    _rx_req = nullptr;
+}
+
+void connection::check_r2t_timeout(uint64_t now_ns) {
+    const uint64_t limit = _buffers._r2t_timeout_ns;
+    for (auto& rp : _requests) {
+        const request& r = *rp;
+        if (r.state != request_state::wait_h2c || now_ns - r.r2t_sent_ns <= limit) continue;
+        spdlog::warn(
+            "conn {} ({}, qid {}): cid {}: R2T data timeout: {} of {} bytes arrived in {} ms (limit {} ms); "
+            "closing",
+            _info.id, _info.peer, _qid, +r.cmd.cid, r.h2c_received, r.data_len, (now_ns - r.r2t_sent_ns) / 1'000'000,
+            limit / 1'000'000);
+        close(fmt::format("R2T data timeout on cid {}", +r.cmd.cid));
+        return;
+    }
 }
 
 void connection::start_data(request& req) {
@@ -470,6 +593,7 @@ void connection::start_data(request& req) {
 
 void connection::send_r2t(request& req) {
     req.state = request_state::wait_h2c;
+    req.r2t_sent_ns = env::now_ns();
     const size_t hd = _digests.header ? 4 : 0;
     data_pdu r2t{};
     fill_header(r2t.ch, pdu_type::r2t, _digests.header ? pdu_flag::hdgst : 0, sizeof(data_pdu), 0,

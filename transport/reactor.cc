@@ -23,6 +23,9 @@ constexpr size_t direct_poll_limit = 8;
 
 reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
     _pool = std::make_unique<env::dma_pool>(opts.pool_bytes);
+    _buffers = std::make_unique<buffer_arbiter>(
+        *_pool, (opts.connection_buffer_bytes + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size,
+        opts.r2t_timeout_ns);
     if (opts.engine == socket_engine::uring) {
         _ring = std::make_unique<::io_uring>();
         int rc = ::io_uring_queue_init(1024, _ring.get(), 0);
@@ -79,7 +82,7 @@ void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
 void reactor::add_connection(int fd, connection_info info, handler_factory& factory) {
     std::unique_ptr<connection> c;
     try {
-        c = std::make_unique<connection>(fd, info, *_pool, factory, env::now_ns());
+        c = std::make_unique<connection>(fd, info, *_buffers, factory, env::now_ns());
     } catch (const std::exception& e) {
         spdlog::warn("reactor {}: refusing connection {} from {}: {}", _id, info.id, info.peer, e.what());
         ::close(fd);
@@ -225,6 +228,7 @@ bool reactor::poll_posix(bool may_block) {
 bool reactor::poll_once(bool may_block) {
     bool work = _ring ? poll_uring(may_block) : poll_posix(may_block);
     drain_messages();
+    work |= _buffers->serve();  // before the flushes below: R2Ts it sends go out this pass
     for (auto& s : _conns) {
         connection& c = *s.conn;
         if (c.closing()) continue;
@@ -232,7 +236,6 @@ bool reactor::poll_once(bool may_block) {
         // Backend commands in flight complete without a socket event: keep polling (do not
         // block) until they are done.
         work |= c.handler()->in_flight() > 0;
-        work |= c.retry_waiting();
         if (_ring) continue;  // io_uring sends are queued by poll_uring
         if (c.wants_write()) work |= c.flush();
         const bool want = c.wants_write();

@@ -25,6 +25,7 @@ namespace {
 struct world {
     target::target tgt;
     env::dma_pool pool{8u << 20};
+    transport::buffer_arbiter buffers{pool};
     world() : tgt(make_config()) { spdlog::set_level(spdlog::level::off); }
     static target::target_config make_config() {
         target::target_config cfg;
@@ -95,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     info.peer = "fuzz";
     info.local_addr = "127.0.0.1";
     {
-        transport::connection conn(fds[1], info, w.pool, w.tgt, env::now_ns());
+        transport::connection conn(fds[1], info, w.buffers, w.tgt, env::now_ns());
         std::vector<uint8_t> stream = (flags & 1) ? prefix(flags) : std::vector<uint8_t>{};
         stream.insert(stream.end(), data, data + size);
         uint8_t sink[65536];
