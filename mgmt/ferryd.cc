@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     CLI::App app{"ferryd: NVMe-over-Fabrics TCP target. Serves the subsystems, namespaces and listeners of a JSON\n"
                  "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
     std::string config_path, cpus, log_level = "info";
-    size_t pool_mib = 64, max_connections = 1024;
+    size_t pool_mib = 64, max_connections = 1024, max_pending_per_address = 32, max_pending = 256;
     unsigned idle_spin_us = 200;
     unsigned r2t_timeout_s = ferry::transport::default_r2t_timeout_ns / 1'000'000'000ull;
     size_t conn_buffer_mib = 0;
@@ -32,6 +32,16 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(4, 65536));
     app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--max-pending-per-address", max_pending_per_address,
+                   "connections from one source address that have not completed ICReq + Connect; at the cap "
+                   "the oldest of them is closed for a newcomer (kept below --max-pending)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--max-pending", max_pending,
+                   "connections from all addresses that have not completed ICReq + Connect; at the cap the "
+                   "oldest of them is closed for a newcomer (kept below --max-connections)")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
     app.add_option("--r2t-timeout-s", r2t_timeout_s,
@@ -95,7 +105,7 @@ int main(int argc, char** argv) {
         }
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
-        ferry::transport::acceptor acc(rp, tgt, max_connections);
+        ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending});
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port});
         for (auto& r : reactors) r->start();
         acc.start();

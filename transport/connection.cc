@@ -129,6 +129,7 @@ connection::~connection() {
     _handler.reset();
     _closing = true;
     drop_waiting_and_r2t();  // nothing of ours may stay in the reactor's FIFO
+    if (_info.ticket) _info.ticket->release();  // before the socket closes: admission may shut it down
     for (auto& r : _requests) {
         if (r->chunk_count) _pool.put(r->iov.data(), r->chunk_count);
         if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
@@ -159,6 +160,7 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     _qid = qid;
     _depth = depth;
     _sq_flow_disabled = sq_flow_disabled;
+    if (!_configured && _info.ticket) _info.ticket->connected();
     _configured = true;
     return true;
 }
@@ -180,6 +182,10 @@ void connection::close(const std::string& reason) {
 
 void connection::on_timer(uint64_t now_ns) {
     if (_closing) return;
+    if (_info.ticket && _info.ticket->shed()) {
+        close("shed: too many connections without ICReq + Connect from its address or overall");
+        return;
+    }
     check_r2t_timeout(now_ns);
     if (_closing) return;
     if (!_configured && now_ns - _created_ns > icreq_timeout_ns) {
@@ -247,7 +253,9 @@ bool connection::on_readable() {
             }
         }
         if (n == 0) {
-            close("host closed the connection");
+            close(_info.ticket && _info.ticket->shed()
+                      ? "shed: too many connections without ICReq + Connect from its address or overall"
+                      : "host closed the connection");
             return true;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;

@@ -18,6 +18,7 @@
 
 #include "env/dma_pool.hh"
 #include "nvme/spec.hh"
+#include "transport/admission.hh"
 #include "transport/pdu.hh"
 
 namespace ferry::transport {
@@ -139,6 +140,8 @@ struct connection_info {
     std::string local_addr;  // address the host connected to
     uint16_t local_port = 0;
     bool ipv6 = false;
+    // Its place in the acceptor's admission count (none for connections made in tests).
+    std::shared_ptr<admission::ticket> ticket;
 };
 
 // Implemented by the target for each connection.

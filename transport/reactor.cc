@@ -85,6 +85,7 @@ void reactor::add_connection(int fd, connection_info info, handler_factory& fact
         c = std::make_unique<connection>(fd, info, *_buffers, factory, env::now_ns());
     } catch (const std::exception& e) {
         spdlog::warn("reactor {}: refusing connection {} from {}: {}", _id, info.id, info.peer, e.what());
+        if (info.ticket) info.ticket->release();
         ::close(fd);
         return;
     }

@@ -1,11 +1,14 @@
 // Hostile hosts against a real reactor over TCP: a host that takes buffers and never sends the
 // data, and (below) floods of connections that never finish their handshake.
 #include <arpa/inet.h>
-#include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
+
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <future>
+#include <thread>
 
 #include "test_host.hh"
 #include "transport/listener.hh"
@@ -108,4 +111,71 @@ TEST(transport_limits, host_that_never_sends_r2t_data_cannot_pin_the_pool) {
     size_t now_free = 0;
     for (int i = 0; i < 300 && (now_free = st.free_chunks()) != idle; ++i) ::usleep(10'000);
     EXPECT_EQ(now_free, idle);
+}
+
+namespace {
+// Raises the soft open-file limit to the hard one (the flood below needs ~3000 descriptors).
+void raise_fd_limit() {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+// A legitimate host: admin queue, I/O queue, one verified write + read.
+void legit_host_session(uint16_t port, uint32_t seed, double* setup_ms) {
+    const auto t = std::chrono::steady_clock::now();
+    host_conn admin(dial_from(port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a, 30000);
+    host_conn io(dial_from(port), false, false);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, cntlid, 31, 0).status, 0);
+    *setup_ms = ms_since(t);
+    auto d = pattern(64 * 1024, seed);
+    const uint64_t lba = 16u * (seed % 200);
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, lba, 16), d, 0, false).status, 0);
+    auto r = io.cmd(io.rw(nvme::io_opc::read, 1, lba, 16), {}, 64 * 1024);
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(r.data, d);
+}
+}  // namespace
+
+TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
+    raise_fd_limit();
+    transport::reactor_options o;
+    o.pool_bytes = 16u << 20;
+    one_reactor_target st(o, 1024);  // default pending caps: 32 per address, 256 overall
+    std::vector<int> flood;
+    flood.reserve(1500);
+    std::atomic<size_t> opened{0};
+    std::thread flooder([&] {
+        for (int i = 0; i < 1500; ++i) {
+            flood.push_back(dial_from(st.port, "127.0.0.2"));
+            opened.store(flood.size());
+        }
+    });
+    while (opened.load() < 600) ::usleep(1000);
+    // During the flood and after it, a host from another address gets in within a second.
+    int sessions = 0;
+    double worst_ms = 0;
+    while (opened.load() < 1500 || sessions < 3) {
+        double setup_ms = 0;
+        legit_host_session(st.port, static_cast<uint32_t>(sessions), &setup_ms);
+        if (HasFatalFailure()) break;
+        worst_ms = std::max(worst_ms, setup_ms);
+        ++sessions;
+    }
+    flooder.join();
+    // The flood goes on while no legitimate connection is open, then the host comes back.
+    for (int i = 0; i < 64; ++i) flood.push_back(dial_from(st.port, "127.0.0.2"));
+    ::usleep(200'000);
+    double setup_ms = 0;
+    legit_host_session(st.port, 1000, &setup_ms);
+    worst_ms = std::max(worst_ms, setup_ms);
+    EXPECT_LT(worst_ms, 1000.0) << sessions << " sessions during the flood";
+    // Every flood connection was accepted and all but the newest 32 were shed.
+    for (int i = 0; i < 200 && st.acc->admitted().shed_total() < 1564u - 32u; ++i) ::usleep(10'000);
+    EXPECT_EQ(st.acc->admitted().shed_total(), 1564u - 32u);
+    EXPECT_EQ(st.acc->admitted().pending(), 32u);
+    for (int fd : flood) ::close(fd);
 }
