@@ -12,7 +12,12 @@ admission::admission(admission_limits limits) : _limits(limits) {}
 
 std::shared_ptr<admission::ticket> admission::admit(const std::string& address, int fd, uint64_t conn_id) {
     std::lock_guard g(_lock);
-    if (_open >= _limits.max_connections) return nullptr;
+    // Shed connections are on their way out (their reactor closes them on its next pass): they
+    // do not hold a slot, but at most pending_total of them may linger on top of the limit.
+    if (_open - _shedding >= _limits.max_connections || _open >= _limits.max_connections + _limits.pending_total) {
+        ++_refused_total;
+        return nullptr;
+    }
     auto& same = _pending_by_address[address];
     if (!same.empty() && same.size() >= _limits.pending_per_address) shed(*same.front());
     if (!_pending_all.empty() && _pending_all.size() >= _limits.pending_total) shed(*_pending_all.front());
@@ -52,6 +57,7 @@ void admission::unlink_pending(ticket& t) {
 void admission::shed(ticket& t) {
     unlink_pending(t);
     t._shed.store(true, std::memory_order_relaxed);
+    ++_shedding;
     // The socket is open until the ticket is released (the reactor releases before closing).
     ::shutdown(t._fd, SHUT_RDWR);
     spdlog::debug("admission: conn {} from {} shed (not connected)", t._conn_id, t._address);
@@ -71,6 +77,7 @@ void admission::ticket::release() {
     _released = true;
     _owner->unlink_pending(*this);
     --_owner->_open;
+    if (shed()) --_owner->_shedding;
 }
 
 size_t admission::open() const {
@@ -88,4 +95,11 @@ uint64_t admission::shed_total() const {
     return _shed_total;
 }
 
+}  // namespace ferry::transport
+
+namespace ferry::transport {
+uint64_t admission::refused_total() const {
+    std::lock_guard g(_lock);
+    return _refused_total;
+}
 }  // namespace ferry::transport

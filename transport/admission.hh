@@ -32,10 +32,13 @@ public:
     // Admits the accepted socket `fd` from `address` (without port); nullptr when
     // max_connections are open. The ticket must be released (or destroyed) before `fd` is closed.
     std::shared_ptr<ticket> admit(const std::string& address, int fd, uint64_t conn_id);
+    // Shed connections still open do not count against max_connections (they are closing), but
+    // at most pending_total of them on top of it: open() <= max_connections + pending_total.
 
     size_t open() const;
     size_t pending() const;
     uint64_t shed_total() const;
+    uint64_t refused_total() const;
     const admission_limits& limits() const { return _limits; }
 
     class ticket {
@@ -62,14 +65,16 @@ public:
 
 private:
     void unlink_pending(ticket& t);  // with _lock held
-    void shed(ticket& t);            // with _lock held
+    void shed(ticket& t);            // with _lock held: marks it, shuts its socket down
 
     const admission_limits _limits;
     mutable std::mutex _lock;
-    size_t _open = 0;
+    size_t _open = 0;                 // admitted and not yet released
+    size_t _shedding = 0;             // of which shed, not yet released
     std::list<ticket*> _pending_all;  // oldest first
     std::unordered_map<std::string, std::list<ticket*>> _pending_by_address;
     uint64_t _shed_total = 0;
+    uint64_t _refused_total = 0;
     uint64_t _shed_unlogged = 0;
     uint64_t _last_log_ns = 0;
 };

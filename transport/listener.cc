@@ -83,7 +83,7 @@ uint16_t acceptor::listen(const listen_address& addr) {
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, 128) < 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, SOMAXCONN) < 0) {
         std::string err = std::strerror(errno);
         ::close(fd);
         throw std::runtime_error("listener " + where + ": " + err);

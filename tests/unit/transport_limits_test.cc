@@ -160,8 +160,12 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     double worst_ms = 0;
     while (opened.load() < 1500 || sessions < 3) {
         double setup_ms = 0;
-        legit_host_session(st.port, static_cast<uint32_t>(sessions), &setup_ms);
-        if (HasFatalFailure()) break;
+        try {
+            legit_host_session(st.port, static_cast<uint32_t>(sessions), &setup_ms);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "legitimate host after " << sessions << " sessions: " << e.what();
+        }
+        if (HasFailure()) break;
         worst_ms = std::max(worst_ms, setup_ms);
         ++sessions;
     }
@@ -170,12 +174,19 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     for (int i = 0; i < 64; ++i) flood.push_back(dial_from(st.port, "127.0.0.2"));
     ::usleep(200'000);
     double setup_ms = 0;
-    legit_host_session(st.port, 1000, &setup_ms);
+    try {
+        legit_host_session(st.port, 1000, &setup_ms);
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "legitimate host after the flood: " << e.what();
+    }
     worst_ms = std::max(worst_ms, setup_ms);
     EXPECT_LT(worst_ms, 1000.0) << sessions << " sessions during the flood";
-    // Every flood connection was accepted and all but the newest 32 were shed.
-    for (int i = 0; i < 200 && st.acc->admitted().shed_total() < 1564u - 32u; ++i) ::usleep(10'000);
-    EXPECT_EQ(st.acc->admitted().shed_total(), 1564u - 32u);
-    EXPECT_EQ(st.acc->admitted().pending(), 32u);
+    // Every flood connection was shed (or, if the reactor lagged far behind, refused) except the
+    // newest ones, at most 32 of which are pending.
+    const transport::admission& adm = st.acc->admitted();
+    for (int i = 0; i < 200 && adm.shed_total() + adm.refused_total() + adm.pending() < 1564u; ++i) ::usleep(10'000);
+    EXPECT_EQ(adm.shed_total() + adm.refused_total() + adm.pending(), 1564u);
+    EXPECT_EQ(adm.pending(), 32u);
+    EXPECT_GE(adm.shed_total(), 1000u) << adm.refused_total() << " refused";
     for (int fd : flood) ::close(fd);
 }
