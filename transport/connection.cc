@@ -118,7 +118,8 @@ connection::connection(int fd, connection_info info, buffer_arbiter& buffers, ha
       _buffers(buffers),
       _pool(buffers.pool()),
       _created_ns(now_ns),
-      _rx_buf(rx_buffer_bytes) {
+      _rx_buf(rx_buffer_bytes),
+      _cids_outstanding(65536 / 64) {
     _tx.resize(64);
     _tx_iov.resize(IOV_MAX);
     add_requests(1);  // enough for the Connect command
@@ -203,6 +204,7 @@ request* connection::alloc_request() {
 }
 
 void connection::release(request& req) {
+    forget_cid(req);
     if (req.chunk_count) {
         _pool.put(req.iov.data(), req.chunk_count);
         _extra_chunks -= req.chunk_count;
@@ -293,6 +295,13 @@ bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
                 common_header ch;
                 std::memcpy(&ch, _hdr.data(), sizeof(ch));
                 _cur = check_h2c_header(ch, _ic_done, _digests);
+                if (_cur.fes && ch.type == pdu_type::h2c_term_req) {
+                    // The host is already terminating: close, never answer with a C2HTermReq.
+                    spdlog::warn("conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen {})",
+                                 _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
+                    close("host sent H2CTermReq (invalid header)");
+                    return false;
+                }
                 if (_cur.fes) {
                     fatal(_cur.fes, _cur.fei,
                           fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
@@ -447,6 +456,15 @@ bool connection::handle_capsule() {
     ++_sqhd;
 
     const nvme::sqe& cmd = req->cmd;
+    // A CID still outstanding on this queue: answered with Command ID Conflict (after any
+    // in-capsule data), never executed; the original command is unaffected.
+    uint64_t& cid_word = _cids_outstanding[cmd.cid / 64];
+    const uint64_t cid_bit = uint64_t(1) << (cmd.cid % 64);
+    req->cid_tracked = !(cid_word & cid_bit);
+    if (req->cid_tracked)
+        cid_word |= cid_bit;
+    else
+        req->status = nvme::sc::cid_conflict;
     const bool fabrics = cmd.opcode == nvme::admin_opc::fabrics;
     req->dir = nvme::direction_of(fabrics ? reinterpret_cast<const nvme::fabrics_sqe&>(cmd).fctype : cmd.opcode);
     const uint32_t len = cmd.sgl.length;
@@ -460,7 +478,9 @@ bool connection::handle_capsule() {
             return false;
         }
         // The data is on the wire and must be consumed; errors are reported after it.
-        if (sgl_type != nvme::sgl_data_block_offset)
+        if (req->status != 0) {
+            // CID conflict
+        } else if (sgl_type != nvme::sgl_data_block_offset)
             req->status = nvme::sc::sgl_invalid_type | nvme::status_dnr;
         else if (cmd.sgl.address != 0)
             req->status = nvme::sc::sgl_invalid_offset | nvme::status_dnr;
@@ -480,6 +500,10 @@ bool connection::handle_capsule() {
         return true;
     }
 
+    if (req->status != 0) {
+        respond_now(*req, req->status);
+        return !_closing;
+    }
     if (len == 0) {
         execute(*req);
         return !_closing;
@@ -698,7 +722,14 @@ void connection::execute(request& req) {
 
 // ---------------------------------------------------------------- transmit
 
+void connection::forget_cid(request& req) {
+    if (!req.cid_tracked) return;
+    req.cid_tracked = false;
+    _cids_outstanding[req.cmd.cid / 64] &= ~(uint64_t(1) << (req.cmd.cid % 64));
+}
+
 void connection::complete(request& req) {
+    forget_cid(req);  // the host may reuse the CID once it sees this response
     if (_closing) {
         if (req.tx_refs == 0) release(req);
         else req.state = request_state::responding;

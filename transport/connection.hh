@@ -66,6 +66,7 @@ struct request {
     request* wait_prev = nullptr;  // intrusive links of the waiting line
     request* wait_next = nullptr;
     uint64_t r2t_sent_ns = 0;
+    bool cid_tracked = false;  // holds its cid's bit in the connection's outstanding set
 
     std::array<iovec, max_chunks> iov{};
     iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
@@ -241,6 +242,7 @@ private:
     void unpark();
     void drop_waiting_and_r2t();
     void check_r2t_timeout(uint64_t now_ns);
+    void forget_cid(request& req);
     void send_r2t(request& req);
     void execute(request& req);
     void respond_now(request& req, uint16_t status);
@@ -285,6 +287,8 @@ private:
     // Requests.
     std::vector<std::unique_ptr<request>> _requests;
     std::vector<uint16_t> _free_tags;
+    // CIDs outstanding on this queue: one bit per possible CID (8 KiB), O(1) conflict check.
+    std::vector<uint64_t> _cids_outstanding;
     request_list _parked;      // wait_buffer requests held back by the connection's cap
     size_t _extra_chunks = 0;  // pool chunks held beyond the reserved ones
 

@@ -129,6 +129,25 @@ TEST(connection, host_term_req_closes_quietly) {
     EXPECT_TRUE(c.target_closed());
 }
 
+TEST(connection, host_term_req_with_a_bad_header_is_not_answered) {
+    // PLEN beyond the largest H2CTermReq, and HLEN wrong: the target closes without a C2HTermReq.
+    for (int field = 0; field < 2; ++field) {
+        harness h;
+        host_conn c(h);
+        c.icreq();
+        std::vector<uint8_t> pdu(24 + tp::term_req_max_error_data + 8);
+        auto* t = reinterpret_cast<tp::term_req_pdu*>(pdu.data());
+        if (field == 0)
+            tp::fill_header(t->ch, tp::pdu_type::h2c_term_req, 0, 24, 0, static_cast<uint32_t>(pdu.size()));
+        else
+            tp::fill_header(t->ch, tp::pdu_type::h2c_term_req, 0, 28, 0, 32);
+        t->fes = tp::fes::sequence_error;
+        c.send_raw(pdu.data(), field == 0 ? pdu.size() : 32);
+        EXPECT_TRUE(c.conn->closing());
+        EXPECT_FALSE(c.expect_term()) << "field " << field;  // EOF, no C2HTermReq
+    }
+}
+
 TEST(connection, bytes_arriving_one_at_a_time) {
     // The decoder must not depend on how the stream is split.
     harness h;
@@ -318,4 +337,35 @@ TEST(connection, buffer_waiters_are_served_in_arrival_order_across_connections) 
     EXPECT_EQ(r2->data, w);
     EXPECT_EQ(r3->data, std::vector<uint8_t>(w.begin(), w.begin() + 65536));
     EXPECT_EQ(h.buffers.waiting_in_fifo(), 0u);
+}
+
+TEST(connection, outstanding_cid_reused_gets_command_id_conflict) {
+    io_pair q;
+    host_conn& io = q.io;
+    auto a = pattern(16384, 21);
+    // The original: a write waiting for its R2T data.
+    auto orig = io.rw(nvme::io_opc::write, 1, 0, 4);
+    io.send_capsule(orig, {}, false, 16384);
+    tp::data_pdu r2t{};
+    ASSERT_TRUE(io.recv_exact(&r2t, sizeof(r2t)));
+    ASSERT_EQ(r2t.ch.type, tp::pdu_type::r2t);
+    // The same CID again, a write of other data to LBA 8: refused, not executed.
+    auto dup = io.rw(nvme::io_opc::write, 1, 8, 1);
+    dup.cid = orig.cid;
+    io.send_capsule(dup, pattern(4096, 22), true, 4096);
+    auto r = io.wait(orig.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::cid_conflict);
+    EXPECT_STREQ(nvme::status_name(r->status), "command id conflict");
+    // The original still completes normally.
+    io.send_h2c(orig.cid, r2t.ttag, 0, a.data(), 16384, true);
+    auto w = io.wait(orig.cid);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->status, 0);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 4), {}, 16384).data, a);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 8, 1), {}, 4096).data, std::vector<uint8_t>(4096, 0));
+    // Once completed, the CID is free again.
+    auto again = io.rw(nvme::io_opc::flush, 1, 0, 1);
+    again.cid = orig.cid;
+    EXPECT_EQ(io.cmd(again).status, 0);
 }
