@@ -297,8 +297,9 @@ bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
                 _cur = check_h2c_header(ch, _ic_done, _digests);
                 if (_cur.fes && ch.type == pdu_type::h2c_term_req) {
                     // The host is already terminating: close, never answer with a C2HTermReq.
-                    spdlog::warn("conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen {})",
-                                 _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
+                    spdlog::warn(
+                        "conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen {})",
+                        _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
                     close("host sent H2CTermReq (invalid header)");
                     return false;
                 }

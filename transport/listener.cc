@@ -49,7 +49,8 @@ admission_limits clamp(admission_limits l) {
 acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, admission_limits limits)
     : _reactors(std::move(reactors)), _factory(factory), _admission(std::make_shared<admission>(clamp(limits))) {
     _stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (_stop_fd < 0) throw std::runtime_error(std::string("acceptor: eventfd: ") + std::strerror(errno));
+    if (_stop_fd < 0)
+        throw std::runtime_error(std::string("acceptor: cannot create its stop eventfd: ") + std::strerror(errno));
 }
 
 acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections)

@@ -34,13 +34,21 @@ reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
             throw std::runtime_error(std::string("reactor: io_uring_queue_init: ") + std::strerror(-rc));
         }
     }
+    auto fail = [&](const char* what) {
+        const std::string err = std::strerror(errno);
+        if (_ring) ::io_uring_queue_exit(_ring.get());
+        if (_epoll >= 0) ::close(_epoll);
+        if (_wake >= 0) ::close(_wake);
+        throw std::runtime_error("reactor " + std::to_string(id) + ": " + what + ": " + err);
+    };
     _epoll = ::epoll_create1(EPOLL_CLOEXEC);
+    if (_epoll < 0) fail("cannot create its epoll instance");
     _wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (_epoll < 0 || _wake < 0) throw std::runtime_error(std::string("reactor: epoll/eventfd: ") + std::strerror(errno));
+    if (_wake < 0) fail("cannot create its wake-up eventfd");
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // nullptr = the wake-up eventfd
-    ::epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev);
+    if (::epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev) != 0) fail("cannot register its wake-up eventfd with epoll");
 }
 
 reactor::~reactor() {
@@ -93,7 +101,14 @@ void reactor::add_connection(int fd, connection_info info, handler_factory& fact
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.ptr = c.get();
-        ::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev);
+        if (::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            // Never polled: close it now (the destructor releases its admission slot and socket).
+            const std::string err = std::strerror(errno);
+            spdlog::warn("reactor {}: conn {} from {}: cannot register its socket with epoll: {}", _id, info.id,
+                         info.peer, err);
+            c->close("cannot register the socket with epoll: " + err);
+            return;
+        }
     }
     spdlog::debug("reactor {}: conn {} from {} to {}:{}", _id, info.id, info.peer, info.local_addr, info.local_port);
     _conns.push_back({std::move(c), false});
@@ -104,7 +119,12 @@ void reactor::watch(connection& c, bool want_write) {
     epoll_event ev{};
     ev.events = want_write ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
     ev.data.ptr = &c;
-    ::epoll_ctl(_epoll, EPOLL_CTL_MOD, c.fd(), &ev);
+    if (::epoll_ctl(_epoll, EPOLL_CTL_MOD, c.fd(), &ev) != 0) {
+        const std::string err = std::strerror(errno);
+        spdlog::warn("reactor {}: conn {} ({}): cannot change its socket's epoll events: {}", _id, c.info().id,
+                     c.info().peer, err);
+        c.close("cannot change the socket's epoll events: " + err);
+    }
 }
 
 void reactor::drain_messages() {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -189,4 +190,43 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     EXPECT_EQ(adm.pending(), 32u);
     EXPECT_GE(adm.shed_total(), 1000u) << adm.refused_total() << " refused";
     for (int fd : flood) ::close(fd);
+}
+
+namespace {
+// Lowers the soft open-file limit so that no new descriptor can be created; restores it.
+struct no_new_descriptors {
+    rlimit saved{};
+    no_new_descriptors() {
+        ::getrlimit(RLIMIT_NOFILE, &saved);
+        const int lowest_free = ::dup(0);
+        ::close(lowest_free);
+        rlimit tight = saved;
+        tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+        ::setrlimit(RLIMIT_NOFILE, &tight);
+    }
+    ~no_new_descriptors() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+};
+
+std::string construction_error(const std::function<void()>& make) {
+    try {
+        make();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+}  // namespace
+
+TEST(transport_limits, reactor_and_acceptor_without_descriptors_fail_at_start_with_a_clear_error) {
+    target::target tgt{test_config()};
+    transport::reactor_options o;
+    o.pool_bytes = 4u << 20;
+    std::string reactor_error, acceptor_error;
+    {
+        no_new_descriptors guard;
+        reactor_error = construction_error([&] { transport::reactor r(7, o); });
+        acceptor_error = construction_error([&] { transport::acceptor a({}, tgt, size_t(8)); });
+    }
+    EXPECT_NE(reactor_error.find("reactor 7: cannot create its epoll instance"), std::string::npos) << reactor_error;
+    EXPECT_NE(acceptor_error.find("acceptor: cannot create its stop eventfd"), std::string::npos) << acceptor_error;
 }
