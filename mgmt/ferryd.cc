@@ -20,9 +20,11 @@ int main(int argc, char** argv) {
     CLI::App app{"ferryd: NVMe-over-Fabrics TCP target. Serves the subsystems, namespaces and listeners of a JSON\n"
                  "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
     std::string config_path, cpus, log_level = "info";
-    size_t pool_mib = 64, max_connections = 1024;
+    size_t pool_mib = 64, max_connections = 1024, max_pending_per_address = 32, max_pending = 256;
     unsigned idle_spin_us = 200;
     uint64_t max_ram_mib = 0;
+    unsigned r2t_timeout_s = ferry::transport::default_r2t_timeout_ns / 1'000'000'000ull;
+    size_t conn_buffer_mib = 0;
     std::string engine = "posix";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--cpus", cpus,
@@ -34,6 +36,26 @@ int main(int argc, char** argv) {
     app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
+    app.add_option("--max-pending-per-address", max_pending_per_address,
+                   "connections from one source address that have not completed ICReq + Connect; at the cap "
+                   "the oldest of them is closed for a newcomer (kept below --max-pending)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--max-pending", max_pending,
+                   "connections from all addresses that have not completed ICReq + Connect; at the cap the "
+                   "oldest of them is closed for a newcomer (kept below --max-connections)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--r2t-timeout-s", r2t_timeout_s,
+                   "seconds a host may take to send the data of a write after the target's R2T; a write that "
+                   "misses it closes its connection and frees its buffers")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    app.add_option("--conn-buffer-mib", conn_buffer_mib,
+                   "pool MiB one connection's transfers may hold at once beyond each queue entry's reserved 8 KiB "
+                   "(0 = a quarter of --pool-mib; never less than one 1 MiB transfer)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 65536));
     app.add_option("--idle-spin-us", idle_spin_us,
                    "microseconds a reactor keeps polling after its last work before it blocks (0 = block at once)")
         ->capture_default_str();
@@ -88,12 +110,14 @@ int main(int argc, char** argv) {
             o.cpu = cpu_list[i];
             o.pool_bytes = pool_mib << 20;
             o.idle_spin_us = idle_spin_us;
+            o.r2t_timeout_ns = uint64_t(r2t_timeout_s) * 1'000'000'000ull;
+            o.connection_buffer_bytes = conn_buffer_mib << 20;
             o.engine = engine == "uring" ? ferry::transport::socket_engine::uring : ferry::transport::socket_engine::posix;
             reactors.push_back(std::make_unique<ferry::transport::reactor>(static_cast<unsigned>(i), o));
         }
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
-        ferry::transport::acceptor acc(rp, tgt, max_connections);
+        ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending});
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port});
         for (auto& r : reactors) r->start();
         acc.start();

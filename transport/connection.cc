@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "env/thread.hh"
+
 namespace ferry::transport {
 namespace {
 constexpr size_t rx_buffer_bytes = 32 << 10;
@@ -57,9 +59,67 @@ size_t request::copy_in(const void* src, size_t len, size_t offset) {
     return for_each_piece(data(), offset, len, [&](uint8_t* p, size_t n, size_t at) { std::memcpy(p, s + at, n); });
 }
 
-connection::connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory,
-                       uint64_t now_ns)
-    : _fd(fd), _info(std::move(info)), _pool(pool), _created_ns(now_ns), _rx_buf(rx_buffer_bytes) {
+void request_list::push_back(request& r) {
+    r.wait_next = nullptr;
+    r.wait_prev = _tail;
+    if (_tail)
+        _tail->wait_next = &r;
+    else
+        _head = &r;
+    _tail = &r;
+    ++_size;
+}
+
+void request_list::remove(request& r) {
+    if (r.wait_prev)
+        r.wait_prev->wait_next = r.wait_next;
+    else
+        _head = r.wait_next;
+    if (r.wait_next)
+        r.wait_next->wait_prev = r.wait_prev;
+    else
+        _tail = r.wait_prev;
+    r.wait_prev = r.wait_next = nullptr;
+    --_size;
+}
+
+buffer_arbiter::buffer_arbiter(env::dma_pool& pool, size_t connection_chunks, uint64_t r2t_timeout_ns)
+    : _pool(pool),
+      _connection_chunks(connection_chunks ? std::max<size_t>(connection_chunks, max_chunks)
+                                           : default_connection_chunks(pool)),
+      _r2t_timeout_ns(r2t_timeout_ns) {}
+
+size_t buffer_arbiter::default_connection_chunks(const env::dma_pool& pool) {
+    return std::max<size_t>(max_chunks, pool.total_chunks() / 4);
+}
+
+bool buffer_arbiter::serve() {
+    bool started = false;
+    while (request* r = _fifo.front()) {
+        connection& c = *r->conn;
+        if (c.over_cap(*r)) {  // its connection took chunks meanwhile: wait there, not here
+            _fifo.remove(*r);
+            r->waiting_in = wait_line::connection_cap;
+            c._parked.push_back(*r);
+            continue;
+        }
+        if (!c.take_chunks(*r)) break;  // strictly in order: nobody behind the oldest passes it
+        _fifo.remove(*r);
+        r->waiting_in = wait_line::none;
+        c.start_data(*r);
+        started = true;
+    }
+    return started;
+}
+
+connection::connection(int fd, connection_info info, buffer_arbiter& buffers, handler_factory& factory, uint64_t now_ns)
+    : _fd(fd),
+      _info(std::move(info)),
+      _buffers(buffers),
+      _pool(buffers.pool()),
+      _created_ns(now_ns),
+      _rx_buf(rx_buffer_bytes),
+      _cids_outstanding(65536 / 64) {
     _tx.resize(64);
     _tx_iov.resize(IOV_MAX);
     add_requests(1);  // enough for the Connect command
@@ -68,6 +128,9 @@ connection::connection(int fd, connection_info info, env::dma_pool& pool, handle
 
 connection::~connection() {
     _handler.reset();
+    _closing = true;
+    drop_waiting_and_r2t();  // nothing of ours may stay in the reactor's FIFO
+    if (_info.ticket) _info.ticket->release();  // before the socket closes: admission may shut it down
     for (auto& r : _requests) {
         if (r->chunk_count) _pool.put(r->iov.data(), r->chunk_count);
         if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
@@ -81,6 +144,7 @@ void connection::add_requests(unsigned count) {
         if (!_pool.get(1, &r->reserved_chunk))
             throw std::runtime_error("buffer pool exhausted (" + std::to_string(_pool.total_chunks()) + " chunks)");
         r->tag = static_cast<uint16_t>(_requests.size());
+        r->conn = this;
         _free_tags.push_back(r->tag);
         _requests.push_back(std::move(r));
     }
@@ -97,6 +161,7 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     _qid = qid;
     _depth = depth;
     _sq_flow_disabled = sq_flow_disabled;
+    if (!_configured && _info.ticket) _info.ticket->connected();
     _configured = true;
     return true;
 }
@@ -112,10 +177,17 @@ void connection::close(const std::string& reason) {
                  reason);
     if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
+    drop_waiting_and_r2t();
     if (_handler) _handler->on_close();
 }
 
 void connection::on_timer(uint64_t now_ns) {
+    if (_closing) return;
+    if (_info.ticket && _info.ticket->shed()) {
+        close("shed: too many connections without ICReq + Connect from its address or overall");
+        return;
+    }
+    check_r2t_timeout(now_ns);
     if (_closing) return;
     if (!_configured && now_ns - _created_ns > icreq_timeout_ns) {
         close(_ic_done ? "no Connect within 10 s" : "no ICReq within 10 s");
@@ -132,7 +204,12 @@ request* connection::alloc_request() {
 }
 
 void connection::release(request& req) {
-    if (req.chunk_count) _pool.put(req.iov.data(), req.chunk_count);
+    forget_cid(req);
+    if (req.chunk_count) {
+        _pool.put(req.iov.data(), req.chunk_count);
+        _extra_chunks -= req.chunk_count;
+        if (!_parked.empty() && !_closing) unpark();
+    }
     req.chunk_count = 0;
     req.iov_count = 0;
     req.state = request_state::free;
@@ -178,7 +255,9 @@ bool connection::on_readable() {
             }
         }
         if (n == 0) {
-            close("host closed the connection");
+            close(_info.ticket && _info.ticket->shed()
+                      ? "shed: too many connections without ICReq + Connect from its address or overall"
+                      : "host closed the connection");
             return true;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -216,6 +295,14 @@ bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
                 common_header ch;
                 std::memcpy(&ch, _hdr.data(), sizeof(ch));
                 _cur = check_h2c_header(ch, _ic_done, _digests);
+                if (_cur.fes && ch.type == pdu_type::h2c_term_req) {
+                    // The host is already terminating: close, never answer with a C2HTermReq.
+                    spdlog::warn(
+                        "conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen {})",
+                        _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
+                    close("host sent H2CTermReq (invalid header)");
+                    return false;
+                }
                 if (_cur.fes) {
                     fatal(_cur.fes, _cur.fei,
                           fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
@@ -370,6 +457,15 @@ bool connection::handle_capsule() {
     ++_sqhd;
 
     const nvme::sqe& cmd = req->cmd;
+    // A CID still outstanding on this queue: answered with Command ID Conflict (after any
+    // in-capsule data), never executed; the original command is unaffected.
+    uint64_t& cid_word = _cids_outstanding[cmd.cid / 64];
+    const uint64_t cid_bit = uint64_t(1) << (cmd.cid % 64);
+    req->cid_tracked = !(cid_word & cid_bit);
+    if (req->cid_tracked)
+        cid_word |= cid_bit;
+    else
+        req->status = nvme::sc::cid_conflict;
     const bool fabrics = cmd.opcode == nvme::admin_opc::fabrics;
     req->dir = nvme::direction_of(fabrics ? reinterpret_cast<const nvme::fabrics_sqe&>(cmd).fctype : cmd.opcode);
     const uint32_t len = cmd.sgl.length;
@@ -383,7 +479,9 @@ bool connection::handle_capsule() {
             return false;
         }
         // The data is on the wire and must be consumed; errors are reported after it.
-        if (sgl_type != nvme::sgl_data_block_offset)
+        if (req->status != 0) {
+            // CID conflict
+        } else if (sgl_type != nvme::sgl_data_block_offset)
             req->status = nvme::sc::sgl_invalid_type | nvme::status_dnr;
         else if (cmd.sgl.address != 0)
             req->status = nvme::sc::sgl_invalid_offset | nvme::status_dnr;
@@ -403,6 +501,10 @@ bool connection::handle_capsule() {
         return true;
     }
 
+    if (req->status != 0) {
+        respond_now(*req, req->status);
+        return !_closing;
+    }
     if (len == 0) {
         execute(*req);
         return !_closing;
@@ -424,41 +526,95 @@ bool connection::handle_capsule() {
         return true;
     }
     req->data_len = len;
-    if (!obtain_buffer(*req)) {
-        req->state = request_state::wait_buffer;
-        _waiting.push_back(req);
-        return true;
-    }
-    start_data(*req);
+    request_buffer(*req);
     return !_closing;
 }
 
-bool connection::obtain_buffer(request& req) {
-    const uint32_t len = req.data_len;
-    if (len <= env::dma_pool::chunk_size) {
-        req.iov[0] = {req.reserved_chunk.iov_base, len};
+// A transfer that fits the reserved chunk starts now. A larger one takes extra chunks, unless
+// its connection is at its cap (it parks on the connection) or older requests already wait
+// in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
+void connection::request_buffer(request& req) {
+    if (req.data_len <= env::dma_pool::chunk_size) {
+        req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
         req.iov_count = 1;
         req.chunk_count = 0;
-        return true;
+        start_data(req);
+        return;
     }
+    req.state = request_state::wait_buffer;
+    if (!_parked.empty() || over_cap(req)) {
+        req.waiting_in = wait_line::connection_cap;
+        _parked.push_back(req);
+        ++_buffers._waits;
+        return;
+    }
+    if (!_buffers._fifo.empty() || !take_chunks(req)) {
+        req.waiting_in = wait_line::reactor_fifo;
+        _buffers._fifo.push_back(req);
+        ++_buffers._waits;
+        return;
+    }
+    start_data(req);
+}
+
+bool connection::over_cap(const request& req) const {
+    const size_t n = (req.data_len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
+    return _extra_chunks + n > _buffers._connection_chunks;
+}
+
+bool connection::take_chunks(request& req) {
+    const uint32_t len = req.data_len;
     const unsigned n = (len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
     if (!_pool.get(n, req.iov.data())) return false;
+    _extra_chunks += n;
     req.chunk_count = static_cast<uint16_t>(n);
     req.iov_count = static_cast<uint16_t>(n);
     req.iov[n - 1].iov_len = len - (n - 1) * env::dma_pool::chunk_size;
     return true;
 }
 
-bool connection::retry_waiting() {
-    size_t done = 0;
-    while (done < _waiting.size() && !_closing) {
-        request& req = *_waiting[done];
-        if (!obtain_buffer(req)) break;
-        ++done;
-        start_data(req);
+// Chunks came back: parked requests that fit under the cap again join the reactor's FIFO.
+void connection::unpark() {
+    while (request* r = _parked.front()) {
+        if (over_cap(*r)) break;
+        _parked.remove(*r);
+        r->waiting_in = wait_line::reactor_fifo;
+        _buffers._fifo.push_back(*r);
     }
-    if (done) _waiting.erase(_waiting.begin(), _waiting.begin() + static_cast<long>(done));
-    return done != 0;
+}
+
+// On close: requests waiting for chunks leave their line, and requests waiting for R2T data
+// give their chunks back now (the host will not send the data any more).
+void connection::drop_waiting_and_r2t() {
+    for (auto& rp : _requests) {
+        request& r = *rp;
+        if (r.state == request_state::wait_buffer) {
+            if (r.waiting_in == wait_line::connection_cap)
+                _parked.remove(r);
+            else if (r.waiting_in == wait_line::reactor_fifo)
+                _buffers._fifo.remove(r);
+            r.waiting_in = wait_line::none;
+            release(r);
+        } else if (r.state == request_state::wait_h2c) {
+            release(r);
+        }
+    }
+    _rx_req = nullptr;
+}
+
+void connection::check_r2t_timeout(uint64_t now_ns) {
+    const uint64_t limit = _buffers._r2t_timeout_ns;
+    for (auto& rp : _requests) {
+        const request& r = *rp;
+        if (r.state != request_state::wait_h2c || now_ns - r.r2t_sent_ns <= limit) continue;
+        spdlog::warn(
+            "conn {} ({}, qid {}): cid {}: R2T data timeout: {} of {} bytes arrived in {} ms (limit {} ms); "
+            "closing",
+            _info.id, _info.peer, _qid, +r.cmd.cid, r.h2c_received, r.data_len, (now_ns - r.r2t_sent_ns) / 1'000'000,
+            limit / 1'000'000);
+        close(fmt::format("R2T data timeout on cid {}", +r.cmd.cid));
+        return;
+    }
 }
 
 void connection::start_data(request& req) {
@@ -470,6 +626,7 @@ void connection::start_data(request& req) {
 
 void connection::send_r2t(request& req) {
     req.state = request_state::wait_h2c;
+    req.r2t_sent_ns = env::now_ns();
     const size_t hd = _digests.header ? 4 : 0;
     data_pdu r2t{};
     fill_header(r2t.ch, pdu_type::r2t, _digests.header ? pdu_flag::hdgst : 0, sizeof(data_pdu), 0,
@@ -566,7 +723,14 @@ void connection::execute(request& req) {
 
 // ---------------------------------------------------------------- transmit
 
+void connection::forget_cid(request& req) {
+    if (!req.cid_tracked) return;
+    req.cid_tracked = false;
+    _cids_outstanding[req.cmd.cid / 64] &= ~(uint64_t(1) << (req.cmd.cid % 64));
+}
+
 void connection::complete(request& req) {
+    forget_cid(req);  // the host may reuse the CID once it sees this response
     if (_closing) {
         if (req.tx_refs == 0) release(req);
         else req.state = request_state::responding;

@@ -18,6 +18,7 @@
 
 #include "env/dma_pool.hh"
 #include "nvme/spec.hh"
+#include "transport/admission.hh"
 #include "transport/pdu.hh"
 
 namespace ferry::transport {
@@ -28,16 +29,21 @@ inline constexpr uint32_t in_capsule_bytes = env::dma_pool::chunk_size;  // admi
 inline constexpr uint32_t maxh2cdata_bytes = 128u << 10;
 inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk_size;
 inline constexpr uint64_t icreq_timeout_ns = 10'000'000'000ull;
+// How long a host may take to send all the data of an R2T (the Linux host sends it at once).
+inline constexpr uint64_t default_r2t_timeout_ns = 15'000'000'000ull;
 
 enum class request_state : uint8_t {
     free,
-    wait_buffer,  // needs pool chunks for its data; retried every reactor pass
+    wait_buffer,  // needs pool chunks for its data: in the reactor's FIFO or parked at its connection's cap
     wait_h2c,     // R2T sent, receiving H2CData
     executing,    // with the handler / backend
     responding,   // response queued, waiting for the socket to take it
 };
 
 class connection;
+
+// Which waiting line a wait_buffer request is in.
+enum class wait_line : uint8_t { none, reactor_fifo, connection_cap };
 
 struct request {
     nvme::sqe cmd{};
@@ -55,6 +61,12 @@ struct request {
     bool data_digest_error = false;
     uint8_t tx_refs = 0;        // transmit entries still pointing into this request
     uint16_t iov_count = 0;
+    wait_line waiting_in = wait_line::none;
+    connection* conn = nullptr;    // owner (the reactor's buffer FIFO spans connections)
+    request* wait_prev = nullptr;  // intrusive links of the waiting line
+    request* wait_next = nullptr;
+    uint64_t r2t_sent_ns = 0;
+    bool cid_tracked = false;  // holds its cid's bit in the connection's outstanding set
 
     std::array<iovec, max_chunks> iov{};
     iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
@@ -72,6 +84,56 @@ struct request {
     size_t copy_in(const void* src, size_t len, size_t offset = 0);
 };
 
+// An intrusive FIFO of requests (through wait_prev/wait_next): no allocation to wait.
+class request_list {
+public:
+    bool empty() const { return _head == nullptr; }
+    request* front() const { return _head; }
+    size_t size() const { return _size; }
+    void push_back(request& r);
+    void remove(request& r);  // r must be in this list
+
+private:
+    request* _head = nullptr;
+    request* _tail = nullptr;
+    size_t _size = 0;
+};
+
+// One reactor's buffer pool with the rules for who gets its chunks. A transfer larger than a
+// request's reserved chunk takes "extra" chunks from the pool: at most `connection_chunks` per
+// connection at once, and when the pool cannot serve it the request waits in ONE FIFO shared
+// by all connections of the reactor, served strictly in arrival order (a request at its
+// connection's cap waits on its connection instead and does not hold up the FIFO). A request
+// whose R2T data has not all arrived within `r2t_timeout_ns` closes its connection, which
+// returns every chunk it held. Not thread-safe: belongs to the reactor thread.
+class buffer_arbiter {
+public:
+    // connection_chunks 0 = default_connection_chunks(pool).
+    explicit buffer_arbiter(env::dma_pool& pool, size_t connection_chunks = 0,
+                            uint64_t r2t_timeout_ns = default_r2t_timeout_ns);
+    // A quarter of the pool, never less than one maximal transfer.
+    static size_t default_connection_chunks(const env::dma_pool& pool);
+
+    env::dma_pool& pool() const { return _pool; }
+    size_t connection_chunks() const { return _connection_chunks; }
+    uint64_t r2t_timeout_ns() const { return _r2t_timeout_ns; }
+
+    // Starts waiting requests in arrival order while the pool can serve the oldest; returns
+    // true if any started. The reactor calls it every pass.
+    bool serve();
+    // Requests that had to wait for chunks (FIFO or cap) since creation; requests waiting now.
+    uint64_t waits() const { return _waits; }
+    size_t waiting_in_fifo() const { return _fifo.size(); }
+
+private:
+    friend class connection;
+    env::dma_pool& _pool;
+    size_t _connection_chunks;
+    uint64_t _r2t_timeout_ns;
+    request_list _fifo;
+    uint64_t _waits = 0;
+};
+
 // Identity of a connection for logs and for discovery (local address the host reached).
 struct connection_info {
     uint64_t id = 0;
@@ -79,6 +141,8 @@ struct connection_info {
     std::string local_addr;  // address the host connected to
     uint16_t local_port = 0;
     bool ipv6 = false;
+    // Its place in the acceptor's admission count (none for connections made in tests).
+    std::shared_ptr<admission::ticket> ticket;
 };
 
 // Implemented by the target for each connection.
@@ -108,7 +172,7 @@ class connection {
 public:
     // Takes ownership of the connected, non-blocking socket `fd`. Throws if the pool cannot
     // spare the first request's chunk.
-    connection(int fd, connection_info info, env::dma_pool& pool, handler_factory& factory, uint64_t now_ns);
+    connection(int fd, connection_info info, buffer_arbiter& buffers, handler_factory& factory, uint64_t now_ns);
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -125,7 +189,7 @@ public:
     bool on_recv_done(int result);  // bytes received or -errno
     bool on_send_done(int result);  // bytes sent or -errno
     unsigned engine_ops_in_flight() const { return _recv_in_flight + _send_in_flight; }
-    bool retry_waiting();  // requests waiting for buffers
+    bool retry_waiting() { return _buffers.serve(); }  // the reactor's requests waiting for buffers
     void on_timer(uint64_t now_ns);
 
     // Target entry points.
@@ -144,6 +208,8 @@ public:
     const connection_info& info() const { return _info; }
     // The buffer pool request data lives in (a backing SSD needs its device addresses).
     const env::dma_pool& pool() const { return _pool; }
+    // Extra pool chunks (beyond the reserved ones) this connection's transfers hold now.
+    size_t extra_chunks() const { return _extra_chunks; }
     uint16_t qid() const { return _qid; }
     bool queue_configured() const { return _configured; }
     digests negotiated_digests() const { return _digests; }
@@ -154,6 +220,7 @@ public:
     bool feed(const uint8_t* data, size_t len);
 
 private:
+    friend class buffer_arbiter;
     enum class rx_state : uint8_t { header, pad, data, ddgst, term_data };
 
     struct tx_entry {
@@ -169,7 +236,13 @@ private:
     void handle_term_req();
     bool finish_data();
     void start_data(request& req);
-    bool obtain_buffer(request& req);
+    void request_buffer(request& req);
+    bool over_cap(const request& req) const;
+    bool take_chunks(request& req);
+    void unpark();
+    void drop_waiting_and_r2t();
+    void check_r2t_timeout(uint64_t now_ns);
+    void forget_cid(request& req);
     void send_r2t(request& req);
     void execute(request& req);
     void respond_now(request& req, uint16_t status);
@@ -183,6 +256,7 @@ private:
 
     int _fd;
     connection_info _info;
+    buffer_arbiter& _buffers;
     env::dma_pool& _pool;
     std::unique_ptr<queue_handler> _handler;
 
@@ -213,7 +287,10 @@ private:
     // Requests.
     std::vector<std::unique_ptr<request>> _requests;
     std::vector<uint16_t> _free_tags;
-    std::vector<request*> _waiting;  // FIFO of wait_buffer requests
+    // CIDs outstanding on this queue: one bit per possible CID (8 KiB), O(1) conflict check.
+    std::vector<uint64_t> _cids_outstanding;
+    request_list _parked;      // wait_buffer requests held back by the connection's cap
+    size_t _extra_chunks = 0;  // pool chunks held beyond the reserved ones
 
     // Transmit ring.
     std::vector<tx_entry> _tx;

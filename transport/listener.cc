@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -35,10 +36,25 @@ std::string format_addr(const sockaddr_storage& ss, uint16_t* port_out = nullptr
 }
 }  // namespace
 
-acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections)
-    : _reactors(std::move(reactors)), _factory(factory), _max_connections(max_connections) {
-    _stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+namespace {
+// Pending caps stay below the connection limit (so connected hosts always keep some room).
+admission_limits clamp(admission_limits l) {
+    const size_t below = l.max_connections > 1 ? l.max_connections - 1 : 1;
+    l.pending_total = std::max<size_t>(1, std::min(l.pending_total, below));
+    l.pending_per_address = std::max<size_t>(1, std::min(l.pending_per_address, l.pending_total));
+    return l;
 }
+}  // namespace
+
+acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, admission_limits limits)
+    : _reactors(std::move(reactors)), _factory(factory), _admission(std::make_shared<admission>(clamp(limits))) {
+    _stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (_stop_fd < 0)
+        throw std::runtime_error(std::string("acceptor: cannot create its stop eventfd: ") + std::strerror(errno));
+}
+
+acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections)
+    : acceptor(std::move(reactors), factory, admission_limits{max_connections, 32, 256}) {}
 
 acceptor::~acceptor() {
     stop();
@@ -68,7 +84,7 @@ uint16_t acceptor::listen(const listen_address& addr) {
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, 128) < 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, SOMAXCONN) < 0) {
         std::string err = std::strerror(errno);
         ::close(fd);
         throw std::runtime_error("listener " + where + ": " + err);
@@ -130,11 +146,10 @@ void acceptor::accept_one(int lfd) {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
     info.local_addr = format_addr(local, &info.local_port, &info.ipv6);
 
-    size_t total = 0;
-    for (reactor* r : _reactors) total += r->connection_count();
-    if (total >= _max_connections) {
-        spdlog::warn("conn {} from {}: refused, {} connections open (limit {})", info.id, info.peer, total,
-                     _max_connections);
+    info.ticket = _admission->admit(peer_addr, fd, info.id);
+    if (!info.ticket) {
+        spdlog::warn("conn {} from {}: refused, {} connections open (limit {})", info.id, info.peer, _admission->open(),
+                     _admission->limits().max_connections);
         ::close(fd);
         return;
     }

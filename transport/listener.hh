@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "transport/admission.hh"
 #include "transport/connection.hh"
 
 namespace ferry::transport {
@@ -21,8 +23,13 @@ struct listen_address {
 
 class acceptor {
 public:
-    // `max_connections` bounds connections across all reactors (a flood is refused, not queued).
+    // `limits.max_connections` bounds connections across all reactors (counted from accept to
+    // destruction; beyond it a newcomer is refused); connections that have not completed ICReq +
+    // Connect are capped per source address and overall (the oldest is shed for a newcomer).
+    acceptor(std::vector<reactor*> reactors, handler_factory& factory, admission_limits limits);
+    // Default pending caps (32 per address, 256 overall), kept below max_connections.
     acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections);
+    const admission& admitted() const { return *_admission; }
     ~acceptor();
 
     // Binds and listens; returns the bound port (useful with port 0). Throws
@@ -37,7 +44,7 @@ private:
 
     std::vector<reactor*> _reactors;
     handler_factory& _factory;
-    size_t _max_connections;
+    std::shared_ptr<admission> _admission;
     std::vector<int> _fds;
     int _stop_fd = -1;
     std::thread _thread;

@@ -23,6 +23,9 @@ constexpr size_t direct_poll_limit = 8;
 
 reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
     _pool = std::make_unique<env::dma_pool>(opts.pool_bytes);
+    _buffers = std::make_unique<buffer_arbiter>(
+        *_pool, (opts.connection_buffer_bytes + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size,
+        opts.r2t_timeout_ns);
     if (opts.engine == socket_engine::uring) {
         _ring = std::make_unique<::io_uring>();
         int rc = ::io_uring_queue_init(1024, _ring.get(), 0);
@@ -31,13 +34,21 @@ reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
             throw std::runtime_error(std::string("reactor: io_uring_queue_init: ") + std::strerror(-rc));
         }
     }
+    auto fail = [&](const char* what) {
+        const std::string err = std::strerror(errno);
+        if (_ring) ::io_uring_queue_exit(_ring.get());
+        if (_epoll >= 0) ::close(_epoll);
+        if (_wake >= 0) ::close(_wake);
+        throw std::runtime_error("reactor " + std::to_string(id) + ": " + what + ": " + err);
+    };
     _epoll = ::epoll_create1(EPOLL_CLOEXEC);
+    if (_epoll < 0) fail("cannot create its epoll instance");
     _wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (_epoll < 0 || _wake < 0) throw std::runtime_error(std::string("reactor: epoll/eventfd: ") + std::strerror(errno));
+    if (_wake < 0) fail("cannot create its wake-up eventfd");
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = nullptr;  // nullptr = the wake-up eventfd
-    ::epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev);
+    if (::epoll_ctl(_epoll, EPOLL_CTL_ADD, _wake, &ev) != 0) fail("cannot register its wake-up eventfd with epoll");
 }
 
 reactor::~reactor() {
@@ -79,9 +90,10 @@ void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
 void reactor::add_connection(int fd, connection_info info, handler_factory& factory) {
     std::unique_ptr<connection> c;
     try {
-        c = std::make_unique<connection>(fd, info, *_pool, factory, env::now_ns());
+        c = std::make_unique<connection>(fd, info, *_buffers, factory, env::now_ns());
     } catch (const std::exception& e) {
         spdlog::warn("reactor {}: refusing connection {} from {}: {}", _id, info.id, info.peer, e.what());
+        if (info.ticket) info.ticket->release();
         ::close(fd);
         return;
     }
@@ -89,7 +101,14 @@ void reactor::add_connection(int fd, connection_info info, handler_factory& fact
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.ptr = c.get();
-        ::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev);
+        if (::epoll_ctl(_epoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            // Never polled: close it now (the destructor releases its admission slot and socket).
+            const std::string err = std::strerror(errno);
+            spdlog::warn("reactor {}: conn {} from {}: cannot register its socket with epoll: {}", _id, info.id,
+                         info.peer, err);
+            c->close("cannot register the socket with epoll: " + err);
+            return;
+        }
     }
     spdlog::debug("reactor {}: conn {} from {} to {}:{}", _id, info.id, info.peer, info.local_addr, info.local_port);
     _conns.push_back({std::move(c), false});
@@ -100,7 +119,12 @@ void reactor::watch(connection& c, bool want_write) {
     epoll_event ev{};
     ev.events = want_write ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
     ev.data.ptr = &c;
-    ::epoll_ctl(_epoll, EPOLL_CTL_MOD, c.fd(), &ev);
+    if (::epoll_ctl(_epoll, EPOLL_CTL_MOD, c.fd(), &ev) != 0) {
+        const std::string err = std::strerror(errno);
+        spdlog::warn("reactor {}: conn {} ({}): cannot change its socket's epoll events: {}", _id, c.info().id,
+                     c.info().peer, err);
+        c.close("cannot change the socket's epoll events: " + err);
+    }
 }
 
 void reactor::drain_messages() {
@@ -225,6 +249,7 @@ bool reactor::poll_posix(bool may_block) {
 bool reactor::poll_once(bool may_block) {
     bool work = _ring ? poll_uring(may_block) : poll_posix(may_block);
     drain_messages();
+    work |= _buffers->serve();  // before the flushes below: R2Ts it sends go out this pass
     for (auto& s : _conns) {
         connection& c = *s.conn;
         if (c.closing()) continue;
@@ -232,7 +257,6 @@ bool reactor::poll_once(bool may_block) {
         // Backend commands in flight complete without a socket event: keep polling (do not
         // block) until they are done.
         work |= c.handler()->in_flight() > 0;
-        work |= c.retry_waiting();
         if (_ring) continue;  // io_uring sends are queued by poll_uring
         if (c.wants_write()) work |= c.flush();
         const bool want = c.wants_write();

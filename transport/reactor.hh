@@ -24,6 +24,11 @@ struct reactor_options {
     socket_engine engine = socket_engine::posix;  // recv/sendmsg per connection, or io_uring
     size_t pool_bytes = 64u << 20;   // DMA buffer pool of this reactor
     unsigned idle_spin_us = 200;     // busy-poll this long after the last work before blocking
+    // Extra pool bytes (beyond each queue entry's reserved chunk) one connection's transfers may
+    // hold at once; 0 = a quarter of the pool. Never less than one maximal transfer (1 MiB).
+    size_t connection_buffer_bytes = 0;
+    // A write whose R2T data has not all arrived within this closes its connection.
+    uint64_t r2t_timeout_ns = default_r2t_timeout_ns;
 };
 
 class reactor {
@@ -43,6 +48,7 @@ public:
 
     unsigned id() const { return _id; }
     env::dma_pool& pool() { return *_pool; }
+    buffer_arbiter& buffers() { return *_buffers; }
     size_t connection_count() const { return _conn_count.load(std::memory_order_relaxed); }
 
 private:
@@ -60,6 +66,7 @@ private:
     unsigned _id;
     reactor_options _opts;
     std::unique_ptr<env::dma_pool> _pool;
+    std::unique_ptr<buffer_arbiter> _buffers;
     int _epoll = -1;
     int _wake = -1;  // eventfd
     std::thread _thread;

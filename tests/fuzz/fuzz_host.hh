@@ -28,6 +28,7 @@ inline constexpr const char* host_nqn = "nqn.2014-08.org.nvmexpress:uuid:1111111
 struct world {
     target::target tgt;
     env::dma_pool pool{8u << 20};
+    transport::buffer_arbiter buffers{pool};
     // Logs are off unless FERRY_FUZZ_LOG names a level (to see what an input does).
     world() : tgt(make_config()) {
         const char* level = std::getenv("FERRY_FUZZ_LOG");
@@ -139,7 +140,7 @@ public:
         info.id = id;
         info.peer = "fuzz";
         info.local_addr = "127.0.0.1";
-        conn = std::make_unique<transport::connection>(_fds[1], info, w.pool, w.tgt, env::now_ns());
+        conn = std::make_unique<transport::connection>(_fds[1], info, w.buffers, w.tgt, env::now_ns());
     }
     ~session() {
         if (conn) conn->close("fuzz input done");

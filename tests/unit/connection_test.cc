@@ -18,8 +18,7 @@ TEST(connection, icresp_echoes_digests_and_limits) {
         EXPECT_EQ(r.pfv, 0);
         EXPECT_EQ(r.cpda, 0);
         EXPECT_EQ(r.digest, mode);
-        EXPECT_GE(r.maxh2cdata, 4096u);
-        EXPECT_EQ(r.maxh2cdata % 4, 0u);
+        EXPECT_EQ(r.maxh2cdata, 128u * 1024);  // what the R2T window and H2CData checks assume
         EXPECT_EQ(c.conn->negotiated_digests().header, bool(mode & 1));
         EXPECT_EQ(c.conn->negotiated_digests().data, bool(mode & 2));
     }
@@ -128,6 +127,25 @@ TEST(connection, host_term_req_closes_quietly) {
     c.send_raw(pdu.data(), pdu.size());
     EXPECT_TRUE(c.conn->closing());
     EXPECT_TRUE(c.target_closed());
+}
+
+TEST(connection, host_term_req_with_a_bad_header_is_not_answered) {
+    // PLEN beyond the largest H2CTermReq, and HLEN wrong: the target closes without a C2HTermReq.
+    for (int field = 0; field < 2; ++field) {
+        harness h;
+        host_conn c(h);
+        c.icreq();
+        std::vector<uint8_t> pdu(24 + tp::term_req_max_error_data + 8);
+        auto* t = reinterpret_cast<tp::term_req_pdu*>(pdu.data());
+        if (field == 0)
+            tp::fill_header(t->ch, tp::pdu_type::h2c_term_req, 0, 24, 0, static_cast<uint32_t>(pdu.size()));
+        else
+            tp::fill_header(t->ch, tp::pdu_type::h2c_term_req, 0, 28, 0, 32);
+        t->fes = tp::fes::sequence_error;
+        c.send_raw(pdu.data(), field == 0 ? pdu.size() : 32);
+        EXPECT_TRUE(c.conn->closing());
+        EXPECT_FALSE(c.expect_term()) << "field " << field;  // EOF, no C2HTermReq
+    }
 }
 
 TEST(connection, bytes_arriving_one_at_a_time) {
@@ -279,9 +297,75 @@ TEST(connection, large_transfers_wait_for_buffers_instead_of_failing) {
     auto c2 = io.rw(nvme::io_opc::read, 1, 0, 256);
     io.send_capsule(c1, {}, true, 1u << 20);
     io.send_capsule(c2, {}, true, 1u << 20);
+    // The first holds its chunks until its data is sent; the second waited for them.
+    EXPECT_EQ(h.buffers.waits(), 1u);
     auto r1 = io.wait(c1.cid);
     auto r2 = io.wait(c2.cid);
     ASSERT_TRUE(r1 && r2);
     EXPECT_EQ(r1->data, w);
     EXPECT_EQ(r2->data, w);
+    EXPECT_EQ(h.buffers.waits(), 1u);
+    EXPECT_EQ(h.buffers.waiting_in_fifo(), 0u);
+}
+
+TEST(connection, buffer_waiters_are_served_in_arrival_order_across_connections) {
+    // Reserved chunks: admin 33, two I/O queues of depth 128 with 129 each; 200 chunks spare.
+    harness h(test_config(), (33 + 129 + 129 + 200) * 8192, /*connection_chunks=*/1024);
+    association a(h, 5000, 127);
+    host_conn& x = a.io;
+    host_conn y(h);
+    y.icreq();
+    ASSERT_EQ(y.connect(open_nqn, host_a, 2, a.cntlid, 127, 0).status, 0);
+    auto w = pattern(1u << 20, 6);
+    EXPECT_EQ(x.cmd(x.rw(nvme::io_opc::write, 1, 0, 256), w, 0, false).status, 0);
+    ASSERT_EQ(h.pool.free_chunks(), 200u);
+    // y's 1 MiB read holds 128 chunks until the host reads its data: 72 left.
+    auto big_y = y.rw(nvme::io_opc::read, 1, 0, 256);
+    y.send_capsule(big_y, {}, true, 1u << 20);
+    auto big_x = x.rw(nvme::io_opc::read, 1, 0, 256);
+    x.send_capsule(big_x, {}, true, 1u << 20);
+    EXPECT_EQ(h.buffers.waiting_in_fifo(), 1u);
+    // 72 chunks would serve a 64 KiB read, but it must not pass the 1 MiB one waiting before it.
+    auto small_y = y.rw(nvme::io_opc::read, 1, 0, 16);
+    y.send_capsule(small_y, {}, true, 65536);
+    EXPECT_EQ(h.buffers.waiting_in_fifo(), 2u);
+    auto r1 = y.wait(big_y.cid);
+    auto r2 = x.wait(big_x.cid);
+    auto r3 = y.wait(small_y.cid);
+    ASSERT_TRUE(r1 && r2 && r3);
+    EXPECT_EQ(r1->data, w);
+    EXPECT_EQ(r2->data, w);
+    EXPECT_EQ(r3->data, std::vector<uint8_t>(w.begin(), w.begin() + 65536));
+    EXPECT_EQ(h.buffers.waiting_in_fifo(), 0u);
+}
+
+TEST(connection, outstanding_cid_reused_gets_command_id_conflict) {
+    io_pair q;
+    host_conn& io = q.io;
+    auto a = pattern(16384, 21);
+    // The original: a write waiting for its R2T data.
+    auto orig = io.rw(nvme::io_opc::write, 1, 0, 4);
+    io.send_capsule(orig, {}, false, 16384);
+    tp::data_pdu r2t{};
+    ASSERT_TRUE(io.recv_exact(&r2t, sizeof(r2t)));
+    ASSERT_EQ(r2t.ch.type, tp::pdu_type::r2t);
+    // The same CID again, a write of other data to LBA 8: refused, not executed.
+    auto dup = io.rw(nvme::io_opc::write, 1, 8, 1);
+    dup.cid = orig.cid;
+    io.send_capsule(dup, pattern(4096, 22), true, 4096);
+    auto r = io.wait(orig.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::cid_conflict);
+    EXPECT_STREQ(nvme::status_name(r->status), "command id conflict");
+    // The original still completes normally.
+    io.send_h2c(orig.cid, r2t.ttag, 0, a.data(), 16384, true);
+    auto w = io.wait(orig.cid);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->status, 0);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 4), {}, 16384).data, a);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 8, 1), {}, 4096).data, std::vector<uint8_t>(4096, 0));
+    // Once completed, the CID is free again.
+    auto again = io.rw(nvme::io_opc::flush, 1, 0, 1);
+    again.cid = orig.cid;
+    EXPECT_EQ(io.cmd(again).status, 0);
 }

@@ -51,8 +51,11 @@ inline target::target_config test_config() {
 struct harness {
     target::target tgt;
     env::dma_pool pool;
-    explicit harness(const target::target_config& cfg = test_config(), size_t pool_bytes = 32u << 20)
-        : tgt(cfg), pool(pool_bytes) {}
+    transport::buffer_arbiter buffers;
+    // connection_chunks: the per-connection cap on extra pool chunks (0 = the reactor default).
+    explicit harness(const target::target_config& cfg = test_config(), size_t pool_bytes = 32u << 20,
+                     size_t connection_chunks = 0)
+        : tgt(cfg), pool(pool_bytes), buffers(pool, connection_chunks) {}
 };
 
 // A Read/Write/Compare/Write Zeroes/Flush command for NSID `nsid` (the caller sets the cid).
@@ -110,7 +113,7 @@ public:
         info.peer = "test-host:" + std::to_string(info.id);
         info.local_addr = "127.0.0.1";
         info.local_port = 4420;
-        conn = std::make_unique<transport::connection>(fds[1], info, h.pool, h.tgt, env::now_ns());
+        conn = std::make_unique<transport::connection>(fds[1], info, h.buffers, h.tgt, env::now_ns());
         _dg.header = hdgst;
         _dg.data = ddgst;
     }

@@ -1,0 +1,232 @@
+// Hostile hosts against a real reactor over TCP: a host that takes buffers and never sends the
+// data, and (below) floods of connections that never finish their handshake.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "test_host.hh"
+#include "transport/listener.hh"
+#include "transport/reactor.hh"
+
+using namespace ferry;
+using namespace ferry::test;
+
+namespace {
+int dial_from(uint16_t port, const char* source = nullptr) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    if (source) {
+        sockaddr_in s{};
+        s.sin_family = AF_INET;
+        ::inet_pton(AF_INET, source, &s.sin_addr);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof(s)) != 0)
+            throw std::runtime_error(std::string("bind: ") + std::strerror(errno));
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
+    return fd;
+}
+
+struct one_reactor_target {
+    target::target tgt{test_config()};
+    std::unique_ptr<transport::reactor> r;
+    std::unique_ptr<transport::acceptor> acc;
+    uint16_t port = 0;
+    explicit one_reactor_target(transport::reactor_options o, size_t max_conn = 64) {
+        r = std::make_unique<transport::reactor>(0, o);
+        acc = std::make_unique<transport::acceptor>(std::vector<transport::reactor*>{r.get()}, tgt, max_conn);
+        port = acc->listen({"127.0.0.1", 0});
+        r->start();
+        acc->start();
+    }
+    ~one_reactor_target() {
+        acc->stop();
+        r->stop();
+    }
+    // The pool belongs to the reactor thread: read it there.
+    size_t free_chunks() {
+        std::promise<size_t> p;
+        auto f = p.get_future();
+        r->post([&] { p.set_value(r->pool().free_chunks()); });
+        return f.get();
+    }
+};
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+TEST(transport_limits, host_that_never_sends_r2t_data_cannot_pin_the_pool) {
+    transport::reactor_options o;
+    o.pool_bytes = 16u << 20;  // 2048 chunks; a connection may hold a quarter: 4 MiB
+    o.r2t_timeout_ns = 1'500'000'000ull;
+    one_reactor_target st(o);
+    host_conn admin(dial_from(st.port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a, 30000);
+    host_conn good(dial_from(st.port), false, false);
+    good.icreq();
+    ASSERT_EQ(good.connect(open_nqn, host_a, 1, cntlid, 127, 0).status, 0);
+    const size_t idle = st.free_chunks();
+
+    // The hog: 64 x 1 MiB writes, never any data.
+    host_conn hog(dial_from(st.port), false, false);
+    hog.icreq();
+    ASSERT_EQ(hog.connect(open_nqn, host_a, 2, cntlid, 127, 0).status, 0);
+    const auto hog_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 64; ++i) hog.send_capsule(hog.rw(nvme::io_opc::write, 1, 0, 256), {}, false, 1u << 20);
+    ::usleep(100'000);
+    // It holds its cap (4 MiB) and its queue's reserved chunks, not more.
+    const size_t during = st.free_chunks();
+    EXPECT_LE(during, idle - 512);
+    EXPECT_GE(during, idle - 512 - 129);
+
+    // Meanwhile the other host's 128 KiB writes keep completing.
+    auto data = pattern(128 * 1024, 11);
+    int writes = 0;
+    double worst_ms = 0;
+    while (ms_since(hog_start) < 2500) {
+        const auto t = std::chrono::steady_clock::now();
+        auto w = good.cmd(good.rw(nvme::io_opc::write, 1, 32u * (writes % 64), 32), data, 0, false);
+        ASSERT_EQ(w.status, 0);
+        worst_ms = std::max(worst_ms, ms_since(t));
+        ++writes;
+    }
+    EXPECT_LT(worst_ms, 500.0) << writes << " writes";
+    auto rd = good.cmd(good.rw(nvme::io_opc::read, 1, 0, 32), {}, 128 * 1024);
+    EXPECT_EQ(rd.data, data);
+
+    // The hog was closed by the R2T timeout and every chunk it held is back.
+    EXPECT_TRUE(hog.target_closed());
+    size_t now_free = 0;
+    for (int i = 0; i < 300 && (now_free = st.free_chunks()) != idle; ++i) ::usleep(10'000);
+    EXPECT_EQ(now_free, idle);
+}
+
+namespace {
+// Raises the soft open-file limit to the hard one (the flood below needs ~3000 descriptors).
+void raise_fd_limit() {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+// A legitimate host: admin queue, I/O queue, one verified write + read.
+void legit_host_session(uint16_t port, uint32_t seed, double* setup_ms) {
+    const auto t = std::chrono::steady_clock::now();
+    host_conn admin(dial_from(port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a, 30000);
+    host_conn io(dial_from(port), false, false);
+    io.icreq();
+    ASSERT_EQ(io.connect(open_nqn, host_a, 1, cntlid, 31, 0).status, 0);
+    *setup_ms = ms_since(t);
+    auto d = pattern(64 * 1024, seed);
+    const uint64_t lba = 16u * (seed % 200);
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, lba, 16), d, 0, false).status, 0);
+    auto r = io.cmd(io.rw(nvme::io_opc::read, 1, lba, 16), {}, 64 * 1024);
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(r.data, d);
+}
+}  // namespace
+
+TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
+    raise_fd_limit();
+    transport::reactor_options o;
+    o.pool_bytes = 16u << 20;
+    one_reactor_target st(o, 1024);  // default pending caps: 32 per address, 256 overall
+    std::vector<int> flood;
+    flood.reserve(1500);
+    std::atomic<size_t> opened{0};
+    std::thread flooder([&] {
+        for (int i = 0; i < 1500; ++i) {
+            flood.push_back(dial_from(st.port, "127.0.0.2"));
+            opened.store(flood.size());
+        }
+    });
+    while (opened.load() < 600) ::usleep(1000);
+    // During the flood and after it, a host from another address gets in within a second.
+    int sessions = 0;
+    double worst_ms = 0;
+    while (opened.load() < 1500 || sessions < 3) {
+        double setup_ms = 0;
+        try {
+            legit_host_session(st.port, static_cast<uint32_t>(sessions), &setup_ms);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "legitimate host after " << sessions << " sessions: " << e.what();
+        }
+        if (HasFailure()) break;
+        worst_ms = std::max(worst_ms, setup_ms);
+        ++sessions;
+    }
+    flooder.join();
+    // The flood goes on while no legitimate connection is open, then the host comes back.
+    for (int i = 0; i < 64; ++i) flood.push_back(dial_from(st.port, "127.0.0.2"));
+    ::usleep(200'000);
+    double setup_ms = 0;
+    try {
+        legit_host_session(st.port, 1000, &setup_ms);
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "legitimate host after the flood: " << e.what();
+    }
+    worst_ms = std::max(worst_ms, setup_ms);
+    EXPECT_LT(worst_ms, 1000.0) << sessions << " sessions during the flood";
+    // Every flood connection was shed (or, if the reactor lagged far behind, refused) except the
+    // newest ones, at most 32 of which are pending.
+    const transport::admission& adm = st.acc->admitted();
+    for (int i = 0; i < 200 && adm.shed_total() + adm.refused_total() + adm.pending() < 1564u; ++i) ::usleep(10'000);
+    EXPECT_EQ(adm.shed_total() + adm.refused_total() + adm.pending(), 1564u);
+    EXPECT_EQ(adm.pending(), 32u);
+    EXPECT_GE(adm.shed_total(), 1000u) << adm.refused_total() << " refused";
+    for (int fd : flood) ::close(fd);
+}
+
+namespace {
+// Lowers the soft open-file limit so that no new descriptor can be created; restores it.
+struct no_new_descriptors {
+    rlimit saved{};
+    no_new_descriptors() {
+        ::getrlimit(RLIMIT_NOFILE, &saved);
+        const int lowest_free = ::dup(0);
+        ::close(lowest_free);
+        rlimit tight = saved;
+        tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+        ::setrlimit(RLIMIT_NOFILE, &tight);
+    }
+    ~no_new_descriptors() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+};
+
+std::string construction_error(const std::function<void()>& make) {
+    try {
+        make();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+}  // namespace
+
+TEST(transport_limits, reactor_and_acceptor_without_descriptors_fail_at_start_with_a_clear_error) {
+    target::target tgt{test_config()};
+    transport::reactor_options o;
+    o.pool_bytes = 4u << 20;
+    std::string reactor_error, acceptor_error;
+    {
+        no_new_descriptors guard;
+        reactor_error = construction_error([&] { transport::reactor r(7, o); });
+        acceptor_error = construction_error([&] { transport::acceptor a({}, tgt, size_t(8)); });
+    }
+    EXPECT_NE(reactor_error.find("reactor 7: cannot create its epoll instance"), std::string::npos) << reactor_error;
+    EXPECT_NE(acceptor_error.find("acceptor: cannot create its stop eventfd"), std::string::npos) << acceptor_error;
+}
