@@ -152,7 +152,7 @@ TEST(PcieReactor, StalledAdminQueueDoesNotFreezeTheReactor) {
     read_for(q1, 30'000, lat);
     EXPECT_TRUE(nothing_to_read(q2_fd)) << "the Connect was answered while the admin queue was stalled";
     const uint64_t p99 = lat.p99();
-    EXPECT_LT(p99, 5'000'000u) << lat.ns.size() << " reads, p99 " << p99 / 1000 << " us";
+    EXPECT_LT(p99, static_cast<uint64_t>(5'000'000 * timing_slack)) << lat.ns.size() << " reads, p99 " << p99 / 1000 << " us";
     EXPECT_GT(lat.ns.size(), 1000u);
 
     s.model->stall_admin = false;
