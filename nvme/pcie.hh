@@ -100,8 +100,11 @@ public:
         unsigned n = 0;
         for (;;) {
             volatile const cqe* e = &_cq[_cq_head];
-            // Acquire: the rest of the entry is read after the phase says it is new.
-            const uint16_t status = __atomic_load_n(&e->status, __ATOMIC_ACQUIRE);
+            // Acquire: the rest of the entry is read after the phase says it is new. (cqe is
+            // packed, but CQ entries are 16-byte aligned, so its status word is 2-byte aligned.)
+            auto* status_word = reinterpret_cast<volatile const uint16_t*>(
+                reinterpret_cast<volatile const uint8_t*>(e) + offsetof(cqe, status));
+            const uint16_t status = __atomic_load_n(status_word, __ATOMIC_ACQUIRE);
             if ((status & 1) != _phase) break;
             cqe c;
             c.dw0 = e->dw0;

@@ -267,7 +267,7 @@ std::vector<uint8_t> queue::build_log(uint8_t lid, uint32_t nsid, bool& known) {
         if (list.size() > 1024) {
             const uint32_t overflow = 0xFFFFFFFF;
             std::memcpy(p.data(), &overflow, 4);
-        } else {
+        } else if (!list.empty()) {
             std::memcpy(p.data(), list.data(), list.size() * 4);
         }
         return p;
