@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <future>
 #include <thread>
@@ -207,13 +208,26 @@ struct no_new_descriptors {
     ~no_new_descriptors() { ::setrlimit(RLIMIT_NOFILE, &saved); }
 };
 
-std::string construction_error(const std::function<void()>& make) {
+// What `make` threw, as an exception_ptr: read it only after the descriptor limit is back
+// (UBSan's vptr check of e.what() needs a descriptor of its own).
+std::exception_ptr construction_failure(const std::function<void()>& make) {
     try {
         make();
+    } catch (...) {
+        return std::current_exception();
+    }
+    return nullptr;
+}
+
+std::string message_of(const std::exception_ptr& failure) {
+    if (!failure) return "(no error)";
+    try {
+        std::rethrow_exception(failure);
     } catch (const std::exception& e) {
         return e.what();
+    } catch (...) {
+        return "(not a std::exception)";
     }
-    return "(no error)";
 }
 }  // namespace
 
@@ -221,12 +235,20 @@ TEST(transport_limits, reactor_and_acceptor_without_descriptors_fail_at_start_wi
     target::target tgt{test_config()};
     transport::reactor_options o;
     o.pool_bytes = 4u << 20;
-    std::string reactor_error, acceptor_error;
+    // UBSan's vptr check needs descriptors on its slow path (the first check of each type):
+    // make the same objects once while descriptors are there.
+    message_of(construction_failure([&] {
+        transport::reactor r(7, o);
+        transport::acceptor a({}, tgt, size_t(8));
+        throw std::runtime_error("warm-up");
+    }));
+    std::exception_ptr reactor_failure, acceptor_failure;
     {
         no_new_descriptors guard;
-        reactor_error = construction_error([&] { transport::reactor r(7, o); });
-        acceptor_error = construction_error([&] { transport::acceptor a({}, tgt, size_t(8)); });
+        reactor_failure = construction_failure([&] { transport::reactor r(7, o); });
+        acceptor_failure = construction_failure([&] { transport::acceptor a({}, tgt, size_t(8)); });
     }
+    const std::string reactor_error = message_of(reactor_failure), acceptor_error = message_of(acceptor_failure);
     EXPECT_NE(reactor_error.find("reactor 7: cannot create its epoll instance"), std::string::npos) << reactor_error;
     EXPECT_NE(acceptor_error.find("acceptor: cannot create its stop eventfd"), std::string::npos) << acceptor_error;
 }
