@@ -63,8 +63,9 @@ inline void append_pdu(std::vector<uint8_t>& out, const void* header, size_t hle
     uint8_t* p = out.data() + at;
     std::memcpy(p, header, hlen);
     auto* ch = reinterpret_cast<transport::common_header*>(p);
-    ch->flags = static_cast<uint8_t>((ch->flags & ~(transport::pdu_flag::hdgst | transport::pdu_flag::ddgst)) |
-                                     (hd ? transport::pdu_flag::hdgst : 0) | (dd_bytes ? transport::pdu_flag::ddgst : 0));
+    ch->flags =
+        static_cast<uint8_t>((ch->flags & ~(transport::pdu_flag::hdgst | transport::pdu_flag::ddgst)) |
+                             (hd ? transport::pdu_flag::hdgst : 0) | (dd_bytes ? transport::pdu_flag::ddgst : 0));
     ch->hlen = static_cast<uint8_t>(hlen);
     ch->pdo = len ? static_cast<uint8_t>(hlen + hd_bytes) : 0;
     ch->plen = static_cast<uint32_t>(hlen + hd_bytes + len + dd_bytes);

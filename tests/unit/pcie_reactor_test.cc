@@ -22,16 +22,6 @@ namespace {
 
 constexpr const char* ssd_nqn = "nqn.2026-11.io.ferry:ssd";
 
-int dial(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
-    return fd;
-}
-
 // Subsystem ssd_nqn, NSID 1 on the model controller registered as `bdf`.
 target::target_config ssd_config(const std::string& bdf) {
     target::target_config cfg;

@@ -15,16 +15,6 @@ using namespace ferry;
 using namespace ferry::test;
 
 namespace {
-int dial(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("connect");
-    return fd;
-}
-
 struct served_target {
     target::target tgt{test_config()};
     std::vector<std::unique_ptr<transport::reactor>> reactors;

@@ -3,11 +3,14 @@
 // byte-exact, so tests can also send malformed ones.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -33,6 +36,33 @@ inline constexpr double timing_slack = 4.0;
 #else
 inline constexpr double timing_slack = 1.0;
 #endif
+
+// A TCP connection to 127.0.0.1:`port` (for the reactor tests), from `source` if given
+// (another loopback address, e.g. "127.0.0.2", to act as a second host).
+inline int dial(uint16_t port, const char* source = nullptr) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    if (source) {
+        sockaddr_in s{};
+        s.sin_family = AF_INET;
+        ::inet_pton(AF_INET, source, &s.sin_addr);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof(s)) != 0) {
+            const std::string err = std::strerror(errno);
+            ::close(fd);
+            throw std::runtime_error("bind " + std::string(source) + ": " + err);
+        }
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+        const std::string err = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error("connect to port " + std::to_string(port) + ": " + err);
+    }
+    return fd;
+}
 
 inline constexpr const char* host_a = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555";
 inline constexpr const char* host_b = "nqn.2014-08.org.nvmexpress:uuid:66666666-7777-4888-9999-aaaaaaaaaaaa";

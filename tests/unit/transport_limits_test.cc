@@ -20,25 +20,6 @@ using namespace ferry;
 using namespace ferry::test;
 
 namespace {
-int dial_from(uint16_t port, const char* source = nullptr) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    if (source) {
-        sockaddr_in s{};
-        s.sin_family = AF_INET;
-        ::inet_pton(AF_INET, source, &s.sin_addr);
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof(s)) != 0)
-            throw std::runtime_error(std::string("bind: ") + std::strerror(errno));
-    }
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-        throw std::runtime_error(std::string("connect: ") + std::strerror(errno));
-    return fd;
-}
-
 struct one_reactor_target {
     target::target tgt{test_config()};
     std::unique_ptr<transport::reactor> r;
@@ -74,15 +55,15 @@ TEST(transport_limits, host_that_never_sends_r2t_data_cannot_pin_the_pool) {
     o.pool_bytes = 16u << 20;  // 2048 chunks; a connection may hold a quarter: 4 MiB
     o.r2t_timeout_ns = 1'500'000'000ull;
     one_reactor_target st(o);
-    host_conn admin(dial_from(st.port), false, false);
+    host_conn admin(dial(st.port), false, false);
     const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a, 30000);
-    host_conn good(dial_from(st.port), false, false);
+    host_conn good(dial(st.port), false, false);
     good.icreq();
     ASSERT_EQ(good.connect(open_nqn, host_a, 1, cntlid, 127, 0).status, 0);
     const size_t idle = st.free_chunks();
 
     // The hog: 64 x 1 MiB writes, never any data.
-    host_conn hog(dial_from(st.port), false, false);
+    host_conn hog(dial(st.port), false, false);
     hog.icreq();
     ASSERT_EQ(hog.connect(open_nqn, host_a, 2, cntlid, 127, 0).status, 0);
     const auto hog_start = std::chrono::steady_clock::now();
@@ -127,9 +108,9 @@ void raise_fd_limit() {
 // A legitimate host: admin queue, I/O queue, one verified write + read.
 void legit_host_session(uint16_t port, uint32_t seed, double* setup_ms) {
     const auto t = std::chrono::steady_clock::now();
-    host_conn admin(dial_from(port), false, false);
+    host_conn admin(dial(port), false, false);
     const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a, 30000);
-    host_conn io(dial_from(port), false, false);
+    host_conn io(dial(port), false, false);
     io.icreq();
     ASSERT_EQ(io.connect(open_nqn, host_a, 1, cntlid, 31, 0).status, 0);
     *setup_ms = ms_since(t);
@@ -152,7 +133,7 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     std::atomic<size_t> opened{0};
     std::thread flooder([&] {
         for (int i = 0; i < 1500; ++i) {
-            flood.push_back(dial_from(st.port, "127.0.0.2"));
+            flood.push_back(dial(st.port, "127.0.0.2"));
             opened.store(flood.size());
         }
     });
@@ -173,7 +154,7 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     }
     flooder.join();
     // The flood goes on while no legitimate connection is open, then the host comes back.
-    for (int i = 0; i < 64; ++i) flood.push_back(dial_from(st.port, "127.0.0.2"));
+    for (int i = 0; i < 64; ++i) flood.push_back(dial(st.port, "127.0.0.2"));
     ::usleep(200'000);
     double setup_ms = 0;
     try {
