@@ -67,11 +67,11 @@ void queue::finish(transport::request& req, uint16_t status, uint32_t result0, u
     req.status = status;
     req.result0 = result0;
     req.result1 = result1;
-    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr) && _ctrl)
-        record_error(req, status);
-    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr))
+    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr)) {
+        if (_ctrl) record_error(req, status);
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
                       +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
+    }
     _conn.complete(req);
 }
 

@@ -15,6 +15,7 @@
 namespace ferry::transport {
 namespace {
 constexpr size_t rx_buffer_bytes = 32 << 10;
+constexpr const char* shed_reason = "shed: too many connections without ICReq + Connect from its address or overall";
 constexpr size_t direct_read_threshold = 4096;  // payload left at which we read straight into buffers
 
 void put_hdgst(uint8_t* pdu, size_t hlen) {
@@ -184,7 +185,7 @@ void connection::close(const std::string& reason) {
 void connection::on_timer(uint64_t now_ns) {
     if (_closing) return;
     if (_info.ticket && _info.ticket->shed()) {
-        close("shed: too many connections without ICReq + Connect from its address or overall");
+        close(shed_reason);
         return;
     }
     check_r2t_timeout(now_ns);
@@ -256,7 +257,7 @@ bool connection::on_readable() {
         }
         if (n == 0) {
             close(_info.ticket && _info.ticket->shed()
-                      ? "shed: too many connections without ICReq + Connect from its address or overall"
+                      ? shed_reason
                       : "host closed the connection");
             return true;
         }
@@ -479,16 +480,17 @@ bool connection::handle_capsule() {
             return false;
         }
         // The data is on the wire and must be consumed; errors are reported after it.
-        if (req->status != 0) {
-            // CID conflict
-        } else if (sgl_type != nvme::sgl_data_block_offset)
-            req->status = nvme::sc::sgl_invalid_type | nvme::status_dnr;
-        else if (cmd.sgl.address != 0)
-            req->status = nvme::sc::sgl_invalid_offset | nvme::status_dnr;
-        else if (len != _cur.data_bytes)
-            req->status = nvme::sc::sgl_invalid_data_length | nvme::status_dnr;
-        else if (req->dir != nvme::data_direction::host_to_ctrl)
-            req->status = nvme::sc::invalid_field | nvme::status_dnr;
+        // (A CID conflict found above keeps its status.)
+        if (req->status == 0) {
+            if (sgl_type != nvme::sgl_data_block_offset)
+                req->status = nvme::sc::sgl_invalid_type | nvme::status_dnr;
+            else if (cmd.sgl.address != 0)
+                req->status = nvme::sc::sgl_invalid_offset | nvme::status_dnr;
+            else if (len != _cur.data_bytes)
+                req->status = nvme::sc::sgl_invalid_data_length | nvme::status_dnr;
+            else if (req->dir != nvme::data_direction::host_to_ctrl)
+                req->status = nvme::sc::invalid_field | nvme::status_dnr;
+        }
         req->data_len = static_cast<uint32_t>(_cur.data_bytes);
         req->iov[0] = {req->reserved_chunk.iov_base, _cur.data_bytes};
         req->iov_count = 1;

@@ -54,6 +54,22 @@ struct world {
     }
 };
 
+// A fuzz input: a flag byte (bits 2-3: header and data digests; the other bits are the target's
+// own), a split byte (the stream is fed in pieces of that size, at least 1) and the stream.
+struct input {
+    uint8_t flags = 0;
+    size_t split = 1;
+    const uint8_t* stream = nullptr;
+    size_t stream_size = 0;
+    bool header_digest() const { return flags & 4; }
+    bool data_digest() const { return flags & 8; }
+};
+inline bool parse_input(const uint8_t* data, size_t size, input& in) {
+    if (size < 2) return false;
+    in = {data[0], size_t{data[1]} | 1, data + 2, size - 2};
+    return true;
+}
+
 // Appends a PDU made of `header` (HLEN bytes) and `data`, with the digests asked for.
 inline void append_pdu(std::vector<uint8_t>& out, const void* header, size_t hlen, const void* data, size_t len,
                        bool hd, bool dd) {

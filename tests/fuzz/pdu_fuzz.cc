@@ -13,12 +13,13 @@ using ferry::fuzz::world;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static world w;
-    if (size < 2) return 0;
-    const uint8_t flags = data[0];
-    const size_t split = data[1] | 1;
-    data += 2;
-    size -= 2;
-    const bool hd = flags & 4, dd = flags & 8;
+    ferry::fuzz::input in;
+    if (!ferry::fuzz::parse_input(data, size, in)) return 0;
+    const uint8_t flags = in.flags;
+    const size_t split = in.split;
+    data = in.stream;
+    size = in.stream_size;
+    const bool hd = in.header_digest(), dd = in.data_digest();
 
     std::vector<uint8_t> stream;
     if (flags & 1) {

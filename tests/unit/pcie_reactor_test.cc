@@ -71,26 +71,6 @@ struct served_ssd {
     }
 };
 
-// Sends an I/O queue Connect without waiting for its answer; returns its cid.
-uint16_t send_connect(host_conn& h, uint16_t qid, uint16_t cntlid) {
-    nvme::connect_sqe c{};
-    c.opcode = nvme::admin_opc::fabrics;
-    c.cid = 0x4242;
-    c.fctype = nvme::fctype::connect;
-    c.qid = qid;
-    c.sqsize = 31;
-    nvme::connect_data d{};
-    auto hid = target::derive_id(host_a);
-    std::memcpy(d.hostid, hid.data(), 16);
-    d.cntlid = cntlid;
-    nvme::copy_nul_padded(d.subnqn, sizeof(d.subnqn), ssd_nqn);
-    nvme::copy_nul_padded(d.hostnqn, sizeof(d.hostnqn), host_a);
-    std::vector<uint8_t> data(sizeof(d));
-    std::memcpy(data.data(), &d, sizeof(d));
-    h.send_capsule(reinterpret_cast<const nvme::sqe&>(c), data, true, static_cast<uint32_t>(data.size()));
-    return c.cid;
-}
-
 // True if nothing has arrived on `fd` (the target has not answered yet).
 bool nothing_to_read(int fd) {
     char b;
@@ -135,7 +115,7 @@ TEST(PcieReactor, StalledAdminQueueDoesNotFreezeTheReactor) {
     const int q2_fd = dial(s.port);
     host_conn q2(q2_fd, false, false);
     q2.icreq();
-    const uint16_t connect_cid = send_connect(q2, 2, cntlid);
+    const uint16_t connect_cid = q2.send_connect(ssd_nqn, host_a, 2, cntlid);
     EXPECT_EQ(s.reactor->connection_count(), 3u);  // all on the one reactor
 
     latencies lat;
@@ -170,7 +150,7 @@ TEST(PcieReactor, AdminTimeoutFailsTheConnectCleanly) {
     s.model->stall_admin = true;
     host_conn q2(dial(s.port), false, false);
     q2.icreq();
-    const uint16_t connect_cid = send_connect(q2, 2, cntlid);
+    const uint16_t connect_cid = q2.send_connect(ssd_nqn, host_a, 2, cntlid);
     latencies lat;
     read_for(q1, 200, lat);  // shorter than the admin timeout: the Connect is still parked
     auto r = q2.wait(connect_cid);

@@ -373,6 +373,14 @@ public:
     // Fabrics helpers.
     response connect(const std::string& subnqn, const std::string& hostnqn, uint16_t qid, uint16_t cntlid,
                      uint16_t sqsize = 31, uint32_t kato = 5000, uint8_t cattr = 0) {
+        const uint16_t cid = send_connect(subnqn, hostnqn, qid, cntlid, sqsize, kato, cattr);
+        auto r = wait(cid);
+        if (!r) throw std::runtime_error("connection closed while waiting for the Connect (cid " + std::to_string(cid) + ")");
+        return *r;
+    }
+    // Sends a Connect without waiting for its answer (a Connect the target parks); returns its cid.
+    uint16_t send_connect(const std::string& subnqn, const std::string& hostnqn, uint16_t qid, uint16_t cntlid,
+                          uint16_t sqsize = 31, uint32_t kato = 5000, uint8_t cattr = 0) {
         nvme::connect_sqe c{};
         c.opcode = nvme::admin_opc::fabrics;
         c.cid = next_cid();
@@ -389,7 +397,8 @@ public:
         nvme::copy_nul_padded(d.hostnqn, sizeof(d.hostnqn), hostnqn);
         std::vector<uint8_t> data(sizeof(d));
         std::memcpy(data.data(), &d, sizeof(d));
-        return cmd(reinterpret_cast<const nvme::sqe&>(c), data);
+        send_capsule(reinterpret_cast<const nvme::sqe&>(c), data, true, static_cast<uint32_t>(data.size()));
+        return c.cid;
     }
 
     response property_get(uint32_t offset, bool eight = false) {
