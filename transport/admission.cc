@@ -95,11 +95,9 @@ uint64_t admission::shed_total() const {
     return _shed_total;
 }
 
-}  // namespace ferry::transport
-
-namespace ferry::transport {
 uint64_t admission::refused_total() const {
     std::lock_guard g(_lock);
     return _refused_total;
 }
+
 }  // namespace ferry::transport
