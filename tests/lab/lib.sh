@@ -7,7 +7,8 @@
 #   lab_begin NAME                 work dir $WORK (configs, logs), traps that kill what we started
 #   write_ram_config FILE PORT NQN one subsystem, one 1 GiB RAM namespace, any host
 #   start_ferryd CONFIG LOGFILE [ARGS...]   ferryd in the background, wait for "ferryd: ready"
-#   stop_ferryd                    SIGTERM (10 s) then SIGKILL; non-zero if ferryd had crashed
+#   stop_ferryd                    SIGTERM (FERRYD_STOP_WAIT_S, default 10 s; then the threads'
+#                                  stacks and SIGKILL); non-zero if ferryd had crashed or hung
 #   ferryd_alive                   ferryd still running?
 #   check NAME CMD...              run CMD, print PASS: NAME / FAIL: NAME, count it; returns
 #                                  CMD's status (use it in an if, or add || true under set -e)
@@ -169,12 +170,15 @@ stop_ferryd() {
         _log_tail; return 1
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
+    local wait_s=${FERRYD_STOP_WAIT_S:-10}
+    for ((i = 0; i < wait_s * 10; i++)); do
         _pid_alive "$pid" || break
         sleep 0.1
     done
     if _pid_alive "$pid"; then
-        echo "stop_ferryd: ferryd (pid $pid) still running 10 s after SIGTERM: SIGKILL"
+        echo "stop_ferryd: ferryd (pid $pid) still running $wait_s s after SIGTERM: SIGKILL"
+        # Where it is stuck, for the log (gdb is on the test machines; nothing if it is not).
+        command -v gdb >/dev/null && timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt" 2>&1 | tail -80
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         _log_tail; return 2
