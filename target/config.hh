@@ -17,6 +17,8 @@ struct namespace_config {
     uint64_t size_bytes = 0;  // file: 0 = the file's or device's size
     uint32_t block_size = 4096;
     std::optional<std::array<uint8_t, 16>> uuid;  // derived from (NQN, NSID) when absent
+    std::optional<std::array<uint8_t, 16>> nguid;  // derived from (NQN, NSID) when absent
+    std::optional<std::array<uint8_t, 8>> eui64;   // reported as 0 (not set) when absent
     std::string path;                             // file backend: regular file or block device
     std::string pcie_address;                     // pcie backend: controller, "0000:00:04.0"
     uint32_t pcie_nsid = 0;                       // pcie backend: the namespace on that controller
@@ -36,9 +38,16 @@ struct listener_config {
     uint16_t port = 4420;
 };
 
+// A discovery log referral entry (SUBTYPE 01h): another discovery service a host may ask.
+struct referral_config {
+    std::string address;
+    uint16_t port = 8009;
+};
+
 struct target_config {
     std::vector<listener_config> listeners;
     std::vector<subsystem_config> subsystems;
+    std::vector<referral_config> referrals;
 };
 
 // Limits the target advertises; named in one place (cf. NVMET_MAX_QUEUE_SIZE).

@@ -2,8 +2,11 @@
 // each new transport connection its queue handler.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,6 +16,42 @@
 
 namespace ferry::target {
 
+// Why a control-path change was refused. Nothing was changed when one is thrown.
+enum class change_errc {
+    invalid,    // the request makes no sense (e.g. shrinking a namespace): HTTP 422
+    not_found,  // no such subsystem, namespace, host, controller, listener or referral: 404
+    conflict,   // it exists already (NQN, NSID, host, listener): 409
+    failed,     // it should have worked but did not (a store could not be made): 500
+};
+class change_error : public std::runtime_error {
+public:
+    change_error(change_errc code, const std::string& what) : std::runtime_error(what), code(code) {}
+    change_errc code;
+};
+
+// PATCH of a subsystem; model and serial only while no host has ever connected to it.
+struct subsystem_patch {
+    std::optional<bool> allow_any_host;
+    std::optional<std::string> model;
+    std::optional<std::string> serial;
+};
+
+// What the management API shows of a live controller.
+struct queue_view {
+    uint16_t qid = 0;
+    uint16_t depth = 0;     // queue entries (SQSIZE + 1)
+    unsigned reactor = 0;   // reactor (thread) serving its connection
+    uint64_t connection = 0;  // transport connection id, as in the logs
+};
+struct controller_view {
+    uint16_t cntlid = 0;
+    std::string hostnqn;
+    std::array<uint8_t, 16> hostid{};
+    std::string peer;  // "addr:port" of its admin queue connection
+    uint32_t kato_ms = 0;
+    std::vector<queue_view> queues;  // admin queue (qid 0) first, then I/O queues by qid
+};
+
 class target final : public transport::handler_factory {
 public:
     // Builds subsystems and namespaces; throws std::runtime_error if a store cannot be made.
@@ -21,6 +60,43 @@ public:
     subsystem* find_subsystem(std::string_view nqn);
     subsystem& discovery() { return *_discovery; }
     const std::vector<std::unique_ptr<subsystem>>& subsystems() const { return _subsystems; }
+
+    // ---- Control path: live changes (the management API's REST thread; thread-safe, serialized
+    // by one control lock; never called on a reactor). Each either makes the whole change and
+    // returns, or throws change_error and changes nothing. The I/O path sees the change without
+    // taking a lock (see target/README.md). Controllers of a changed subsystem get the NVMe
+    // notices the spec names (Namespace Attribute Changed AEN and log page 04h; discovery log
+    // change AEN and a new GENCTR for listener, referral, subsystem and host changes).
+
+    // Conflict if the NQN exists. Builds every namespace's store (failed if one cannot be made).
+    void add_subsystem(const subsystem_config& cfg);
+    // Closes every connection of its controllers at once (all queues), then drops it once
+    // they are gone; its stores are closed after their commands in flight completed.
+    void remove_subsystem(const std::string& nqn);
+    void update_subsystem(const std::string& nqn, const subsystem_patch& patch);
+    // cfg.nsid 0 = the lowest free NSID. Returns the NSID. The namespace is usable on every
+    // reactor when this returns.
+    uint32_t add_namespace(const std::string& nqn, namespace_config cfg);
+    // New commands for it fail with Invalid Namespace at once; commands in flight complete
+    // normally; the store is closed before this returns.
+    void remove_namespace(const std::string& nqn, uint32_t nsid);
+    // Grows a ram or file namespace (invalid: shrinking, other backends).
+    void resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t size_bytes);
+    void add_host(const std::string& nqn, const std::string& hostnqn);
+    // Closes the connections of that host's controllers of the subsystem at once.
+    void remove_host(const std::string& nqn, const std::string& hostnqn);
+    // Closes every connection of that controller (all its queues) at once.
+    void drop_controller(const std::string& nqn, uint16_t cntlid);
+    // The discovery log's view only; the sockets are the acceptor's (mgmt/ does both).
+    void add_listener(const listener_config& l);
+    void remove_listener(const std::string& address, uint16_t port);
+    void add_referral(const referral_config& r);
+    void remove_referral(const std::string& address, uint16_t port);
+    // The current state in configuration form: every NSID, UUID and NGUID explicit, so that a
+    // restart from it serves the same namespaces.
+    target_config current_config() const;
+    // Live controllers of one subsystem (not_found if there is none of that NQN).
+    std::vector<controller_view> controllers(const std::string& nqn) const;
 
     std::unique_ptr<transport::queue_handler> make_handler(transport::connection& conn) override;
 

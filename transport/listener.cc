@@ -99,6 +99,11 @@ uint16_t acceptor::listen(const listen_address& addr) {
     return port;
 }
 
+void acceptor::unlisten(const listen_address& addr) {
+    throw std::runtime_error("cannot stop listening on " + addr.address + ":" + std::to_string(addr.port) +
+                             ": not built yet");
+}
+
 void acceptor::start() {
     _thread = std::thread([this] { run(); });
 }

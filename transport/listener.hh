@@ -35,6 +35,9 @@ public:
     // Binds and listens; returns the bound port (useful with port 0). Throws
     // std::runtime_error naming the address on failure.
     uint16_t listen(const listen_address& addr);
+    // Closes that listening socket (thread-safe, also while started); connections accepted
+    // through it stay. Throws std::runtime_error if nothing listens there.
+    void unlisten(const listen_address& addr);
     void start();
     void stop();
 
