@@ -370,7 +370,8 @@ TEST(live, remove_subsystem_closes_every_queue_and_recreating_it_lets_hosts_back
     EXPECT_EQ(write_read_verify(*other.io[0], 1, 0, 4), 0);
     host_conn refused(dial(lt.port), false, false);
     refused.icreq();
-    EXPECT_EQ(refused.connect(open_nqn, host_a, 0, 0xFFFF).status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    // No DNR: a reconnecting host keeps trying until the subsystem is back.
+    EXPECT_EQ(refused.connect(open_nqn, host_a, 0, 0xFFFF).status, nvme::sc::connect_invalid_param);
     // Re-created with the same namespaces (same UUIDs): the host connects again.
     lt.tgt.add_subsystem(cfg);
     tcp_association back(lt.port, open_nqn, host_a, 1);
