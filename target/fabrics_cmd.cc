@@ -191,7 +191,7 @@ void queue::exec_connect(transport::request& req) {
         }
         if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
         if (auto& old = _ns_counters[nsid]) old->stats->detach(old);  // a Connect retried after a failure
-        _ns_counters[nsid] = n.stats->attach();
+        _ns_counters[nsid] = n.stats->attach({sub->nqn(), ctrl->hostnqn, ctrl->cntlid, c.qid, nsid});
         _ns[nsid] = &n;
     }
     _connecting = pending_connect{&req, std::move(ctrl), c.qid, depth};

@@ -35,7 +35,7 @@ private:
         queue* owner = nullptr;
         transport::request* req = nullptr;
         ns_io_counters* counters = nullptr;  // the namespace's, of this queue
-        uint64_t units = 0;                  // 512-byte data units moved
+        uint64_t arrival_ns = 0;             // when the command reached the queue (latency)
         void complete(uint16_t status) override;
     };
 
@@ -83,6 +83,7 @@ private:
     std::vector<std::shared_ptr<ns_io_counters>> _ns_counters;   // indexed by NSID, this queue's
     std::vector<transport::request*> _aers;                      // parked Async Event Requests
     unsigned _in_flight = 0;
+    uint64_t _arrival_ns = 0;  // clock read when the current command arrived (on_command)
     std::optional<pending_connect> _connecting;
     // A Connect or a teardown waits on the backend queues: keeps poll() running and the
     // connection alive (in_flight()) until they are set up, or released by their device.
