@@ -8,6 +8,7 @@
 #include <regex>
 #include <sstream>
 
+#include "mgmt/status_page.hh"
 #include "target/stats.hh"
 #include "test_host.hh"
 #include "transport/listener.hh"
@@ -311,4 +312,16 @@ TEST(stats, reactors_report_connections_busy_time_and_pool_chunks) {
     EXPECT_TRUE(sample(text, "ferry_reactor_busy_seconds_total{reactor=\"1\"}"));
     EXPECT_EQ(sample(text, "ferry_reactor_pool_chunks{reactor=\"0\"}"),
               std::to_string((16u << 20) / env::dma_pool::chunk_size));
+}
+
+TEST(status_page, is_one_self_contained_page_reading_the_api) {
+    const std::string_view page = mgmt::status_page_html();
+    EXPECT_EQ(page.substr(0, 15), "<!doctype html>");
+    EXPECT_NE(page.find("</html>"), std::string_view::npos);  // embedded whole
+    EXPECT_NE(page.find("/api/v1/stats"), std::string_view::npos);
+    EXPECT_NE(page.find("/api/v1/subsystems"), std::string_view::npos);
+    EXPECT_NE(page.find("sessionStorage"), std::string_view::npos);
+    // No external assets: no stylesheet links, no script or image sources, no remote URLs.
+    for (const char* external : {"<link", " src=", "http://", "https://", "@import", "url("})
+        EXPECT_EQ(page.find(external), std::string_view::npos) << external;
 }
