@@ -159,6 +159,20 @@ sys.exit(0 if m.group(1) and float(m.group(1)) > 0 else 1)
 PY
 }
 
+# The subsystem section (from /api/v1/subsystems): the NQN, and ferry-perf's controller with
+# its I/O queue.
+check_page_subsystems() {
+    "$PY" - "$WORK/page.html" "$NQN" <<'PY'
+import html, re, sys
+dom = open(sys.argv[1]).read()
+m = re.search(r'<div id="subsystems">(.*?)</section>', dom, re.S)
+section = m.group(1) if m else ""
+ok = f"<h3>{html.escape(sys.argv[2])}</h3>" in section and re.search(r"q1 \(depth \d+, reactor \d+\)", section)
+if not ok: print("subsystem section:", re.sub(r"<[^>]+>", " ", section)[:600])
+sys.exit(0 if ok else 1)
+PY
+}
+
 if check "ferryd starts (2 reactors, REST API on an ephemeral port)" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1 &&
         check "REST API port and token file" find_api; then
     check "ferry-perf --verify rw 4k qd16 on NSID 1" perf_json "$WORK/p1.json" --nsid 1 --rw rw --bs 4k --qd 16 -t 2 --verify || true
@@ -179,6 +193,7 @@ if check "ferryd starts (2 reactors, REST API on an ephemeral port)" start_ferry
         --user-data-dir="$WORK/chromium" --virtual-time-budget=6000 --dump-dom "$API/#token=$TOKEN" \
         > "$WORK/page.html" 2> "$WORK/chromium.log" || true
     check "status page shows live non-zero IOPS for NSID 1" check_page_iops || true
+    check "status page lists the subsystem and the connected host's I/O queue" check_page_subsystems || true
     check "ferry-perf under the page completed" wait "$perf_pid" || { cat "$WORK/p3.log"; true; }
     check "ferryd stops cleanly" stop_ferryd || true
 fi
