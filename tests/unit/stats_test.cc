@@ -325,3 +325,43 @@ TEST(status_page, is_one_self_contained_page_reading_the_api) {
     for (const char* external : {"<link", " src=", "http://", "https://", "@import", "url("})
         EXPECT_EQ(page.find(external), std::string_view::npos) << external;
 }
+
+TEST(stats, a_namespace_added_live_is_counted_on_queues_connected_before_it) {
+    served_target st(2);
+    host_conn admin(dial(st.port), false, false);
+    const uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    host_conn q1(dial(st.port), false, false);
+    q1.icreq();
+    ASSERT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 1, 0, 1), pattern(4096, 1)).status, 0);
+
+    target::namespace_config n;
+    n.nsid = 0;  // the lowest free: 2
+    n.backend = target::backend_kind::ram;
+    n.size_bytes = 1u << 20;
+    n.block_size = 4096;
+    ASSERT_EQ(st.tgt.add_namespace(open_nqn, n), 2u);
+    for (uint32_t i = 0; i < 3; ++i) ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 2, i, 1), pattern(4096, i)).status, 0);
+    ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::read, 2, 0, 2), {}, 8192).status, 0);
+
+    const nlohmann::json s = mgmt::stats_json(st.runtime());
+    const auto& open = by_key(s.at("subsystems"), "nqn", open_nqn);
+    const auto& ns2 = by_key(open.at("namespaces"), "nsid", 2);
+    EXPECT_EQ(ns2.at("writes"), 3);
+    EXPECT_EQ(ns2.at("bytes_written"), 3 * 4096);
+    EXPECT_EQ(ns2.at("bytes_read"), 8192);
+    EXPECT_EQ(by_key(open.at("namespaces"), "nsid", 1).at("writes"), 1);
+    // The queue's counters of the new namespace carry the queue's controller and qid.
+    const auto& ctrl = by_key(open.at("controllers"), "cntlid", id);
+    EXPECT_EQ(ctrl.at("hostnqn"), host_a);
+    const auto& q = by_key(ctrl.at("queues"), "qid", 1);
+    EXPECT_EQ(by_key(q.at("namespaces"), "nsid", 2).at("writes"), 3);
+    EXPECT_EQ(q.at("commands"), 5);
+
+    // Removed: gone from the stats; the others keep their counts.
+    st.tgt.remove_namespace(open_nqn, 2);
+    const nlohmann::json after = mgmt::stats_json(st.runtime());
+    const auto& open_after = by_key(after.at("subsystems"), "nqn", open_nqn);
+    for (const auto& ns : open_after.at("namespaces")) EXPECT_NE(ns.at("nsid"), 2);
+    EXPECT_EQ(by_key(open_after.at("namespaces"), "nsid", 1).at("writes"), 1);
+}
