@@ -120,7 +120,7 @@ private:
     bool _resync_pending = false;            // a namespace waits for its NSID's old binding to go
     std::vector<transport::request*> _aers;  // parked Async Event Requests
     unsigned _in_flight = 0;
-    uint64_t _arrival_ns = 0;  // clock read when the current command arrived (on_command)
+    uint64_t _arrival_ns = 0;        // clock read when the current command arrived (on_command)
     counter_labels _counter_labels;  // subsystem, host, cntlid and qid of this I/O queue's counters
     std::optional<pending_connect> _connecting;
     // A Connect or a teardown waits on the backend queues: keeps poll() running and the
