@@ -139,6 +139,15 @@ TEST(FerryctlErrors, ApiErrorNamesMethodPathStatusMessageAndJsonPath) {
                      "POST /api/v1/subsystems/a/namespaces: HTTP 422 Unprocessable Entity: '1GB': unknown unit 'GB' "
                      "(at /size)");
     }
+    res = {409, "Conflict", R"({"error": "0000:00:04.0 is in use", "reasons": ["a is mounted", "b is held"]})"};
+    try {
+        throw_api_error("POST", "/api/v1/devices/0000:00:04.0/attach", res);
+        FAIL();
+    } catch (const api_refused& e) {
+        EXPECT_STREQ(e.what(),
+                     "POST /api/v1/devices/0000:00:04.0/attach: HTTP 409 Conflict: 0000:00:04.0 is in use\n"
+                     "  a is mounted\n  b is held");
+    }
     res = {502, "Bad Gateway", "<html>proxy down</html>\n"};
     try {
         throw_api_error("GET", "/api/v1/x", res);

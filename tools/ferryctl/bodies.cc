@@ -73,6 +73,9 @@ void throw_api_error(const std::string& method, const std::string& path, const h
     if (body.is_object() && body.contains("error") && body["error"].is_string()) {
         msg += ": " + body["error"].get<std::string>();
         if (body.contains("path") && body["path"].is_string()) msg += " (at " + body["path"].get<std::string>() + ")";
+        if (body.contains("reasons") && body["reasons"].is_array())
+            for (const auto& r : body["reasons"])
+                if (r.is_string()) msg += "\n  " + r.get<std::string>();
     } else if (!res.body.empty()) {
         std::string text = res.body.substr(0, 500);
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();

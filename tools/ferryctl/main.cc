@@ -14,6 +14,7 @@
 
 #include "tools/ferryctl/bodies.hh"
 #include "tools/ferryctl/http_client.hh"
+#include "tools/ferryctl/local_devices.hh"
 #include "tools/ferryctl/render.hh"
 #include "tools/ferryctl/url.hh"
 
@@ -362,25 +363,50 @@ int main(int argc, char** argv) {
     // ---- devices
     auto* dev = app.add_subcommand("devices", "local NVMe PCI devices: list (default), attach, detach (vfio-pci)");
     std::string bdf;
-    bool force = false;
-    auto devices_list = [&] { s.show(s.call("GET", "/devices"), devices_table); };
+    bool force = false, local = false;
+    local_sysfs where;
+    auto add_local_options = [&](CLI::App* c) {
+        c->add_flag("--local", local,
+                    "work on this machine's sysfs directly (env/pci, the code ferryd runs), without ferryd: "
+                    "for deploy/setup.sh before ferryd starts; needs root to change bindings");
+        c->add_option("--sysfs", where.sysfs, "--local: sysfs root (a fake tree for tests)")->capture_default_str();
+        c->add_option("--mounts", where.mounts, "--local: mount table to check devices against")->capture_default_str();
+    };
+    add_local_options(dev);
+    auto devices_list = [&] {
+        if (local)
+            s.show(local_devices(where), local_devices_text);
+        else
+            s.show(s.call("GET", "/devices"), devices_table);
+    };
     dev->callback([&] {  // runs after its subcommands' callbacks: `ferryctl devices` alone lists
         if (!action) action = devices_list;
     });
-    on(dev->add_subcommand("list", "NVMe devices: address, IDs, driver, IOMMU group, NUMA node, block devices"),
-       devices_list);
+    auto* d_list =
+        dev->add_subcommand("list", "NVMe devices: address, IDs, driver, IOMMU group, NUMA node, block devices");
+    add_local_options(d_list);
+    on(d_list, devices_list);
     for (const char* verb : {"attach", "detach"}) {
-        auto* c = dev->add_subcommand(verb, std::string(verb) == "attach"
-                                                ? "bind a device to vfio-pci for ferry (refused while in use)"
-                                                : "give a device on vfio-pci back to the kernel nvme driver");
-        c->add_option("bdf", bdf, "PCI address, 0000:00:04.0")->required();
         bool attach = std::string(verb) == "attach";
-        if (attach) c->add_flag("--force", force, "attach even if a file system on it is mounted or it has holders");
+        auto* c = dev->add_subcommand(verb, attach ? "bind a device to vfio-pci for ferry (refused while in use)"
+                                                   : "give a device on vfio-pci back to the kernel nvme driver");
+        c->add_option("bdf", bdf, "PCI address, 0000:00:04.0")->required();
+        add_local_options(c);
+        if (attach)
+            c->add_flag("--force", force,
+                        "--local only: attach even if a file system on it is mounted or it has holders");
         on(c, [&, attach] {
-            std::optional<json> body;
-            if (force) body = json{{"force", true}};
+            if (local) {
+                std::string line = attach ? local_attach(bdf, force, where) : local_detach(bdf, where);
+                if (s.g().json_output)
+                    s.show(local_devices(where), local_devices_text);
+                else
+                    std::cout << line << "\n";
+                return;
+            }
+            if (force) throw usage_error("devices attach --force: only with --local (the API never forces)");
             std::string verb_text = attach ? "attach" : "detach";
-            json res = s.call("POST", "/devices/" + percent_encode(bdf) + "/" + verb_text, body);
+            json res = s.call("POST", "/devices/" + percent_encode(bdf) + "/" + verb_text);
             s.done(res, bdf + (attach ? " attached (driver " : " detached (driver ") + cell(res, "driver") + ")");
         });
     }
