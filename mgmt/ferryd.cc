@@ -1,25 +1,29 @@
 // ferryd: the NVMe/TCP target daemon.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include "env/thread.hh"
+#include "mgmt/api.hh"
 #include "mgmt/config.hh"
+#include "mgmt/control_plane.hh"
 #include "target/target.hh"
 #include "transport/listener.hh"
 #include "transport/reactor.hh"
 
 int main(int argc, char** argv) {
-    CLI::App app{"ferryd: NVMe-over-Fabrics TCP target. Serves the subsystems, namespaces and listeners of a JSON\n"
-                 "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
-    std::string config_path, cpus, log_level = "info";
+    CLI::App app{
+        "ferryd: NVMe-over-Fabrics TCP target. Serves the subsystems, namespaces and listeners of a JSON\n"
+        "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
+    std::string config_path, state_path, cpus, log_level = "info";
     size_t pool_mib = 64, max_connections = 1024, max_pending_per_address = 32, max_pending = 256;
     unsigned idle_spin_us = 200;
     uint64_t max_ram_mib = 0;
@@ -27,6 +31,9 @@ int main(int argc, char** argv) {
     size_t conn_buffer_mib = 0;
     std::string engine = "posix";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
+    app.add_option("--state-file", state_path,
+                   "where the REST API keeps the live state, rewritten atomically after every change; when it "
+                   "exists ferryd starts from it instead of --config (default: the --config file itself)");
     app.add_option("--cpus", cpus,
                    "CPUs for the poll-mode reactor threads, one reactor per CPU, each pinned to it "
                    "(e.g. 0 or 0,1 or 0-3); default: one unpinned reactor");
@@ -79,16 +86,22 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
     spdlog::set_level(spdlog::level::from_str(log_level));
 
-    ferry::target::target_config cfg;
+    ferry::mgmt::config_file file;
+    ferry::target::target_config& cfg = file.target;
+    ferry::mgmt::ram_budget budget;
     std::vector<int> cpu_list;
+    if (state_path.empty()) state_path = config_path;
+    std::string loaded_from = config_path;
     try {
-        cfg = ferry::mgmt::load_config_file(config_path);
+        if (state_path != config_path && ::access(state_path.c_str(), F_OK) == 0) loaded_from = state_path;
+        file = ferry::mgmt::load_config(loaded_from);
+        for (const auto& w : file.warnings) spdlog::warn("{}: {}", loaded_from, w);
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
         const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
-        const ferry::mgmt::ram_budget budget =
-            max_ram_mib ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
-                        : ferry::mgmt::default_ram_budget(pools);
-        ferry::mgmt::check_ram_budget(cfg, budget, config_path);
+        budget = max_ram_mib
+                     ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
+                     : ferry::mgmt::default_ram_budget(pools);
+        ferry::mgmt::check_ram_budget(cfg, budget, loaded_from);
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         return 2;
@@ -112,7 +125,8 @@ int main(int argc, char** argv) {
             o.idle_spin_us = idle_spin_us;
             o.r2t_timeout_ns = uint64_t(r2t_timeout_s) * 1'000'000'000ull;
             o.connection_buffer_bytes = conn_buffer_mib << 20;
-            o.engine = engine == "uring" ? ferry::transport::socket_engine::uring : ferry::transport::socket_engine::posix;
+            o.engine =
+                engine == "uring" ? ferry::transport::socket_engine::uring : ferry::transport::socket_engine::posix;
             reactors.push_back(std::make_unique<ferry::transport::reactor>(static_cast<unsigned>(i), o));
         }
         std::vector<ferry::transport::reactor*> rp;
@@ -127,12 +141,49 @@ int main(int argc, char** argv) {
                 spdlog::info("subsystem {} ({}): namespace {}: {} bytes {} ({} x {} B)", s->nqn(), hosts, nsid,
                              n.blocks * n.block_size, n.store->describe(), n.blocks, n.block_size);
         }
+
+        // The REST API: its own thread, started once the reactors serve.
+        std::unique_ptr<ferry::mgmt::control_plane> control;
+        std::unique_ptr<ferry::mgmt::api_service> api;
+        std::unique_ptr<ferry::mgmt::api_server> api_http;
+        if (file.management.enabled) {
+            try {
+                ferry::mgmt::api_options o;
+                o.management = file.management;
+                o.state_file = state_path;
+                o.token_file = file.management.token_file;
+                if (o.token_file.empty()) {
+                    const size_t slash = state_path.rfind('/');
+                    o.token_file =
+                        (slash == std::string::npos ? std::string(".") : state_path.substr(0, slash)) + "/api-token";
+                }
+                o.token_file = std::filesystem::absolute(o.token_file).lexically_normal().string();
+                o.ram = budget;
+                bool created = false;
+                const std::string token = ferry::mgmt::load_or_create_token(o.token_file, created);
+                if (created) spdlog::info("ferryd: created the REST API token file {} (mode 0600)", o.token_file);
+                control = ferry::mgmt::make_target_control_plane(tgt, acc, rp);
+                api = std::make_unique<ferry::mgmt::api_service>(o, *control, token);
+                api_http = std::make_unique<ferry::mgmt::api_server>(*api);
+                api_http->start();
+                const std::string& a = o.management.address;
+                spdlog::info("ferryd: REST API on {}://{}:{} (token file {})", api_http->tls() ? "https" : "http",
+                             a.find(':') != std::string::npos ? "[" + a + "]" : a, api_http->port(), o.token_file);
+                spdlog::info("ferryd: state file {}", state_path);
+            } catch (const std::exception& e) {
+                spdlog::error("ferryd: {}", e.what());
+                acc.stop();
+                for (auto& r : reactors) r->stop();
+                return 1;
+            }
+        }
         spdlog::info("ferryd: ready: {} subsystem(s), {} listener(s), {} reactor(s)", tgt.subsystems().size(),
                      cfg.listeners.size(), reactors.size());
 
         int sig = 0;
         sigwait(&stop_signals, &sig);
         spdlog::info("ferryd: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        if (api_http) api_http->stop();  // no change runs while the target goes
         acc.stop();
         for (auto& r : reactors) r->stop();
     } catch (const std::exception& e) {

@@ -3,7 +3,11 @@
 
 namespace ferry::mgmt {
 
-nlohmann::json stats_json(const runtime&) { return nlohmann::json::object(); }
-std::string metrics_text(const runtime&) { return {}; }
+nlohmann::json stats_json(const runtime&) {
+    return nlohmann::json::object();
+}
+std::string metrics_text(const runtime&) {
+    return {};
+}
 
 }  // namespace ferry::mgmt

@@ -2,10 +2,9 @@
 // exposition format), both read from the same counters without stopping the I/O path.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace ferry::target {
 class target;

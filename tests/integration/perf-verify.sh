@@ -20,7 +20,8 @@ cat > "$WORK/ferryd.json" <<JSON
       "namespaces": [ { "nsid": 1, "backend": "ram", "size": "256MiB" },
                       { "nsid": 2, "backend": "ram", "size": "64MiB", "block_size": 512 },
                       { "nsid": 3, "backend": "null", "size": "64MiB" } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 perf() {  # perf NAME ARGS...

@@ -31,7 +31,8 @@ cat > "$WORK/ferryd.json" <<JSON
                       { "nsid": 2, "backend": "ram", "size": "64MiB", "block_size": 512 } ] },
     { "nqn": "$LISTED", "hosts": [ "$ALLOWED_HOST" ],
       "namespaces": [ { "nsid": 1, "backend": "ram", "size": "16MiB" } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 trid() {  # trid NQN [HOSTNQN]

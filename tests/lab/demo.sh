@@ -17,7 +17,8 @@ NQN=nqn.2026-11.io.ferry:demo
 
 lab_begin demo
 if check "port $PORT free" require_port_free "$PORT" &&
-   check "ferryd starts with deploy/demo.json" start_ferryd "$REPO/deploy/demo.json" "$WORK/ferryd.log"; then
+   check "ferryd starts with deploy/demo.json" start_ferryd "$REPO/deploy/demo.json" "$WORK/ferryd.log" \
+       --state-file "$WORK/state.json"; then
     run_initiator default --port "$PORT" --nqn "$NQN" --fio-size 16M || true
     check "ferryd still running at the end, stops cleanly" stop_ferryd || true
 fi

@@ -25,7 +25,8 @@ cat > "$WORK/ferryd.json" <<JSON
   "subsystems": [
     { "nqn": "$NQN", "allow_any_host": true,
       "namespaces": [ { "nsid": 1, "backend": "file", "path": "$IMG", "size": "256MiB" } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 

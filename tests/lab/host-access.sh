@@ -35,7 +35,8 @@ cat > "$WORK/ferryd.json" <<JSON
       "allow_any_host": false,
       "hosts": [ "$HOST_A" ],
       "namespaces": [ { "nsid": 1, "backend": "ram", "size": "256MiB", "block_size": 4096 } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 # the guest script with this scenario's names prepended (one source of truth)

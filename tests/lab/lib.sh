@@ -109,7 +109,8 @@ write_ram_config() {
   "subsystems": [
     { "nqn": "$3", "allow_any_host": true,
       "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 }

@@ -39,7 +39,8 @@ cat > "$WORK/pcie.json" <<JSON
       "namespaces": [
         { "nsid": 1, "backend": "pcie", "device": "pcie://0000:00:04.0/1" },
         { "nsid": 2, "backend": "pcie", "device": "pcie://0000:00:05.0/1" } ] }
-  ]
+  ],
+  "management": { "port": 0 }
 }
 JSON
 DISKS=$WORK/disks
