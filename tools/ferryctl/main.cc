@@ -129,6 +129,9 @@ struct optional_u32 {
     }
 };
 
+// A --local device command refused or failed; it printed why already.
+struct local_refused {};
+
 volatile sig_atomic_t interrupted = 0;
 
 void watch_stats(session& s, unsigned seconds) {
@@ -362,8 +365,8 @@ int main(int argc, char** argv) {
 
     // ---- devices
     auto* dev = app.add_subcommand("devices", "local NVMe PCI devices: list (default), attach, detach (vfio-pci)");
-    std::string bdf;
-    bool force = false, local = false;
+    std::vector<std::string> bdfs;
+    bool force = false, local = false, dry_run = false, quiet = false;
     local_sysfs where;
     auto add_local_options = [&](CLI::App* c) {
         c->add_flag("--local", local,
@@ -371,6 +374,7 @@ int main(int argc, char** argv) {
                     "for deploy/setup.sh before ferryd starts; needs root to change bindings");
         c->add_option("--sysfs", where.sysfs, "--local: sysfs root (a fake tree for tests)")->capture_default_str();
         c->add_option("--mounts", where.mounts, "--local: mount table to check devices against")->capture_default_str();
+        c->add_option("--swaps", where.swaps, "--local: active swap areas (missing file: none)")->capture_default_str();
     };
     add_local_options(dev);
     auto devices_list = [&] {
@@ -388,26 +392,35 @@ int main(int argc, char** argv) {
     on(d_list, devices_list);
     for (const char* verb : {"attach", "detach"}) {
         bool attach = std::string(verb) == "attach";
-        auto* c = dev->add_subcommand(verb, attach ? "bind a device to vfio-pci for ferry (refused while in use)"
-                                                   : "give a device on vfio-pci back to the kernel nvme driver");
-        c->add_option("bdf", bdf, "PCI address, 0000:00:04.0")->required();
+        auto* c = dev->add_subcommand(
+            verb, attach ? "bind devices to vfio-pci for ferry (refused while in use, not NVMe, or in a shared IOMMU "
+                           "group)"
+                         : "give devices on vfio-pci back to the kernel nvme driver");
+        c->add_option("bdf", bdfs,
+                      "PCI address(es), 0000:00:04.0 (the API takes one; --local: none = every NVMe device " +
+                          std::string(attach ? "not in use)" : "on vfio-pci)"));
         add_local_options(c);
         if (attach)
             c->add_flag("--force", force,
-                        "--local only: attach even if a file system on it is mounted or it has holders");
+                        "--local only: attach even if a file system on it is mounted, it is swap or has holders");
+        if (attach)
+            c->add_flag("--quiet", quiet,
+                        "--local only: print only the bindings, not the plan's refusals and warnings");
+        c->add_flag("--dry-run", dry_run,
+                    "--local only: print the decision (a 'would ...' line per device), change nothing");
         on(c, [&, attach] {
             if (local) {
-                std::string line = attach ? local_attach(bdf, force, where) : local_detach(bdf, where);
-                if (s.g().json_output)
-                    s.show(local_devices(where), local_devices_text);
-                else
-                    std::cout << line << "\n";
+                int rc = attach ? local_attach(bdfs, force, dry_run, quiet, where, std::cout, std::cerr)
+                                : local_detach(bdfs, dry_run, where, std::cout, std::cerr);
+                std::cout.flush();
+                if (rc != 0) throw local_refused();
                 return;
             }
-            if (force) throw usage_error("devices attach --force: only with --local (the API never forces)");
+            if (force || dry_run || quiet) throw usage_error("devices --force, --dry-run, --quiet: only with --local");
+            if (bdfs.size() != 1) throw usage_error("devices attach|detach: the API takes exactly one PCI address");
             std::string verb_text = attach ? "attach" : "detach";
-            json res = s.call("POST", "/devices/" + percent_encode(bdf) + "/" + verb_text);
-            s.done(res, bdf + (attach ? " attached (driver " : " detached (driver ") + cell(res, "driver") + ")");
+            json res = s.call("POST", "/devices/" + percent_encode(bdfs[0]) + "/" + verb_text);
+            s.done(res, bdfs[0] + (attach ? " attached (driver " : " detached (driver ") + cell(res, "driver") + ")");
         });
     }
 
@@ -438,6 +451,8 @@ int main(int argc, char** argv) {
     try {
         if (action) action();
         return exit_ok;
+    } catch (const local_refused&) {
+        return exit_api_refused;
     } catch (const usage_error& e) {
         std::cerr << "ferryctl: " << e.what() << "\n";
         return exit_usage;
