@@ -47,7 +47,7 @@ json_check() {  # json_check PYTHON_EXPR: evaluated with j = stdout parsed as JS
 }
 perf() {  # perf HOSTNQN ARGS...
     local host=$1; shift
-    "$PERF" -p "$PORT" -n "$NQN" --hostnqn "$host" -t 2 --rw rw --bs 4k --qd 16 "$@"
+    "$PERF" -p "$PORT" -n "$NQN" --hostnqn "$host" --rw rw --bs 4k --qd 16 "$@"
 }
 
 if ! check "ferryd starts (listener + management on port 0)" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log"; then
@@ -68,7 +68,7 @@ check "subsystem add" ctl subsystem add "$NQN" --serial FERRYCTL01 || true
 check "ns add (RAM, 64MiB)" ctl --json ns add "$NQN" --backend ram --size 64MiB || true
 check "ns add --json gives nsid 1 and a UUID" json_check "j['nsid'] == 1 and len(j['uuid']) == 36" || true
 check "host add" ctl host add "$NQN" "$HOSTNQN" || true
-check "ferry-perf --verify as the allowed host" perf "$HOSTNQN" --verify || true
+check "ferry-perf --verify as the allowed host" perf "$HOSTNQN" --verify -t 2 || true
 if perf "$OTHER_HOST" -t 0.5 > "$WORK/other.out" 2>&1; then
     fail_check "a host that is not allowed is refused" "ferry-perf connected"
 else
@@ -83,15 +83,24 @@ check "subsystem list --json holds the subsystem" json_check "any(s['nqn'] == '$
 check "subsystem show" ctl subsystem show "$NQN" || true
 check "subsystem show: serial, host, RAM namespace of 64 MiB" \
     bash -c "grep -qE '^serial: +FERRYCTL01' '$WORK/out' && grep -qF '$HOSTNQN' '$WORK/out' &&
-             grep -qE '^1 +ram +64 MiB +4096 ' '$WORK/out'" || true
+             grep -qE '^1 +ram +64 ?MiB +4096 ' '$WORK/out'" || true
 check "ns add --nsid 5 --block-size 512" ctl ns add "$NQN" --nsid 5 --size 16MiB --block-size 512 || true
 check "ns list shows nsid 1 and 5" ctl ns list "$NQN" || true
-check "ns list: both namespaces" bash -c "grep -qE '^1 +ram' '$WORK/out' && grep -qE '^5 +ram +16 MiB +512 ' '$WORK/out'" || true
+check "ns list: both namespaces" bash -c "grep -qE '^1 +ram' '$WORK/out' && grep -qE '^5 +ram +16 ?MiB +512 ' '$WORK/out'" || true
 check "ferry-perf --verify on nsid 5 (512 B blocks)" perf "$HOSTNQN" --verify --nsid 5 -t 1 || true
 check "ns resize 5 to 32MiB" ctl ns resize "$NQN" 5 32MiB || true
-check "ns show 5: 32 MiB" bash -c "'$CTL' --url '$URL' --token-file '$TOKEN_FILE' ns show '$NQN' 5 | grep -qE '^5 +ram +32 MiB'" || true
+check "ns show 5: 32 MiB" bash -c "'$CTL' --url '$URL' --token-file '$TOKEN_FILE' ns show '$NQN' 5 | grep -qE '^5 +ram +32 ?MiB'" || true
 check "ns remove 5" ctl ns remove "$NQN" 5 || true
-check "subsystem set --allow-any-host false --model M" ctl subsystem set "$NQN" --allow-any-host false --model ferry-test || true
+check "subsystem set --allow-any-host false" ctl subsystem set "$NQN" --allow-any-host false || true
+# Model and serial are what hosts identify a subsystem by: fixed once a host connected.
+check "subsystem set --model after a host connected: exit 1" expect_exit 1 subsystem set "$NQN" --model ferry-test || true
+check "subsystem set --model after a host connected: HTTP 409" err_has "HTTP 409" || true
+check "subsystem set --model on a fresh subsystem" bash -c "'$CTL' --url '$URL' --token-file '$TOKEN_FILE' subsystem add \
+    nqn.2026-11.io.ferry:fresh && '$CTL' --url '$URL' --token-file '$TOKEN_FILE' subsystem set nqn.2026-11.io.ferry:fresh \
+    --model ferry-test --serial FRESH1 && '$CTL' --url '$URL' --token-file '$TOKEN_FILE' subsystem show \
+    nqn.2026-11.io.ferry:fresh | grep -qE '^model: +ferry-test'" || true
+check "a subsystem NQN not in spec form: created with the API's warning" ctl subsystem add testnqn || true
+check "the warning is printed" err_has "ferryctl: warning: " || true
 check "listener add 127.0.0.1 PORT+1" ctl listener add 127.0.0.1 $((PORT + 1)) || true
 check "listener list shows both" bash -c "'$CTL' --url '$URL' --token-file '$TOKEN_FILE' listener list |
     grep -cE '^tcp +127.0.0.1 +($PORT|$((PORT + 1)))\$' | grep -qx 2" || true

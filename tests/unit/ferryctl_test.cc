@@ -160,7 +160,8 @@ TEST(FerryctlErrors, ApiErrorNamesMethodPathStatusMessageAndJsonPath) {
     res.status = 403;
     EXPECT_THROW(throw_api_error("GET", "/api/v1/x", res), auth_error);
 
-    EXPECT_EQ(response_warnings(json::parse(R"({"warnings": ["a", "b"]})")), (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(response_warnings(json::parse(R"({"warnings": ["a", "b", ": c", "/nqn: d"]})")),
+              (std::vector<std::string>{"a", "b", "c", "/nqn: d"}));
     EXPECT_TRUE(response_warnings(json::parse(R"([1])")).empty());
 }
 

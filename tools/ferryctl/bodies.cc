@@ -92,7 +92,11 @@ std::vector<std::string> response_warnings(const json& body) {
     std::vector<std::string> out;
     if (body.is_object() && body.contains("warnings") && body["warnings"].is_array())
         for (const auto& w : body["warnings"])
-            if (w.is_string()) out.push_back(w.get<std::string>());
+            if (w.is_string()) {
+                std::string text = w.get<std::string>();
+                if (text.starts_with(": ")) text.erase(0, 2);  // a warning about the whole body: no JSON path
+                out.push_back(text);
+            }
     return out;
 }
 
