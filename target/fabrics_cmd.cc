@@ -99,9 +99,13 @@ void queue::exec_connect(transport::request& req) {
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostid)),
                       "host identifier is zero");
     std::shared_ptr<subsystem> sub = _tgt.find_subsystem(subnqn);
-    if (!sub)
-        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
-                      "no subsystem " + subnqn);
+    if (!sub) {
+        // Without DNR: a subsystem removed through the management API may be re-created, and
+        // Linux stops reconnecting a controller once a Connect fails with DNR.
+        spdlog::warn("conn {} ({}): Connect qid {} rejected: no subsystem {}", info.id, info.peer, +c.qid, subnqn);
+        finish(req, nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)));
+        return;
+    }
     if (!sub->host_allowed(hostnqn)) {
         spdlog::warn("conn {} ({}): host {} not allowed to access {}", info.id, info.peer, host_label(hostnqn), subnqn);
         finish(req, nvme::sc::connect_invalid_host | nvme::status_dnr);
@@ -126,7 +130,7 @@ void queue::exec_connect(transport::request& req) {
             // No CNTLID left, or the subsystem was removed / the host disallowed meanwhile.
             spdlog::warn("conn {} ({}): Connect to {} rejected: no controller could be created", info.id, info.peer,
                          subnqn);
-            finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+            finish(req, nvme::sc::connect_ctrl_busy);  // may be retried (a removal raced)
             return;
         }
         if (!_conn.configure_queue(0, depth, sq_flow_disabled)) {

@@ -7,7 +7,9 @@ using namespace ferry;
 using namespace ferry::test;
 
 namespace {
-constexpr uint32_t ipo_data(uint16_t off) { return (1u << 16) | off; }
+constexpr uint32_t ipo_data(uint16_t off) {
+    return (1u << 16) | off;
+}
 }  // namespace
 
 TEST(connect, admin_connect_returns_a_dynamic_cntlid) {
@@ -32,8 +34,11 @@ TEST(connect, invalid_parameters_point_at_the_field) {
         uint16_t qid, cntlid, sqsize;
         uint16_t status;
         uint32_t dw0;
+        bool dnr = true;
     } cases[] = {
-        {"nqn.2026-11.io.ferry:nope", host_a, 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(256)},
+        // No such subsystem: without DNR, so that hosts of a subsystem removed and about to be
+        // re-created keep reconnecting (Linux gives up on a DNR status).
+        {"nqn.2026-11.io.ferry:nope", host_a, 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(256), false},
         {open_nqn, "nqn.x", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},  // malformed
         {open_nqn, "host-a", 0, 0xFFFF, 31, nvme::sc::connect_invalid_param, ipo_data(512)},
         {open_nqn, host_a, 0, 0xFFFF, 0, nvme::sc::connect_invalid_param, 44},
@@ -48,7 +53,7 @@ TEST(connect, invalid_parameters_point_at_the_field) {
         host_conn c(h);
         c.icreq();
         auto r = c.connect(t.sub, t.host, t.qid, t.cntlid, t.sqsize);
-        EXPECT_EQ(r.status, t.status | nvme::status_dnr) << t.sub << " " << t.host << " qid " << t.qid;
+        EXPECT_EQ(r.status, t.status | (t.dnr ? nvme::status_dnr : 0)) << t.sub << " " << t.host << " qid " << t.qid;
         EXPECT_EQ(r.cqe.dw0, t.dw0) << t.sub << " " << t.host << " qid " << t.qid;
         EXPECT_FALSE(c.conn->closing());
     }
@@ -109,7 +114,8 @@ TEST(connect, io_queue_rules) {
     EXPECT_EQ(r3.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
     EXPECT_EQ(r3.cqe.dw0, 42u);  // QID in the SQE
     other.icreq();
-    EXPECT_EQ(other.connect(open_nqn, host_b, 2, id, 127, 0).status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(other.connect(open_nqn, host_b, 2, id, 127, 0).status,
+              nvme::sc::connect_invalid_param | nvme::status_dnr);
     big.icreq();
     auto rb = big.connect(open_nqn, host_a, 2, id, 1023, 0);
     EXPECT_EQ(rb.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
@@ -160,9 +166,9 @@ TEST(properties, cap_vs_enable_and_shutdown) {
     auto cap = c.property_get(nvme::reg::cap, true);
     uint64_t v = cap.cqe.dw0 | (uint64_t(cap.cqe.dw1) << 32);
     EXPECT_EQ(v & 0xFFFF, target::max_queue_entries - 1u);  // MQES
-    EXPECT_EQ((v >> 37) & 1, 1u);            // NVM command set
-    EXPECT_EQ((v >> 48) & 0xF, 0u);          // MPSMIN 4 KiB
-    EXPECT_GT((v >> 24) & 0xFF, 0u);         // TO
+    EXPECT_EQ((v >> 37) & 1, 1u);                           // NVM command set
+    EXPECT_EQ((v >> 48) & 0xF, 0u);                         // MPSMIN 4 KiB
+    EXPECT_GT((v >> 24) & 0xFF, 0u);                        // TO
     EXPECT_EQ(c.property_get(nvme::reg::vs).cqe.dw0, 0x00010400u);
     EXPECT_EQ(c.property_get(nvme::reg::csts).cqe.dw0 & 1, 0u);
     // Admin commands before enable are refused.

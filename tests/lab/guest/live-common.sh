@@ -1,0 +1,83 @@
+# shellcheck shell=bash
+# tests/lab/guest/live-common.sh: helpers shared by the guest sides of live-namespaces.sh and
+# subsystem-recreate.sh. The host prepends API=http://10.0.2.2:PORT/api/v1 and TOKEN=... and
+# this file to the guest script it runs (lab/initiator --script takes one file).
+
+# api METHOD PATH [curl args]: the REST call; prints the HTTP status; body in /tmp/api.out
+api() {
+    local m=$1 p=$2; shift 2
+    curl -sS -m 30 -o /tmp/api.out -w '%{http_code}' -X "$m" -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' "$@" "$API$p" || echo "curl-failed"
+}
+
+# api_expect STATUS METHOD PATH [curl args]: the call answers STATUS (shows the answer)
+api_expect() {
+    local want=$1 got; shift
+    got=$(api "$@")
+    echo "    $1 $2 -> $got $(head -c 400 /tmp/api.out | tr '\n' ' ')"
+    [ "$got" = "$want" ]
+}
+
+# ns_dev NSID: the block device of namespace NSID of $LAB_NQN (multipath head), if any
+ns_dev() {
+    local b
+    for b in /sys/block/nvme*n*; do
+        [ -e "$b" ] || continue
+        case ${b##*/} in *c*n*) continue ;; esac
+        [ "$(cat "$b/device/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
+        if [ "$(cat "$b/nsid" 2>/dev/null)" = "$1" ]; then echo "/dev/${b##*/}"; return 0; fi
+    done
+    return 1
+}
+
+# wait_ns NSID T / wait_ns_gone NSID T: the block device appears / disappears within T s
+wait_ns() {
+    local t=$2 d
+    for ((; t > 0; t--)); do
+        if d=$(ns_dev "$1"); then echo "    namespace $1: $d"; return 0; fi
+        sleep 1
+    done
+    echo "    namespace $1: no block device"; ls /sys/block; return 1
+}
+wait_ns_gone() {
+    local t=$2
+    for ((; t > 0; t--)); do
+        ns_dev "$1" >/dev/null || { echo "    namespace $1: gone"; return 0; }
+        sleep 1
+    done
+    echo "    namespace $1: still $(ns_dev "$1")"; return 1
+}
+
+# fio_loop DEV: write+verify passes (4k random, 32 MiB) until /tmp/stop-fio exists; counts
+# passes in /tmp/fio-passes, failures in /tmp/fio-failures (output kept in /tmp/fio-fail.N)
+fio_loop() {
+    local dev=$1 ok=0 bad=0
+    while [ ! -e /tmp/stop-fio ]; do
+        if fio --name=bg --filename="$dev" --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k \
+               --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-bg.out 2>&1; then
+            ok=$((ok + 1)); echo "$ok" > /tmp/fio-passes
+        else
+            bad=$((bad + 1)); echo "$bad" > /tmp/fio-failures; cp /tmp/fio-bg.out "/tmp/fio-fail.$bad"
+        fi
+    done
+}
+
+# fio_passes_at_least N T: the background loop completed N passes within T s
+fio_passes_at_least() {
+    local n=$1 t=$2
+    for ((; t > 0; t--)); do
+        [ "$(cat /tmp/fio-passes 2>/dev/null || echo 0)" -ge "$n" ] && return 0
+        sleep 1
+    done
+    echo "    fio passes: $(cat /tmp/fio-passes 2>/dev/null || echo 0)"; return 1
+}
+
+# fio_never_failed: no pass of the background loop failed (shows the first failure)
+fio_never_failed() {
+    echo "    fio passes: $(cat /tmp/fio-passes 2>/dev/null || echo 0), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
+    [ ! -e /tmp/fio-failures ] && return 0
+    cat /tmp/fio-fail.1; return 1
+}
+
+# ctrl_state CTRL: live, connecting, resetting, ...
+ctrl_state() { cat "/sys/class/nvme/${1##*/}/state" 2>/dev/null || echo gone; }
