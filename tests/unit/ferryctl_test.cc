@@ -2,6 +2,10 @@
 // arguments, error messages and exit classes, tables.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "mgmt/config.hh"
 #include "tools/ferryctl/bodies.hh"
 #include "tools/ferryctl/render.hh"
 #include "tools/ferryctl/url.hh"
@@ -232,6 +236,27 @@ TEST(FerryctlRender, ListenersDevicesAndStats) {
               "COUNTER                            VALUE  PER_SECOND\n"
               "reactors[0].busy                   0.500  0\n"
               "subsystems[n].namespaces[1].reads  30     10\n");
+}
+
+// deploy/ferry.example.json is what ferryd's own validator accepts (comments included) and holds
+// what it documents. tests/integration/deploy.sh checks the same with comments stripped by hand.
+TEST(DeployExample, ParsesWithFerrydsValidator) {
+    std::ifstream in(FERRY_SOURCE_DIR "/deploy/ferry.example.json");
+    ASSERT_TRUE(in) << FERRY_SOURCE_DIR "/deploy/ferry.example.json";
+    std::stringstream text;
+    text << in.rdbuf();
+    const ferry::mgmt::config_file cfg = ferry::mgmt::parse_config_file(text.str(), "ferry.example.json");
+    EXPECT_TRUE(cfg.management.enabled);
+    EXPECT_EQ(cfg.management.port, 8420);
+    EXPECT_EQ(cfg.target.listeners.size(), 2u);
+    EXPECT_EQ(cfg.target.referrals.size(), 1u);
+    ASSERT_EQ(cfg.target.subsystems.size(), 3u);
+    EXPECT_EQ(cfg.target.subsystems[0].namespaces.at(0).backend, ferry::target::backend_kind::pcie);
+    EXPECT_EQ(cfg.target.subsystems[0].namespaces.at(0).pcie_address, "0000:3b:00.0");
+    EXPECT_EQ(cfg.target.subsystems[0].hosts.size(), 2u);
+    EXPECT_EQ(cfg.target.subsystems[1].namespaces.at(0).backend, ferry::target::backend_kind::file);
+    EXPECT_EQ(cfg.target.subsystems[2].namespaces.at(0).backend, ferry::target::backend_kind::ram);
+    EXPECT_TRUE(cfg.warnings.empty());
 }
 
 }  // namespace
