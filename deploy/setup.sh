@@ -293,7 +293,7 @@ cmd_config() {
 }
 
 cmd_reset() {
-    local devices="" explicit=0 release=0 bdf drv
+    local devices="" explicit=0 release=0
     while [ $# -gt 0 ]; do
         case $1 in
             --devices) devices=${2:-}; explicit=1; shift 2 || usage_error "--devices needs a value" ;;
