@@ -1,7 +1,8 @@
 #!/bin/bash
 # deploy/setup.sh: hugepages and vfio-pci binding for ferry's userspace NVMe driver, a small and
 # explicit cousin of SPDK's scripts/setup.sh. Only sysfs writes (nvme-reference.md 6.1, 6.6), no
-# state files: sysfs is read again on every run. `deploy/setup.sh --help` for usage.
+# state files: sysfs is read again on every run. The device rules and binding are ferryctl's
+# (`ferryctl devices ... --local`, env/pci). `deploy/setup.sh --help` for usage.
 set -euo pipefail
 shopt -s nullglob
 
@@ -55,7 +56,13 @@ says so, still reserves hugepages and exits 0. Without an IOMMU (/sys/kernel/iom
 empty) config changes nothing unless --noiommu is given or no-IOMMU mode is already on. config
 exits 1 if a device did not end up on vfio-pci.
 
+Which devices may move and the moving itself are ferry's C++ code (env/pci, the rules ferryd's
+REST API applies too), run as `ferryctl devices attach|detach|list --local`, which needs no
+running ferryd; this script keeps hugepages, modules and the IOMMU check.
+
 Environment:
+  FERRYCTL     ferryctl to run (default: build/bin/ferryctl next to this script, else ferryctl
+               on PATH)
   SYSFS_ROOT   sysfs root (default /sys). Any other value (a fake tree for tests) also skips
                modprobe, the hugetlbfs mount and the root check, and says so.
   PROC_MOUNTS  mount table to check devices against (default /proc/mounts)
@@ -70,7 +77,6 @@ SYSFS=${SYSFS%/}
 MOUNTS=${PROC_MOUNTS:-/proc/mounts}
 SWAPS=${PROC_SWAPS:-/proc/swaps}
 PCI=$SYSFS/bus/pci/devices
-NVME_CLASS=0x010802
 REAL=1
 [ "$SYSFS" = /sys ] || REAL=0
 
@@ -81,107 +87,28 @@ warn() { echo "WARNING: $*" >&2; }
 
 # ---------------------------------------------------------------- sysfs reading
 attr() { cat "$1" 2>/dev/null || true; }            # FILE: contents, "" if absent
-link_name() {                                        # LINK: last part of its target, "" if none
-    local t
-    t=$(readlink "$1" 2>/dev/null) || return 0
-    echo "${t##*/}"
-}
-dev_driver() { link_name "$PCI/$1/driver"; }
-dev_group() { link_name "$PCI/$1/iommu_group"; }
-dev_class() { attr "$PCI/$1/class"; }
-is_nvme() { local c; c=$(dev_class "$1"); [[ $c =~ ^0x[0-9a-fA-F]+$ ]] && (( (c & 0xFFFFFF) == NVME_CLASS )); }
-valid_bdf() { [[ $1 =~ ^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]$ ]]; }
-
-nvme_bdfs() {                                        # every NVMe-class device, sorted (glob order)
-    local d
-    for d in "$PCI"/*; do is_nvme "${d##*/}" && echo "${d##*/}"; done
-    return 0
-}
-
-# Block devices of a controller bound to nvme. Its namespaces sit under BDF/nvme/nvmeC/: either
-# the block device nvme<S>n<N> itself or, with native multipath, the hidden path device
-# nvme<S>c<C>n<N> whose block device is nvme<S>n<N>.
-block_devices() {
-    local p name
-    for p in "$PCI/$1"/nvme/nvme*/nvme*; do
-        name=${p##*/}
-        [[ $name =~ ^nvme([0-9]+)(c[0-9]+)?n([0-9]+)$ ]] && echo "nvme${BASH_REMATCH[1]}n${BASH_REMATCH[3]}"
-    done | sort -u
-}
-
-# Mount points of /dev/NAME (first field of a mounts line); \040 and friends decoded.
-mount_points() {
-    local src mp rest
-    while read -r src mp rest; do
-        [ "$src" = "/dev/$1" ] && printf '%b\n' "$mp"
-    done < "$MOUNTS"
-    return 0
-}
-
-join_by() {                                          # SEP WORDS...: "a, b"
-    local sep=$1 out=${2:-}
-    shift 2 || return 0
-    for w in "$@"; do out+=$sep$w; done
-    echo "$out"
-}
-
-# Sets REASONS to one line per reason the device must stay with the kernel (empty: it is free).
-# Runs in the calling shell, not in $(...), so that a failure stops the script instead of
-# reading as "no reasons".
-in_use_reasons() {
-    local bdf=$1 disk dir name mps holders why="(device-mapper, LVM, md or another stacked device is using it)"
-    REASONS=()
-    [ -r "$MOUNTS" ] || die "$MOUNTS: cannot read the mount table, so cannot tell whether $bdf is in use"
-    for disk in $(block_devices "$bdf"); do
-        for dir in "$SYSFS/block/$disk" "$SYSFS/block/$disk/$disk"p*; do
-            [ -d "$dir" ] || continue
-            name=${dir##*/}
-            mapfile -t mps < <(mount_points "$name")
-            [ ${#mps[@]} -eq 0 ] || REASONS+=("$bdf: /dev/$name is mounted on $(join_by ", " "${mps[@]}")")
-            holders=("$dir"/holders/*)
-            holders=("${holders[@]##*/}")
-            [ ${#holders[@]} -eq 0 ] || REASONS+=("$bdf: /dev/$name is held by $(join_by ", " "${holders[@]}") $why")
-            if [ -r "$SWAPS" ] && awk -v d="/dev/$name" '$1 == d { f = 1 } END { exit !f }' "$SWAPS"; then
-                REASONS+=("$bdf: /dev/$name is an active swap area")
-            fi
-        done
-    done
-}
-
-# Members of the device's IOMMU group (other than the device and those in the list $2) bound to a
-# driver that stops vfio from using the group: all but vfio drivers, pci-stub and pcieport (which
-# do no DMA), and unbound devices.
-group_conflicts() {
-    local bdf=$1 ok=" $2 " m name drv
-    for m in "$PCI/$bdf"/iommu_group/devices/*; do
-        name=${m##*/}
-        [ "$name" = "$bdf" ] && continue
-        [[ $ok == *" $name "* ]] && continue
-        drv=$(dev_driver "$name")
-        case $drv in ''|vfio*|pci-stub|pcieport) ;; *) echo "$name ($drv)" ;; esac
-    done
-}
-
-# "NAME[PID] ..." of processes with the device's /dev/vfio/<group> (or noiommu-<group>) open.
-# Only on the real /sys: a fake tree's group numbers mean nothing in /proc.
-vfio_users() {
-    local grp fd t pid out=""
-    [ $REAL = 1 ] || return 0
-    grp=$(dev_group "$1")
-    [ -n "$grp" ] || return 0
-    for fd in /proc/[0-9]*/fd/*; do
-        t=$(readlink "$fd" 2>/dev/null) || continue
-        if [ "$t" = "/dev/vfio/$grp" ] || [ "$t" = "/dev/vfio/noiommu-$grp" ]; then
-            pid=${fd#/proc/}; pid=${pid%%/*}
-            [[ $out == *"[$pid]"* ]] || out+="$(cat "/proc/$pid/comm" 2>/dev/null)[$pid] "
-        fi
-    done
-    echo "$out"
-}
 
 iommu_groups() { local g=("$SYSFS"/kernel/iommu_groups/*); echo ${#g[@]}; }
 noiommu_param() { echo "$SYSFS/module/vfio/parameters/enable_unsafe_noiommu_mode"; }
 noiommu_on() { case $(attr "$(noiommu_param)") in Y|y|1) return 0 ;; *) return 1 ;; esac; }
+
+# ---------------------------------------------------------------- devices: ferryctl --local
+# Which devices may move between nvme and vfio-pci, and the moving itself, are ferry's C++ code
+# (env/pci: the same rules ferryd's /api/v1/devices applies), run through
+# `ferryctl devices ... --local`, which needs no running ferryd.
+find_ferryctl() {
+    local here
+    here=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+    if [ -n "${FERRYCTL:-}" ]; then echo "$FERRYCTL"
+    elif [ -x "$here/build/bin/ferryctl" ]; then echo "$here/build/bin/ferryctl"
+    elif command -v ferryctl >/dev/null; then command -v ferryctl
+    else die "ferryctl not found: build ferry (ninja -C build), install it, or set FERRYCTL=PATH"
+    fi
+}
+ctl_local() {                                        # devices VERB ARGS...: ferryctl on $SYSFS
+    local verb=$1; shift
+    "$CTL" devices "$verb" --local --sysfs "$SYSFS" --mounts "$MOUNTS" --swaps "$SWAPS" "$@"
+}
 
 # ---------------------------------------------------------------- sysfs writing
 # One write of VALUE (no newline added), as sysfs wants; the error names the device, the file and
@@ -193,51 +120,6 @@ sysfs_write() {                                      # BDF FILE VALUE
         err "$1: $2: cannot write '$shown': ${out##*: }"
         return 1
     fi
-}
-
-driver_text() { if [ -n "$1" ]; then echo "driver is $1"; else echo "no driver"; fi; }
-
-wait_driver() {                                      # BDF DRIVER TENTHS: wait for the driver link
-    local _
-    for _ in $(seq "$3"); do
-        [ "$(dev_driver "$1")" = "$2" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-bind_vfio() {                                        # BDF: 0 when it ends up on vfio-pci
-    local bdf=$1 drv
-    drv=$(dev_driver "$bdf")
-    # The override first: from then on only vfio-pci may claim the device, so nvme cannot take it
-    # back between the unbind and the probe.
-    sysfs_write "$bdf" "$PCI/$bdf/driver_override" vfio-pci || return 1
-    if [ -n "$drv" ]; then sysfs_write "$bdf" "$PCI/$bdf/driver/unbind" "$bdf" || return 1; fi
-    sysfs_write "$bdf" "$SYSFS/bus/pci/drivers_probe" "$bdf" || return 1
-    if ! wait_driver "$bdf" vfio-pci 20; then          # vfio-pci probes synchronously
-        drv=$(dev_driver "$bdf")
-        err "$bdf: $PCI/$bdf/driver: $(driver_text "$drv"), not vfio-pci, after drivers_probe." \
-            "Is the vfio-pci module loaded (modprobe vfio-pci)? Without an IOMMU vfio-pci only takes" \
-            "a device in no-IOMMU mode (--noiommu); see dmesg."
-        return 1
-    fi
-    echo "$bdf: bound to vfio-pci (was ${drv:-unbound})"
-}
-
-unbind_vfio() {                                      # BDF: 0 when nvme has it again
-    local bdf=$1 drv
-    sysfs_write "$bdf" "$PCI/$bdf/driver_override" $'\n' || return 1   # a lone newline clears it
-    if [ "$(dev_driver "$bdf")" = vfio-pci ]; then
-        sysfs_write "$bdf" "$PCI/$bdf/driver/unbind" "$bdf" || return 1
-    fi
-    sysfs_write "$bdf" "$SYSFS/bus/pci/drivers_probe" "$bdf" || return 1
-    if ! wait_driver "$bdf" nvme 50; then              # nvme probes asynchronously
-        drv=$(dev_driver "$bdf")
-        err "$bdf: $PCI/$bdf/driver: $(driver_text "$drv"), not nvme, after drivers_probe." \
-            "Is the nvme module loaded (modprobe nvme)? See dmesg."
-        return 1
-    fi
-    echo "$bdf: back on nvme"
 }
 
 # ---------------------------------------------------------------- hugepages
@@ -299,7 +181,7 @@ mount_hugetlbfs() {
 
 # ---------------------------------------------------------------- commands
 cmd_status() {
-    local groups bdf drv grp node disks disk
+    local groups
     show_hugepages
     local hm
     hm=$(awk '$3 == "hugetlbfs" { print $2 }' "$MOUNTS" 2>/dev/null | tr '\n' ' ')
@@ -321,28 +203,8 @@ cmd_status() {
         echo "vfio no-IOMMU mode: disabled"
     fi
     echo "NVMe devices:"
-    local any=0
-    for bdf in $(nvme_bdfs); do
-        any=1
-        drv=$(dev_driver "$bdf"); grp=$(dev_group "$bdf"); node=$(attr "$PCI/$bdf/numa_node")
-        disks=$(block_devices "$bdf" | tr '\n' ' ')
-        printf '  %s  %s:%s  driver %-9s iommu group %-4s numa node %s\n' "$bdf" \
-            "$(attr "$PCI/$bdf/vendor" | sed 's/^0x//')" "$(attr "$PCI/$bdf/device" | sed 's/^0x//')" \
-            "${drv:-none}" "${grp:-none}" "${node:--1}"
-        if [ -n "$disks" ]; then
-            in_use_reasons "$bdf"
-            if [ ${#REASONS[@]} -eq 0 ]; then
-                echo "      block devices: ${disks% } (not mounted, no holders)"
-            else
-                echo "      block devices: ${disks% } (IN USE)"
-                for disk in "${REASONS[@]}"; do echo "      $disk"; done
-            fi
-        fi
-        local conflicts
-        conflicts=$(group_conflicts "$bdf" "" | tr '\n' ' ')
-        [ -z "$conflicts" ] || echo "      IOMMU group shared with: ${conflicts% }"
-    done
-    [ $any = 1 ] || echo "  none"
+    CTL=$(find_ferryctl)
+    ctl_local list | sed 's/^/  /'
 }
 
 cmd_config() {
@@ -365,75 +227,19 @@ cmd_config() {
     [ -d "$PCI" ] || die "$PCI does not exist: is SYSFS_ROOT right?"
     [ -r "$MOUNTS" ] || die "$MOUNTS: cannot read the mount table, so cannot tell which devices are in use"
 
-    # 1. Decide what to bind, before changing anything.
-    local candidates=() bind=() refused=0 bdf cls
+    # 1. Decide what to bind, before changing anything (ferryctl prints every refusal; a refused
+    # named device makes it exit 1 having changed nothing).
+    CTL=$(find_ferryctl)
+    local candidates=() bind=() ctl_args=() plan rc=0
+    [ $force = 0 ] || ctl_args+=(--force)
     if [ $explicit = 1 ]; then
         read -r -a candidates <<< "${devices//,/ }"
         [ ${#candidates[@]} -gt 0 ] || usage_error "--devices: no device given"
-    else
-        mapfile -t candidates < <(nvme_bdfs)
-        [ ${#candidates[@]} -gt 0 ] || echo "No NVMe devices found in $PCI."
     fi
-    for bdf in "${candidates[@]}"; do
-        if ! valid_bdf "$bdf"; then
-            echo "refused $bdf: not a PCI address (DDDD:BB:DD.F, e.g. 0000:01:00.0)"; refused=1; continue
-        fi
-        bdf=${bdf,,}
-        [[ " ${bind[*]} " == *" $bdf "* ]] && continue      # named twice
-        if [ ! -d "$PCI/$bdf" ]; then
-            echo "refused $bdf: no such PCI device ($PCI/$bdf does not exist)"; refused=1; continue
-        fi
-        if ! is_nvme "$bdf"; then
-            cls=$(dev_class "$bdf")
-            echo "refused $bdf: class ${cls:-unknown} is not an NVMe controller ($NVME_CLASS)"; refused=1; continue
-        fi
-        if [ "$(dev_driver "$bdf")" = vfio-pci ]; then
-            echo "$bdf: already bound to vfio-pci"; continue
-        fi
-        in_use_reasons "$bdf"
-        if [ ${#REASONS[@]} -gt 0 ]; then
-            if [ $force = 1 ]; then
-                warn "--force: binding $bdf although it is in use:"
-                printf '  %s\n' "${REASONS[@]}" >&2
-            else
-                echo "refused $bdf: in use (unmount it / deactivate its holders, or --force):"
-                printf '  %s\n' "${REASONS[@]}"
-                refused=1; continue
-            fi
-        fi
-        bind+=("$bdf")
-    done
-    # A device whose IOMMU group holds a device on another driver is useless to vfio. Devices we
-    # are binding in this run are fine group mates; dropping one can make another's group bad, so
-    # repeat until nothing changes.
-    local changed=1 keep conflicts
-    while [ $changed = 1 ]; do
-        changed=0 keep=()
-        for bdf in "${bind[@]}"; do
-            conflicts=$(group_conflicts "$bdf" "${bind[*]}" | tr '\n' ' ')
-            if [ -n "$conflicts" ]; then
-                echo "refused $bdf: IOMMU group $(dev_group "$bdf") also holds ${conflicts% } on another driver;" \
-                     "vfio can only use a group whose devices are all on vfio-pci or unbound (unbind those first, or move" \
-                     "the device to a slot with its own group)"
-                refused=1 changed=1
-            else
-                keep+=("$bdf")
-            fi
-        done
-        bind=("${keep[@]}")
-    done
-    if [ $explicit = 1 ] && [ $refused = 1 ]; then
-        if [ ${#bind[@]} -eq 0 ]; then
-            echo "None of the named devices can be bound (reasons above). Nothing changed."
-        else
-            echo "Not all named devices can be bound (reasons above). Nothing changed."
-        fi
-        exit 1
-    fi
-    if [ $explicit = 0 ] && [ $refused = 1 ] && [ ${#bind[@]} -eq 0 ]; then
-        echo "No NVMe device is free to bind: each one is in use or otherwise refused (reasons above)." \
-             "Name devices with --devices (and --force for mounted ones) to bind them anyway."
-    fi
+    plan=$(ctl_local attach --dry-run "${ctl_args[@]}" "${candidates[@]}") || rc=$?
+    [ -z "$plan" ] || grep -v '^would bind ' <<< "$plan" || true
+    mapfile -t bind < <(sed -n 's/^would bind //p' <<< "$plan")
+    [ $rc = 0 ] || exit 1
 
     # 2. The IOMMU, before touching anything.
     local use_noiommu=0
@@ -481,14 +287,13 @@ cmd_config() {
             echo "SYSFS_ROOT is not /sys: not running modprobe vfio-pci"
         fi
     fi
-    local failed=0
-    for bdf in "${bind[@]}"; do bind_vfio "$bdf" || failed=1; done
-    [ $failed = 0 ] || exit 1
+    # The plan above checked use and IOMMU groups of the whole set; --force binds exactly it.
+    if [ ${#bind[@]} -gt 0 ]; then ctl_local attach --force --quiet "${bind[@]}" || exit 1; fi
     return 0
 }
 
 cmd_reset() {
-    local devices="" explicit=0 release=0 bdf drv
+    local devices="" explicit=0 release=0
     while [ $# -gt 0 ]; do
         case $1 in
             --devices) devices=${2:-}; explicit=1; shift 2 || usage_error "--devices needs a value" ;;
@@ -502,36 +307,23 @@ cmd_reset() {
     [[ -z $HP_NODE || $HP_NODE =~ ^[0-9]+$ ]] || usage_error "--node: '$HP_NODE' is not a node number"
     [ $REAL = 0 ] || [ "$(id -u)" = 0 ] || die "reset writes to /sys: run it as root"
 
-    local candidates=() back=() bad=0 users
+    CTL=$(find_ferryctl)
+    local candidates=() back=() bad=0 plan
     if [ $explicit = 1 ]; then
         read -r -a candidates <<< "${devices//,/ }"
-    else
-        for bdf in $(nvme_bdfs); do [ "$(dev_driver "$bdf")" = vfio-pci ] && candidates+=("$bdf"); done
-        [ ${#candidates[@]} -gt 0 ] || echo "No NVMe device is bound to vfio-pci."
+        [ ${#candidates[@]} -gt 0 ] || usage_error "--devices: no device given"
     fi
-    for bdf in "${candidates[@]}"; do
-        valid_bdf "$bdf" || { echo "refused $bdf: not a PCI address (DDDD:BB:DD.F)"; bad=1; continue; }
-        bdf=${bdf,,}
-        [ -d "$PCI/$bdf" ] || { echo "refused $bdf: no such PCI device ($PCI/$bdf does not exist)"; bad=1; continue; }
-        is_nvme "$bdf" || { echo "refused $bdf: not an NVMe controller (class $(dev_class "$bdf"))"; bad=1; continue; }
-        drv=$(dev_driver "$bdf")
-        if [ "$drv" != vfio-pci ]; then echo "$bdf: not on vfio-pci (driver: ${drv:-none}), left alone"; continue; fi
-        # The kernel's vfio-pci unbind waits until no process has the device open: refuse rather
-        # than hang.
-        users=$(vfio_users "$bdf")
-        if [ -n "$users" ]; then
-            echo "refused $bdf: its vfio group is open by ${users% } (stop that first)"; bad=1; continue
-        fi
-        back+=("$bdf")
-    done
+    plan=$(ctl_local detach --dry-run "${candidates[@]}") || bad=1
+    [ -z "$plan" ] || grep -v '^would detach ' <<< "$plan" || true
+    mapfile -t back < <(sed -n 's/^would detach //p' <<< "$plan")
     if [ ${#back[@]} -gt 0 ]; then
         if [ $REAL = 1 ]; then
             modprobe nvme || die "modprobe nvme failed"
         else
             echo "SYSFS_ROOT is not /sys: not running modprobe nvme"
         fi
+        ctl_local detach "${back[@]}" || bad=1
     fi
-    for bdf in "${back[@]}"; do unbind_vfio "$bdf" || bad=1; done
 
     if [ $release = 1 ]; then
         local dir left

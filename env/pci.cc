@@ -178,6 +178,25 @@ std::vector<std::string> mount_points(const std::string& mounts, const std::stri
     }
     return points;
 }
+// /proc/swaps: a header line, then "FILENAME TYPE SIZE USED PRIORITY" per swap area.
+bool swap_active(const std::string& swaps, const std::string& name) {
+    const std::string dev = "/dev/" + name;
+    size_t pos = 0;
+    while (pos < swaps.size()) {
+        size_t eol = swaps.find('\n', pos);
+        if (eol == std::string::npos) eol = swaps.size();
+        std::string_view line(swaps.data() + pos, eol - pos);
+        pos = eol + 1;
+        size_t end = line.find_first_of(" \t");
+        if (line.substr(0, end) == dev) return true;
+    }
+    return false;
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+}
 }  // namespace
 
 bool valid_bdf(std::string_view bdf) {
@@ -217,10 +236,12 @@ std::vector<std::string> iommu_group_members(const std::string& bdf, const std::
 }
 
 std::vector<std::string> device_in_use_reasons(const pci_device& dev, const std::string& sysfs,
-                                               const std::string& mounts_file) {
+                                               const std::string& mounts_file, const std::string& swaps_file) {
     std::vector<std::string> reasons;
     if (dev.block_devices.empty()) return reasons;
     const std::string mounts = read_required(dev.bdf, mounts_file);
+    std::string swaps;
+    if (!read_file(dev.bdf, swaps_file, swaps)) swaps.clear();
     for (const auto& disk : dev.block_devices) {
         const std::string disk_dir = sysfs + "/block/" + disk;
         // The whole namespace and each partition (sysfs/block/nvme0n1/nvme0n1p1).
@@ -234,12 +255,14 @@ std::vector<std::string> device_in_use_reasons(const pci_device& dev, const std:
             if (!holders.empty())
                 reasons.push_back(dev.bdf + ": /dev/" + name + " is held by " + join(holders, ", ") +
                                   " (device-mapper, LVM, md or another stacked device is using it)");
+            if (swap_active(swaps, name)) reasons.push_back(dev.bdf + ": /dev/" + name + " is an active swap area");
         }
     }
     return reasons;
 }
 
-void bind_to_vfio(const std::string& bdf, bool force, const std::string& sysfs, const std::string& mounts_file) {
+void bind_to_vfio(const std::string& bdf, bool force, const std::string& sysfs, const std::string& mounts_file,
+                  const std::string& swaps_file) {
     const pci_device d = read_pci_device(bdf, sysfs);
     if (d.driver == "vfio-pci") return;
     if (d.class_code != nvme_class_code) {
@@ -248,10 +271,15 @@ void bind_to_vfio(const std::string& bdf, bool force, const std::string& sysfs, 
         throw std::runtime_error(d.bdf + ": class " + cls + " is not an NVMe controller (0x010802); not binding it");
     }
     if (!force) {
-        auto reasons = device_in_use_reasons(d, sysfs, mounts_file);
+        auto reasons = device_in_use_reasons(d, sysfs, mounts_file, swaps_file);
         if (!reasons.empty())
             throw std::runtime_error(d.bdf + ": in use, not taking it from the kernel (force overrides):\n  " +
                                      join(reasons, "\n  "));
+        auto conflicts = iommu_group_conflicts(d.bdf, {}, sysfs);
+        if (!conflicts.empty())
+            throw std::runtime_error(d.bdf + ": its IOMMU group also holds " + join(conflicts, " ") +
+                                     " on another driver; vfio can only use a group whose devices are all on "
+                                     "vfio-pci or unbound");
     }
     const std::string dir = device_dir(sysfs, d.bdf);
     // The override comes first: from then on only vfio-pci may claim the device, so nvme cannot
@@ -264,7 +292,11 @@ void bind_to_vfio(const std::string& bdf, bool force, const std::string& sysfs, 
 
 void check_bound_to_vfio(const std::string& bdf, const std::string& sysfs) {
     const std::string link = device_dir(sysfs, bdf) + "/driver";
-    const std::string driver = link_name(bdf, link);
+    std::string driver = link_name(bdf, link);
+    for (int i = 0; i < 20 && driver != "vfio-pci"; ++i) {
+        ::usleep(100'000);
+        driver = link_name(bdf, link);
+    }
     if (driver == "vfio-pci") return;
     throw std::runtime_error(bdf + ": " + link + ": " + (driver.empty() ? "no driver" : "driver is " + driver) +
                              ", not vfio-pci, after drivers_probe. Is the vfio-pci module loaded (`modprobe "
@@ -279,6 +311,113 @@ void unbind_from_vfio(const std::string& bdf, const std::string& sysfs) {
     write_attr(d.bdf, dir + "/driver_override", "\n");  // a lone newline clears the override
     if (!d.driver.empty()) write_attr(d.bdf, dir + "/driver/unbind", d.bdf);
     write_attr(d.bdf, sysfs + "/bus/pci/drivers_probe", d.bdf);
+}
+
+}  // namespace ferry::env
+
+namespace ferry::env {
+
+std::vector<std::string> iommu_group_conflicts(const std::string& bdf, const std::vector<std::string>& binding_too,
+                                               const std::string& sysfs) {
+    std::vector<std::string> out;
+    for (const auto& member : iommu_group_members(bdf, sysfs)) {
+        if (member == bdf || std::find(binding_too.begin(), binding_too.end(), member) != binding_too.end()) continue;
+        const std::string driver = link_name(member, device_dir(sysfs, member) + "/driver");
+        if (driver.empty() || driver.starts_with("vfio") || driver == "pci-stub" || driver == "pcieport") continue;
+        out.push_back(member + " (" + driver + ")");
+    }
+    return out;
+}
+
+std::vector<std::string> vfio_group_users(const std::string& bdf, const std::string& sysfs) {
+    std::vector<std::string> users;
+    if (sysfs != "/sys") return users;
+    const std::string group = link_name(bdf, device_dir(sysfs, bdf) + "/iommu_group");
+    if (group.empty()) return users;
+    const std::string node = "/dev/vfio/" + group, noiommu_node = "/dev/vfio/noiommu-" + group;
+    std::error_code ec;
+    for (fs::directory_iterator proc("/proc", ec), end; !ec && proc != end; proc.increment(ec)) {
+        const std::string pid = proc->path().filename().string();
+        if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+        std::error_code fd_ec;
+        for (fs::directory_iterator fd(proc->path() / "fd", fd_ec), fd_end; !fd_ec && fd != fd_end;
+             fd.increment(fd_ec)) {
+            std::error_code link_ec;
+            const std::string target = fs::read_symlink(fd->path(), link_ec).string();
+            if (link_ec || (target != node && target != noiommu_node)) continue;
+            std::string comm;
+            try {
+                read_file(pid, "/proc/" + pid + "/comm", comm);
+            } catch (const std::exception&) {
+            }
+            users.push_back(comm + "[" + pid + "]");
+            break;
+        }
+    }
+    return users;
+}
+
+vfio_bind_plan plan_vfio_bind(const std::vector<std::string>& candidates, bool force, const std::string& sysfs,
+                              const std::string& mounts_file, const std::string& swaps_file) {
+    vfio_bind_plan plan;
+    auto refuse = [&](const std::string& bdf, const std::string& why) {
+        plan.messages.push_back("refused " + bdf + ": " + why);
+        plan.refused = true;
+    };
+    for (const auto& typed : candidates) {
+        if (!valid_bdf(typed)) {
+            refuse(typed, "not a PCI address (DDDD:BB:DD.F, e.g. 0000:01:00.0)");
+            continue;
+        }
+        const std::string bdf = lower(typed);
+        if (std::find(plan.bind.begin(), plan.bind.end(), bdf) != plan.bind.end()) continue;  // named twice
+        const std::string dir = device_dir(sysfs, bdf);
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) {
+            refuse(bdf, "no such PCI device (" + dir + " does not exist)");
+            continue;
+        }
+        const pci_device d = read_device(bdf, sysfs);
+        if (d.class_code != nvme_class_code) {
+            char cls[16];
+            std::snprintf(cls, sizeof(cls), "0x%06x", d.class_code);
+            refuse(bdf, std::string("class ") + cls + " is not an NVMe controller (0x010802)");
+            continue;
+        }
+        if (d.driver == "vfio-pci") {
+            plan.messages.push_back(bdf + ": already bound to vfio-pci");
+            continue;
+        }
+        const auto reasons = device_in_use_reasons(d, sysfs, mounts_file, swaps_file);
+        if (!reasons.empty()) {
+            if (force) {
+                plan.warnings.push_back("--force: binding " + bdf + " although it is in use:\n  " +
+                                        join(reasons, "\n  "));
+            } else {
+                refuse(bdf, "in use (unmount it / deactivate its holders, or --force):\n  " + join(reasons, "\n  "));
+                continue;
+            }
+        }
+        plan.bind.push_back(bdf);
+    }
+    for (bool changed = true; changed;) {
+        changed = false;
+        std::vector<std::string> keep;
+        for (const auto& bdf : plan.bind) {
+            const auto conflicts = iommu_group_conflicts(bdf, plan.bind, sysfs);
+            if (conflicts.empty()) {
+                keep.push_back(bdf);
+                continue;
+            }
+            const std::string group = link_name(bdf, device_dir(sysfs, bdf) + "/iommu_group");
+            refuse(bdf, "IOMMU group " + group + " also holds " + join(conflicts, " ") +
+                            " on another driver; vfio can only use a group whose devices are all on vfio-pci or "
+                            "unbound (unbind those first, or move the device to a slot with its own group)");
+            changed = true;
+        }
+        plan.bind = std::move(keep);
+    }
+    return plan;
 }
 
 }  // namespace ferry::env

@@ -4,11 +4,14 @@
 # The tree's attribute files are plain files, so each check reads back exactly what setup.sh
 # wrote. Where a run needs the kernel's reaction to drivers_probe, drivers_probe is a FIFO read
 # by fake_kernel below, which moves the driver link the way the kernel would.
+# setup.sh decides and moves devices through `ferryctl devices ... --local` (env/pci), so this
+# needs the build: $BUILD/bin/ferryctl (BUILD default: the repository's build/).
 # Prints PASS:/FAIL: lines, ends with "N passed, N failed", exits non-zero on a failure.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 SETUP=$REPO/deploy/setup.sh
+export FERRYCTL=${BUILD:-$REPO/build}/bin/ferryctl
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-setup-sh.XXXXXX")
 KERNEL_PID=""
 cleanup() {
@@ -129,6 +132,9 @@ expect_rc() { if [ "$RC" = "$2" ]; then pass "$1"; else fail "$1" "exit status $
 expect_out() {                      # NAME TEXT: output contains TEXT
     if grep -qF -- "$2" <<< "$OUT"; then pass "$1"; else fail "$1" "output lacks: $2"; fi
 }
+expect_out_re() {                   # NAME REGEX: a line of the output matches REGEX (grep -E)
+    if grep -qE -- "$2" <<< "$OUT"; then pass "$1"; else fail "$1" "no output line matches: $2"; fi
+}
 expect_no_out() {
     if grep -qF -- "$2" <<< "$OUT"; then fail "$1" "output has: $2"; else pass "$1"; fi
 }
@@ -167,8 +173,10 @@ expect_out "status: IOMMU active" "IOMMU: active (5 groups"
 expect_out "status: hugetlbfs mount" "hugetlbfs: mounted on /dev/hugepages"
 expect_no_out "status: hugetlbfs mount named once" "/dev/hugepages/dev/hugepages"
 expect_out "status: no-IOMMU mode off" "vfio no-IOMMU mode: disabled"
-expect_out "status: free device line" "0000:00:04.0  1b36:0010  driver nvme      iommu group 4    numa node 0"
-expect_out "status: free device's block device" "block devices: nvme1n1 (not mounted, no holders)"
+# The device table is ferryctl's (ferryctl devices --local): address, vendor:device, driver, IOMMU
+# group, NUMA node, block devices; a line per reason a device is in use.
+expect_out_re "status: free device line" "^  0000:00:04\.0 +1b36:0010 +nvme +4 +0 +nvme1n1( |$)"
+expect_no_out "status: the free device has no in-use line" "in use: 0000:00:04.0"
 expect_out "status: mounted partition" "0000:00:03.0: /dev/nvme0n1p1 is mounted on /boot"
 expect_out "status: holder" "0000:00:07.0: /dev/nvme2n1 is held by dm-0"
 expect_out "status: shared IOMMU group" "IOMMU group shared with: 0000:00:05.0 (e1000e)"
@@ -222,7 +230,7 @@ expect_file "named devices, one refused: no hugepages" "$S/$HP2" 0$'\n'
 # happens when vfio-pci is not loaded.
 run config --hugemem 64 --devices 0000:00:04.0
 expect_rc "no kernel reaction: exit 1" 1
-expect_out "no kernel reaction: explains" "0000:00:04.0: $S/bus/pci/devices/0000:00:04.0/driver: driver is nvme, not vfio-pci, after drivers_probe. Is the vfio-pci module loaded (modprobe vfio-pci)?"
+expect_out "no kernel reaction: explains" "0000:00:04.0: $S/bus/pci/devices/0000:00:04.0/driver: driver is nvme, not vfio-pci, after drivers_probe. Is the vfio-pci module loaded (\`modprobe vfio-pci\`)?"
 expect_out "fake tree: modprobe skipped, said so" "SYSFS_ROOT is not /sys: not running modprobe vfio-pci"
 expect_out "fake tree: mount skipped, said so" "SYSFS_ROOT is not /sys, not mounting /dev/hugepages"
 expect_file "driver_override written" "$(dev_dir 0000:00:04.0)/driver_override" "vfio-pci"
@@ -249,7 +257,7 @@ untouched "default config: held one" 0000:00:07.0
 expect_file "default config: 1024 MiB = 512 x 2M" "$S/$HP2" 512
 
 run status
-expect_out "status after config: vfio-pci" "0000:00:04.0  1b36:0010  driver vfio-pci  iommu group 4"
+expect_out_re "status after config: vfio-pci" "^  0000:00:04\.0 +1b36:0010 +vfio-pci +4 "
 
 run config
 expect_rc "config again: exit 0" 0

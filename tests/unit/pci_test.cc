@@ -2,16 +2,15 @@
 // real layout (devices under devices/pci0000:00, bus/pci/devices symlinks, relative driver and
 // iommu_group links), but its attribute files are plain files: a write is only recorded, no
 // kernel reacts to it. Where a test needs the kernel's reaction it changes the links itself.
-#include <gtest/gtest.h>
+#include "env/pci.hh"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
-
-#include "env/pci.hh"
 
 using namespace ferry::env;
 namespace fs = std::filesystem;
@@ -279,4 +278,100 @@ TEST(Pci, unbind_leaves_a_device_on_another_driver_alone) {
     EXPECT_EQ(t.read(t.dev("0000:00:04.0") + "/driver_override"), "(null)\n");
     EXPECT_EQ(t.read("bus/pci/drivers/nvme/unbind"), "");
     EXPECT_EQ(t.read("bus/pci/drivers_probe"), "");
+}
+
+// ---- the rules deploy/setup.sh and ferryctl devices --local share (plan_vfio_bind)
+
+TEST(Pci, swap_on_a_partition_is_a_reason_a_missing_swaps_file_is_none) {
+    fake_sysfs t;
+    t.add_device("0000:00:04.0", "0x010802", "nvme", 4);
+    t.add_namespace("0000:00:04.0", "nvme0", "nvme0n1", "nvme0n1", {"nvme0n1p1", "nvme0n1p2"});
+    t.write(
+        "swaps",
+        "Filename\tType\tSize\tUsed\tPriority\n/dev/nvme0n1p2                          partition\t8388604\t0\t-2\n");
+    const pci_device d = read_pci_device("0000:00:04.0", t.root);
+    EXPECT_EQ(device_in_use_reasons(d, t.root, t.mounts(), t.path("swaps")),
+              std::vector<std::string>{"0000:00:04.0: /dev/nvme0n1p2 is an active swap area"});
+    EXPECT_TRUE(device_in_use_reasons(d, t.root, t.mounts(), t.path("no-swaps")).empty());
+}
+
+TEST(Pci, iommu_group_conflicts_ignore_vfio_stub_bridges_unbound_and_mates) {
+    fake_sysfs t;
+    for (const char* drv : {"pci-stub", "pcieport"})
+        fs::create_directories(t.path(std::string("bus/pci/drivers/") + drv));
+    t.add_device("0000:00:04.0", "0x010802", "nvme", 5);
+    t.add_device("0000:00:05.0", "0x020000", "e1000e", 5);
+    t.add_device("0000:00:06.0", "0x010802", "nvme", 5);
+    t.add_device("0000:00:07.0", "0x060400", "pcieport", 5);
+    t.add_device("0000:00:08.0", "0x010802", "", 5);
+    t.add_device("0000:00:09.0", "0x010802", "pci-stub", 5);
+    EXPECT_EQ(iommu_group_conflicts("0000:00:04.0", {}, t.root),
+              (std::vector<std::string>{"0000:00:05.0 (e1000e)", "0000:00:06.0 (nvme)"}));
+    // 06.0 is bound in the same run: only the NIC is in the way.
+    EXPECT_EQ(iommu_group_conflicts("0000:00:04.0", {"0000:00:06.0"}, t.root),
+              std::vector<std::string>{"0000:00:05.0 (e1000e)"});
+    t.set_driver("0000:00:05.0", "vfio-pci");
+    EXPECT_TRUE(iommu_group_conflicts("0000:00:04.0", {"0000:00:06.0"}, t.root).empty());
+}
+
+TEST(Pci, plan_refuses_with_reasons_and_keeps_group_mates_together) {
+    fake_sysfs t;
+    t.add_device("0000:00:03.0", "0x010802", "nvme", 3);
+    t.add_namespace("0000:00:03.0", "nvme0", "nvme0n1", "nvme0n1", {"nvme0n1p1"});
+    t.write("mounts", "/dev/nvme0n1p1 /boot ext4 rw 0 0\n");
+    t.add_device("0000:00:04.0", "0x010802", "nvme", 4);
+    t.add_device("0000:00:05.0", "0x020000", "e1000e", 5);
+    t.add_device("0000:00:06.0", "0x010802", "nvme", 5);  // shares group 5 with the NIC
+    t.add_device("0000:00:07.0", "0x010802", "nvme", 7);  // and two NVMe in group 7
+    t.add_device("0000:00:08.0", "0x010802", "nvme", 7);
+    t.add_device("0000:00:0a.0", "0x010802", "vfio-pci", 10);
+
+    vfio_bind_plan p = plan_vfio_bind({"0000:00:03.0", "0000:00:04.0", "0000:00:05.0", "0000:00:06.0", "0000:00:07.0",
+                                       "0000:00:08.0", "0000:00:0A.0", "0000:00:09.0", "0000:00:4.0", "0000:00:04.0"},
+                                      false, t.root, t.mounts(), t.path("swaps"));
+    EXPECT_TRUE(p.refused);
+    EXPECT_EQ(p.bind, (std::vector<std::string>{"0000:00:04.0", "0000:00:07.0", "0000:00:08.0"}));
+    std::string all;
+    for (const auto& m : p.messages) all += m + "\n";
+    EXPECT_TRUE(contains(all,
+                         "refused 0000:00:03.0: in use (unmount it / deactivate its holders, or --force):\n  "
+                         "0000:00:03.0: /dev/nvme0n1p1 is mounted on /boot\n"))
+        << all;
+    EXPECT_TRUE(contains(all, "refused 0000:00:05.0: class 0x020000 is not an NVMe controller (0x010802)\n")) << all;
+    EXPECT_TRUE(contains(all, "refused 0000:00:06.0: IOMMU group 5 also holds 0000:00:05.0 (e1000e) on another"))
+        << all;
+    EXPECT_TRUE(contains(all, "0000:00:0a.0: already bound to vfio-pci\n")) << all;
+    EXPECT_TRUE(contains(all, "refused 0000:00:09.0: no such PCI device")) << all;
+    EXPECT_TRUE(contains(all, "refused 0000:00:4.0: not a PCI address")) << all;
+    EXPECT_TRUE(p.warnings.empty());
+
+    // Dropping 07.0 leaves 08.0 in a group with a device still on nvme: both are refused.
+    p = plan_vfio_bind({"0000:00:08.0"}, false, t.root, t.mounts(), t.path("swaps"));
+    EXPECT_TRUE(p.bind.empty());
+    EXPECT_TRUE(contains(p.messages.at(0), "IOMMU group 7 also holds 0000:00:07.0 (nvme)")) << p.messages.at(0);
+
+    // --force takes a device in use, with a warning naming why; never a shared group.
+    p = plan_vfio_bind({"0000:00:03.0", "0000:00:06.0"}, true, t.root, t.mounts(), t.path("swaps"));
+    EXPECT_EQ(p.bind, std::vector<std::string>{"0000:00:03.0"});
+    ASSERT_EQ(p.warnings.size(), 1u);
+    EXPECT_EQ(p.warnings[0],
+              "--force: binding 0000:00:03.0 although it is in use:\n  0000:00:03.0: /dev/nvme0n1p1 is "
+              "mounted on /boot");
+    EXPECT_TRUE(p.refused);
+}
+
+TEST(Pci, bind_refuses_a_device_in_a_shared_iommu_group_and_writes_nothing) {
+    fake_sysfs t;
+    t.add_device("0000:00:05.0", "0x020000", "e1000e", 5);
+    t.add_device("0000:00:06.0", "0x010802", "nvme", 5);
+    std::string e = error_of([&] { bind_to_vfio("0000:00:06.0", false, t.root, t.mounts()); });
+    EXPECT_TRUE(contains(e, "0000:00:06.0: its IOMMU group also holds 0000:00:05.0 (e1000e) on another driver")) << e;
+    EXPECT_EQ(t.read(t.dev("0000:00:06.0") + "/driver_override"), "(null)\n");
+    EXPECT_EQ(t.read("bus/pci/drivers_probe"), "");
+}
+
+TEST(Pci, vfio_group_users_only_on_the_real_sysfs) {
+    fake_sysfs t;
+    t.add_device("0000:00:04.0", "0x010802", "vfio-pci", 4);
+    EXPECT_TRUE(vfio_group_users("0000:00:04.0", t.root).empty());
 }

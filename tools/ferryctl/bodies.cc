@@ -1,0 +1,103 @@
+#include "tools/ferryctl/bodies.hh"
+
+#include <algorithm>
+
+namespace ferry::ferryctl {
+
+using json = nlohmann::json;
+
+json size_value(const std::string& size) {
+    if (!size.empty() && size.size() <= 19 &&
+        std::all_of(size.begin(), size.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::stoull(size);
+    return size;
+}
+
+json namespace_body(const namespace_args& a) {
+    json body = json::object();
+    if (a.nsid) body["nsid"] = *a.nsid;
+    body["backend"] = a.backend.empty() ? "ram" : a.backend;
+    if (a.size) body["size"] = size_value(*a.size);
+    if (a.block_size) body["block_size"] = *a.block_size;
+    if (a.uuid) body["uuid"] = *a.uuid;
+    if (a.nguid) body["nguid"] = *a.nguid;
+    if (a.eui64) body["eui64"] = *a.eui64;
+    if (a.path) body["path"] = *a.path;
+    if (a.pcie_address) body["pcie_address"] = *a.pcie_address;
+    if (a.pcie_nsid) body["pcie_nsid"] = *a.pcie_nsid;
+    return body;
+}
+
+json subsystem_body(const subsystem_args& a) {
+    json body = {{"nqn", a.nqn}, {"allow_any_host", a.allow_any_host}};
+    if (a.serial) body["serial"] = *a.serial;
+    if (a.model) body["model"] = *a.model;
+    if (!a.hosts.empty()) {
+        json hosts = json::array();
+        for (const auto& h : a.hosts) hosts.push_back({{"nqn", h}});
+        body["hosts"] = hosts;
+    }
+    return body;
+}
+
+json subsystem_patch_body(const subsystem_patch_args& a) {
+    json body = json::object();
+    if (a.allow_any_host) body["allow_any_host"] = *a.allow_any_host;
+    if (a.model) body["model"] = *a.model;
+    if (a.serial) body["serial"] = *a.serial;
+    if (body.empty())
+        throw usage_error("subsystem set: nothing to change (give --allow-any-host, --model or --serial)");
+    return body;
+}
+
+json listener_body(const std::string& address, uint16_t port) {
+    return {{"transport", "tcp"}, {"address", address}, {"port", port}};
+}
+
+json referral_body(const std::string& address, uint16_t port) {
+    return {{"address", address}, {"port", port}};
+}
+
+bool parse_bool(const std::string& text, const std::string& option) {
+    std::string t = text;
+    std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (t == "true" || t == "yes" || t == "1" || t == "on") return true;
+    if (t == "false" || t == "no" || t == "0" || t == "off") return false;
+    throw usage_error(option + ": '" + text + "' is not true or false");
+}
+
+void throw_api_error(const std::string& method, const std::string& path, const http_response& res) {
+    std::string msg = method + " " + path + ": HTTP " + std::to_string(res.status);
+    if (!res.reason.empty()) msg += " " + res.reason;
+    json body = json::parse(res.body, nullptr, false);
+    if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+        msg += ": " + body["error"].get<std::string>();
+        if (body.contains("path") && body["path"].is_string()) msg += " (at " + body["path"].get<std::string>() + ")";
+        if (body.contains("reasons") && body["reasons"].is_array())
+            for (const auto& r : body["reasons"])
+                if (r.is_string()) msg += "\n  " + r.get<std::string>();
+    } else if (!res.body.empty()) {
+        std::string text = res.body.substr(0, 500);
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+        msg += ": " + text;
+    }
+    if (res.status == 401 || res.status == 403)
+        throw auth_error(msg +
+                         " (check --token-file / FERRY_TOKEN_FILE: the token is the content of ferryd's "
+                         "management token_file)");
+    throw api_refused(msg, res.status);
+}
+
+std::vector<std::string> response_warnings(const json& body) {
+    std::vector<std::string> out;
+    if (body.is_object() && body.contains("warnings") && body["warnings"].is_array())
+        for (const auto& w : body["warnings"])
+            if (w.is_string()) {
+                std::string text = w.get<std::string>();
+                if (text.starts_with(": ")) text.erase(0, 2);  // a warning about the whole body: no JSON path
+                out.push_back(text);
+            }
+    return out;
+}
+
+}  // namespace ferry::ferryctl

@@ -1,0 +1,76 @@
+// Command line arguments to the JSON bodies of the management API (the config file's objects,
+// see mgmt/README.md), and the API's answers to what ferryctl prints and its exit status.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tools/ferryctl/http_client.hh"
+
+namespace ferry::ferryctl {
+
+// ferryctl's exit status; documented in --help and tools/ferryctl/README.md.
+enum exit_code : int {
+    exit_ok = 0,
+    exit_api_refused = 1,  // the API answered with an error (4xx other than 401/403, 5xx)
+    exit_usage = 2,        // bad command line, option or URL
+    exit_unreachable = 3,  // no answer: cannot resolve, connect, TLS, timeout, not HTTP
+    exit_auth = 4,         // token file unreadable, or the API refused the token (401/403)
+};
+
+// The API said no. what() is the whole message ferryctl prints.
+class api_refused : public std::runtime_error {
+public:
+    api_refused(const std::string& what, unsigned status) : std::runtime_error(what), status(status) {}
+    unsigned status;
+};
+
+// "1GiB", "512MiB" stay text (the API parses units); plain digits become a number.
+nlohmann::json size_value(const std::string& size);
+
+struct namespace_args {
+    std::optional<uint32_t> nsid;
+    std::string backend;  // ram|null|file|pcie
+    std::optional<std::string> size;
+    std::optional<uint32_t> block_size;
+    std::optional<std::string> uuid, nguid, eui64;
+    std::optional<std::string> path;
+    std::optional<std::string> pcie_address;
+    std::optional<uint32_t> pcie_nsid;
+};
+// Only what was given: the API fills in defaults (lowest free NSID, derived UUID, ...).
+nlohmann::json namespace_body(const namespace_args& args);
+
+struct subsystem_args {
+    std::string nqn;
+    std::optional<std::string> serial, model;
+    bool allow_any_host = false;
+    std::vector<std::string> hosts;
+};
+nlohmann::json subsystem_body(const subsystem_args& args);
+
+struct subsystem_patch_args {
+    std::optional<bool> allow_any_host;
+    std::optional<std::string> model, serial;
+};
+// Throws usage_error when nothing is to be changed.
+nlohmann::json subsystem_patch_body(const subsystem_patch_args& args);
+
+nlohmann::json listener_body(const std::string& address, uint16_t port);
+nlohmann::json referral_body(const std::string& address, uint16_t port);
+
+// "true"/"false"/"yes"/"no"/"1"/"0"/"on"/"off"; usage_error otherwise.
+bool parse_bool(const std::string& text, const std::string& option);
+
+// An answer that is not 2xx as the exception ferryctl exits with: "METHOD PATH: HTTP STATUS
+// REASON: error message (at /json/path)"; the body's text when it is not the API's JSON error.
+// 401 and 403 become auth_error, everything else api_refused.
+[[noreturn]] void throw_api_error(const std::string& method, const std::string& path, const http_response& res);
+
+// The body's "warnings" (2xx answers), empty when there are none.
+std::vector<std::string> response_warnings(const nlohmann::json& body);
+
+}  // namespace ferry::ferryctl
