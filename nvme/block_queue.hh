@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +109,12 @@ public:
     // blocks: a store that must ask its device returns the last answer it has (or nothing yet).
     // Thread-safe.
     virtual std::optional<device_health> health() const { return std::nullopt; }
+    // Grows the store to `block_count` blocks (never shrinks), while queues may be running on
+    // other threads: their commands stay in range of the old size until the caller publishes
+    // the new one. Throws std::runtime_error saying why it cannot (default: not supported).
+    virtual void grow(uint64_t block_count) {
+        throw std::runtime_error(describe() + ": cannot grow to " + std::to_string(block_count) + " blocks");
+    }
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for

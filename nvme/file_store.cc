@@ -1,24 +1,23 @@
 // File and kernel block device store through io_uring: one ring per queue (per reactor), no
 // locks; completions are reaped by poll() from the reactor loop.
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <liburing.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
-#include <liburing.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <vector>
-
-#include <fmt/format.h>
-
-#include <spdlog/spdlog.h>
 
 #include "nvme/block_queue.hh"
 
@@ -50,9 +49,7 @@ public:
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
     unsigned poll() override;
     unsigned in_flight() const override { return _in_flight; }
-    std::string describe() const override {
-        return _fixed ? "io_uring with the buffer pool registered" : "io_uring";
-    }
+    std::string describe() const override { return _fixed ? "io_uring with the buffer pool registered" : "io_uring"; }
 
 private:
     ::io_uring_sqe* next_sqe() {
@@ -103,8 +100,7 @@ public:
         }
         const uint64_t size = size_bytes ? size_bytes : have;  // may cover only the start of the file
         if (size > have) {
-            if (_block_device)
-                fail_text(fmt::format("is {} bytes, {} asked", have, size));
+            if (_block_device) fail_text(fmt::format("is {} bytes, {} asked", have, size));
             if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate");
         }
         if (size < block_size) fail_text("is smaller than one block");
@@ -113,8 +109,23 @@ public:
     ~file_store() override {
         if (_fd >= 0) ::close(_fd);
     }
-    uint64_t block_count() const override { return _blocks; }
+    uint64_t block_count() const override { return _blocks.load(std::memory_order_acquire); }
     uint32_t block_size() const override { return _bs; }
+    void grow(uint64_t blocks) override {
+        const uint64_t size = blocks * _bs;
+        if (blocks <= _blocks.load()) return;
+        struct stat st {};
+        if (::fstat(_fd, &st) != 0) throw std::runtime_error(fmt::format("{}: fstat: {}", _path, std::strerror(errno)));
+        if (_block_device) {
+            uint64_t have = 0;
+            if (::ioctl(_fd, BLKGETSIZE64, &have) != 0)
+                throw std::runtime_error(fmt::format("{}: BLKGETSIZE64: {}", _path, std::strerror(errno)));
+            if (have < size) throw std::runtime_error(fmt::format("{}: is {} bytes, {} asked", _path, have, size));
+        } else if (static_cast<uint64_t>(st.st_size) < size && ::ftruncate(_fd, static_cast<off_t>(size)) != 0) {
+            throw std::runtime_error(fmt::format("{}: ftruncate to {} bytes: {}", _path, size, std::strerror(errno)));
+        }
+        _blocks.store(blocks, std::memory_order_release);
+    }
     std::string describe() const override {
         return fmt::format("file {} (io_uring{})", _path, _direct ? ", O_DIRECT" : ", page cache");
     }
@@ -137,7 +148,7 @@ private:
     int _fd = -1;
     bool _direct = true;
     bool _block_device = false;
-    uint64_t _blocks = 0;
+    std::atomic<uint64_t> _blocks{0};
 };
 
 file_queue::file_queue(file_store& store, unsigned depth, const env::dma_pool* buffers) : _store(store) {
@@ -170,58 +181,60 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
     for (const iovec& v : data) bytes += static_cast<uint32_t>(v.iov_len);
 
     switch (cmd.opcode) {
-    case io_opc::read:
-    case io_opc::write:
-    case io_opc::flush:
-        break;
-    case io_opc::compare: {
-        // Rare: read synchronously into scratch and compare.
-        if (_compare_size < bytes) {
-            const size_t size = (bytes + 4095) & ~size_t(4095);
-            _compare.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, size)));
-            _compare_size = _compare ? size : 0;
-            if (!_compare) return done.complete(sc::internal_error);
+        case io_opc::read:
+        case io_opc::write:
+        case io_opc::flush:
+            break;
+        case io_opc::compare: {
+            // Rare: read synchronously into scratch and compare.
+            if (_compare_size < bytes) {
+                const size_t size = (bytes + 4095) & ~size_t(4095);
+                _compare.reset(static_cast<uint8_t*>(std::aligned_alloc(4096, size)));
+                _compare_size = _compare ? size : 0;
+                if (!_compare) return done.complete(sc::internal_error);
+            }
+            ssize_t r = ::pread(fd, _compare.get(), bytes, static_cast<off_t>(offset));
+            if (r != static_cast<ssize_t>(bytes)) return done.complete(sc::unrecovered_read_error);
+            size_t at = 0;
+            for (const iovec& v : data) {
+                if (std::memcmp(_compare.get() + at, v.iov_base, v.iov_len) != 0)
+                    return done.complete(sc::compare_failure | status_dnr);
+                at += v.iov_len;
+            }
+            return done.complete(sc::success);
         }
-        ssize_t r = ::pread(fd, _compare.get(), bytes, static_cast<off_t>(offset));
-        if (r != static_cast<ssize_t>(bytes)) return done.complete(sc::unrecovered_read_error);
-        size_t at = 0;
-        for (const iovec& v : data) {
-            if (std::memcmp(_compare.get() + at, v.iov_base, v.iov_len) != 0)
-                return done.complete(sc::compare_failure | status_dnr);
-            at += v.iov_len;
+        case io_opc::write_zeroes: {
+            const uint64_t len = uint64_t(io_nlb(cmd)) * _store.block_size();
+            int rc = _store.block_device() ? -EOPNOTSUPP
+                                           : ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                                         static_cast<off_t>(offset), static_cast<off_t>(len));
+            if (rc != 0) rc = write_zeroes_sync(fd, offset, len);
+            return done.complete(rc == 0 ? sc::success : sc::internal_error);
         }
-        return done.complete(sc::success);
-    }
-    case io_opc::write_zeroes: {
-        const uint64_t len = uint64_t(io_nlb(cmd)) * _store.block_size();
-        int rc = _store.block_device() ? -EOPNOTSUPP : ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                                                                    static_cast<off_t>(offset), static_cast<off_t>(len));
-        if (rc != 0) rc = write_zeroes_sync(fd, offset, len);
-        return done.complete(rc == 0 ? sc::success : sc::internal_error);
-    }
-    case io_opc::dataset_mgmt: {
-        if (!(cmd.cdw11 & 4)) return done.complete(sc::success);  // hints only
-        const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
-        std::vector<dsm_range> ranges(nr);
-        size_t at = 0;
-        auto* dst = reinterpret_cast<uint8_t*>(ranges.data());
-        for (const iovec& v : data) {
-            size_t n = std::min(v.iov_len, ranges.size() * sizeof(dsm_range) - at);
-            std::memcpy(dst + at, v.iov_base, n);
-            at += n;
+        case io_opc::dataset_mgmt: {
+            if (!(cmd.cdw11 & 4)) return done.complete(sc::success);  // hints only
+            const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
+            std::vector<dsm_range> ranges(nr);
+            size_t at = 0;
+            auto* dst = reinterpret_cast<uint8_t*>(ranges.data());
+            for (const iovec& v : data) {
+                size_t n = std::min(v.iov_len, ranges.size() * sizeof(dsm_range) - at);
+                std::memcpy(dst + at, v.iov_base, n);
+                at += n;
+            }
+            for (const auto& r : ranges) {
+                if (!r.length) continue;
+                const uint64_t off = r.slba * _store.block_size(), len = uint64_t(r.length) * _store.block_size();
+                // Deallocated blocks read as zeroes (DLFEAT): punch holes, or write zeroes.
+                int rc = _store.block_device() ? -1
+                                               : ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                                             static_cast<off_t>(off), static_cast<off_t>(len));
+                if (rc != 0 && write_zeroes_sync(fd, off, len) != 0) return done.complete(sc::internal_error);
+            }
+            return done.complete(sc::success);
         }
-        for (const auto& r : ranges) {
-            if (!r.length) continue;
-            const uint64_t off = r.slba * _store.block_size(), len = uint64_t(r.length) * _store.block_size();
-            // Deallocated blocks read as zeroes (DLFEAT): punch holes, or write zeroes.
-            int rc = _store.block_device() ? -1 : ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                                               static_cast<off_t>(off), static_cast<off_t>(len));
-            if (rc != 0 && write_zeroes_sync(fd, off, len) != 0) return done.complete(sc::internal_error);
-        }
-        return done.complete(sc::success);
-    }
-    default:
-        return done.complete(sc::invalid_opcode | status_dnr);
+        default:
+            return done.complete(sc::invalid_opcode | status_dnr);
     }
 
     if (_free.empty()) return done.complete(sc::internal_error);  // cannot happen: depth-sized ring

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -63,24 +64,51 @@ private:
     ram_store& _store;
 };
 
+// The mapping reserves address space for growth (resize_namespace) up front, so a grown store
+// keeps its base address while queues on other reactors use it; pages beyond the current size
+// stay PROT_NONE. Nothing of it costs memory until written (MAP_NORESERVE).
 class ram_store final : public block_store {
 public:
     ram_store(uint64_t blocks, uint32_t block_size) : _blocks(blocks), _block_size(block_size) {
         _bytes = blocks * block_size;
-        void* p = ::mmap(nullptr, _bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                         -1, 0);
+        // Room to grow: 4x, at least 4 GiB, at most 1 TiB beyond the size asked.
+        _reserved =
+            page_up(std::min<uint64_t>(std::max<uint64_t>(_bytes * 4, _bytes + (4ull << 30)), _bytes + (1ull << 40)));
+        void* p = ::mmap(nullptr, _reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            _reserved = page_up(_bytes);  // no address space to spare: no growth beyond the size
+            p = ::mmap(nullptr, _reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        }
         if (p == MAP_FAILED)
             throw std::runtime_error("RAM namespace of " + std::to_string(_bytes) +
                                      " bytes: mmap failed: " + std::strerror(errno));
         _base = static_cast<uint8_t*>(p);
+        if (::mprotect(_base, page_up(_bytes), PROT_READ | PROT_WRITE) != 0) {
+            const std::string err = std::strerror(errno);
+            ::munmap(_base, _reserved);
+            throw std::runtime_error("RAM namespace of " + std::to_string(_bytes) + " bytes: mprotect failed: " + err);
+        }
     }
-    ~ram_store() override { ::munmap(_base, _bytes); }
+    ~ram_store() override { ::munmap(_base, _reserved); }
 
-    uint64_t block_count() const override { return _blocks; }
+    uint64_t block_count() const override { return _blocks.load(std::memory_order_acquire); }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "ram"; }
     std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*, queue_group*) override {
         return std::make_unique<ram_queue>(*this);
+    }
+    void grow(uint64_t blocks) override {
+        const uint64_t bytes = blocks * _block_size;
+        if (bytes <= _bytes) return;
+        if (page_up(bytes) > _reserved)
+            throw std::runtime_error("RAM namespace of " + std::to_string(_bytes) + " bytes can grow to " +
+                                     std::to_string(_reserved) + " bytes at most (address space reserved at creation)");
+        // New pages read as zeroes; queues do not reach them before the new size is published.
+        const uint64_t from = page_up(_bytes);
+        if (page_up(bytes) > from && ::mprotect(_base + from, page_up(bytes) - from, PROT_READ | PROT_WRITE) != 0)
+            throw std::runtime_error(std::string("RAM namespace: mprotect failed: ") + std::strerror(errno));
+        _bytes = bytes;
+        _blocks.store(blocks, std::memory_order_release);
     }
 
     uint8_t* at(uint64_t lba) { return _base + lba * _block_size; }
@@ -102,9 +130,11 @@ public:
     }
 
 private:
-    uint64_t _blocks;
+    static uint64_t page_up(uint64_t n) { return (n + 4095) & ~uint64_t(4095); }
+    std::atomic<uint64_t> _blocks;
     uint32_t _block_size;
-    uint64_t _bytes = 0;
+    uint64_t _bytes = 0;  // control path only (grow)
+    uint64_t _reserved = 0;
     uint8_t* _base = nullptr;
 };
 
@@ -117,58 +147,58 @@ uint16_t ram_queue::execute(const sqe& cmd, std::span<const iovec> data) {
     uint16_t status = sc::success;
     const host_ordered_access ordered(&_store);
     switch (cmd.opcode) {
-    case io_opc::read:
-        copy_iov(_store.at(io_slba(cmd)), data, false);
-        break;
-    case io_opc::write:
-        copy_iov(_store.at(io_slba(cmd)), data, true);
-        break;
-    case io_opc::compare: {
-        const uint8_t* region = _store.at(io_slba(cmd));
-        for (const iovec& v : data) {
-            if (std::memcmp(region, v.iov_base, v.iov_len) != 0) {
-                status = sc::compare_failure | status_dnr;
-                break;
-            }
-            region += v.iov_len;
-        }
-        break;
-    }
-    case io_opc::write_zeroes:
-        _store.zero(io_slba(cmd), io_nlb(cmd));
-        break;
-    case io_opc::dataset_mgmt: {
-        // Ranges were bounds-checked by the caller; only deallocate (AD) changes data.
-        if (cmd.cdw11 & 4) {
-            const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
-            dsm_range r{};
-            size_t done_bytes = 0;
-            for (unsigned i = 0; i < nr; ++i) {
-                // Ranges may straddle iovec boundaries: gather each one.
-                auto* dst = reinterpret_cast<uint8_t*>(&r);
-                size_t need = sizeof(r), skip = done_bytes;
-                for (const iovec& v : data) {
-                    if (skip >= v.iov_len) {
-                        skip -= v.iov_len;
-                        continue;
-                    }
-                    size_t n = std::min(need, v.iov_len - skip);
-                    std::memcpy(dst, static_cast<uint8_t*>(v.iov_base) + skip, n);
-                    dst += n;
-                    need -= n;
-                    skip = 0;
-                    if (need == 0) break;
+        case io_opc::read:
+            copy_iov(_store.at(io_slba(cmd)), data, false);
+            break;
+        case io_opc::write:
+            copy_iov(_store.at(io_slba(cmd)), data, true);
+            break;
+        case io_opc::compare: {
+            const uint8_t* region = _store.at(io_slba(cmd));
+            for (const iovec& v : data) {
+                if (std::memcmp(region, v.iov_base, v.iov_len) != 0) {
+                    status = sc::compare_failure | status_dnr;
+                    break;
                 }
-                done_bytes += sizeof(r);
-                if (r.length) _store.zero(r.slba, r.length);
+                region += v.iov_len;
             }
+            break;
         }
-        break;
-    }
-    case io_opc::flush:
-        break;  // RAM is as durable as it gets
-    default:
-        status = sc::invalid_opcode | status_dnr;
+        case io_opc::write_zeroes:
+            _store.zero(io_slba(cmd), io_nlb(cmd));
+            break;
+        case io_opc::dataset_mgmt: {
+            // Ranges were bounds-checked by the caller; only deallocate (AD) changes data.
+            if (cmd.cdw11 & 4) {
+                const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
+                dsm_range r{};
+                size_t done_bytes = 0;
+                for (unsigned i = 0; i < nr; ++i) {
+                    // Ranges may straddle iovec boundaries: gather each one.
+                    auto* dst = reinterpret_cast<uint8_t*>(&r);
+                    size_t need = sizeof(r), skip = done_bytes;
+                    for (const iovec& v : data) {
+                        if (skip >= v.iov_len) {
+                            skip -= v.iov_len;
+                            continue;
+                        }
+                        size_t n = std::min(need, v.iov_len - skip);
+                        std::memcpy(dst, static_cast<uint8_t*>(v.iov_base) + skip, n);
+                        dst += n;
+                        need -= n;
+                        skip = 0;
+                        if (need == 0) break;
+                    }
+                    done_bytes += sizeof(r);
+                    if (r.length) _store.zero(r.slba, r.length);
+                }
+            }
+            break;
+        }
+        case io_opc::flush:
+            break;  // RAM is as durable as it gets
+        default:
+            status = sc::invalid_opcode | status_dnr;
     }
     return status;
 }

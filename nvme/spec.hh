@@ -412,7 +412,7 @@ static_assert(offsetof(discovery_log_entry, traddr) == 512);
 
 inline constexpr uint8_t trtype_tcp = 3;
 inline constexpr uint8_t adrfam_ipv4 = 1, adrfam_ipv6 = 2;
-inline constexpr uint8_t subtype_nvm = 2, subtype_current_discovery = 3;
+inline constexpr uint8_t subtype_referral = 1, subtype_nvm = 2, subtype_current_discovery = 3;
 inline constexpr uint8_t treq_sqflow_disable_supported = 0x04;
 
 // ---- Features (reference 3.4) ----

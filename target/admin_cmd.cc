@@ -1,9 +1,9 @@
 // Admin commands for I/O and discovery controllers (reference section 3).
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
-
-#include <spdlog/spdlog.h>
 
 #include "target/queue.hh"
 #include "target/target.hh"
@@ -34,7 +34,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.cntrltype = discovery ? 2 : 1;
     id.acl = 3;
     id.aerl = max_outstanding_aers - 1;
-    id.frmw = 0x03;  // slot 1 read-only, one slot
+    id.frmw = 0x03;                 // slot 1 read-only, one slot
     id.lpa = discovery ? 0 : 0x07;  // SMART per NS, effects log, extended data
     id.elpe = error_log::capacity - 1;
     id.npss = 0;
@@ -44,17 +44,17 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.maxcmd = max_queue_entries;
     id.nn = discovery ? 0 : max_nsid;
     id.oncs = discovery ? 0 : c.subsys.optional_commands();  // Compare, DSM, Write Zeroes if the stores do them
-    id.vwc = discovery ? 0 : (0x01 | (0x2 << 1));    // write cache present; no flush broadcast
-    id.sgls = 0x01 | (1u << 20);                     // SGLs; address as offset (in-capsule)
+    id.vwc = discovery ? 0 : (0x01 | (0x2 << 1));            // write cache present; no flush broadcast
+    id.sgls = 0x01 | (1u << 20);                             // SGLs; address as offset (in-capsule)
     nvme::copy_nul_padded(id.subnqn, sizeof(id.subnqn), c.subsys.nqn());
     id.ioccsz = (sizeof(nvme::sqe) + transport::in_capsule_bytes) / 16;
     id.iorcsz = sizeof(nvme::cqe) / 16;
     id.icdoff = 0;
     id.fcatt = 0;  // dynamic controller model
     id.msdbd = 1;
-    id.ofcs = 1;  // Disconnect supported
+    id.ofcs = 1;                    // Disconnect supported
     id.dctype = discovery ? 1 : 0;  // direct discovery controller
-    id.psd[0][0] = 0xC4;  // max power 25 W (0x09C4 centiwatts)
+    id.psd[0][0] = 0xC4;            // max power 25 W (0x09C4 centiwatts)
     id.psd[0][1] = 0x09;
 }
 
@@ -115,10 +115,10 @@ std::vector<uint8_t> smart_page(const controller& c, const std::vector<const ns*
 
 void fill_identify_ns(nvme::identify_ns& id, const ns& n) {
     std::memset(&id, 0, sizeof(id));
-    id.nsze = id.ncap = id.nuse = n.blocks;
+    id.nsze = id.ncap = id.nuse = n.block_count();
     id.nlbaf = 0;
     id.flbas = 0;
-    id.nmic = 1;       // may be attached to several controllers
+    id.nmic = 1;                                 // may be attached to several controllers
     id.dlfeat = n.store->deallocate_features();  // software stores: zeroes; an SSD: what it says
     std::memcpy(id.nguid, n.nguid.data(), 16);
     std::memcpy(id.eui64, n.eui64.data(), 8);
@@ -135,25 +135,25 @@ void queue::exec_admin(transport::request& req) {
         return finish(req, nvme::sc::command_sequence_error | dnr);
     }
     switch (opc) {
-    case nvme::admin_opc::identify:
-        return exec_identify(req);
-    case nvme::admin_opc::get_log_page:
-        return exec_get_log_page(req);
-    case nvme::admin_opc::set_features:
-        return exec_set_features(req);
-    case nvme::admin_opc::get_features:
-        return exec_get_features(req);
-    case nvme::admin_opc::async_event:
-        return exec_async_event(req);
-    case nvme::admin_opc::keep_alive:
-        if (_ctrl->kato_ms == 0) return finish(req, nvme::sc::keep_alive_invalid | dnr);
-        return finish(req, nvme::sc::success);
-    case nvme::admin_opc::abort:
-        if (discovery) break;
-        // Commands execute to completion here; "not aborted" (DW0 bit 0) as nvmet does.
-        return finish(req, nvme::sc::success, 1);
-    default:
-        break;
+        case nvme::admin_opc::identify:
+            return exec_identify(req);
+        case nvme::admin_opc::get_log_page:
+            return exec_get_log_page(req);
+        case nvme::admin_opc::set_features:
+            return exec_set_features(req);
+        case nvme::admin_opc::get_features:
+            return exec_get_features(req);
+        case nvme::admin_opc::async_event:
+            return exec_async_event(req);
+        case nvme::admin_opc::keep_alive:
+            if (_ctrl->kato_ms.load() == 0) return finish(req, nvme::sc::keep_alive_invalid | dnr);
+            return finish(req, nvme::sc::success);
+        case nvme::admin_opc::abort:
+            if (discovery) break;
+            // Commands execute to completion here; "not aborted" (DW0 bit 0) as nvmet does.
+            return finish(req, nvme::sc::success, 1);
+        default:
+            break;
     }
     spdlog::debug("{}: unsupported admin opcode {:#04x} (cid {})", _ctrl->name(), +opc, +req.cmd.cid);
     finish(req, nvme::sc::invalid_opcode | dnr);
@@ -170,59 +170,59 @@ void queue::exec_identify(transport::request& req) {
 
     alignas(8) uint8_t page[4096] = {};
     switch (cns) {
-    case nvme::cns::ctrl:
-        fill_identify_ctrl(*reinterpret_cast<nvme::identify_ctrl*>(page), *_ctrl, discovery);
-        break;
-    case nvme::cns::ns: {
-        if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
-        const ns* n = _ctrl->subsys.find_ns(nsid);
-        if (n) fill_identify_ns(*reinterpret_cast<nvme::identify_ns*>(page), *n);
-        break;  // an inactive NSID reads as zeroes
-    }
-    case nvme::cns::active_ns_list: {
-        if (nsid >= 0xFFFFFFFE) return finish(req, nvme::sc::invalid_namespace | dnr);
-        auto* list = reinterpret_cast<uint32_t*>(page);
-        size_t i = 0;
-        for (const auto& [id, n] : _ctrl->subsys.namespaces())
-            if (id > nsid && i < 1024) list[i++] = id;
-        break;
-    }
-    case nvme::cns::ns_desc_list: {
-        const ns* n = _ctrl->subsys.find_ns(nsid);
-        if (!n) return finish(req, nvme::sc::invalid_namespace | dnr);
-        size_t at = 0;
-        auto add = [&](uint8_t type, const void* v, uint8_t len) {
-            page[at] = type;
-            page[at + 1] = len;
-            std::memcpy(page + at + 4, v, len);
-            at += 4 + len;
-        };
-        add(nvme::nidt::eui64, n->eui64.data(), 8);
-        add(nvme::nidt::nguid, n->nguid.data(), 16);
-        add(nvme::nidt::uuid, n->uuid.data(), 16);
-        const uint8_t nvm = 0;
-        add(nvme::nidt::csi, &nvm, 1);
-        break;
-    }
-    case nvme::cns::cs_ctrl:
-        if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
-        break;  // NVM command set limits: none beyond MDTS
-    case nvme::cns::cs_ns:
-        if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
-        if (!_ctrl->subsys.find_ns(nsid)) return finish(req, nvme::sc::invalid_namespace | dnr);
-        break;
-    case nvme::cns::cs_indep_ns: {
-        // I/O command set independent Identify Namespace: NMIC and NSTAT (ready).
-        if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
-        if (_ctrl->subsys.find_ns(nsid)) {
-            page[1] = 1;   // NMIC: shareable
-            page[13] = 1;  // NSTAT: ready
+        case nvme::cns::ctrl:
+            fill_identify_ctrl(*reinterpret_cast<nvme::identify_ctrl*>(page), *_ctrl, discovery);
+            break;
+        case nvme::cns::ns: {
+            if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
+            auto n = _ctrl->subsys.find_ns(nsid);
+            if (n) fill_identify_ns(*reinterpret_cast<nvme::identify_ns*>(page), *n);
+            break;  // an inactive NSID reads as zeroes
         }
-        break;
-    }
-    default:
-        spdlog::debug("{}: Identify CNS {:#x} not supported", _ctrl->name(), cns);
-        return finish(req, nvme::sc::invalid_field | dnr);
+        case nvme::cns::active_ns_list: {
+            if (nsid >= 0xFFFFFFFE) return finish(req, nvme::sc::invalid_namespace | dnr);
+            auto* list = reinterpret_cast<uint32_t*>(page);
+            size_t i = 0;
+            for (const auto& [id, n] : _ctrl->subsys.namespaces())
+                if (id > nsid && i < 1024) list[i++] = id;
+            break;
+        }
+        case nvme::cns::ns_desc_list: {
+            auto n = _ctrl->subsys.find_ns(nsid);
+            if (!n) return finish(req, nvme::sc::invalid_namespace | dnr);
+            size_t at = 0;
+            auto add = [&](uint8_t type, const void* v, uint8_t len) {
+                page[at] = type;
+                page[at + 1] = len;
+                std::memcpy(page + at + 4, v, len);
+                at += 4 + len;
+            };
+            if (n->has_eui64()) add(nvme::nidt::eui64, n->eui64.data(), 8);  // only when configured
+            add(nvme::nidt::nguid, n->nguid.data(), 16);
+            add(nvme::nidt::uuid, n->uuid.data(), 16);
+            const uint8_t nvm = 0;
+            add(nvme::nidt::csi, &nvm, 1);
+            break;
+        }
+        case nvme::cns::cs_ctrl:
+            if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
+            break;  // NVM command set limits: none beyond MDTS
+        case nvme::cns::cs_ns:
+            if (csi != 0) return finish(req, nvme::sc::invalid_field | dnr);
+            if (!_ctrl->subsys.find_ns(nsid)) return finish(req, nvme::sc::invalid_namespace | dnr);
+            break;
+        case nvme::cns::cs_indep_ns: {
+            // I/O command set independent Identify Namespace: NMIC and NSTAT (ready).
+            if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
+            if (_ctrl->subsys.find_ns(nsid)) {
+                page[1] = 1;   // NMIC: shareable
+                page[13] = 1;  // NSTAT: ready
+            }
+            break;
+        }
+        default:
+            spdlog::debug("{}: Identify CNS {:#x} not supported", _ctrl->name(), cns);
+            return finish(req, nvme::sc::invalid_field | dnr);
     }
     reply_data(req, page, sizeof(page));
     finish(req, nvme::sc::success);
@@ -237,59 +237,60 @@ std::vector<uint8_t> queue::build_log(uint8_t lid, uint32_t nsid, bool& known) {
         return {};
     }
     switch (lid) {
-    case nvme::lid::supported: {
-        std::vector<uint8_t> p(1024);
-        for (uint8_t l : {nvme::lid::supported, nvme::lid::error, nvme::lid::smart, nvme::lid::fw_slot,
-                          nvme::lid::changed_ns, nvme::lid::cmd_effects})
-            p[l * 4] = 1;  // LSUPP
-        return p;
-    }
-    case nvme::lid::error:
-        return _ctrl->errors.page();
-    case nvme::lid::smart: {
-        std::vector<const ns*> which;
-        if (nsid == 0 || nsid == 0xFFFFFFFF) {
-            for (const auto& [id, n] : _ctrl->subsys.namespaces()) which.push_back(&n);
-        } else {
-            which.push_back(_ctrl->subsys.find_ns(nsid));  // checked by the caller
+        case nvme::lid::supported: {
+            std::vector<uint8_t> p(1024);
+            for (uint8_t l : {nvme::lid::supported, nvme::lid::error, nvme::lid::smart, nvme::lid::fw_slot,
+                              nvme::lid::changed_ns, nvme::lid::cmd_effects})
+                p[l * 4] = 1;  // LSUPP
+            return p;
         }
-        return smart_page(*_ctrl, which);
-    }
-    case nvme::lid::fw_slot: {
-        std::vector<uint8_t> p(512);
-        p[0] = 1;  // active slot 1
-        nvme::copy_padded(reinterpret_cast<char*>(&p[8]), 8, FERRY_VERSION);
-        return p;
-    }
-    case nvme::lid::changed_ns: {
-        std::vector<uint8_t> p(4096);
-        auto& list = _ctrl->changed_nsids;
-        if (list.size() > 1024) {
-            const uint32_t overflow = 0xFFFFFFFF;
-            std::memcpy(p.data(), &overflow, 4);
-        } else if (!list.empty()) {
-            std::memcpy(p.data(), list.data(), list.size() * 4);
+        case nvme::lid::error:
+            return _ctrl->errors.page();
+        case nvme::lid::smart: {
+            std::vector<const ns*> which;
+            const auto all = _ctrl->subsys.namespaces();  // keeps them alive meanwhile
+            if (nsid == 0 || nsid == 0xFFFFFFFF) {
+                for (const auto& [id, n] : all) which.push_back(&n);
+            } else if (auto it = all.table().find(nsid); it != all.table().end()) {
+                which.push_back(it->second.get());  // checked by the caller (unless removed since)
+            }
+            return smart_page(*_ctrl, which);
         }
-        return p;
-    }
-    case nvme::lid::cmd_effects: {
-        std::vector<uint8_t> p(4096);
-        auto set = [&](size_t base, uint8_t opc, uint32_t v) { std::memcpy(&p[base + opc * 4], &v, 4); };
-        for (uint8_t opc : {nvme::admin_opc::get_log_page, nvme::admin_opc::identify, nvme::admin_opc::abort,
-                            nvme::admin_opc::set_features, nvme::admin_opc::get_features,
-                            nvme::admin_opc::async_event, nvme::admin_opc::keep_alive})
-            set(0, opc, 1);
-        set(1024, nvme::io_opc::flush, 1);
-        set(1024, nvme::io_opc::read, 1);
-        set(1024, nvme::io_opc::compare, 1);
-        set(1024, nvme::io_opc::write, 1 | 2);  // CSUPP, LBCC
-        set(1024, nvme::io_opc::write_zeroes, 1 | 2);
-        set(1024, nvme::io_opc::dataset_mgmt, 1 | 2);
-        return p;
-    }
-    default:
-        known = false;
-        return {};
+        case nvme::lid::fw_slot: {
+            std::vector<uint8_t> p(512);
+            p[0] = 1;  // active slot 1
+            nvme::copy_padded(reinterpret_cast<char*>(&p[8]), 8, FERRY_VERSION);
+            return p;
+        }
+        case nvme::lid::changed_ns: {
+            std::vector<uint8_t> p(4096);
+            auto& list = _ctrl->changed_nsids;
+            if (list.size() > 1024) {
+                const uint32_t overflow = 0xFFFFFFFF;
+                std::memcpy(p.data(), &overflow, 4);
+            } else if (!list.empty()) {
+                std::memcpy(p.data(), list.data(), list.size() * 4);
+            }
+            return p;
+        }
+        case nvme::lid::cmd_effects: {
+            std::vector<uint8_t> p(4096);
+            auto set = [&](size_t base, uint8_t opc, uint32_t v) { std::memcpy(&p[base + opc * 4], &v, 4); };
+            for (uint8_t opc : {nvme::admin_opc::get_log_page, nvme::admin_opc::identify, nvme::admin_opc::abort,
+                                nvme::admin_opc::set_features, nvme::admin_opc::get_features,
+                                nvme::admin_opc::async_event, nvme::admin_opc::keep_alive})
+                set(0, opc, 1);
+            set(1024, nvme::io_opc::flush, 1);
+            set(1024, nvme::io_opc::read, 1);
+            set(1024, nvme::io_opc::compare, 1);
+            set(1024, nvme::io_opc::write, 1 | 2);  // CSUPP, LBCC
+            set(1024, nvme::io_opc::write_zeroes, 1 | 2);
+            set(1024, nvme::io_opc::dataset_mgmt, 1 | 2);
+            return p;
+        }
+        default:
+            known = false;
+            return {};
     }
 }
 
@@ -325,33 +326,33 @@ void queue::exec_set_features(transport::request& req) {
     const bool discovery = _ctrl->subsys.is_discovery();
     if (save) return finish(req, nvme::sc::feature_not_saveable | dnr);
     switch (fid) {
-    case nvme::fid::num_queues: {
-        if (discovery) break;
-        const uint32_t nsqr = v & 0xFFFF, ncqr = v >> 16;
-        if (nsqr == 0xFFFF || ncqr == 0xFFFF) return finish(req, nvme::sc::invalid_field | dnr);
-        const uint16_t granted = static_cast<uint16_t>(std::min<uint32_t>(std::min(nsqr, ncqr) + 1, max_io_queues));
-        _ctrl->granted_io_queues.store(granted);
-        spdlog::debug("{}: {} I/O queues requested, {} granted", _ctrl->name(), std::min(nsqr, ncqr) + 1, granted);
-        const uint32_t g = granted - 1u;
-        return finish(req, nvme::sc::success, g | (g << 16));
-    }
-    case nvme::fid::async_event: {
-        const uint32_t allowed = discovery ? disc_aen_mask : io_aen_mask;
-        if (v & ~allowed) return finish(req, nvme::sc::invalid_field | dnr);
-        _ctrl->aen_config = v;
-        deliver_events();
-        return finish(req, nvme::sc::success, v);
-    }
-    case nvme::fid::keep_alive:
-        _ctrl->kato_ms = v;
-        return finish(req, nvme::sc::success);
-    case nvme::fid::volatile_wc:
-        if (discovery) break;
-        // The write cache is always on (Flush is honoured); disabling it is not offered.
-        if (!(v & 1)) return finish(req, nvme::sc::feature_not_changeable | dnr);
-        return finish(req, nvme::sc::success);
-    default:
-        break;
+        case nvme::fid::num_queues: {
+            if (discovery) break;
+            const uint32_t nsqr = v & 0xFFFF, ncqr = v >> 16;
+            if (nsqr == 0xFFFF || ncqr == 0xFFFF) return finish(req, nvme::sc::invalid_field | dnr);
+            const uint16_t granted = static_cast<uint16_t>(std::min<uint32_t>(std::min(nsqr, ncqr) + 1, max_io_queues));
+            _ctrl->granted_io_queues.store(granted);
+            spdlog::debug("{}: {} I/O queues requested, {} granted", _ctrl->name(), std::min(nsqr, ncqr) + 1, granted);
+            const uint32_t g = granted - 1u;
+            return finish(req, nvme::sc::success, g | (g << 16));
+        }
+        case nvme::fid::async_event: {
+            const uint32_t allowed = discovery ? disc_aen_mask : io_aen_mask;
+            if (v & ~allowed) return finish(req, nvme::sc::invalid_field | dnr);
+            _ctrl->aen_config = v;
+            deliver_events();
+            return finish(req, nvme::sc::success, v);
+        }
+        case nvme::fid::keep_alive:
+            _ctrl->kato_ms = v;
+            return finish(req, nvme::sc::success);
+        case nvme::fid::volatile_wc:
+            if (discovery) break;
+            // The write cache is always on (Flush is honoured); disabling it is not offered.
+            if (!(v & 1)) return finish(req, nvme::sc::feature_not_changeable | dnr);
+            return finish(req, nvme::sc::success);
+        default:
+            break;
     }
     spdlog::debug("{}: Set Features FID {:#x} not supported", _ctrl->name(), fid);
     finish(req, nvme::sc::invalid_field | dnr);
@@ -365,36 +366,37 @@ void queue::exec_get_features(transport::request& req) {
     if (sel == 2) return finish(req, nvme::sc::invalid_field | dnr);  // nothing is saveable
     const bool caps = sel == 3;
     switch (fid) {
-    case nvme::fid::num_queues:
-        if (discovery) break;
-        if (caps) return finish(req, nvme::sc::success, 0x4);
-        {
-            const uint32_t g = (_ctrl->granted_io_queues.load() ? _ctrl->granted_io_queues.load() : max_io_queues) - 1u;
-            return finish(req, nvme::sc::success, g | (g << 16));
-        }
-    case nvme::fid::async_event:
-        return finish(req, nvme::sc::success, caps ? 0x4 : (sel == 1 ? 0 : _ctrl->aen_config));
-    case nvme::fid::keep_alive:
-        return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms);
-    case nvme::fid::volatile_wc:
-        if (discovery) break;
-        return finish(req, nvme::sc::success, caps ? 0 : 1);
-    case nvme::fid::arbitration:
-    case nvme::fid::power_mgmt:
-    case nvme::fid::error_recovery:
-    case nvme::fid::write_atomicity:
-        if (discovery) break;
-        return finish(req, nvme::sc::success, 0);
-    case nvme::fid::temp_threshold:
-        if (discovery) break;
-        return finish(req, nvme::sc::success, caps ? 0 : 273 + 70);
-    case nvme::fid::host_id:
-        if (discovery || caps) break;
-        if (!(req.cmd.cdw11 & 1) || req.data_len != 16) return finish(req, nvme::sc::invalid_field | dnr);
-        reply_data(req, _ctrl->hostid.data(), 16);
-        return finish(req, nvme::sc::success);
-    default:
-        break;
+        case nvme::fid::num_queues:
+            if (discovery) break;
+            if (caps) return finish(req, nvme::sc::success, 0x4);
+            {
+                const uint32_t g =
+                    (_ctrl->granted_io_queues.load() ? _ctrl->granted_io_queues.load() : max_io_queues) - 1u;
+                return finish(req, nvme::sc::success, g | (g << 16));
+            }
+        case nvme::fid::async_event:
+            return finish(req, nvme::sc::success, caps ? 0x4 : (sel == 1 ? 0 : _ctrl->aen_config));
+        case nvme::fid::keep_alive:
+            return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms.load());
+        case nvme::fid::volatile_wc:
+            if (discovery) break;
+            return finish(req, nvme::sc::success, caps ? 0 : 1);
+        case nvme::fid::arbitration:
+        case nvme::fid::power_mgmt:
+        case nvme::fid::error_recovery:
+        case nvme::fid::write_atomicity:
+            if (discovery) break;
+            return finish(req, nvme::sc::success, 0);
+        case nvme::fid::temp_threshold:
+            if (discovery) break;
+            return finish(req, nvme::sc::success, caps ? 0 : 273 + 70);
+        case nvme::fid::host_id:
+            if (discovery || caps) break;
+            if (!(req.cmd.cdw11 & 1) || req.data_len != 16) return finish(req, nvme::sc::invalid_field | dnr);
+            reply_data(req, _ctrl->hostid.data(), 16);
+            return finish(req, nvme::sc::success);
+        default:
+            break;
     }
     spdlog::debug("{}: Get Features FID {:#x} not supported", _ctrl->name(), fid);
     finish(req, nvme::sc::invalid_field | dnr);

@@ -1,7 +1,7 @@
 // Fabrics commands: Connect, Property Get/Set, Disconnect (reference 2.1-2.5).
-#include <cstring>
-
 #include <spdlog/spdlog.h>
+
+#include <cstring>
 
 #include "env/thread.hh"
 #include "target/queue.hh"
@@ -19,7 +19,9 @@ constexpr uint64_t cap_value() {
 }
 constexpr uint32_t version = 0x00010400;  // NVMe 1.4
 
-bool valid_nqn(std::string_view s) { return s.size() >= 11 && s.size() <= nvme::nqn_max_len && s.substr(0, 4) == "nqn."; }
+bool valid_nqn(std::string_view s) {
+    return s.size() >= 11 && s.size() <= nvme::nqn_max_len && s.substr(0, 4) == "nqn.";
+}
 }  // namespace
 
 void queue::exec_fabrics(transport::request& req) {
@@ -33,27 +35,27 @@ void queue::exec_fabrics(transport::request& req) {
         return;
     }
     switch (f.fctype) {
-    case nvme::fctype::property_get:
-    case nvme::fctype::property_set:
-        if (_qid != 0) {
-            finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
-        } else if (f.fctype == nvme::fctype::property_get) {
-            exec_property_get(req);
-        } else {
-            exec_property_set(req);
-        }
-        return;
-    case nvme::fctype::disconnect:
-        if (_qid == 0) {
-            finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
+        case nvme::fctype::property_get:
+        case nvme::fctype::property_set:
+            if (_qid != 0) {
+                finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
+            } else if (f.fctype == nvme::fctype::property_get) {
+                exec_property_get(req);
+            } else {
+                exec_property_set(req);
+            }
             return;
-        }
-        finish(req, nvme::sc::success);
-        _conn.close("host sent Disconnect");
-        return;
-    default:
-        // Authentication Send/Receive are not offered (AUTHREQ is never set in Connect).
-        finish(req, nvme::sc::invalid_opcode | nvme::status_dnr);
+        case nvme::fctype::disconnect:
+            if (_qid == 0) {
+                finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
+                return;
+            }
+            finish(req, nvme::sc::success);
+            _conn.close("host sent Disconnect");
+            return;
+        default:
+            // Authentication Send/Receive are not offered (AUTHREQ is never set in Connect).
+            finish(req, nvme::sc::invalid_opcode | nvme::status_dnr);
     }
 }
 
@@ -96,7 +98,7 @@ void queue::exec_connect(transport::request& req) {
     if (hostid == std::array<uint8_t, 16>{})
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostid)),
                       "host identifier is zero");
-    subsystem* sub = _tgt.find_subsystem(subnqn);
+    std::shared_ptr<subsystem> sub = _tgt.find_subsystem(subnqn);
     if (!sub)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
                       "no subsystem " + subnqn);
@@ -121,6 +123,9 @@ void queue::exec_connect(transport::request& req) {
         if (sub->is_discovery() && kato == 0) kato = discovery_default_kato_ms;
         auto ctrl = sub->create_controller(hostnqn, hostid, kato);
         if (!ctrl) {
+            // No CNTLID left, or the subsystem was removed / the host disallowed meanwhile.
+            spdlog::warn("conn {} ({}): Connect to {} rejected: no controller could be created", info.id, info.peer,
+                         subnqn);
             finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
             return;
         }
@@ -131,10 +136,14 @@ void queue::exec_connect(transport::request& req) {
             return;
         }
         ctrl->last_traffic_ns.store(env::now_ns());
+        _subsys = sub;
+        _ns_generation = &sub->ns_generation();
         _ctrl = std::move(ctrl);
         _qid = 0;
+        _depth = depth;
+        _ctrl->add_queue_record({0, depth, info.reactor, info.id, info.peer});
         spdlog::info("conn {} ({}): {} created (admin queue depth {}, keep-alive {} ms{})", info.id, info.peer,
-                     _ctrl->name(), depth, _ctrl->kato_ms, sq_flow_disabled ? ", SQ flow control disabled" : "");
+                     _ctrl->name(), depth, _ctrl->kato_ms.load(), sq_flow_disabled ? ", SQ flow control disabled" : "");
         finish(req, nvme::sc::success, _ctrl->cntlid);
         return;
     }
@@ -172,31 +181,31 @@ void queue::exec_connect(transport::request& req) {
     // Backend queues, one per namespace, owned by this reactor alone (for an SSD: a hardware
     // queue pair of its own, created by the controller's admin thread: the Connect is answered
     // by advance_connect() once every queue is set up, now or from a later poll()).
+    _subsys = sub;
+    _ns_generation = &sub->ns_generation();
+    _depth = depth;
+    drop_bindings();  // a Connect retried after a failure
     nvme::queue_group group;
-    for (const auto& [nsid, n] : sub->namespaces()) {
-        if (_ns_queues.size() <= nsid) {
-            _ns_queues.resize(nsid + 1);
-            _ns.resize(nsid + 1, nullptr);
-        }
-        try {
-            _ns_queues[nsid] = n.store->create_queue(depth, &_conn.pool(), &group);
-        } catch (const std::exception& e) {
-            _ns_queues.clear();
-            _ns.clear();
-            ctrl->release_queue(c.qid);
-            spdlog::error("conn {} ({}): Connect qid {} of {} rejected: namespace {}: {}", info.id, info.peer, +c.qid,
-                          ctrl->name(), nsid, e.what());
-            finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
-            return;
-        }
-        if (_ns_counters.size() <= nsid) _ns_counters.resize(nsid + 1);
-        if (auto& old = _ns_counters[nsid]) old->stats->detach(old);  // a Connect retried after a failure
-        _ns_counters[nsid] = n.stats->attach();
-        _ns[nsid] = &n;
+    std::string why;
+    if (!resync_namespaces(group, why)) {
+        drop_bindings();
+        ctrl->release_queue(c.qid);
+        spdlog::error("conn {} ({}): Connect qid {} of {} rejected: {}", info.id, info.peer, +c.qid, ctrl->name(), why);
+        finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+        return;
     }
     _connecting = pending_connect{&req, std::move(ctrl), c.qid, depth};
     _backend_busy = true;
     advance_connect();
+}
+
+void queue::drop_bindings() {
+    // Nothing was submitted, so no buffer is at stake; a store's queue keeps what its device
+    // may still use until the device has let go of it.
+    for (auto& b : _ns) unbind(b);
+    _ns.clear();
+    _bindings_busy = 0;
+    _resync_pending = false;
 }
 
 void queue::advance_connect() {
@@ -204,15 +213,18 @@ void queue::advance_connect() {
     auto& p = *_connecting;
     std::string why;
     uint32_t failed_nsid = 0;
-    for (uint32_t nsid = 0; nsid < _ns_queues.size() && !failed_nsid; ++nsid) {
-        if (!_ns_queues[nsid]) continue;
-        switch (_ns_queues[nsid]->setup(why)) {
+    for (uint32_t nsid = 0; nsid < _ns.size() && !failed_nsid; ++nsid) {
+        ns_binding& b = _ns[nsid];
+        if (b.st != ns_binding::state::setting_up) continue;
+        switch (b.bq->setup(why)) {
             case nvme::block_queue::setup_state::pending:
                 return;
             case nvme::block_queue::setup_state::failed:
                 failed_nsid = nsid;
                 break;
             case nvme::block_queue::setup_state::ready:
+                b.st = ns_binding::state::active;
+                --_bindings_busy;
                 break;
         }
     }
@@ -220,10 +232,7 @@ void queue::advance_connect() {
     if (failed_nsid || !why.empty()) {
         spdlog::error("conn {} ({}): Connect qid {} of {} rejected: {}{}", info.id, info.peer, +p.qid, p.ctrl->name(),
                       failed_nsid ? fmt::format("namespace {}: ", failed_nsid) : std::string(), why);
-        // Nothing was submitted, so no buffer is at stake; a store's queue keeps what its
-        // device may still use until the device has let go of it.
-        _ns_queues.clear();
-        _ns.clear();
+        drop_bindings();
         p.ctrl->release_queue(p.qid);
         auto& req = *p.req;
         _connecting.reset();
@@ -232,10 +241,9 @@ void queue::advance_connect() {
         return;
     }
     std::string backing;
-    for (uint32_t nsid = 0; nsid < _ns_queues.size(); ++nsid)
-        if (_ns_queues[nsid])
-            if (auto d = _ns_queues[nsid]->describe(); !d.empty())
-                backing += fmt::format("; namespace {} on {}", nsid, d);
+    for (uint32_t nsid = 0; nsid < _ns.size(); ++nsid)
+        if (_ns[nsid].bq)
+            if (auto d = _ns[nsid].bq->describe(); !d.empty()) backing += fmt::format("; namespace {} on {}", nsid, d);
     const uint16_t depth = p.depth;
     auto& req = *p.req;
     _slots.resize(depth + 1u);
@@ -244,6 +252,7 @@ void queue::advance_connect() {
     _connecting.reset();
     _backend_busy = false;
     _ctrl->last_traffic_ns.store(env::now_ns());
+    _ctrl->add_queue_record({_qid, depth, info.reactor, info.id, info.peer});
     spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{}){}", info.id, info.peer, _ctrl->name(), _qid,
                  depth, _conn.negotiated_digests().header ? ", header digest" : "",
                  _conn.negotiated_digests().data ? ", data digest" : "", backing);
@@ -256,20 +265,20 @@ void queue::exec_property_get(transport::request& req) {
     if (p.attrib & ~1u) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     uint64_t v;
     switch (p.offset) {
-    case nvme::reg::cap:
-        v = cap_value();
-        break;
-    case nvme::reg::vs:
-        v = version;
-        break;
-    case nvme::reg::cc:
-        v = _ctrl->cc;
-        break;
-    case nvme::reg::csts:
-        v = _ctrl->csts;
-        break;
-    default:
-        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+        case nvme::reg::cap:
+            v = cap_value();
+            break;
+        case nvme::reg::vs:
+            v = version;
+            break;
+        case nvme::reg::cc:
+            v = _ctrl->cc;
+            break;
+        case nvme::reg::csts:
+            v = _ctrl->csts;
+            break;
+        default:
+            return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     }
     if (eight && p.offset != nvme::reg::cap) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     finish(req, nvme::sc::success, static_cast<uint32_t>(v), eight ? static_cast<uint32_t>(v >> 32) : 0);

@@ -15,56 +15,64 @@ void queue::exec_io(transport::request& req) {
     const nvme::sqe& c = req.cmd;
     if (!_ctrl->ready.load(std::memory_order_relaxed)) return finish(req, nvme::sc::command_sequence_error | dnr);
     if (c.flags & 0x03) return finish(req, nvme::sc::invalid_field | dnr);  // fused operations not offered
+    // Namespace changes: one load of the subsystem's generation; a resync (this reactor, rare)
+    // when it moved.
+    if (_ns_generation->load(std::memory_order_acquire) != _ns_seen) resync_namespaces();
     const uint32_t nsid = c.nsid;
-    if (nsid == 0 || nsid >= _ns.size() || !_ns[nsid]) {
+    if (nsid == 0 || nsid >= _ns.size() || _ns[nsid].st != ns_binding::state::active) {
+        if (nsid != 0 && nsid < _ns.size() && _ns[nsid].st == ns_binding::state::setting_up)
+            return finish(req, nvme::sc::ns_not_ready);  // its backend queue is being made: retry
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} for unknown NSID {}", _conn.info().id, _qid, +c.cid,
                       +c.opcode, nsid);
         return finish(req, nvme::sc::invalid_namespace | dnr);
     }
-    const ns& n = *_ns[nsid];
+    ns_binding& n = _ns[nsid];
     const uint64_t slba = nvme::io_slba(c);
     const uint64_t nlb = nvme::io_nlb(c);
 
     switch (c.opcode) {
-    case nvme::io_opc::read:
-    case nvme::io_opc::write:
-    case nvme::io_opc::compare: {
-        if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
-        if ((c.cdw12 >> 26) & 0xF) return finish(req, nvme::sc::invalid_field | dnr);  // PRINFO: no PI here
-        if (nlb << n.lbads != req.data_len) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-        if (req.data_len > _ctrl->subsys.max_transfer_bytes()) return finish(req, nvme::sc::invalid_field | dnr);  // MDTS
-        break;
-    }
-    case nvme::io_opc::write_zeroes:
-        if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
-        if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-        break;
-    case nvme::io_opc::flush:
-        if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-        break;
-    case nvme::io_opc::dataset_mgmt: {
-        const unsigned nr = (c.cdw10 & 0xFF) + 1;
-        if (req.data_len < nr * sizeof(dsm_range)) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-        for (unsigned i = 0; i < nr; ++i) {
-            dsm_range r;
-            req.copy_out(&r, sizeof(r), i * sizeof(r));
-            if (r.slba > n.blocks || r.length > n.blocks - r.slba)
-                return finish(req, nvme::sc::lba_out_of_range | dnr);
+        case nvme::io_opc::read:
+        case nvme::io_opc::write:
+        case nvme::io_opc::compare: {
+            if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
+            if ((c.cdw12 >> 26) & 0xF) return finish(req, nvme::sc::invalid_field | dnr);  // PRINFO: no PI here
+            if (nlb << n.lbads != req.data_len) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+            if (req.data_len > _ctrl->subsys.max_transfer_bytes())
+                return finish(req, nvme::sc::invalid_field | dnr);  // MDTS
+            break;
         }
-        break;
-    }
-    default:
-        return finish(req, nvme::sc::invalid_opcode | dnr);
+        case nvme::io_opc::write_zeroes:
+            if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
+            if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+            break;
+        case nvme::io_opc::flush:
+            if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+            break;
+        case nvme::io_opc::dataset_mgmt: {
+            const unsigned nr = (c.cdw10 & 0xFF) + 1;
+            if (req.data_len < nr * sizeof(dsm_range)) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+            for (unsigned i = 0; i < nr; ++i) {
+                dsm_range r;
+                req.copy_out(&r, sizeof(r), i * sizeof(r));
+                if (r.slba > n.blocks || r.length > n.blocks - r.slba)
+                    return finish(req, nvme::sc::lba_out_of_range | dnr);
+            }
+            break;
+        }
+        default:
+            return finish(req, nvme::sc::invalid_opcode | dnr);
     }
     io_slot& slot = _slots[req.tag];
     slot.owner = this;
     slot.req = &req;
-    slot.counters = _ns_counters[nsid].get();
+    slot.counters = n.counters.get();
+    slot.nsid = nsid;
     slot.units = (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write) ? req.data_len / 512 : 0;
     if (slot.counters->outstanding++ == 0)
         slot.counters->busy_since_ns.store(coarse_now_ns(), std::memory_order_relaxed);
     ++_in_flight;
-    _ns_queues[nsid]->submit(c, req.data(), slot);
+    ++n.in_flight;
+    n.bq->submit(c, req.data(), slot);
 }
 
 }  // namespace ferry::target

@@ -1,8 +1,9 @@
 #include "target/queue.hh"
 
-#include <cstring>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "env/thread.hh"
 #include "target/target.hh"
@@ -13,12 +14,13 @@ queue::queue(target& tgt, transport::connection& conn) : _tgt(tgt), _conn(conn) 
 
 queue::~queue() {
     // Idle by now (the connection waits for in_flight() == 0): keep what this queue counted.
-    for (const auto& c : _ns_counters)
-        if (c) c->stats->detach(c);
+    for (auto& b : _ns)
+        if (b.counters) b.counters->stats->detach(b.counters);
 }
 
 void queue::io_slot::complete(uint16_t status) {
     --owner->_in_flight;
+    --owner->_ns[nsid].in_flight;
     // SMART counters: this queue's own cache line, written by this reactor only.
     ns_io_counters& c = *counters;
     const uint8_t opc = req->cmd.opcode;
@@ -43,24 +45,131 @@ void queue::io_slot::complete(uint16_t status) {
 
 unsigned queue::poll() {
     unsigned n = 0;
-    if (_in_flight == 0 && !_backend_busy) return 0;
-    for (auto& q : _ns_queues)
-        if (q) n += q->poll();
+    if (_in_flight == 0 && !_backend_busy && !_bindings_busy) return 0;
+    for (auto& b : _ns)
+        if (b.bq) n += b.bq->poll();
     if (_backend_busy) {
         if (_connecting) {
             advance_connect();
         } else if (_in_flight == 0) {
             // Teardown: done once every device has let go of its queue's memory and buffers.
             bool released = true;
-            for (auto& q : _ns_queues) released &= !q || q->released();
+            for (auto& b : _ns) released &= !b.bq || b.bq->released();
             _backend_busy = !released;
         }
+    } else if (_bindings_busy && !_closed) {
+        advance_bindings();
     }
     return n;
 }
 
 unsigned queue::in_flight() const {
-    return _in_flight + (_backend_busy ? 1u : 0u);
+    return _in_flight + (_backend_busy || _bindings_busy ? 1u : 0u);
+}
+
+bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
+    // The generation first: a change published after this load is seen by the next resync.
+    const uint64_t gen = _ns_generation->load(std::memory_order_acquire);
+    const ns_snapshot snap = _subsys->namespaces();
+    const ns_table& table = snap.table();
+    using st = ns_binding::state;
+    for (uint32_t nsid = 1; nsid < _ns.size(); ++nsid) {
+        const ns_binding& b = _ns[nsid];
+        if (b.st != st::setting_up && b.st != st::active) continue;
+        auto it = table.find(nsid);
+        if (it == table.end() || it->second != b.n) retire(nsid);
+    }
+    bool ok = true;
+    _resync_pending = false;
+    for (const auto& [nsid, n] : table) {
+        if (_ns.size() <= nsid) _ns.resize(nsid + 1);
+        ns_binding& b = _ns[nsid];
+        if (b.n == n) {
+            b.blocks = n->block_count();  // grown
+            continue;
+        }
+        if (b.st != st::none) {
+            _resync_pending = true;  // a removed namespace of that NSID still drains: bind when done
+            continue;
+        }
+        try {
+            b.bq = n->store->create_queue(_depth, &_conn.pool(), &group);
+        } catch (const std::exception& e) {
+            why = fmt::format("namespace {}: {}", nsid, e.what());
+            ok = false;
+            continue;
+        }
+        b.n = n;
+        b.counters = n->stats->attach();
+        b.blocks = n->block_count();
+        b.lbads = n->lbads;
+        b.in_flight = 0;
+        b.st = st::setting_up;
+        ++_bindings_busy;
+    }
+    _ns_seen = gen;
+    return ok;
+}
+
+void queue::resync_namespaces() {
+    nvme::queue_group group;
+    std::string why;
+    if (!resync_namespaces(group, why))
+        spdlog::error("conn {} ({}): {}: I/O queue {}: new namespace not usable on this queue: {}", _conn.info().id,
+                      _conn.info().peer, _ctrl->name(), _qid, why);
+    advance_bindings();  // software stores are ready at once
+}
+
+void queue::retire(uint32_t nsid) {
+    ns_binding& b = _ns[nsid];
+    if (b.st == ns_binding::state::active) ++_bindings_busy;
+    b.st = ns_binding::state::draining;
+}
+
+void queue::advance_bindings() {
+    using st = ns_binding::state;
+    bool unbound = false;
+    for (uint32_t nsid = 1; nsid < _ns.size(); ++nsid) {
+        ns_binding& b = _ns[nsid];
+        switch (b.st) {
+            case st::setting_up: {
+                std::string why;
+                auto r = b.bq->setup(why);
+                if (r == nvme::block_queue::setup_state::ready) {
+                    b.st = st::active;
+                    --_bindings_busy;
+                } else if (r == nvme::block_queue::setup_state::failed) {
+                    spdlog::error("conn {} ({}): {}: I/O queue {}: namespace {} not usable on this queue: {}",
+                                  _conn.info().id, _conn.info().peer, _ctrl ? _ctrl->name() : std::string("?"), _qid,
+                                  nsid, why);
+                    b.bq->close();
+                    b.st = st::closing;
+                }
+                break;
+            }
+            case st::draining:
+                if (b.in_flight == 0) {
+                    b.bq->close();
+                    b.st = st::closing;
+                }
+                [[fallthrough]];
+            case st::closing:
+                if (b.st == st::closing && b.bq->released()) {
+                    unbind(b);
+                    --_bindings_busy;
+                    unbound = true;
+                }
+                break;
+            default:
+                break;
+        }
+    }
+    if (unbound && _resync_pending) resync_namespaces();
+}
+
+void queue::unbind(ns_binding& b) {
+    if (b.counters) b.counters->stats->detach(b.counters);
+    b = ns_binding{};
 }
 
 void queue::finish(transport::request& req, uint16_t status, uint32_t result0, uint32_t result1) {
@@ -118,10 +227,12 @@ void queue::on_command(transport::request& req) {
         finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
         return;
     }
-    if (_qid == 0)
+    if (_qid == 0) {
+        if (_ctrl->has_notices()) take_notices();
         exec_admin(req);
-    else
+    } else {
         exec_io(req);
+    }
 }
 
 void queue::on_close() {
@@ -133,33 +244,57 @@ void queue::on_close() {
         _connecting->ctrl->release_queue(_connecting->qid);
         _connecting.reset();
     }
-    for (auto& q : _ns_queues)
-        if (q) q->close();
-    _backend_busy = !_ns_queues.empty();
+    bool any = false;
+    for (auto& b : _ns) {
+        if (!b.bq) continue;
+        b.bq->close();
+        any = true;
+    }
+    _backend_busy = any;
+    _bindings_busy = 0;  // the teardown waits for every backend queue
     if (!_ctrl) return;
+    _ctrl->remove_queue_record(_qid);
     if (_qid == 0) {
         const bool was_dead = _ctrl->dead.exchange(true);
         _ctrl->ready.store(false);
         _ctrl->subsys.remove_controller(_ctrl->cntlid);
         spdlog::info("{}: freed ({})", _ctrl->name(),
-                     was_dead ? "after keep-alive timeout" : "admin queue closed");
+                     was_dead ? teardown_name(_ctrl->dropped_why()) : "admin queue closed");
     } else {
         _ctrl->release_queue(_qid);
     }
 }
 
+void queue::take_notices() {
+    std::vector<uint32_t> nsids;
+    bool ns_changed = false, discovery_changed = false;
+    _ctrl->take_notices(nsids, ns_changed, discovery_changed);
+    auto& list = _ctrl->changed_nsids;
+    for (uint32_t id : nsids)
+        if (list.size() <= 1024 && std::find(list.begin(), list.end(), id) == list.end()) list.push_back(id);
+    if (ns_changed) raise_event(nvme::aen::ns_changed);
+    if (discovery_changed) raise_event(nvme::aen::discovery_changed);
+}
+
 void queue::on_timer(uint64_t now_ns) {
     if (!_ctrl || _closed) return;
     if (_ctrl->dead.load(std::memory_order_relaxed)) {
-        _conn.close(fmt::format("{} was torn down", _ctrl->name()));
+        _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), teardown_name(_ctrl->dropped_why())));
         return;
     }
-    if (_qid != 0 || _ctrl->kato_ms == 0) return;
+    if (_qid != 0) {
+        // Idle queues resync too, so that a removed namespace is let go of without a command.
+        if (_ns_generation->load(std::memory_order_acquire) != _ns_seen) resync_namespaces();
+        return;
+    }
+    if (_ctrl->has_notices()) take_notices();
+    const uint32_t kato_ms = _ctrl->kato_ms.load(std::memory_order_relaxed);
+    if (kato_ms == 0) return;
     uint64_t last = _ctrl->last_traffic_ns.load(std::memory_order_relaxed);
-    if (now_ns > last && now_ns - last > uint64_t(_ctrl->kato_ms) * 1'000'000 + traffic_granularity_ns) {
+    if (now_ns > last && now_ns - last > uint64_t(kato_ms) * 1'000'000 + traffic_granularity_ns) {
         spdlog::warn("{}: keep-alive timeout ({} ms without a command on any queue); tearing down", _ctrl->name(),
-                     _ctrl->kato_ms);
-        _ctrl->dead.store(true);
+                     kato_ms);
+        _ctrl->drop(teardown::keep_alive);
         _ctrl->csts |= nvme::csts::cfs;
         _conn.close("keep-alive timeout");
     }

@@ -36,7 +36,28 @@ private:
         transport::request* req = nullptr;
         ns_io_counters* counters = nullptr;  // the namespace's, of this queue
         uint64_t units = 0;                  // 512-byte data units moved
+        uint32_t nsid = 0;
         void complete(uint16_t status) override;
+    };
+
+    // This I/O queue's own view of one namespace: the I/O path reads only this (no lock, no
+    // shared state but the subsystem's generation). Resynced on this reactor when the
+    // subsystem's namespace generation moved.
+    struct ns_binding {
+        enum class state : uint8_t {
+            none,
+            setting_up,  // backend queue not ready yet: commands get Namespace Not Ready
+            active,
+            draining,  // removed: no new commands; those in flight complete
+            closing,   // backend queue closed, waiting until released()
+        };
+        state st = state::none;
+        std::shared_ptr<ns> n;  // keeps the namespace (and its store) alive while bound
+        std::unique_ptr<nvme::block_queue> bq;
+        std::shared_ptr<ns_io_counters> counters;
+        uint64_t blocks = 0;
+        uint8_t lbads = 0;
+        unsigned in_flight = 0;
     };
 
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
@@ -71,17 +92,33 @@ private:
     std::vector<uint8_t> build_log(uint8_t lid, uint32_t nsid, bool& known);
     // io_cmd.cc
     void exec_io(transport::request& req);
+    // Namespace table (queue.cc): bind new namespaces, retire removed ones, refresh sizes.
+    // `group` gathers the backend queues made now (one Connect's, or one resync's).
+    // Returns false if a backend queue could not be made (`why` says which and why).
+    bool resync_namespaces(nvme::queue_group& group, std::string& why);
+    void resync_namespaces();  // after Connect: logs what failed
+    void retire(uint32_t nsid);
+    void advance_bindings();     // setting_up -> active, draining -> closing -> none
+    void unbind(ns_binding& b);  // drops a binding whose backend queue was released
+    void drop_bindings();        // a failed Connect: none was used
+    // Control-path notices for the admin queue (AENs, log page 04h).
+    void take_notices();
 
     target& _tgt;
     transport::connection& _conn;
+    std::shared_ptr<subsystem> _subsys;  // outlives _ctrl (declared first): a removed one lives on
     std::shared_ptr<controller> _ctrl;
     uint16_t _qid = 0;
+    uint16_t _depth = 0;
     bool _closed = false;
     std::vector<io_slot> _slots;
-    std::vector<std::unique_ptr<nvme::block_queue>> _ns_queues;  // indexed by NSID
-    std::vector<const ns*> _ns;                                  // indexed by NSID
-    std::vector<std::shared_ptr<ns_io_counters>> _ns_counters;   // indexed by NSID, this queue's
-    std::vector<transport::request*> _aers;                      // parked Async Event Requests
+    std::vector<ns_binding> _ns;  // indexed by NSID (I/O queues)
+    // The subsystem's namespace generation (one load per command) and the one _ns reflects.
+    const std::atomic<uint64_t>* _ns_generation = nullptr;
+    uint64_t _ns_seen = 0;
+    unsigned _bindings_busy = 0;             // bindings setting up, draining or closing
+    bool _resync_pending = false;            // a namespace waits for its NSID's old binding to go
+    std::vector<transport::request*> _aers;  // parked Async Event Requests
     unsigned _in_flight = 0;
     std::optional<pending_connect> _connecting;
     // A Connect or a teardown waits on the backend queues: keeps poll() running and the

@@ -1,10 +1,10 @@
 #include "target/subsystem.hh"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "env/thread.hh"
 
@@ -37,8 +37,56 @@ std::string host_label(const std::string& hostnqn) {
     return hostnqn.empty() ? "<empty host NQN>" : hostnqn;
 }
 
+const char* teardown_name(teardown t) {
+    switch (t) {
+        case teardown::none:
+            return "none";
+        case teardown::keep_alive:
+            return "keep-alive timeout";
+        case teardown::subsystem_removed:
+            return "subsystem removed";
+        case teardown::host_removed:
+            return "host no longer allowed";
+        case teardown::dropped:
+            return "dropped through the management API";
+    }
+    return "?";
+}
+
 std::string controller::name() const {
     return fmt::format("controller {} of {} (host {})", cntlid, subsys.nqn(), host_label(hostnqn));
+}
+
+void controller::drop(teardown why) {
+    teardown none = teardown::none;
+    _teardown.compare_exchange_strong(none, why);
+    dead.store(true);
+}
+
+void controller::notify_ns_changed(uint32_t nsid) {
+    std::lock_guard g(_notice_lock);
+    // Beyond 1024 NSIDs the log page says "more changed" (0xFFFFFFFF): one entry past it suffices.
+    if (std::find(_notice_nsids.begin(), _notice_nsids.end(), nsid) == _notice_nsids.end() &&
+        _notice_nsids.size() <= 1024)
+        _notice_nsids.push_back(nsid);
+    _notice_ns = true;
+    _has_notices.store(true, std::memory_order_release);
+}
+
+void controller::notify_discovery_changed() {
+    std::lock_guard g(_notice_lock);
+    _notice_discovery = true;
+    _has_notices.store(true, std::memory_order_release);
+}
+
+void controller::take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed) {
+    std::lock_guard g(_notice_lock);
+    nsids.swap(_notice_nsids);
+    _notice_nsids.clear();
+    ns_changed = _notice_ns;
+    discovery_changed = _notice_discovery;
+    _notice_ns = _notice_discovery = false;
+    _has_notices.store(false, std::memory_order_relaxed);
 }
 
 bool controller::claim_queue(uint16_t qid) {
@@ -53,74 +101,243 @@ void controller::release_queue(uint16_t qid) {
     if (qid < _queues.size()) _queues[qid] = false;
 }
 
+void controller::add_queue_record(const queue_record& q) {
+    std::lock_guard g(_queue_lock);
+    auto at = std::find_if(_records.begin(), _records.end(), [&](const queue_record& r) { return r.qid > q.qid; });
+    _records.insert(at, q);
+}
+
+void controller::remove_queue_record(uint16_t qid) {
+    std::lock_guard g(_queue_lock);
+    std::erase_if(_records, [&](const queue_record& r) { return r.qid == qid; });
+}
+
+std::vector<queue_record> controller::queue_records() const {
+    std::lock_guard g(_queue_lock);
+    return _records;
+}
+
+std::shared_ptr<ns> make_namespace(const std::string& subnqn, const namespace_config& nc) {
+    auto n = std::make_shared<ns>();
+    n->nsid = nc.nsid;
+    n->backend = nc.backend;
+    try {
+        switch (nc.backend) {
+            case backend_kind::null:
+                n->store = nvme::make_null_store(nc.size_bytes / nc.block_size, nc.block_size);
+                break;
+            case backend_kind::ram:
+                n->store = nvme::make_ram_store(nc.size_bytes / nc.block_size, nc.block_size);
+                break;
+            case backend_kind::file:
+                n->store = nvme::make_file_store(nc.path, nc.block_size, nc.size_bytes);
+                break;
+            case backend_kind::pcie:
+                n->store = nvme::make_pcie_store(nc.pcie_address, nc.pcie_nsid);
+                break;
+        }
+        // Geometry as the store has it (the configured size, a file's, a device's LBA format),
+        // kept here for the I/O path's range checks.
+        n->blocks.store(n->store->block_count());
+        n->block_size = n->store->block_size();
+        if (n->block_size < 512 || n->block_size > 4096 || (n->block_size & (n->block_size - 1)))
+            throw std::runtime_error(fmt::format("block size {} is not supported (512 to 4096)", n->block_size));
+        while ((1u << n->lbads) < n->block_size) ++n->lbads;
+    } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", subnqn, nc.nsid, e.what()));
+    }
+    n->uuid = nc.uuid ? *nc.uuid : derive_id(subnqn + "/ns/" + std::to_string(nc.nsid));
+    n->nguid = nc.nguid ? *nc.nguid : derive_id(subnqn + "/nguid/" + std::to_string(nc.nsid));
+    if (nc.eui64) n->eui64 = *nc.eui64;
+    n->config = nc;
+    n->config.uuid = n->uuid;
+    n->config.nguid = n->nguid;
+    return n;
+}
+
 subsystem::subsystem(const subsystem_config& cfg, bool discovery)
     : _nqn(cfg.nqn),
-      _model(cfg.model),
       _discovery(discovery),
+      _started_ns(env::now_ns()),
+      _model(cfg.model),
       _allow_any(cfg.allow_any_host),
-      _hosts(cfg.hosts),
-      _started_ns(env::now_ns()) {
+      _hosts(cfg.hosts) {
     if (cfg.serial.empty()) {
         auto id = derive_id(cfg.nqn);
-        _serial = fmt::format("{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2], id[3],
-                              id[4], id[5], id[8], id[9], id[10], id[11]);
+        _serial = fmt::format("{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2],
+                              id[3], id[4], id[5], id[8], id[9], id[10], id[11]);
     } else {
         _serial = cfg.serial;
     }
+    auto table = std::make_shared<ns_table>();
     for (const auto& nc : cfg.namespaces) {
-        ns n;
-        n.nsid = nc.nsid;
-        try {
-            switch (nc.backend) {
-            case backend_kind::null:
-                n.store = nvme::make_null_store(nc.size_bytes / nc.block_size, nc.block_size);
-                break;
-            case backend_kind::ram:
-                n.store = nvme::make_ram_store(nc.size_bytes / nc.block_size, nc.block_size);
-                break;
-            case backend_kind::file:
-                n.store = nvme::make_file_store(nc.path, nc.block_size, nc.size_bytes);
-                break;
-            case backend_kind::pcie:
-                n.store = nvme::make_pcie_store(nc.pcie_address, nc.pcie_nsid);
-                break;
-            }
-            // Geometry as the store has it (the configured size, a file's, a device's LBA format),
-            // kept here for the I/O path's range checks.
-            n.blocks = n.store->block_count();
-            n.block_size = n.store->block_size();
-            if (n.block_size < 512 || n.block_size > 4096 || (n.block_size & (n.block_size - 1)))
-                throw std::runtime_error(fmt::format("block size {} is not supported (512 to 4096)", n.block_size));
-            while ((1u << n.lbads) < n.block_size) ++n.lbads;
-        } catch (const std::exception& e) {
-            throw std::runtime_error(fmt::format("subsystem {} namespace {}: {}", cfg.nqn, nc.nsid, e.what()));
+        auto n = make_namespace(cfg.nqn, nc);
+        _oncs.store(_oncs.load() & n->store->optional_commands());
+        if (uint32_t m = n->store->max_transfer_bytes(); m && m < _max_transfer.load()) {
+            uint32_t mt = 4096;
+            while (mt * 2 <= m) mt *= 2;  // MDTS is a power of two of pages
+            _max_transfer.store(mt);
         }
-        _oncs &= n.store->optional_commands();
-        if (uint32_t m = n.store->max_transfer_bytes(); m && m < _max_transfer) {
-            _max_transfer = 4096;
-            while (_max_transfer * 2 <= m) _max_transfer *= 2;  // MDTS is a power of two of pages
-        }
-        n.uuid = nc.uuid ? *nc.uuid : derive_id(cfg.nqn + "/ns/" + std::to_string(nc.nsid));
-        n.nguid = derive_id(cfg.nqn + "/nguid/" + std::to_string(nc.nsid));
-        auto e = derive_id(cfg.nqn + "/eui64/" + std::to_string(nc.nsid));
-        std::copy_n(e.begin(), 8, n.eui64.begin());
-        _namespaces.emplace(n.nsid, std::move(n));
+        (*table)[n->nsid] = std::move(n);
     }
+    _namespaces = std::move(table);
+}
+
+std::string subsystem::serial() const {
+    std::lock_guard g(_lock);
+    return _serial;
+}
+
+std::string subsystem::model() const {
+    std::lock_guard g(_lock);
+    return _model;
 }
 
 bool subsystem::host_allowed(const std::string& hostnqn) const {
-    if (_discovery || _allow_any) return true;
+    if (_discovery) return true;
+    std::lock_guard g(_lock);
+    if (_allow_any) return true;
     return std::find(_hosts.begin(), _hosts.end(), hostnqn) != _hosts.end();
 }
 
-const ns* subsystem::find_ns(uint32_t nsid) const {
-    auto it = _namespaces.find(nsid);
-    return it == _namespaces.end() ? nullptr : &it->second;
+bool subsystem::allows_any_host() const {
+    std::lock_guard g(_lock);
+    return _allow_any;
+}
+
+std::vector<std::string> subsystem::hosts() const {
+    std::lock_guard g(_lock);
+    return _hosts;
+}
+
+ns_snapshot subsystem::namespaces() const {
+    std::lock_guard g(_ns_lock);
+    return ns_snapshot(_namespaces);
+}
+
+std::shared_ptr<ns> subsystem::find_ns(uint32_t nsid) const {
+    std::lock_guard g(_ns_lock);
+    auto it = _namespaces->find(nsid);
+    return it == _namespaces->end() ? nullptr : it->second;
+}
+
+std::string subsystem::admit_store(const ns& n, bool live) const {
+    // Identify MDTS and ONCS are read by hosts once, at controller initialization: a namespace
+    // added later cannot lower them for hosts already connected.
+    const uint32_t m = n.store->max_transfer_bytes();
+    if (live && m && m < max_transfer_bytes())
+        return fmt::format("its store takes at most {} bytes per command, below the {} bytes hosts of {} were told", m,
+                           max_transfer_bytes(), _nqn);
+    const uint16_t missing = optional_commands() & ~n.store->optional_commands();
+    if (live && missing)
+        return fmt::format("its store lacks optional commands (ONCS {:#x}) that hosts of {} were told about", missing,
+                           _nqn);
+    return {};
+}
+
+std::string subsystem::add_namespace(std::shared_ptr<ns> n) {
+    const bool live = ever_had_controller();
+    if (auto why = admit_store(*n, live); !why.empty()) return why;
+    if (!live) {
+        _oncs.store(_oncs.load() & n->store->optional_commands());
+        if (uint32_t m = n->store->max_transfer_bytes(); m && m < _max_transfer.load()) {
+            uint32_t mt = 4096;
+            while (mt * 2 <= m) mt *= 2;
+            _max_transfer.store(mt);
+        }
+    }
+    {
+        std::lock_guard g(_ns_lock);
+        auto table = std::make_shared<ns_table>(*_namespaces);
+        (*table)[n->nsid] = std::move(n);
+        _namespaces = std::move(table);
+    }
+    _ns_generation.fetch_add(1, std::memory_order_release);
+    return {};
+}
+
+std::shared_ptr<ns> subsystem::remove_namespace(uint32_t nsid) {
+    std::shared_ptr<ns> gone;
+    {
+        std::lock_guard g(_ns_lock);
+        auto it = _namespaces->find(nsid);
+        if (it == _namespaces->end()) return nullptr;
+        gone = it->second;
+        auto table = std::make_shared<ns_table>(*_namespaces);
+        table->erase(nsid);
+        _namespaces = std::move(table);
+    }
+    _ns_generation.fetch_add(1, std::memory_order_release);
+    return gone;
+}
+
+void subsystem::namespace_resized() {
+    _ns_generation.fetch_add(1, std::memory_order_release);
+}
+
+uint32_t subsystem::lowest_free_nsid() const {
+    std::lock_guard g(_ns_lock);
+    for (uint32_t id = 1; id <= max_nsid; ++id)
+        if (!_namespaces->count(id)) return id;
+    return 0;
+}
+
+std::string subsystem::set_identity(const std::optional<std::string>& model, const std::optional<std::string>& serial) {
+    std::lock_guard g(_lock);
+    const bool changes = (model && *model != _model) || (serial && *serial != _serial);
+    if (changes && _ever_had_controller)
+        return "model and serial cannot change once a host has connected (hosts identify the subsystem by them)";
+    if (model) _model = *model;
+    if (serial) _serial = *serial;
+    return {};
+}
+
+void subsystem::set_allow_any_host(bool any) {
+    std::lock_guard g(_lock);
+    _allow_any = any;
+}
+
+bool subsystem::add_host(const std::string& hostnqn) {
+    std::lock_guard g(_lock);
+    if (std::find(_hosts.begin(), _hosts.end(), hostnqn) != _hosts.end()) return false;
+    _hosts.push_back(hostnqn);
+    return true;
+}
+
+bool subsystem::remove_host(const std::string& hostnqn) {
+    std::lock_guard g(_lock);
+    auto it = std::find(_hosts.begin(), _hosts.end(), hostnqn);
+    if (it == _hosts.end()) return false;
+    _hosts.erase(it);
+    return true;
+}
+
+subsystem_config subsystem::config() const {
+    subsystem_config c;
+    c.nqn = _nqn;
+    {
+        std::lock_guard g(_lock);
+        c.serial = _serial;
+        c.model = _model;
+        c.allow_any_host = _allow_any;
+        c.hosts = _hosts;
+    }
+    for (const auto& [nsid, n] : namespaces()) {
+        namespace_config nc = n.config;
+        // Grown namespaces keep their size; devices report theirs (0 = as the device says).
+        if (n.backend != backend_kind::pcie) nc.size_bytes = n.block_count() * n.block_size;
+        c.namespaces.push_back(nc);
+    }
+    return c;
 }
 
 std::shared_ptr<controller> subsystem::create_controller(const std::string& hostnqn,
                                                          const std::array<uint8_t, 16>& hostid, uint32_t kato_ms) {
     std::lock_guard g(_lock);
+    // Checked again under the lock the control path changes them under: a subsystem removed,
+    // or a host disallowed, after the Connect looked gets no controller it would not drop.
+    if (_removed) return nullptr;
+    if (!_discovery && !_allow_any && std::find(_hosts.begin(), _hosts.end(), hostnqn) == _hosts.end()) return nullptr;
     // Dynamic controller model: CNTLIDs 1..0xFFEF, never two live ones alike.
     for (unsigned tries = 0; tries < 0xFFEF; ++tries) {
         uint16_t id = _next_cntlid;
@@ -128,6 +345,7 @@ std::shared_ptr<controller> subsystem::create_controller(const std::string& host
         if (_controllers.count(id)) continue;
         auto c = std::make_shared<controller>(*this, id, hostnqn, hostid, kato_ms);
         _controllers.emplace(id, c);
+        _ever_had_controller = true;
         return c;
     }
     return nullptr;
@@ -147,6 +365,23 @@ void subsystem::remove_controller(uint16_t cntlid) {
 size_t subsystem::controller_count() {
     std::lock_guard g(_lock);
     return _controllers.size();
+}
+
+std::vector<std::shared_ptr<controller>> subsystem::controllers() const {
+    std::lock_guard g(_lock);
+    std::vector<std::shared_ptr<controller>> v;
+    for (const auto& [id, c] : _controllers) v.push_back(c);
+    return v;
+}
+
+void subsystem::mark_removed() {
+    std::lock_guard g(_lock);
+    _removed = true;
+}
+
+bool subsystem::ever_had_controller() const {
+    std::lock_guard g(_lock);
+    return _ever_had_controller;
 }
 
 }  // namespace ferry::target

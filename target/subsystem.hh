@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,16 +19,67 @@ namespace ferry::target {
 
 class subsystem;
 
+// One namespace. Immutable once published, except `blocks` (grown by resize_namespace) and the
+// counters. Held by shared_ptr: by its subsystem's table and by every I/O queue bound to it, so
+// a removed namespace (and its store) lives until the last queue has let go of it.
 struct ns {
     uint32_t nsid = 0;
+    backend_kind backend = backend_kind::ram;
     std::unique_ptr<nvme::block_store> store;
-    uint64_t blocks = 0;
+    std::atomic<uint64_t> blocks{0};  // written by resize_namespace before the generation moves
     uint32_t block_size = 0;
     uint8_t lbads = 0;  // log2(block_size)
     std::array<uint8_t, 16> uuid{};
     std::array<uint8_t, 16> nguid{};
-    std::array<uint8_t, 8> eui64{};
+    std::array<uint8_t, 8> eui64{};  // zero = not set (not reported)
+    namespace_config config;         // what it was built from, NSID/UUID/NGUID made explicit
     std::unique_ptr<ns_stats> stats = std::make_unique<ns_stats>();  // SMART counters, all queues
+
+    uint64_t block_count() const { return blocks.load(std::memory_order_acquire); }
+    bool has_eui64() const { return eui64 != std::array<uint8_t, 8>{}; }
+};
+
+// Builds a namespace and its store from `cfg` (cfg.nsid set). Throws std::runtime_error
+// naming the subsystem and NSID if the store cannot be made.
+std::shared_ptr<ns> make_namespace(const std::string& subnqn, const namespace_config& cfg);
+
+using ns_table = std::map<uint32_t, std::shared_ptr<ns>>;
+
+// A consistent view of a subsystem's namespaces at one moment (an immutable table, shared).
+// Iterates as (NSID, const ns&) pairs in NSID order.
+class ns_snapshot {
+public:
+    explicit ns_snapshot(std::shared_ptr<const ns_table> t) : _table(std::move(t)) {}
+    struct iterator {
+        ns_table::const_iterator it;
+        std::pair<uint32_t, const ns&> operator*() const { return {it->first, *it->second}; }
+        iterator& operator++() {
+            ++it;
+            return *this;
+        }
+        bool operator==(const iterator& o) const { return it == o.it; }
+    };
+    iterator begin() const { return {_table->begin()}; }
+    iterator end() const { return {_table->end()}; }
+    size_t size() const { return _table->size(); }
+    bool empty() const { return _table->empty(); }
+    const ns_table& table() const { return *_table; }
+
+private:
+    std::shared_ptr<const ns_table> _table;
+};
+
+// Why the target ended a controller's association (all its connections are closed).
+enum class teardown : uint8_t { none, keep_alive, subsystem_removed, host_removed, dropped };
+const char* teardown_name(teardown t);
+
+// A queue of a controller as the management API shows it.
+struct queue_record {
+    uint16_t qid = 0;
+    uint16_t depth = 0;
+    unsigned reactor = 0;
+    uint64_t connection = 0;
+    std::string peer;
 };
 
 // Controller state. Registers, features and AERs are touched only on the admin queue's
@@ -45,11 +97,11 @@ public:
     // admin-queue owned
     uint32_t cc = 0;
     uint32_t csts = 0;
-    uint32_t kato_ms;
+    std::atomic<uint32_t> kato_ms;  // also read by the management API
     uint32_t aen_config = 0;
     std::atomic<uint16_t> granted_io_queues{0};  // after Set Features Number of Queues (1-based count)
-    std::vector<uint32_t> pending_events;  // AEN results waiting for an AER
-    std::vector<uint32_t> changed_nsids;   // for log page 04h
+    std::vector<uint32_t> pending_events;        // AEN results waiting for an AER
+    std::vector<uint32_t> changed_nsids;         // for log page 04h
 
     // shared
     std::atomic<uint64_t> last_traffic_ns{0};
@@ -59,31 +111,66 @@ public:
 
     std::string name() const;  // "controller 1 of nqn... (host nqn...)", host_label() of an empty NQN
 
+    // Ends the association (any thread): every queue of it closes its connection on its next
+    // timer tick (100 ms). The first reason given is the one logged.
+    void drop(teardown why);
+    teardown dropped_why() const { return _teardown.load(); }
+
+    // Notices from the control path (any thread) for the admin queue, which takes them on its
+    // own reactor (each admin command and timer tick) and raises the AENs.
+    void notify_ns_changed(uint32_t nsid);
+    void notify_discovery_changed();
+    bool has_notices() const { return _has_notices.load(std::memory_order_acquire); }
+    // Admin queue: what was noticed since the last call.
+    void take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed);
+
+    // Queues of the association, for the management API (control path, locked).
+    void add_queue_record(const queue_record& q);
+    void remove_queue_record(uint16_t qid);
+    std::vector<queue_record> queue_records() const;
+
     // Returns false if qid is already connected (I/O queues; control path, locked).
     bool claim_queue(uint16_t qid);
     void release_queue(uint16_t qid);
 
 private:
-    std::mutex _queue_lock;
+    mutable std::mutex _queue_lock;
     std::vector<bool> _queues;
+    std::vector<queue_record> _records;
+    std::atomic<teardown> _teardown{teardown::none};
+    std::mutex _notice_lock;
+    std::atomic<bool> _has_notices{false};
+    std::vector<uint32_t> _notice_nsids;
+    bool _notice_ns = false;
+    bool _notice_discovery = false;
 };
 
+// A subsystem. Held by shared_ptr: the target's list and every queue of its controllers, so a
+// removed subsystem lives until its last connection is gone.
 class subsystem {
 public:
+    // Builds every namespace's store; throws std::runtime_error if one cannot be made.
     subsystem(const subsystem_config& cfg, bool discovery);
 
     const std::string& nqn() const { return _nqn; }
     bool is_discovery() const { return _discovery; }
-    const std::string& serial() const { return _serial; }
-    const std::string& model() const { return _model; }
+    // Model and serial change only before the first controller is created (update()).
+    std::string serial() const;
+    std::string model() const;
     bool host_allowed(const std::string& hostnqn) const;
-    // Namespaces by NSID (immutable after start, so readable from any reactor).
-    const std::map<uint32_t, ns>& namespaces() const { return _namespaces; }
-    const ns* find_ns(uint32_t nsid) const;
+    bool allows_any_host() const;
+    std::vector<std::string> hosts() const;
+
+    // Namespaces (any thread; a lock on the control path, never taken per I/O command: I/O
+    // queues keep their own tables and resync when ns_generation() moved).
+    ns_snapshot namespaces() const;
+    std::shared_ptr<ns> find_ns(uint32_t nsid) const;
+    // Moves (release) after every namespace change, once the new table is published.
+    const std::atomic<uint64_t>& ns_generation() const { return _ns_generation; }
     // Largest transfer per command (Identify MDTS): the transport's limit or a store's, if lower.
-    uint32_t max_transfer_bytes() const { return _max_transfer; }
+    uint32_t max_transfer_bytes() const { return _max_transfer.load(std::memory_order_relaxed); }
     // Identify ONCS: the optional commands every namespace's store carries out.
-    uint16_t optional_commands() const { return _oncs; }
+    uint16_t optional_commands() const { return _oncs.load(std::memory_order_relaxed); }
     // When the subsystem was made (ferryd's start): SMART power-on hours.
     uint64_t started_ns() const { return _started_ns; }
 
@@ -93,22 +180,46 @@ public:
     std::shared_ptr<controller> find_controller(uint16_t cntlid);
     void remove_controller(uint16_t cntlid);
     size_t controller_count();
+    std::vector<std::shared_ptr<controller>> controllers() const;
+    bool ever_had_controller() const;
+    // Removed from the target: no new controller (its live ones are dropped by the caller).
+    void mark_removed();
+
+    // Live changes (target's control path, serialized by the target). Each returns an empty
+    // string when done, else why it was refused (nothing changed).
+    std::string add_namespace(std::shared_ptr<ns> n);
+    std::shared_ptr<ns> remove_namespace(uint32_t nsid);  // null if there is none
+    void namespace_resized();                             // publishes a grown `blocks`
+    uint32_t lowest_free_nsid() const;                    // 0 if none is free
+    // Model/serial: refused once a controller was created. Returns why, or empty.
+    std::string set_identity(const std::optional<std::string>& model, const std::optional<std::string>& serial);
+    void set_allow_any_host(bool any);
+    bool add_host(const std::string& hostnqn);     // false if listed already
+    bool remove_host(const std::string& hostnqn);  // false if not listed
+    subsystem_config config() const;               // the current state, everything explicit
 
 private:
+    std::string admit_store(const ns& n, bool live) const;  // MDTS/ONCS compatibility
+
     std::string _nqn;
-    std::string _serial;
-    std::string _model;
     bool _discovery;
-    bool _allow_any;
-    std::vector<std::string> _hosts;
-    std::map<uint32_t, ns> _namespaces;
-    uint32_t _max_transfer = 1u << 20;
-    uint16_t _oncs = 0x01 | 0x04 | 0x08;
     uint64_t _started_ns;
 
-    std::mutex _lock;
+    mutable std::mutex _lock;  // controllers, hosts, identity
+    std::string _serial;
+    std::string _model;
+    bool _allow_any;
+    std::vector<std::string> _hosts;
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;
     uint16_t _next_cntlid = 1;
+    bool _ever_had_controller = false;
+    bool _removed = false;
+
+    mutable std::mutex _ns_lock;
+    std::shared_ptr<const ns_table> _namespaces;
+    std::atomic<uint64_t> _ns_generation{1};
+    std::atomic<uint32_t> _max_transfer{1u << 20};
+    std::atomic<uint16_t> _oncs{0x01 | 0x04 | 0x08};
 };
 
 // A host NQN for logs and controller names: the NQN, or "<empty host NQN>".

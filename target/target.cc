@@ -6,48 +6,82 @@
 
 namespace ferry::target {
 
-target::target(const target_config& cfg) : _listeners(cfg.listeners) {
-    for (const auto& s : cfg.subsystems) _subsystems.push_back(std::make_unique<subsystem>(s, false));
+target::target(const target_config& cfg) : _referrals(cfg.referrals) {
+    for (const auto& l : cfg.listeners) _listeners.push_back({l, _next_portid++});
+    for (const auto& s : cfg.subsystems) _subsystems.push_back(std::make_shared<subsystem>(s, false));
     subsystem_config disc;
     disc.nqn = std::string(nvme::discovery_nqn);
     disc.allow_any_host = true;
-    _discovery = std::make_unique<subsystem>(disc, true);
+    _discovery = std::make_shared<subsystem>(disc, true);
 }
 
-subsystem* target::find_subsystem(std::string_view nqn) {
-    if (nqn == nvme::discovery_nqn) return _discovery.get();
-    for (auto& s : _subsystems)
-        if (s->nqn() == nqn) return s.get();
+std::shared_ptr<subsystem> target::find_locked(std::string_view nqn) const {
+    if (nqn == nvme::discovery_nqn) return _discovery;
+    for (const auto& s : _subsystems)
+        if (s->nqn() == nqn) return s;
     return nullptr;
+}
+
+std::shared_ptr<subsystem> target::find_subsystem(std::string_view nqn) const {
+    std::lock_guard g(_lock);
+    return find_locked(nqn);
+}
+
+std::vector<std::shared_ptr<subsystem>> target::subsystems() const {
+    std::lock_guard g(_lock);
+    return _subsystems;
 }
 
 std::unique_ptr<transport::queue_handler> target::make_handler(transport::connection& conn) {
     return std::make_unique<queue>(*this, conn);
 }
 
+namespace {
+uint8_t adrfam_of(const std::string& addr) {
+    return addr.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4;
+}
+}  // namespace
+
 std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const transport::connection_info& via) const {
     std::vector<nvme::discovery_log_entry> entries;
-    auto add = [&](const std::string& nqn, uint8_t subtype, size_t listener_index) {
-        const listener_config& l = _listeners[listener_index];
+    auto add = [&](const std::string& nqn, uint8_t subtype, const listener_entry& l) {
         nvme::discovery_log_entry e{};
         e.trtype = nvme::trtype_tcp;
-        const bool wildcard = l.address == "0.0.0.0" || l.address == "::";
-        const std::string& addr = wildcard ? via.local_addr : l.address;
-        e.adrfam = addr.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4;
+        const bool wildcard = l.cfg.address == "0.0.0.0" || l.cfg.address == "::";
+        const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
+        e.adrfam = adrfam_of(addr);
         e.subtype = subtype;
         e.treq = nvme::treq_sqflow_disable_supported;  // secure channel: not specified
-        e.portid = static_cast<uint16_t>(listener_index + 1);
+        e.portid = l.portid;
         e.cntlid = 0xFFFF;
         e.asqsz = 32;
-        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(l.port));
+        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(l.cfg.port));
         nvme::copy_nul_padded(e.subnqn, sizeof(e.subnqn), nqn);
         nvme::copy_nul_padded(e.traddr, sizeof(e.traddr), addr);
         entries.push_back(e);
     };
-    for (size_t li = 0; li < _listeners.size(); ++li) {
-        add(std::string(nvme::discovery_nqn), nvme::subtype_current_discovery, li);
+    // The log and its GENCTR are read under the lock every change takes, so they agree.
+    std::lock_guard g(_lock);
+    for (const auto& l : _listeners) {
+        add(std::string(nvme::discovery_nqn), nvme::subtype_current_discovery, l);
         for (const auto& s : _subsystems)
-            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, li);
+            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, l);
+    }
+    // Referrals: other discovery services (SUBTYPE 01h), as Linux nvmet lists its referrals.
+    uint16_t referral_portid = 0xFF00;  // outside the listeners' Port IDs
+    for (const auto& r : _referrals) {
+        nvme::discovery_log_entry e{};
+        e.trtype = nvme::trtype_tcp;
+        e.adrfam = adrfam_of(r.address);
+        e.subtype = nvme::subtype_referral;
+        e.treq = nvme::treq_sqflow_disable_supported;
+        e.portid = referral_portid++;
+        e.cntlid = 0xFFFF;
+        e.asqsz = 32;
+        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(r.port));
+        nvme::copy_nul_padded(e.subnqn, sizeof(e.subnqn), nvme::discovery_nqn);
+        nvme::copy_nul_padded(e.traddr, sizeof(e.traddr), r.address);
+        entries.push_back(e);
     }
     nvme::discovery_log_header h{};
     h.genctr = _genctr.load();

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,8 +40,8 @@ struct subsystem_patch {
 // What the management API shows of a live controller.
 struct queue_view {
     uint16_t qid = 0;
-    uint16_t depth = 0;     // queue entries (SQSIZE + 1)
-    unsigned reactor = 0;   // reactor (thread) serving its connection
+    uint16_t depth = 0;       // queue entries (SQSIZE + 1)
+    unsigned reactor = 0;     // reactor (thread) serving its connection
     uint64_t connection = 0;  // transport connection id, as in the logs
 };
 struct controller_view {
@@ -57,9 +58,12 @@ public:
     // Builds subsystems and namespaces; throws std::runtime_error if a store cannot be made.
     explicit target(const target_config& cfg);
 
-    subsystem* find_subsystem(std::string_view nqn);
+    // The subsystem of that NQN (the discovery subsystem for its NQN), or null. Thread-safe.
+    std::shared_ptr<subsystem> find_subsystem(std::string_view nqn) const;
     subsystem& discovery() { return *_discovery; }
-    const std::vector<std::unique_ptr<subsystem>>& subsystems() const { return _subsystems; }
+    const std::shared_ptr<subsystem>& discovery_subsystem() const { return _discovery; }
+    // The current subsystems (a copy of the list; thread-safe).
+    std::vector<std::shared_ptr<subsystem>> subsystems() const;
 
     // ---- Control path: live changes (the management API's REST thread; thread-safe, serialized
     // by one control lock; never called on a reactor). Each either makes the whole change and
@@ -105,11 +109,27 @@ public:
     std::vector<uint8_t> discovery_log(const std::string& hostnqn, const transport::connection_info& via) const;
     uint64_t discovery_genctr() const { return _genctr.load(); }
 
+    // How long remove_namespace waits for the I/O queues to let go of a namespace.
+    void set_release_timeout_ms(uint32_t ms) { _release_timeout_ms = ms; }
+
 private:
-    std::vector<listener_config> _listeners;
-    std::vector<std::unique_ptr<subsystem>> _subsystems;
-    std::unique_ptr<subsystem> _discovery;
+    struct listener_entry {
+        listener_config cfg;
+        uint16_t portid = 0;  // stable Port ID of its discovery log entries
+    };
+    std::shared_ptr<subsystem> find_locked(std::string_view nqn) const;
+    // A discovery log change: new GENCTR, AEN to discovery controllers that enabled it.
+    void discovery_changed();
+
+    std::mutex _control_lock;  // serializes live changes (held while one waits for queues)
+    mutable std::mutex _lock;  // the lists below; taken by Connect and discovery log builds
+    std::vector<listener_entry> _listeners;
+    std::vector<referral_config> _referrals;
+    uint16_t _next_portid = 1;
+    std::vector<std::shared_ptr<subsystem>> _subsystems;
+    std::shared_ptr<subsystem> _discovery;
     std::atomic<uint64_t> _genctr{1};
+    std::atomic<uint32_t> _release_timeout_ms{30'000};
 };
 
 }  // namespace ferry::target

@@ -141,6 +141,7 @@ struct connection_info {
     std::string local_addr;  // address the host connected to
     uint16_t local_port = 0;
     bool ipv6 = false;
+    unsigned reactor = 0;  // id of the reactor serving it (set by the reactor)
     // Its place in the acceptor's admission count (none for connections made in tests).
     std::shared_ptr<admission::ticket> ticket;
 };

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,8 +12,6 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
-
-#include <spdlog/spdlog.h>
 
 #include "transport/reactor.hh"
 
@@ -51,6 +50,12 @@ acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, adm
     _stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (_stop_fd < 0)
         throw std::runtime_error(std::string("acceptor: cannot create its stop eventfd: ") + std::strerror(errno));
+    _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (_wake_fd < 0) {
+        const std::string err = std::strerror(errno);
+        ::close(_stop_fd);
+        throw std::runtime_error("acceptor: cannot create its wake eventfd: " + err);
+    }
 }
 
 acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, size_t max_connections)
@@ -58,8 +63,9 @@ acceptor::acceptor(std::vector<reactor*> reactors, handler_factory& factory, siz
 
 acceptor::~acceptor() {
     stop();
-    for (int fd : _fds) ::close(fd);
+    for (const auto& l : _listening) ::close(l.fd);
     if (_stop_fd >= 0) ::close(_stop_fd);
+    if (_wake_fd >= 0) ::close(_wake_fd);
 }
 
 uint16_t acceptor::listen(const listen_address& addr) {
@@ -89,22 +95,67 @@ uint16_t acceptor::listen(const listen_address& addr) {
         ::close(fd);
         throw std::runtime_error("listener " + where + ": " + err);
     }
-    _fds.push_back(fd);
     sockaddr_storage bound{};
     socklen_t blen = sizeof(bound);
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
     uint16_t port = 0;
     format_addr(bound, &port);
+    {
+        std::unique_lock g(_lock);
+        _listening.push_back({fd, addr.address, port});
+        ++_version;
+        wake_and_wait(g);
+    }
     spdlog::info("listening on tcp {}:{}", addr.address, port);
     return port;
 }
 
+namespace {
+// Same address (as bytes: "::0" is "::") and port.
+bool same_address(const std::string& a, const std::string& b) {
+    if (a == b) return true;
+    uint8_t x[16] = {}, y[16] = {};
+    if (::inet_pton(AF_INET, a.c_str(), x) == 1)
+        return ::inet_pton(AF_INET, b.c_str(), y) == 1 && !std::memcmp(x, y, 4);
+    if (::inet_pton(AF_INET6, a.c_str(), x) == 1)
+        return ::inet_pton(AF_INET6, b.c_str(), y) == 1 && !std::memcmp(x, y, 16);
+    return false;
+}
+}  // namespace
+
 void acceptor::unlisten(const listen_address& addr) {
-    throw std::runtime_error("cannot stop listening on " + addr.address + ":" + std::to_string(addr.port) +
-                             ": not built yet");
+    int fd = -1;
+    {
+        std::unique_lock g(_lock);
+        auto it = std::find_if(_listening.begin(), _listening.end(), [&](const listening& l) {
+            return l.port == addr.port && same_address(l.address, addr.address);
+        });
+        if (it == _listening.end())
+            throw std::runtime_error("not listening on " + addr.address + ":" + std::to_string(addr.port));
+        fd = it->fd;
+        _listening.erase(it);
+        ++_version;
+        // The accept thread may be in poll() on that socket: close it only once it polls the
+        // new set (a closed descriptor number may be reused meanwhile by another open).
+        wake_and_wait(g);
+    }
+    ::close(fd);
+    spdlog::info("stopped listening on tcp {}:{}", addr.address, addr.port);
+}
+
+void acceptor::wake_and_wait(std::unique_lock<std::mutex>& g) {
+    if (!_running) return;
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(_wake_fd, &one, sizeof(one));
+    const uint64_t want = _version;
+    _polled_changed.wait(g, [&] { return !_running || _polled_version >= want; });
 }
 
 void acceptor::start() {
+    {
+        std::lock_guard g(_lock);
+        _running = true;
+    }
     _thread = std::thread([this] { run(); });
 }
 
@@ -113,21 +164,42 @@ void acceptor::stop() {
     uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(_stop_fd, &one, sizeof(one));
     _thread.join();
+    std::lock_guard g(_lock);
+    _running = false;
+    _polled_changed.notify_all();
 }
 
 void acceptor::run() {
     std::vector<pollfd> pfds;
-    for (int fd : _fds) pfds.push_back({fd, POLLIN, 0});
-    pfds.push_back({_stop_fd, POLLIN, 0});
+    uint64_t polled = ~uint64_t(0);
     for (;;) {
+        {
+            std::lock_guard g(_lock);
+            if (polled != _version) {
+                pfds.clear();
+                for (const auto& l : _listening) pfds.push_back({l.fd, POLLIN, 0});
+                pfds.push_back({_wake_fd, POLLIN, 0});
+                pfds.push_back({_stop_fd, POLLIN, 0});
+                polled = _polled_version = _version;
+                _polled_changed.notify_all();
+            }
+        }
         int n = ::poll(pfds.data(), pfds.size(), -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             spdlog::error("acceptor: poll: {}", std::strerror(errno));
+            std::lock_guard g(_lock);
+            _running = false;
+            _polled_changed.notify_all();
             return;
         }
         if (pfds.back().revents) return;
-        for (size_t i = 0; i + 1 < pfds.size(); ++i)
+        if (pfds[pfds.size() - 2].revents) {
+            uint64_t v;
+            [[maybe_unused]] auto r = ::read(_wake_fd, &v, sizeof(v));
+            continue;  // the set changed: re-read it before accepting on any socket of it
+        }
+        for (size_t i = 0; i + 2 < pfds.size(); ++i)
             if (pfds[i].revents & POLLIN) accept_one(pfds[i].fd);
     }
 }

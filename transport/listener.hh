@@ -3,8 +3,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,7 +35,7 @@ public:
     ~acceptor();
 
     // Binds and listens; returns the bound port (useful with port 0). Throws
-    // std::runtime_error naming the address on failure.
+    // std::runtime_error naming the address on failure. Thread-safe, also while started.
     uint16_t listen(const listen_address& addr);
     // Closes that listening socket (thread-safe, also while started); connections accepted
     // through it stay. Throws std::runtime_error if nothing listens there.
@@ -44,11 +46,26 @@ public:
 private:
     void run();
     void accept_one(int lfd);
+    void wake_and_wait(std::unique_lock<std::mutex>& g);  // until run() polls the current set
 
+    struct listening {
+        int fd = -1;
+        std::string address;  // as given
+        uint16_t port = 0;    // as bound
+    };
     std::vector<reactor*> _reactors;
     handler_factory& _factory;
     std::shared_ptr<admission> _admission;
-    std::vector<int> _fds;
+    // Listening sockets: changed by listen()/unlisten() on any thread; run() re-reads the set
+    // when the version moved and says which version it polls, so that unlisten() closes a
+    // socket only once the accept thread no longer polls it.
+    std::mutex _lock;
+    std::condition_variable _polled_changed;
+    std::vector<listening> _listening;
+    uint64_t _version = 0;
+    uint64_t _polled_version = 0;
+    bool _running = false;
+    int _wake_fd = -1;
     int _stop_fd = -1;
     std::thread _thread;
     std::atomic<uint64_t> _next_id{1};

@@ -88,6 +88,7 @@ void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
 }
 
 void reactor::add_connection(int fd, connection_info info, handler_factory& factory) {
+    info.reactor = _id;
     std::unique_ptr<connection> c;
     try {
         c = std::make_unique<connection>(fd, info, *_buffers, factory, env::now_ns());

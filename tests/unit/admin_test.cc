@@ -73,8 +73,8 @@ TEST(identify, namespaces_and_descriptors) {
         ids[type] = std::vector<uint8_t>(desc.data.begin() + at + 4, desc.data.begin() + at + 4 + len);
         at += 4 + len;
     }
-    ASSERT_EQ(ids.size(), 4u);
-    EXPECT_EQ(ids[nvme::nidt::eui64].size(), 8u);
+    ASSERT_EQ(ids.size(), 3u);  // no EUI64 unless configured
+    EXPECT_EQ(ids.count(nvme::nidt::eui64), 0u);
     EXPECT_EQ(ids[nvme::nidt::nguid].size(), 16u);
     EXPECT_EQ(ids[nvme::nidt::uuid].size(), 16u);
     EXPECT_EQ(ids[nvme::nidt::csi], std::vector<uint8_t>{0});
@@ -89,15 +89,36 @@ TEST(identify, namespaces_and_descriptors) {
 
 TEST(identify, configured_uuid_is_reported) {
     auto cfg = test_config();
-    cfg.subsystems[0].namespaces[0].uuid = std::array<uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    cfg.subsystems[0].namespaces[0].uuid =
+        std::array<uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    harness h(cfg);
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto d = c.identify(nvme::cns::ns_desc_list, 1).data;
+    // NGUID (4+16), then UUID (no EUI64 configured).
+    EXPECT_EQ(d[20], nvme::nidt::uuid);
+    EXPECT_EQ(d[24], 1);
+    EXPECT_EQ(d[39], 16);
+}
+
+TEST(identify, configured_nguid_and_eui64_are_reported) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces[0].nguid =
+        std::array<uint8_t, 16>{0xA0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    cfg.subsystems[0].namespaces[0].eui64 = std::array<uint8_t, 8>{0xE0, 1, 2, 3, 4, 5, 6, 7};
     harness h(cfg);
     host_conn c(h);
     c.bring_up_admin(open_nqn, host_a);
     auto d = c.identify(nvme::cns::ns_desc_list, 1).data;
     // EUI64 (4+8), NGUID (4+16), then UUID.
+    EXPECT_EQ(d[0], nvme::nidt::eui64);
+    EXPECT_EQ(d[4], 0xE0);
+    EXPECT_EQ(d[12], nvme::nidt::nguid);
+    EXPECT_EQ(d[16], 0xA0);
     EXPECT_EQ(d[32], nvme::nidt::uuid);
-    EXPECT_EQ(d[36], 1);
-    EXPECT_EQ(d[51], 16);
+    auto id = as<nvme::identify_ns>(c.identify(nvme::cns::ns, 1).data);
+    EXPECT_EQ(id.eui64[0], 0xE0);
+    EXPECT_EQ(id.nguid[0], 0xA0);
 }
 
 TEST(identify, command_set_independent_namespace) {

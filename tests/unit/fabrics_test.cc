@@ -195,7 +195,7 @@ TEST(controller, keep_alive_timeout_tears_down_all_queues) {
     harness h;
     association a(h, 1000);
     host_conn &admin = a.admin, &io = a.io;
-    auto* sub = h.tgt.find_subsystem(open_nqn);
+    auto sub = h.tgt.find_subsystem(open_nqn);
     EXPECT_EQ(sub->controller_count(), 1u);
 
     const uint64_t now = env::now_ns();
@@ -246,7 +246,7 @@ TEST(controller, io_commands_do_not_write_the_shared_traffic_time_every_time) {
 
 TEST(controller, closing_the_admin_queue_frees_the_controller) {
     harness h;
-    auto* sub = h.tgt.find_subsystem(open_nqn);
+    auto sub = h.tgt.find_subsystem(open_nqn);
     {
         host_conn admin(h);
         admin.bring_up_admin(open_nqn, host_a);
