@@ -231,6 +231,8 @@ void api_server::start() {
         _impl->acceptor.bind(ep);
         _impl->acceptor.listen(asio::socket_base::max_listen_connections);
         _port = _impl->acceptor.local_endpoint().port();
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("REST API on " + where + ": " + e.code().message());
     } catch (const std::exception& e) {
         throw std::runtime_error("REST API on " + where + ": " + e.what());
     }
