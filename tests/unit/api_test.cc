@@ -388,3 +388,78 @@ TEST_F(api_fixture, openapi_document_matches_the_route_table) {
 }
 
 }  // namespace
+
+namespace {
+// A sysfs tree with two NVMe controllers (cf. pci_test.cc): 04.0 on nvme with a mounted
+// partition, 05.0 on vfio-pci.
+struct device_tree {
+    std::filesystem::path root;
+    device_tree() {
+        char tmpl[] = "/tmp/ferry-api-sysfs.XXXXXX";
+        root = ::mkdtemp(tmpl);
+        for (const char* drv : {"nvme", "vfio-pci"})
+            std::filesystem::create_directories(root / "bus/pci/drivers" / drv);
+        std::filesystem::create_directories(root / "bus/pci/devices");
+        add("0000:00:04.0", "nvme");
+        std::filesystem::create_directories(root / "devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1");
+        std::filesystem::create_directories(root / "block/nvme0n1/holders");
+        std::filesystem::create_directories(root / "block/nvme0n1/nvme0n1p1/holders");
+        add("0000:00:05.0", "vfio-pci");
+        std::ofstream(root / "mounts") << "/dev/nvme0n1p1 /boot ext4 rw 0 0\n";
+    }
+    ~device_tree() { std::filesystem::remove_all(root); }
+    void add(const std::string& bdf, const std::string& driver) {
+        const auto d = root / "devices/pci0000:00" / bdf;
+        std::filesystem::create_directories(d);
+        std::filesystem::create_directory_symlink("../../../devices/pci0000:00/" + bdf, root / "bus/pci/devices" / bdf);
+        std::ofstream(d / "class") << "0x010802\n";
+        std::ofstream(d / "vendor") << "0x1b36\n";
+        std::ofstream(d / "device") << "0x0010\n";
+        std::ofstream(d / "numa_node") << "0\n";
+        std::ofstream(d / "driver_override") << "(null)\n";
+        std::filesystem::create_directory_symlink("../../../bus/pci/drivers/" + driver, d / "driver");
+    }
+};
+}  // namespace
+
+TEST_F(api_fixture, devices_show_use_and_refuse_what_is_in_use) {
+    device_tree t;
+    ferry::target::subsystem_config s;
+    s.nqn = "nqn.2026-11.io.ferry:ssd";
+    s.allow_any_host = true;
+    ferry::target::namespace_config n;
+    n.backend = ferry::target::backend_kind::pcie;
+    n.pcie_address = "0000:00:05.0";
+    n.pcie_nsid = 1;
+    s.namespaces = {n};
+    model.cfg.subsystems = {s};
+    ferry::mgmt::api_options o;
+    o.sysfs = t.root.string();
+    o.mounts_file = (t.root / "mounts").string();
+    start(o);
+
+    reply r = call("GET", "/api/v1/devices");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    ASSERT_EQ(r.js.size(), 2u) << r.body;
+    EXPECT_EQ(r.js[0]["address"], "0000:00:04.0");
+    EXPECT_EQ(r.js[0]["driver"], "nvme");
+    EXPECT_EQ(r.js[0]["vendor"], "1b36");
+    EXPECT_EQ(r.js[0]["in_use_by_ferry"], false);
+    EXPECT_EQ(r.js[1]["driver"], "vfio-pci");
+    EXPECT_EQ(r.js[1]["in_use_by_ferry"], true);
+
+    r = call("POST", "/api/v1/devices/0000:00:04.0/attach");
+    EXPECT_EQ(r.status, 409u) << r.body;
+    ASSERT_TRUE(r.js["reasons"].is_array()) << r.body;
+    EXPECT_NE(r.js["reasons"][0].get<std::string>().find("is mounted on /boot"), std::string::npos) << r.body;
+    r = call("POST", "/api/v1/devices/0000:00:05.0/detach");
+    EXPECT_EQ(r.status, 409u) << r.body;
+    EXPECT_EQ(r.js["reasons"][0], "namespace 1 of subsystem nqn.2026-11.io.ferry:ssd is served from it") << r.body;
+    EXPECT_EQ(call("POST", "/api/v1/devices/0000:00:09.0/attach").status, 404u);
+    EXPECT_EQ(call("POST", "/api/v1/devices/not-a-bdf/detach").status, 404u);
+    // Nothing was written: 04.0 is still on nvme with no override.
+    std::ifstream o4(t.root / "devices/pci0000:00/0000:00:04.0/driver_override");
+    std::string ov;
+    std::getline(o4, ov);
+    EXPECT_EQ(ov, "(null)");
+}
