@@ -166,8 +166,8 @@ private:
 
 struct api_server::impl {
     api_service& service;
+    std::optional<ssl::context> tls;  // outlives the io_context and the sessions it destroys
     asio::io_context ioc{1};
-    std::optional<ssl::context> tls;
     tcp::acceptor acceptor{ioc};
     std::shared_ptr<shared_state> state;
     std::thread thread;
