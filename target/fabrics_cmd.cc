@@ -186,6 +186,7 @@ void queue::exec_connect(transport::request& req) {
     _depth = depth;
     drop_bindings();  // a Connect retried after a failure
     nvme::queue_group group;
+    _counter_labels = {sub->nqn(), ctrl->hostnqn, ctrl->cntlid, c.qid, 0};
     std::string why;
     if (!resync_namespaces(group, why)) {
         drop_bindings();

@@ -67,9 +67,8 @@ void queue::exec_io(transport::request& req) {
     slot.req = &req;
     slot.counters = n.counters.get();
     slot.nsid = nsid;
-    slot.units = (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write) ? req.data_len / 512 : 0;
-    if (slot.counters->outstanding++ == 0)
-        slot.counters->busy_since_ns.store(coarse_now_ns(), std::memory_order_relaxed);
+    slot.arrival_ns = _arrival_ns;  // no clock read here: on_command's
+    slot.counters->submitted(_arrival_ns);
     ++_in_flight;
     ++n.in_flight;
     n.bq->submit(c, req.data(), slot);

@@ -21,25 +21,10 @@ queue::~queue() {
 void queue::io_slot::complete(uint16_t status) {
     --owner->_in_flight;
     --owner->_ns[nsid].in_flight;
-    // SMART counters: this queue's own cache line, written by this reactor only.
-    ns_io_counters& c = *counters;
-    const uint8_t opc = req->cmd.opcode;
-    if (opc == nvme::io_opc::read || opc == nvme::io_opc::compare) {
-        ns_io_counters::add(c.read_commands, 1);
-    } else if (opc == nvme::io_opc::write) {
-        ns_io_counters::add(c.write_commands, 1);
-    }
-    const bool ok = (status & ~nvme::status_dnr) == nvme::sc::success;
-    if (ok && opc == nvme::io_opc::read) ns_io_counters::add(c.read_units, units);
-    if (ok && opc == nvme::io_opc::write) ns_io_counters::add(c.write_units, units);
-    if (!ok && (opc == nvme::io_opc::read || opc == nvme::io_opc::write) &&
-        ((status >> 8) & 7) == static_cast<uint8_t>(nvme::sct::media))
-        ns_io_counters::add(c.media_errors, 1);
-    if (--c.outstanding == 0) {
-        const uint64_t since = c.busy_since_ns.load(std::memory_order_relaxed);
-        c.busy_since_ns.store(0, std::memory_order_relaxed);
-        ns_io_counters::add(c.busy_ns, coarse_now_ns() - since);
-    }
+    // Counters: this queue's own cache lines, written by this reactor only. The one clock read
+    // of the completion (steady_clock: clock_gettime through the vDSO, no system call) gives
+    // the latency and the end of a busy period.
+    counters->completed(req->cmd.opcode, req->data_len, status, arrival_ns, env::now_ns());
     owner->finish(*req, status);
 }
 
@@ -100,7 +85,9 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
             continue;
         }
         b.n = n;
-        b.counters = n->stats->attach();
+        counter_labels labels = _counter_labels;
+        labels.nsid = nsid;
+        b.counters = n->stats->attach(std::move(labels));
         b.blocks = n->block_count();
         b.lbads = n->lbads;
         b.in_flight = 0;
@@ -178,6 +165,10 @@ void queue::finish(transport::request& req, uint16_t status, uint32_t result0, u
     req.result1 = result1;
     if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr)) {
         if (_ctrl) record_error(req, status);
+        // Errors of I/O commands by kind, the ones refused before the store included.
+        if (_qid != 0 && req.cmd.opcode != nvme::admin_opc::fabrics && req.cmd.nsid < _ns.size() &&
+            _ns[req.cmd.nsid].counters)
+            _ns[req.cmd.nsid].counters->count_error(status);
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
                       +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
     }
@@ -212,7 +203,9 @@ constexpr uint64_t traffic_granularity_ns = 100'000'000;
 
 void queue::on_command(transport::request& req) {
     if (_ctrl) {
+        // Read for keep-alive anyway; also the command's arrival time for the latency counters.
         const uint64_t now = env::now_ns();
+        _arrival_ns = now;
         auto& last = _ctrl->last_traffic_ns;
         if (now > last.load(std::memory_order_relaxed) + traffic_granularity_ns)
             last.store(now, std::memory_order_relaxed);

@@ -35,7 +35,7 @@ private:
         queue* owner = nullptr;
         transport::request* req = nullptr;
         ns_io_counters* counters = nullptr;  // the namespace's, of this queue
-        uint64_t units = 0;                  // 512-byte data units moved
+        uint64_t arrival_ns = 0;             // when the command reached the queue (latency)
         uint32_t nsid = 0;
         void complete(uint16_t status) override;
     };
@@ -120,6 +120,8 @@ private:
     bool _resync_pending = false;            // a namespace waits for its NSID's old binding to go
     std::vector<transport::request*> _aers;  // parked Async Event Requests
     unsigned _in_flight = 0;
+    uint64_t _arrival_ns = 0;        // clock read when the current command arrived (on_command)
+    counter_labels _counter_labels;  // subsystem, host, cntlid and qid of this I/O queue's counters
     std::optional<pending_connect> _connecting;
     // A Connect or a teardown waits on the backend queues: keeps poll() running and the
     // connection alive (in_flight()) until they are set up, or released by their device.

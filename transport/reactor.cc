@@ -302,9 +302,19 @@ void reactor::run() {
                  _pool->hugepages() ? "hugepages" : "regular pages: no hugepages reserved");
     const uint64_t spin_ns = uint64_t(_opts.idle_spin_us) * 1000;
     uint64_t last_work = env::now_ns();
+    _started_ns.store(last_work, std::memory_order_relaxed);
     while (_running.load(std::memory_order_relaxed)) {
-        bool may_block = env::now_ns() - last_work > spin_ns;
-        if (poll_once(may_block)) last_work = env::now_ns();
+        // The two clock reads of a pass were there before the counters: a pass that found
+        // work adds its duration to the busy time.
+        const uint64_t pass_start = env::now_ns();
+        bool may_block = pass_start - last_work > spin_ns;
+        if (poll_once(may_block)) {
+            last_work = env::now_ns();
+            _busy_ns.store(_busy_ns.load(std::memory_order_relaxed) + (last_work - pass_start),
+                           std::memory_order_relaxed);
+        }
+        // Every pass (a closing connection may give its chunks back in one that found no work).
+        _chunks_in_use.store(_pool->total_chunks() - _pool->free_chunks(), std::memory_order_relaxed);
     }
     for (auto& s : _conns) s.conn->close("ferryd shutting down");
     // Socket operations (io_uring) and backend commands (file I/O into pool buffers) still in

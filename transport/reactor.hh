@@ -50,6 +50,13 @@ public:
     env::dma_pool& pool() { return *_pool; }
     buffer_arbiter& buffers() { return *_buffers; }
     size_t connection_count() const { return _conn_count.load(std::memory_order_relaxed); }
+    // For the management API (any thread): time spent in loop passes that found work (busy
+    // share = its growth / wall time), when the loop started, and pool chunks held by
+    // connections (published by the reactor after each pass).
+    uint64_t busy_ns() const { return _busy_ns.load(std::memory_order_relaxed); }
+    uint64_t started_ns() const { return _started_ns.load(std::memory_order_relaxed); }
+    size_t pool_chunks_in_use() const { return _chunks_in_use.load(std::memory_order_relaxed); }
+    size_t pool_chunks_total() const { return _pool->total_chunks(); }
 
 private:
     void run();
@@ -72,6 +79,10 @@ private:
     std::thread _thread;
     std::atomic<bool> _running{false};
     std::atomic<size_t> _conn_count{0};
+    // Written by the reactor thread only, once per pass that found work.
+    alignas(64) std::atomic<uint64_t> _busy_ns{0};
+    std::atomic<size_t> _chunks_in_use{0};
+    std::atomic<uint64_t> _started_ns{0};
 
     std::mutex _msg_lock;  // control path only: posting messages between threads
     std::vector<std::function<void()>> _messages;
