@@ -166,8 +166,8 @@ private:
 
 struct api_server::impl {
     api_service& service;
+    std::optional<ssl::context> tls;  // outlives the io_context and the sessions it destroys
     asio::io_context ioc{1};
-    std::optional<ssl::context> tls;
     tcp::acceptor acceptor{ioc};
     std::shared_ptr<shared_state> state;
     std::thread thread;
@@ -231,6 +231,8 @@ void api_server::start() {
         _impl->acceptor.bind(ep);
         _impl->acceptor.listen(asio::socket_base::max_listen_connections);
         _port = _impl->acceptor.local_endpoint().port();
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("REST API on " + where + ": " + e.code().message());
     } catch (const std::exception& e) {
         throw std::runtime_error("REST API on " + where + ": " + e.what());
     }

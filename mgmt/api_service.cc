@@ -479,7 +479,11 @@ void api_service::add_routes() {
         for (const auto& w : warnings) spdlog::warn("api: POST /api/v1/subsystems: {}", w);
         target::target_config now = c.current_config();
         json view = subsystem_view(subsystem_or_404(now, sc.nqn));
-        if (!warnings.empty()) view["warnings"] = warnings;
+        for (const auto& w : warnings)  // the view states the NQN's warning itself
+            if (!w.starts_with("/nqn:")) {
+                if (!view.contains("warnings")) view["warnings"] = json::array();
+                view["warnings"].push_back(w);
+            }
         return json_response(201, view);
     });
     add("GET", "/api/v1/subsystems/{nqn}", get_one, [&c = _control, subsystem_view](context& ctx) {
