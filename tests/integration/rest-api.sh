@@ -4,7 +4,9 @@
 # a subsystem, a RAM namespace and an allowed host; ferry-perf --verify passes as that host (and
 # is refused as another). ferryd stopped and started on its state file serves the same state
 # (GET /api/v1/config equal, same namespace UUIDs) and data path. Then a burst of 500 changes
-# is cut by kill -9: the state file must load and hold every change that got a 2xx.
+# is cut by kill -9: the state file must load and hold every change that got a 2xx. Last, the
+# API over HTTPS (tls_cert/tls_key, a self-signed certificate): curl with --cacert works, an
+# untrusted certificate and plain HTTP do not.
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -29,16 +31,16 @@ URL="" TOKEN=""
 # api_setup: the API's URL from the log line, the token from the file it names
 api_setup() {
     local line
-    line=$(grep -o 'REST API on http://[^ ]* (token file [^)]*)' "$FERRYD_LOG" | tail -1)
+    line=$(grep -o 'REST API on https\?://[^ ]* (token file [^)]*)' "$FERRYD_LOG" | tail -1)
     [ -n "$line" ] || { echo "no 'REST API on' line in $FERRYD_LOG"; return 1; }
-    URL=$(sed -E 's/REST API on (http:[^ ]*) .*/\1/' <<<"$line")
+    URL=$(sed -E 's/REST API on (https?:[^ ]*) .*/\1/' <<<"$line")
     TOKEN_FILE=$(sed -E 's/.*\(token file (.*)\)/\1/' <<<"$line")
     TOKEN=$(cat "$TOKEN_FILE")
     echo "API at $URL, token file $TOKEN_FILE"
 }
 # api METHOD PATH [BODY]: the body goes to $WORK/out, the status to $STATUS
 api() {
-    local args=(-sS -o "$WORK/out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN")
+    local args=(-sS -o "$WORK/out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" ${CACERT:+--cacert "$CACERT"})
     [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
     STATUS=$(curl "${args[@]}" "$URL$2") || STATUS=000
 }
@@ -179,5 +181,39 @@ PY
         fi
     fi
 fi
+
+# HTTPS: with tls_cert and tls_key the API speaks TLS only (OpenSSL); curl trusts the
+# self-signed certificate through --cacert, refuses it without, and plain HTTP gets no answer.
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/api.key" -out "$WORK/api.crt" 2>/dev/null
+}
+untrusted_refused() { ! curl -sS -o /dev/null "$URL/healthz" 2>/dev/null; }
+plain_http_refused() {
+    local s; s=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "${URL/https:/http:}/healthz" 2>/dev/null) || s=000
+    [ "$s" != 200 ] || { echo "plain HTTP answered 200"; return 1; }
+}
+if check "self-signed certificate" make_cert; then
+    cat > "$WORK/https.json" <<JSON
+{
+  "listeners": [ { "address": "127.0.0.1", "port": $PORT } ],
+  "management": { "port": 0, "tls_cert": "$WORK/api.crt", "tls_key": "$WORK/api.key",
+                  "token_file": "$WORK/https-token" }
+}
+JSON
+    if check "ferryd starts with HTTPS for the API" start_ferryd "$WORK/https.json" "$WORK/ferryd-https.log" &&
+       check "API line names https" api_setup; then
+        check "URL is https" test "${URL%%:*}" = https || true
+        CACERT=$WORK/api.crt
+        check "GET /api/v1/config over HTTPS" expect 200 GET /api/v1/config || true
+        check "create a subsystem over HTTPS" expect 201 POST /api/v1/subsystems \
+            "{\"nqn\": \"$NQN\", \"allow_any_host\": true}" || true
+        unset CACERT
+        check "an untrusted certificate is refused by curl" untrusted_refused || true
+        check "plain HTTP to the HTTPS port gets no answer" plain_http_refused || true
+        check "ferryd stops cleanly (HTTPS)" stop_ferryd || true
+    fi
+fi
+
 echo "ferryd logs: $WORK/ferryd*.log"
 summary
