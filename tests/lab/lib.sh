@@ -303,14 +303,26 @@ run_guest() {
 
 # stage_ferryd DIR: ferryd with its whole ldd closure (and the host's loader) in DIR/bin and
 # DIR/lib, to run in a lab guest as DIR/lib/ld-linux-x86-64.so.2 --library-path DIR/lib DIR/bin/ferryd
+# Also ferryctl (deploy/setup.sh binds devices through it), run by bin/ferryctl-run with the
+# staged loader and libraries (the guest's Debian has other library versions).
 stage_ferryd() {
-    local dir=$1 l
+    local dir=$1 l b ctl
+    ctl=$(dirname "$FERRYD")/ferryctl
     mkdir -p "$dir/bin" "$dir/lib"
     cp -L "$FERRYD" "$dir/bin/ferryd"
-    for l in $(ldd "$FERRYD" | awk '/=>/ && $3 ~ /^\// {print $3}') /lib/x86_64-linux-gnu/libgcc_s.so.1; do
-        [ -e "$l" ] && cp -L "$l" "$dir/lib/"
+    cp -L "$ctl" "$dir/bin/ferryctl"
+    for b in "$FERRYD" "$ctl"; do
+        for l in $(ldd "$b" | awk '/=>/ && $3 ~ /^\// {print $3}') /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+            [ -e "$l" ] && cp -L "$l" "$dir/lib/"
+        done
     done
     cp -L /lib64/ld-linux-x86-64.so.2 "$dir/lib/ld-linux-x86-64.so.2"
+    cat > "$dir/bin/ferryctl-run" <<'SH'
+#!/bin/sh
+d=$(dirname "$(readlink -f "$0")")/..
+exec "$d/lib/ld-linux-x86-64.so.2" --library-path "$d/lib" "$d/bin/ferryctl" "$@"
+SH
+    chmod +x "$dir/bin/ferryctl-run"
 }
 
 # check_fio_blocks IMAGE REGION: every 4 KiB block of [0, REGION) and every 128 KiB block of

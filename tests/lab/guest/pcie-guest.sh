@@ -23,6 +23,7 @@ EXPECT=("$@")
 F=/opt/host/files
 NQN=nqn.2026-11.io.ferry:ssd
 FERRYD=("$F/ferry/lib/ld-linux-x86-64.so.2" --library-path "$F/ferry/lib" "$F/ferry/bin/ferryd")
+export FERRYCTL=$F/ferry/bin/ferryctl-run  # what setup.sh binds devices with
 LOG=/tmp/ferryd.log
 PID=""
 SIZE_B=$(_size_bytes "$SIZE")
