@@ -178,6 +178,14 @@ stop_ferryd() {
     done
     if _pid_alive "$pid"; then
         echo "stop_ferryd: ferryd (pid $pid) still running $wait_s s after SIGTERM: SIGKILL"
+        # Whether it is still in ferryd's code or already exiting in the kernel (tearing down
+        # its address space: ptrace then fails with "No such process").
+        grep -E '^(State|Threads|VmSize|VmRSS):' "/proc/$pid/status" 2>/dev/null | tr '\n' ' '; echo
+        for t in /proc/"$pid"/task/*; do
+            echo "  task ${t##*/} $(cat "$t/comm" 2>/dev/null) state $(awk '{print $3}' "$t/stat" 2>/dev/null)" \
+                "wchan $(cat "$t/wchan" 2>/dev/null)"
+        done | head -20
+        cat "/proc/$pid/stack" 2>/dev/null | head -12
         # Where it is stuck, for the log (gdb is on the test machines; nothing if it is not).
         command -v gdb >/dev/null && timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt" 2>&1 | tail -80
         kill -KILL "$pid" 2>/dev/null || true
