@@ -80,7 +80,8 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
         try {
             b.bq = n->store->create_queue(_depth, &_conn.pool(), &group);
         } catch (const std::exception& e) {
-            why = fmt::format("namespace {}: {}", nsid, e.what());
+            // Every namespace that failed, in NSID order.
+            why += fmt::format("{}namespace {}: {}", why.empty() ? "" : "; ", nsid, e.what());
             ok = false;
             continue;
         }
