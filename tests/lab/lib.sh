@@ -7,8 +7,9 @@
 #   lab_begin NAME                 work dir $WORK (configs, logs), traps that kill what we started
 #   write_ram_config FILE PORT NQN one subsystem, one 1 GiB RAM namespace, any host
 #   start_ferryd CONFIG LOGFILE [ARGS...]   ferryd in the background, wait for "ferryd: ready"
-#   stop_ferryd                    SIGTERM (FERRYD_STOP_WAIT_S, default 10 s; then the threads'
-#                                  stacks and SIGKILL); non-zero if ferryd had crashed or hung
+#   stop_ferryd                    SIGTERM (FERRYD_STOP_WAIT_S, default 10 s; then the process
+#                                  state, the threads' stacks and SIGKILL); non-zero if ferryd
+#                                  had crashed or hung
 #   ferryd_alive                   ferryd still running?
 #   check NAME CMD...              run CMD, print PASS: NAME / FAIL: NAME, count it; returns
 #                                  CMD's status (use it in an if, or add || true under set -e)
@@ -20,7 +21,9 @@
 #   run_guest NAME ARGS...         lab/guest --quiet ARGS in the foreground; adds the guest
 #                                  program's "N passed, N failed" line (from its console) to
 #                                  the totals; $GUEST_CONSOLE is the console log
-#   stage_ferryd DIR               ferryd and its libraries in DIR, to run in a lab guest
+#   stage_ferryd DIR               ferryd, ferryctl and their libraries in DIR, to run in a lab guest
+#   live_guest_script OUT SCRIPT   SCRIPT with the REST API's address and token (from ferryd's
+#                                  log and $WORK/api-token) and guest/live-common.sh in front
 #   check_fio_blocks IMAGE REGION  fio's blocks of the default scenario are at their offsets
 #   lab_finish                     clean up, print the ferryd log path and the summary; exits
 #
@@ -197,6 +200,18 @@ stop_ferryd() {
         0|143) echo "stop_ferryd: ferryd stopped (status $st)"; return 0 ;;
         *) echo "stop_ferryd: ferryd exited with status $st after SIGTERM"; _log_tail; return 3 ;;
     esac
+}
+
+# live_guest_script OUT GUEST_SCRIPT: the guest script with the API address, the token and the
+# shared helpers in front (lab/initiator --script takes one file)
+live_guest_script() {
+    local api_port token
+    api_port=$(sed -n 's|.*ferryd: REST API on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$FERRYD_LOG" | head -1)
+    token=$(cat "$WORK/api-token" 2>/dev/null || true)
+    [ -n "$api_port" ] && [ -n "$token" ] || { echo "no REST API port or token in $FERRYD_LOG / $WORK"; return 1; }
+    { echo "API=http://10.0.2.2:$api_port/api/v1"; echo "TOKEN=$token"
+      cat "$GUEST_DIR/live-common.sh" "$2"; } > "$1"
+    echo "REST API: host 127.0.0.1:$api_port (guest 10.0.2.2:$api_port)"
 }
 
 # ---------------------------------------------------------------- lab/initiator

@@ -32,19 +32,9 @@ cat > "$WORK/ferryd.json" <<JSON
 }
 JSON
 
-guest_script() {
-    local api_port token
-    api_port=$(sed -n 's|.*ferryd: REST API on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$FERRYD_LOG" | head -1)
-    token=$(cat "$WORK/api-token" 2>/dev/null || true)
-    [ -n "$api_port" ] && [ -n "$token" ] || { echo "no REST API port or token in $FERRYD_LOG / $WORK"; return 1; }
-    { echo "API=http://10.0.2.2:$api_port/api/v1"; echo "TOKEN=$token"
-      cat "$GUEST_DIR/live-common.sh" "$2"; } > "$1"
-    echo "REST API: host 127.0.0.1:$api_port (guest 10.0.2.2:$api_port)"
-}
-
 if check "port $PORT free" require_port_free "$PORT" &&
    check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" &&
-   check "REST API port and token" guest_script "$WORK/guest.sh" "$GUEST_DIR/subsystem-recreate-guest.sh"; then
+   check "REST API port and token" live_guest_script "$WORK/guest.sh" "$GUEST_DIR/subsystem-recreate-guest.sh"; then
     run_initiator subsystem-recreate --port "$PORT" --nqn "$NQN" --script "$WORK/guest.sh" --timeout 1200 || true
     n=$(grep -c "subsystem $NQN removed" "$FERRYD_LOG" || true)
     check "ferryd logged 5 removals ($n)" test "$n" -ge 5 || true
