@@ -10,41 +10,12 @@
 #include <future>
 #include <thread>
 
-#include "test_host.hh"
-#include "transport/listener.hh"
-#include "transport/reactor.hh"
+#include "served_target.hh"
 
 using namespace ferry;
 using namespace ferry::test;
 
 namespace {
-struct live_target {
-    target::target tgt;
-    std::vector<std::unique_ptr<transport::reactor>> reactors;
-    std::unique_ptr<transport::acceptor> acc;
-    uint16_t port = 0;
-    // `prepare` runs before the reactors start (e.g. to wrap a store).
-    explicit live_target(unsigned n, const target::target_config& cfg = test_config(),
-                         const std::function<void(target::target&)>& prepare = {})
-        : tgt(cfg) {
-        if (prepare) prepare(tgt);
-        std::vector<transport::reactor*> rp;
-        for (unsigned i = 0; i < n; ++i) {
-            transport::reactor_options o;
-            o.pool_bytes = 16u << 20;
-            reactors.push_back(std::make_unique<transport::reactor>(i, o));
-            rp.push_back(reactors.back().get());
-        }
-        acc = std::make_unique<transport::acceptor>(rp, tgt, 64);
-        port = acc->listen({"127.0.0.1", 0});
-        for (auto& r : reactors) r->start();
-        acc->start();
-    }
-    ~live_target() {
-        acc->stop();
-        for (auto& r : reactors) r->stop();
-    }
-};
 
 target::namespace_config ram_ns(uint32_t nsid, uint64_t bytes = 1u << 20, uint32_t block_size = 4096) {
     target::namespace_config n;
@@ -64,23 +35,6 @@ T as(const std::vector<uint8_t>& d, size_t off = 0) {
 
 // An association over TCP: admin queue (enabled) plus `ios` I/O queues (round robin over the
 // reactors, so with two reactors the admin and I/O queue 2 share reactor 0, queue 1 is on 1).
-struct tcp_association {
-    std::unique_ptr<host_conn> admin;
-    std::vector<std::unique_ptr<host_conn>> io;
-    uint16_t cntlid = 0;
-    tcp_association(uint16_t port, const std::string& subnqn, const std::string& hostnqn, unsigned ios = 1,
-                    uint32_t kato = 5000) {
-        admin = std::make_unique<host_conn>(dial(port), false, false);
-        cntlid = admin->bring_up_admin(subnqn, hostnqn, kato);
-        for (unsigned q = 1; q <= ios; ++q) {
-            io.push_back(std::make_unique<host_conn>(dial(port), false, false));
-            io.back()->icreq();
-            auto r = io.back()->connect(subnqn, hostnqn, static_cast<uint16_t>(q), cntlid, 127, 0);
-            if (r.status) throw std::runtime_error("I/O queue connect failed: " + std::to_string(r.status));
-        }
-    }
-};
-
 uint16_t set_aen(host_conn& c, uint32_t mask) {
     auto s = c.make(nvme::admin_opc::set_features);
     s.cdw10 = nvme::fid::async_event;
@@ -88,26 +42,23 @@ uint16_t set_aen(host_conn& c, uint32_t mask) {
     return c.cmd(s).status;
 }
 
-std::vector<uint32_t> changed_list(host_conn& c, bool rae = false) {
-    auto r = c.get_log(nvme::lid::changed_ns, 4096, 0, rae);
+// The NSIDs of a 4 KiB NSID list (log page 04h, Identify CNS 02h), up to the first zero.
+std::vector<uint32_t> nsid_list(const std::vector<uint8_t>& page) {
     std::vector<uint32_t> ids;
-    for (size_t at = 0; at < 4096; at += 4) {
-        uint32_t id = as<uint32_t>(r.data, at);
+    for (size_t at = 0; at + 4 <= page.size(); at += 4) {
+        uint32_t id = as<uint32_t>(page, at);
         if (!id) break;
         ids.push_back(id);
     }
     return ids;
 }
 
+std::vector<uint32_t> changed_list(host_conn& c, bool rae = false) {
+    return nsid_list(c.get_log(nvme::lid::changed_ns, 4096, 0, rae).data);
+}
+
 std::vector<uint32_t> active_list(host_conn& c) {
-    auto r = c.identify(nvme::cns::active_ns_list, 0);
-    std::vector<uint32_t> ids;
-    for (size_t at = 0; at < 4096; at += 4) {
-        uint32_t id = as<uint32_t>(r.data, at);
-        if (!id) break;
-        ids.push_back(id);
-    }
-    return ids;
+    return nsid_list(c.identify(nvme::cns::active_ns_list, 0).data);
 }
 
 uint16_t write_read_verify(host_conn& q, uint32_t nsid, uint64_t slba, uint32_t seed, uint32_t block_size = 4096) {
@@ -206,7 +157,7 @@ target::change_errc code_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST(live, add_namespace_raises_aen_lists_changed_nsid_and_is_usable) {
-    live_target lt(2);
+    served_target lt(2);
     tcp_association a(lt.port, open_nqn, host_a, 1);
     host_conn& admin = *a.admin;
     ASSERT_EQ(set_aen(admin, nvme::aen::cfg_ns_attr), 0);
@@ -247,10 +198,12 @@ TEST(live, add_namespace_raises_aen_lists_changed_nsid_and_is_usable) {
 
 TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_store) {
     auto gate = std::make_shared<gate_state>();
-    live_target lt(2, test_config(), [&](target::target& t) {
+    serve_options o;
+    o.prepare = [&](target::target& t) {
         auto n = t.find_subsystem(open_nqn)->find_ns(1);
         n->store = std::make_unique<gated_store>(std::move(n->store), gate);
-    });
+    };
+    served_target lt(2, o);
     tcp_association a(lt.port, open_nqn, host_a, 1);
     host_conn& q = *a.io[0];
     ASSERT_EQ(set_aen(*a.admin, nvme::aen::cfg_ns_attr), 0);
@@ -292,7 +245,7 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
 }
 
 TEST(live, remove_namespace_of_idle_queues_returns_within_a_timer_tick) {
-    live_target lt(2);
+    served_target lt(2);
     tcp_association a(lt.port, open_nqn, host_a, 2);
     EXPECT_EQ(write_read_verify(*a.io[0], 3, 0, 1, 512), 0);
     EXPECT_EQ(write_read_verify(*a.io[1], 3, 0, 2, 512), 0);
@@ -304,7 +257,7 @@ TEST(live, remove_namespace_of_idle_queues_returns_within_a_timer_tick) {
 }
 
 TEST(live, grow_namespace_reports_the_new_size_and_serves_the_new_blocks) {
-    live_target lt(1);
+    served_target lt(1);
     tcp_association a(lt.port, open_nqn, host_a, 1);
     host_conn& admin = *a.admin;
     ASSERT_EQ(set_aen(admin, nvme::aen::cfg_ns_attr), 0);
@@ -336,7 +289,7 @@ TEST(live, grow_file_namespace) {
     ASSERT_GE(fd, 0);
     ::close(fd);
     {
-        live_target lt(1);
+        served_target lt(1);
         target::namespace_config n;
         n.nsid = 5;
         n.backend = target::backend_kind::file;
@@ -355,7 +308,7 @@ TEST(live, grow_file_namespace) {
 }
 
 TEST(live, remove_subsystem_closes_every_queue_and_recreating_it_lets_hosts_back) {
-    live_target lt(2);
+    served_target lt(2);
     tcp_association a(lt.port, open_nqn, host_a, 2);
     tcp_association other(lt.port, restricted_nqn, host_a, 1);
     auto cfg = lt.tgt.current_config().subsystems[0];
@@ -384,7 +337,9 @@ TEST(live, remove_subsystem_closes_every_queue_and_recreating_it_lets_hosts_back
 TEST(live, remove_host_drops_its_controllers_only) {
     auto cfg = test_config();
     cfg.subsystems[1].hosts.push_back(host_b);
-    live_target lt(2, cfg);
+    serve_options o;
+    o.cfg = cfg;
+    served_target lt(2, o);
     tcp_association a(lt.port, restricted_nqn, host_a, 1);
     tcp_association b(lt.port, restricted_nqn, host_b, 1);
     lt.tgt.remove_host(restricted_nqn, host_a);
@@ -404,7 +359,7 @@ TEST(live, remove_host_drops_its_controllers_only) {
 }
 
 TEST(live, drop_controller_closes_its_queues_and_lists_views) {
-    live_target lt(2);
+    served_target lt(2);
     tcp_association a(lt.port, open_nqn, host_a, 2);
     tcp_association b(lt.port, open_nqn, host_b, 1);
     auto views = lt.tgt.controllers(open_nqn);
@@ -431,7 +386,7 @@ TEST(live, drop_controller_closes_its_queues_and_lists_views) {
 }
 
 TEST(live, discovery_changes_bump_genctr_raise_the_aen_and_list_referrals) {
-    live_target lt(1);
+    served_target lt(1);
     host_conn d(dial(lt.port), false, false);
     d.bring_up_admin(std::string(nvme::discovery_nqn), host_a, 0);
     ASSERT_EQ(set_aen(d, nvme::aen::cfg_discovery), 0);
@@ -478,7 +433,7 @@ TEST(live, discovery_changes_bump_genctr_raise_the_aen_and_list_referrals) {
 }
 
 TEST(live, refused_changes_change_nothing) {
-    live_target lt(1);
+    served_target lt(1);
     const std::string before = dump(lt.tgt.current_config());
     using E = target::change_errc;
     auto open_cfg = lt.tgt.current_config().subsystems[0];
@@ -523,7 +478,7 @@ TEST(live, refused_changes_change_nothing) {
 }
 
 TEST(live, current_config_rebuilds_the_same_target) {
-    live_target lt(1);
+    served_target lt(1);
     lt.tgt.add_namespace(open_nqn, ram_ns(0, 2u << 20));
     lt.tgt.add_referral({"10.1.2.3", 8009});
     auto cfg = lt.tgt.current_config();
@@ -536,7 +491,7 @@ TEST(live, current_config_rebuilds_the_same_target) {
 }
 
 TEST(acceptor, unlisten_while_running_and_listen_again) {
-    live_target lt(1);
+    served_target lt(1);
     const uint16_t second = lt.acc->listen({"127.0.0.1", 0});  // added while the accept thread runs
     {
         host_conn c(dial(second), false, false);
@@ -554,7 +509,7 @@ TEST(acceptor, unlisten_while_running_and_listen_again) {
 // Issue test 6: 100 namespace add/remove cycles on a subsystem while a host does verified
 // writes and reads on another namespace of it, the target on two reactors.
 TEST(live, namespace_add_remove_loop_under_verified_io) {
-    live_target lt(2);
+    served_target lt(2);
     tcp_association a(lt.port, open_nqn, host_a, 2);  // I/O queue 1 on reactor 1, queue 2 on reactor 0
     std::atomic<bool> stop{false};
     std::atomic<unsigned> failures{0}, verified{0};

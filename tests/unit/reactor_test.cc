@@ -1,46 +1,15 @@
 // Reactors and the acceptor over real TCP on loopback: connections spread over reactor
 // threads, one controller's queues on different reactors, keep-alive across reactors.
 #include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
 #include <thread>
 
-#include "test_host.hh"
-#include "transport/listener.hh"
-#include "transport/reactor.hh"
+#include "served_target.hh"
 
 using namespace ferry;
 using namespace ferry::test;
-
-namespace {
-struct served_target {
-    target::target tgt{test_config()};
-    std::vector<std::unique_ptr<transport::reactor>> reactors;
-    std::unique_ptr<transport::acceptor> acc;
-    uint16_t port = 0;
-    explicit served_target(unsigned n, size_t max_conn = 64,
-                           transport::socket_engine engine = transport::socket_engine::posix) {
-        std::vector<transport::reactor*> rp;
-        for (unsigned i = 0; i < n; ++i) {
-            transport::reactor_options o;
-            o.pool_bytes = 16u << 20;
-            o.engine = engine;
-            reactors.push_back(std::make_unique<transport::reactor>(i, o));
-            rp.push_back(reactors.back().get());
-        }
-        acc = std::make_unique<transport::acceptor>(rp, tgt, max_conn);
-        port = acc->listen({"127.0.0.1", 0});
-        for (auto& r : reactors) r->start();
-        acc->start();
-    }
-    ~served_target() {
-        acc->stop();
-        for (auto& r : reactors) r->stop();
-    }
-};
-}  // namespace
 
 class reactor_engines : public ::testing::TestWithParam<transport::socket_engine> {};
 INSTANTIATE_TEST_SUITE_P(engine, reactor_engines,
@@ -50,7 +19,9 @@ INSTANTIATE_TEST_SUITE_P(engine, reactor_engines,
                          });
 
 TEST_P(reactor_engines, queues_of_one_controller_on_different_reactors) {
-    served_target st(2, 64, GetParam());
+    serve_options o;
+    o.engine = GetParam();
+    served_target st(2, o);
     host_conn admin(dial(st.port), false, false);
     uint16_t id = admin.bring_up_admin(open_nqn, host_a);
     host_conn q1(dial(st.port), true, true), q2(dial(st.port), false, false);
@@ -80,7 +51,9 @@ TEST_P(reactor_engines, queues_of_one_controller_on_different_reactors) {
 }
 
 TEST_P(reactor_engines, keep_alive_expiry_closes_queues_on_every_reactor) {
-    served_target st(2, 64, GetParam());
+    serve_options o;
+    o.engine = GetParam();
+    served_target st(2, o);
     host_conn admin(dial(st.port), false, false);
     uint16_t id = admin.bring_up_admin(open_nqn, host_a, 300);  // 300 ms KATO
     host_conn q1(dial(st.port), false, false);
@@ -94,7 +67,10 @@ TEST_P(reactor_engines, keep_alive_expiry_closes_queues_on_every_reactor) {
 }
 
 TEST_P(reactor_engines, connection_limit_refuses_the_flood_not_the_served) {
-    served_target st(1, 2, GetParam());
+    serve_options o;
+    o.max_connections = 2;
+    o.engine = GetParam();
+    served_target st(1, o);
     host_conn a(dial(st.port), false, false);
     a.bring_up_admin(open_nqn, host_a);
     host_conn b(dial(st.port), false, false);

@@ -9,10 +9,8 @@
 #include <sstream>
 
 #include "mgmt/status_page.hh"
+#include "served_target.hh"
 #include "target/stats.hh"
-#include "test_host.hh"
-#include "transport/listener.hh"
-#include "transport/reactor.hh"
 
 using namespace ferry;
 using namespace ferry::test;
@@ -37,6 +35,12 @@ std::optional<std::string> sample(const std::string& text, const std::string& se
     while (std::getline(in, line))
         if (line.rfind(series + " ", 0) == 0) return line.substr(series.size() + 1);
     return std::nullopt;
+}
+
+mgmt::runtime runtime_of(served_target& st) {
+    mgmt::runtime rt{st.tgt, {}};
+    for (auto& r : st.reactors) rt.reactors.push_back(r.get());
+    return rt;
 }
 }  // namespace
 
@@ -244,51 +248,17 @@ TEST(stats, metrics_label_values_are_escaped) {
         << text.substr(0, 2000);
 }
 
-namespace {
-struct served_target {
-    target::target tgt{test_config()};
-    std::vector<std::unique_ptr<transport::reactor>> reactors;
-    std::unique_ptr<transport::acceptor> acc;
-    uint16_t port = 0;
-    explicit served_target(unsigned n) {
-        std::vector<transport::reactor*> rp;
-        for (unsigned i = 0; i < n; ++i) {
-            transport::reactor_options o;
-            o.pool_bytes = 16u << 20;
-            reactors.push_back(std::make_unique<transport::reactor>(i, o));
-            rp.push_back(reactors.back().get());
-        }
-        acc = std::make_unique<transport::acceptor>(rp, tgt, 64);
-        port = acc->listen({"127.0.0.1", 0});
-        for (auto& r : reactors) r->start();
-        acc->start();
-    }
-    ~served_target() {
-        acc->stop();
-        for (auto& r : reactors) r->stop();
-    }
-    mgmt::runtime runtime() {
-        mgmt::runtime rt{tgt, {}};
-        for (auto& r : reactors) rt.reactors.push_back(r.get());
-        return rt;
-    }
-};
-}  // namespace
-
 TEST(stats, reactors_report_connections_busy_time_and_pool_chunks) {
     served_target st(2);
-    host_conn admin(dial(st.port), false, false);
-    const uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-    host_conn q1(dial(st.port), false, false);
-    q1.icreq();
-    ASSERT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    tcp_association a(st.port, open_nqn, host_a);
+    host_conn& q1 = *a.io[0];
     // 64 writes of 128 KiB (R2T, extra pool chunks) and 64 reads of them on reactor 1.
     for (uint32_t i = 0; i < 64; ++i)
         ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 1, i * 32, 32), pattern(128 * 1024, i), 0, false).status, 0);
     for (uint32_t i = 0; i < 64; ++i)
         ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::read, 1, i * 32, 32), {}, 128 * 1024).status, 0);
 
-    const nlohmann::json s = mgmt::stats_json(st.runtime());
+    const nlohmann::json s = mgmt::stats_json(runtime_of(st));
     ASSERT_EQ(s.at("reactors").size(), 2u);
     const auto& r0 = by_key(s.at("reactors"), "id", 0);
     const auto& r1 = by_key(s.at("reactors"), "id", 1);
@@ -307,7 +277,7 @@ TEST(stats, reactors_report_connections_busy_time_and_pool_chunks) {
     EXPECT_EQ(ns1.at("bytes_written"), 64 * 128 * 1024);
     EXPECT_EQ(ns1.at("bytes_read"), 64 * 128 * 1024);
 
-    const std::string text = mgmt::metrics_text(st.runtime());
+    const std::string text = mgmt::metrics_text(runtime_of(st));
     EXPECT_EQ(sample(text, "ferry_reactor_connections{reactor=\"1\"}"), "1");
     EXPECT_TRUE(sample(text, "ferry_reactor_busy_seconds_total{reactor=\"1\"}"));
     EXPECT_EQ(sample(text, "ferry_reactor_pool_chunks{reactor=\"0\"}"),
@@ -328,11 +298,8 @@ TEST(status_page, is_one_self_contained_page_reading_the_api) {
 
 TEST(stats, a_namespace_added_live_is_counted_on_queues_connected_before_it) {
     served_target st(2);
-    host_conn admin(dial(st.port), false, false);
-    const uint16_t id = admin.bring_up_admin(open_nqn, host_a);
-    host_conn q1(dial(st.port), false, false);
-    q1.icreq();
-    ASSERT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    tcp_association a(st.port, open_nqn, host_a);
+    host_conn& q1 = *a.io[0];
     ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 1, 0, 1), pattern(4096, 1)).status, 0);
 
     target::namespace_config n;
@@ -344,7 +311,7 @@ TEST(stats, a_namespace_added_live_is_counted_on_queues_connected_before_it) {
     for (uint32_t i = 0; i < 3; ++i) ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::write, 2, i, 1), pattern(4096, i)).status, 0);
     ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::read, 2, 0, 2), {}, 8192).status, 0);
 
-    const nlohmann::json s = mgmt::stats_json(st.runtime());
+    const nlohmann::json s = mgmt::stats_json(runtime_of(st));
     const auto& open = by_key(s.at("subsystems"), "nqn", open_nqn);
     const auto& ns2 = by_key(open.at("namespaces"), "nsid", 2);
     EXPECT_EQ(ns2.at("writes"), 3);
@@ -352,7 +319,7 @@ TEST(stats, a_namespace_added_live_is_counted_on_queues_connected_before_it) {
     EXPECT_EQ(ns2.at("bytes_read"), 8192);
     EXPECT_EQ(by_key(open.at("namespaces"), "nsid", 1).at("writes"), 1);
     // The queue's counters of the new namespace carry the queue's controller and qid.
-    const auto& ctrl = by_key(open.at("controllers"), "cntlid", id);
+    const auto& ctrl = by_key(open.at("controllers"), "cntlid", a.cntlid);
     EXPECT_EQ(ctrl.at("hostnqn"), host_a);
     const auto& q = by_key(ctrl.at("queues"), "qid", 1);
     EXPECT_EQ(by_key(q.at("namespaces"), "nsid", 2).at("writes"), 3);
@@ -360,7 +327,7 @@ TEST(stats, a_namespace_added_live_is_counted_on_queues_connected_before_it) {
 
     // Removed: gone from the stats; the others keep their counts.
     st.tgt.remove_namespace(open_nqn, 2);
-    const nlohmann::json after = mgmt::stats_json(st.runtime());
+    const nlohmann::json after = mgmt::stats_json(runtime_of(st));
     const auto& open_after = by_key(after.at("subsystems"), "nqn", open_nqn);
     for (const auto& ns : open_after.at("namespaces")) EXPECT_NE(ns.at("nsid"), 2);
     EXPECT_EQ(by_key(open_after.at("namespaces"), "nsid", 1).at("writes"), 1);
