@@ -130,6 +130,17 @@ public:
 
     unsigned in_flight() const { return _in_flight; }
 
+    // The pcie_queues sharing the channel (one per namespace of the SSD on this host queue).
+    // A namespace removed live lets go of the channel; the hardware queue goes with the last.
+    void add_user() { ++_users; }
+    void forget_user() { --_users; }
+    // Returns true for the last user: the channel is closed then.
+    bool remove_user() {
+        if (--_users > 0) return false;
+        close();
+        return true;
+    }
+
     // No more commands: delete the hardware queue once what is in flight is done.
     void close() {
         _closed = true;
@@ -268,25 +279,41 @@ private:
     unsigned _polls = 0;
     uint64_t _timeout_ns = 0;
     uint32_t _reset_generation = 0;
+    unsigned _users = 0;
 };
 
 // A namespace's view of a channel: commands go out with the device's NSID.
 class pcie_queue final : public block_queue {
 public:
-    pcie_queue(std::shared_ptr<hw_channel> channel, uint32_t nsid) : _channel(std::move(channel)), _nsid(nsid) {}
+    pcie_queue(std::shared_ptr<hw_channel> channel, uint32_t nsid) : _channel(std::move(channel)), _nsid(nsid) {
+        _channel->add_user();
+    }
+    ~pcie_queue() override {
+        if (!_closed) _channel->forget_user();  // dropped unclosed (a failed Connect): no close
+    }
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
         _channel->submit(cmd, data, done, _nsid);
     }
     unsigned poll() override { return _channel->poll(); }
     unsigned in_flight() const override { return _channel->in_flight(); }
     setup_state setup(std::string& why) override { return _channel->setup(why); }
-    void close() override { _channel->close(); }
-    bool released() const override { return _channel->released(); }
+    // Closing one namespace's view closes the channel only when no sibling uses it. A view
+    // that was not the last is released at once: its owner closes it after its own commands
+    // completed, or together with its siblings, whose last keeps the channel until the device
+    // let go of it.
+    void close() override {
+        if (_closed) return;
+        _closed = true;
+        _last = _channel->remove_user();
+    }
+    bool released() const override { return _closed && (!_last || _channel->released()); }
     std::string describe() const override { return _channel->describe(); }
 
 private:
     std::shared_ptr<hw_channel> _channel;
     const uint32_t _nsid;
+    bool _closed = false;
+    bool _last = false;  // closed the channel
 };
 
 class pcie_store final : public block_store {

@@ -22,18 +22,20 @@ namespace {
 
 constexpr const char* ssd_nqn = "nqn.2026-11.io.ferry:ssd";
 
-// Subsystem ssd_nqn, NSID 1 on the model controller registered as `bdf`.
-target::target_config ssd_config(const std::string& bdf) {
+// Subsystem ssd_nqn, NSIDs 1..namespaces on the namespaces of the model controller `bdf`.
+target::target_config ssd_config(const std::string& bdf, uint32_t namespaces = 1) {
     target::target_config cfg;
     target::subsystem_config s;
     s.nqn = ssd_nqn;
     s.allow_any_host = true;
-    target::namespace_config n;
-    n.nsid = 1;
-    n.backend = target::backend_kind::pcie;
-    n.pcie_address = bdf;
-    n.pcie_nsid = 1;
-    s.namespaces.push_back(n);
+    for (uint32_t i = 1; i <= namespaces; ++i) {
+        target::namespace_config n;
+        n.nsid = i;
+        n.backend = target::backend_kind::pcie;
+        n.pcie_address = bdf;
+        n.pcie_nsid = i;
+        s.namespaces.push_back(n);
+    }
     cfg.subsystems.push_back(s);
     return cfg;
 }
@@ -47,16 +49,17 @@ struct served_ssd {
     std::unique_ptr<transport::acceptor> acc;
     uint16_t port = 0;
 
-    served_ssd(const std::string& bdf, nvme::pcie_controller_options o) {
+    served_ssd(const std::string& bdf, nvme::pcie_controller_options o, uint32_t namespaces = 1) {
         test::nvme_model::params p;
         p.blocks = 1024;
+        p.namespaces = namespaces;
         auto m = std::make_unique<test::nvme_model>(p);
         model = m.get();
         o.health_interval_ms = 10;
         ctrl = std::make_shared<nvme::pcie_controller>(bdf, std::move(m), o);
         ctrl->start();
         nvme::register_pcie_controller(bdf, ctrl);
-        tgt = std::make_unique<target::target>(ssd_config(bdf));
+        tgt = std::make_unique<target::target>(ssd_config(bdf, namespaces));
         transport::reactor_options ro;
         ro.pool_bytes = 16u << 20;
         reactor = std::make_unique<transport::reactor>(0, ro);
@@ -122,7 +125,8 @@ TEST(PcieReactor, StalledAdminQueueDoesNotFreezeTheReactor) {
     read_for(q1, 30'000, lat);
     EXPECT_TRUE(nothing_to_read(q2_fd)) << "the Connect was answered while the admin queue was stalled";
     const uint64_t p99 = lat.p99();
-    EXPECT_LT(p99, static_cast<uint64_t>(5'000'000 * timing_slack)) << lat.ns.size() << " reads, p99 " << p99 / 1000 << " us";
+    EXPECT_LT(p99, static_cast<uint64_t>(5'000'000 * timing_slack))
+        << lat.ns.size() << " reads, p99 " << p99 / 1000 << " us";
     EXPECT_GT(lat.ns.size(), 1000u);
 
     s.model->stall_admin = false;
@@ -204,6 +208,31 @@ TEST(PcieTarget, ClosedQueueLivesUntilTheSsdDeletedItsHardwareQueue) {
     }
     EXPECT_TRUE(q.conn->reapable());
     EXPECT_EQ(model->live_io_queues(), 0u);
+}
+
+// Two namespaces of one SSD share each host queue's hardware queue pair. Removing one of them
+// live must not cut the other off on that queue; the hardware queue stays until the last goes.
+TEST(PcieTarget, RemovingOneNamespaceOfAnSsdKeepsItsSiblingServed) {
+    served_ssd s("model:siblings", {}, 2);
+    host_conn admin(dial(s.port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(ssd_nqn, host_a, 0);
+    host_conn q(dial(s.port), false, false);
+    q.icreq();
+    ASSERT_EQ(q.connect(ssd_nqn, host_a, 1, cntlid, 31, 0).status, 0);
+    EXPECT_EQ(s.model->live_io_queues(), 1u);  // one hardware queue for both namespaces
+    ASSERT_EQ(q.cmd(q.rw(nvme::io_opc::write, 2, 0, 1), pattern(4096, 1)).status, 0);
+
+    s.tgt->remove_namespace(ssd_nqn, 1);
+    EXPECT_EQ(q.cmd(q.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status,
+              nvme::sc::invalid_namespace | nvme::status_dnr);
+    for (uint32_t i = 0; i < 32; ++i) {
+        const auto data = pattern(4096, 100 + i);
+        ASSERT_EQ(q.cmd(q.rw(nvme::io_opc::write, 2, i, 1), data).status, 0) << "write " << i;
+        auto r = q.cmd(q.rw(nvme::io_opc::read, 2, i, 1), {}, 4096);
+        ASSERT_EQ(r.status, 0) << "read " << i;
+        EXPECT_EQ(r.data, data) << "read " << i;
+    }
+    EXPECT_EQ(s.model->live_io_queues(), 1u);
 }
 
 }  // namespace
