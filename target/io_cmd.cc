@@ -66,11 +66,9 @@ void queue::exec_io(transport::request& req) {
     slot.owner = this;
     slot.req = &req;
     slot.counters = n.counters.get();
-    slot.nsid = nsid;
     slot.arrival_ns = _arrival_ns;  // no clock read here: on_command's
     slot.counters->submitted(_arrival_ns);
     ++_in_flight;
-    ++n.in_flight;
     n.bq->submit(c, req.data(), slot);
 }
 

@@ -20,7 +20,6 @@ queue::~queue() {
 
 void queue::io_slot::complete(uint16_t status) {
     --owner->_in_flight;
-    --owner->_ns[nsid].in_flight;
     // Counters: this queue's own cache lines, written by this reactor only. The one clock read
     // of the completion (steady_clock: clock_gettime through the vDSO, no system call) gives
     // the latency and the end of a busy period.
@@ -91,7 +90,6 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
         b.counters = n->stats->attach(std::move(labels));
         b.blocks = n->block_count();
         b.lbads = n->lbads;
-        b.in_flight = 0;
         b.st = st::setting_up;
         ++_bindings_busy;
     }
@@ -136,7 +134,7 @@ void queue::advance_bindings() {
                 break;
             }
             case st::draining:
-                if (b.in_flight == 0) {
+                if (b.counters->outstanding == 0) {  // its commands here completed
                     b.bq->close();
                     b.st = st::closing;
                 }
@@ -157,6 +155,7 @@ void queue::advance_bindings() {
 
 void queue::unbind(ns_binding& b) {
     if (b.counters) b.counters->stats->detach(b.counters);
+    b.bq.reset();  // before the namespace: its store made the queue
     b = ns_binding{};
 }
 

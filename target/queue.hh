@@ -36,7 +36,6 @@ private:
         transport::request* req = nullptr;
         ns_io_counters* counters = nullptr;  // the namespace's, of this queue
         uint64_t arrival_ns = 0;             // when the command reached the queue (latency)
-        uint32_t nsid = 0;
         void complete(uint16_t status) override;
     };
 
@@ -57,7 +56,7 @@ private:
         std::shared_ptr<ns_io_counters> counters;
         uint64_t blocks = 0;
         uint8_t lbads = 0;
-        unsigned in_flight = 0;
+        // Its commands in flight are counters->outstanding (the busy-time count).
     };
 
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
