@@ -172,12 +172,7 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
     auto table = std::make_shared<ns_table>();
     for (const auto& nc : cfg.namespaces) {
         auto n = make_namespace(cfg.nqn, nc);
-        _oncs.store(_oncs.load() & n->store->optional_commands());
-        if (uint32_t m = n->store->max_transfer_bytes(); m && m < _max_transfer.load()) {
-            uint32_t mt = 4096;
-            while (mt * 2 <= m) mt *= 2;  // MDTS is a power of two of pages
-            _max_transfer.store(mt);
-        }
+        narrow_limits(*n->store);
         (*table)[n->nsid] = std::move(n);
     }
     _namespaces = std::move(table);
@@ -235,16 +230,22 @@ std::string subsystem::admit_store(const ns& n, bool live) const {
     return {};
 }
 
+void subsystem::narrow_limits(const nvme::block_store& store) {
+    _oncs.store(_oncs.load() & store.optional_commands());
+    if (uint32_t m = store.max_transfer_bytes(); m && m < _max_transfer.load()) {
+        uint32_t mt = 4096;
+        while (mt * 2 <= m) mt *= 2;  // MDTS is a power of two of pages
+        _max_transfer.store(mt);
+    }
+}
+
 std::string subsystem::add_namespace(std::shared_ptr<ns> n) {
-    const bool live = ever_had_controller();
-    if (auto why = admit_store(*n, live); !why.empty()) return why;
-    if (!live) {
-        _oncs.store(_oncs.load() & n->store->optional_commands());
-        if (uint32_t m = n->store->max_transfer_bytes(); m && m < _max_transfer.load()) {
-            uint32_t mt = 4096;
-            while (mt * 2 <= m) mt *= 2;
-            _max_transfer.store(mt);
-        }
+    {
+        // Under the lock create_controller() marks the subsystem as having had a controller:
+        // none is made between the check and the narrowing (its host would read the old MDTS).
+        std::lock_guard g(_lock);
+        if (auto why = admit_store(*n, _ever_had_controller); !why.empty()) return why;
+        if (!_ever_had_controller) narrow_limits(*n->store);
     }
     {
         std::lock_guard g(_ns_lock);

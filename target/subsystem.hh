@@ -200,6 +200,8 @@ public:
 
 private:
     std::string admit_store(const ns& n, bool live) const;  // MDTS/ONCS compatibility
+    // Lowers MDTS and ONCS to what `store` can do (before any controller exists).
+    void narrow_limits(const nvme::block_store& store);
 
     std::string _nqn;
     bool _discovery;
