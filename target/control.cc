@@ -50,11 +50,7 @@ void drop_controllers(subsystem& s, teardown why, const std::optional<std::strin
 }
 }  // namespace
 
-void target::discovery_changed() {
-    {
-        std::lock_guard g(_lock);
-        _genctr.fetch_add(1);
-    }
+void target::notify_discovery_change() {
     for (const auto& c : _discovery->controllers()) c->notify_discovery_changed();
 }
 
@@ -92,9 +88,10 @@ void target::add_subsystem(const subsystem_config& cfg) {
     {
         std::lock_guard g(_lock);
         _subsystems.push_back(s);
+        _genctr.fetch_add(1);  // with the change, under the lock the discovery log is read under
     }
     spdlog::info("subsystem {} added ({} namespace(s))", c.nqn, snap.size());
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::remove_subsystem(const std::string& nqn) {
@@ -106,6 +103,7 @@ void target::remove_subsystem(const std::string& nqn) {
         if (it == _subsystems.end()) refuse(change_errc::not_found, "no subsystem " + nqn);
         s = *it;
         _subsystems.erase(it);
+        _genctr.fetch_add(1);
     }
     // New Connects no longer find it; the live associations end now (their queues close on
     // their reactors' next timer tick) and the hosts start reconnecting. The subsystem and
@@ -113,7 +111,7 @@ void target::remove_subsystem(const std::string& nqn) {
     s->mark_removed();
     drop_controllers(*s, teardown::subsystem_removed);
     spdlog::info("subsystem {} removed", nqn);
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::update_subsystem(const std::string& nqn, const subsystem_patch& patch) {
@@ -127,7 +125,11 @@ void target::update_subsystem(const std::string& nqn, const subsystem_patch& pat
     if (auto why = s->set_identity(patch.model, patch.serial); !why.empty())
         refuse(change_errc::conflict, nqn + ": " + why);
     if (patch.allow_any_host && *patch.allow_any_host != s->allows_any_host()) {
-        s->set_allow_any_host(*patch.allow_any_host);
+        {
+            std::lock_guard g(_lock);
+            s->set_allow_any_host(*patch.allow_any_host);
+            _genctr.fetch_add(1);
+        }
         if (!*patch.allow_any_host) {
             // Hosts not on the list lose their associations, as if removed.
             for (const auto& c : s->controllers()) {
@@ -137,7 +139,7 @@ void target::update_subsystem(const std::string& nqn, const subsystem_patch& pat
             }
         }
         spdlog::info("subsystem {}: {}", nqn, *patch.allow_any_host ? "any host allowed" : "allowed hosts only");
-        discovery_changed();
+        notify_discovery_change();
     }
 }
 
@@ -231,19 +233,28 @@ void target::add_host(const std::string& nqn, const std::string& hostnqn) {
     std::lock_guard control(_control_lock);
     auto s = find_subsystem(nqn);
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
-    if (!s->add_host(hostnqn)) refuse(change_errc::conflict, fmt::format("{} allows host {} already", nqn, hostnqn));
+    {
+        std::lock_guard g(_lock);
+        if (!s->add_host(hostnqn))
+            refuse(change_errc::conflict, fmt::format("{} allows host {} already", nqn, hostnqn));
+        _genctr.fetch_add(1);
+    }
     spdlog::info("subsystem {}: host {} allowed", nqn, hostnqn);
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::remove_host(const std::string& nqn, const std::string& hostnqn) {
     std::lock_guard control(_control_lock);
     auto s = find_subsystem(nqn);
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
-    if (!s->remove_host(hostnqn)) refuse(change_errc::not_found, fmt::format("{} has no host {}", nqn, hostnqn));
+    {
+        std::lock_guard g(_lock);
+        if (!s->remove_host(hostnqn)) refuse(change_errc::not_found, fmt::format("{} has no host {}", nqn, hostnqn));
+        _genctr.fetch_add(1);
+    }
     spdlog::info("subsystem {}: host {} no longer allowed", nqn, hostnqn);
     if (!s->host_allowed(hostnqn)) drop_controllers(*s, teardown::host_removed, hostnqn);
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::drop_controller(const std::string& nqn, uint16_t cntlid) {
@@ -264,8 +275,9 @@ void target::add_listener(const listener_config& l) {
             if (e.cfg.address == l.address && e.cfg.port == l.port)
                 refuse(change_errc::conflict, fmt::format("listener {}:{} exists already", l.address, l.port));
         _listeners.push_back({l, _next_portid++});
+        _genctr.fetch_add(1);
     }
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::remove_listener(const std::string& address, uint16_t port) {
@@ -276,8 +288,9 @@ void target::remove_listener(const std::string& address, uint16_t port) {
                                [&](const auto& e) { return e.cfg.address == address && e.cfg.port == port; });
         if (it == _listeners.end()) refuse(change_errc::not_found, fmt::format("no listener {}:{}", address, port));
         _listeners.erase(it);
+        _genctr.fetch_add(1);
     }
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::add_referral(const referral_config& r) {
@@ -288,8 +301,9 @@ void target::add_referral(const referral_config& r) {
             if (e.address == r.address && e.port == r.port)
                 refuse(change_errc::conflict, fmt::format("referral {}:{} exists already", r.address, r.port));
         _referrals.push_back(r);
+        _genctr.fetch_add(1);
     }
-    discovery_changed();
+    notify_discovery_change();
 }
 
 void target::remove_referral(const std::string& address, uint16_t port) {
@@ -300,8 +314,9 @@ void target::remove_referral(const std::string& address, uint16_t port) {
                                [&](const auto& e) { return e.address == address && e.port == port; });
         if (it == _referrals.end()) refuse(change_errc::not_found, fmt::format("no referral {}:{}", address, port));
         _referrals.erase(it);
+        _genctr.fetch_add(1);
     }
-    discovery_changed();
+    notify_discovery_change();
 }
 
 target_config target::current_config() const {

@@ -44,45 +44,33 @@ uint8_t adrfam_of(const std::string& addr) {
 
 std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const transport::connection_info& via) const {
     std::vector<nvme::discovery_log_entry> entries;
-    auto add = [&](const std::string& nqn, uint8_t subtype, const listener_entry& l) {
+    auto add = [&](const std::string& nqn, uint8_t subtype, const std::string& addr, uint16_t port, uint16_t portid) {
         nvme::discovery_log_entry e{};
         e.trtype = nvme::trtype_tcp;
-        const bool wildcard = l.cfg.address == "0.0.0.0" || l.cfg.address == "::";
-        const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
         e.adrfam = adrfam_of(addr);
         e.subtype = subtype;
         e.treq = nvme::treq_sqflow_disable_supported;  // secure channel: not specified
-        e.portid = l.portid;
+        e.portid = portid;
         e.cntlid = 0xFFFF;
         e.asqsz = 32;
-        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(l.cfg.port));
+        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(port));
         nvme::copy_nul_padded(e.subnqn, sizeof(e.subnqn), nqn);
         nvme::copy_nul_padded(e.traddr, sizeof(e.traddr), addr);
         entries.push_back(e);
     };
+    const std::string discovery_nqn(nvme::discovery_nqn);
     // The log and its GENCTR are read under the lock every change takes, so they agree.
     std::lock_guard g(_lock);
     for (const auto& l : _listeners) {
-        add(std::string(nvme::discovery_nqn), nvme::subtype_current_discovery, l);
+        const bool wildcard = l.cfg.address == "0.0.0.0" || l.cfg.address == "::";
+        const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
+        add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid);
         for (const auto& s : _subsystems)
-            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, l);
+            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, addr, l.cfg.port, l.portid);
     }
     // Referrals: other discovery services (SUBTYPE 01h), as Linux nvmet lists its referrals.
     uint16_t referral_portid = 0xFF00;  // outside the listeners' Port IDs
-    for (const auto& r : _referrals) {
-        nvme::discovery_log_entry e{};
-        e.trtype = nvme::trtype_tcp;
-        e.adrfam = adrfam_of(r.address);
-        e.subtype = nvme::subtype_referral;
-        e.treq = nvme::treq_sqflow_disable_supported;
-        e.portid = referral_portid++;
-        e.cntlid = 0xFFFF;
-        e.asqsz = 32;
-        nvme::copy_nul_padded(e.trsvcid, sizeof(e.trsvcid), std::to_string(r.port));
-        nvme::copy_nul_padded(e.subnqn, sizeof(e.subnqn), nvme::discovery_nqn);
-        nvme::copy_nul_padded(e.traddr, sizeof(e.traddr), r.address);
-        entries.push_back(e);
-    }
+    for (const auto& r : _referrals) add(discovery_nqn, nvme::subtype_referral, r.address, r.port, referral_portid++);
     nvme::discovery_log_header h{};
     h.genctr = _genctr.load();
     h.numrec = entries.size();

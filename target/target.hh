@@ -118,8 +118,9 @@ private:
         uint16_t portid = 0;  // stable Port ID of its discovery log entries
     };
     std::shared_ptr<subsystem> find_locked(std::string_view nqn) const;
-    // A discovery log change: new GENCTR, AEN to discovery controllers that enabled it.
-    void discovery_changed();
+    // After a discovery log change (which bumped _genctr under _lock with the change itself, so
+    // a reader never sees new entries with the old GENCTR): the AEN to discovery controllers.
+    void notify_discovery_change();
 
     std::mutex _control_lock;  // serializes live changes (held while one waits for queues)
     mutable std::mutex _lock;  // the lists below; taken by Connect and discovery log builds
