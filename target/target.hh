@@ -74,22 +74,25 @@ public:
 
     // Conflict if the NQN exists. Builds every namespace's store (failed if one cannot be made).
     void add_subsystem(const subsystem_config& cfg);
-    // Closes every connection of its controllers at once (all queues), then drops it once
-    // they are gone; its stores are closed after their commands in flight completed.
+    // Closes every connection of its controllers (all queues, on each queue's next 100 ms timer
+    // tick), then drops it once they are gone; its stores are closed after their commands in
+    // flight completed.
     void remove_subsystem(const std::string& nqn);
     void update_subsystem(const std::string& nqn, const subsystem_patch& patch);
-    // cfg.nsid 0 = the lowest free NSID. Returns the NSID. The namespace is usable on every
-    // reactor when this returns.
+    // cfg.nsid 0 = the lowest free NSID. Returns the NSID. Every queue binds it at its next
+    // command: a RAM, null or file namespace is usable at once; an SSD's answers Namespace Not
+    // Ready on a queue until its hardware queue is set up there.
     uint32_t add_namespace(const std::string& nqn, namespace_config cfg);
     // New commands for it fail with Invalid Namespace at once; commands in flight complete
-    // normally; the store is closed before this returns.
+    // normally; the store is closed before this returns, unless a queue has not let go within
+    // the release timeout (30 s): then `failed`, and the last holder closes it.
     void remove_namespace(const std::string& nqn, uint32_t nsid);
     // Grows a ram or file namespace (invalid: shrinking, other backends).
     void resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t size_bytes);
     void add_host(const std::string& nqn, const std::string& hostnqn);
-    // Closes the connections of that host's controllers of the subsystem at once.
+    // Closes the connections of that host's controllers of the subsystem (next timer tick).
     void remove_host(const std::string& nqn, const std::string& hostnqn);
-    // Closes every connection of that controller (all its queues) at once.
+    // Closes every connection of that controller (all its queues, next timer tick).
     void drop_controller(const std::string& nqn, uint16_t cntlid);
     // The discovery log's view only; the sockets are the acceptor's (mgmt/ does both).
     void add_listener(const listener_config& l);
