@@ -22,10 +22,11 @@ struct api_options {
     std::string state_file;  // rewritten atomically after every accepted change
     std::string token_file;  // resolved path (management.token_file or the default)
     ram_budget ram;          // RAM namespaces added or grown through the API must fit
-    std::string sysfs = "/sys", mounts_file = "/proc/self/mounts";  // /devices (tests use a fake tree)
-    size_t max_body_bytes = 1 << 20;                                // larger bodies: 413
-    size_t max_connections = 32;                                    // more at once: 503
-    std::chrono::milliseconds request_timeout{10'000};              // to send one request, or idle between two
+    // /devices (tests use a fake tree)
+    std::string sysfs = "/sys", mounts_file = "/proc/self/mounts", swaps_file = "/proc/swaps";
+    size_t max_body_bytes = 1 << 20;                    // larger bodies: 413
+    size_t max_connections = 32;                        // more at once: 503
+    std::chrono::milliseconds request_timeout{10'000};  // to send one request, or idle between two
 };
 
 struct api_request {

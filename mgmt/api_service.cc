@@ -710,64 +710,73 @@ void api_service::add_routes() {
             return no_content();
         });
 
-    // ---- devices (env/pci: the same binding rules as deploy/setup.sh)
-    auto device_json = [&c = _control](const env::pci_device& d) {
-        bool in_use = false;
-        for (const auto& s : c.current_config().subsystems)
+    // ---- devices (env/pci: the binding rules deploy/setup.sh and ferryctl apply)
+    // Why ferry needs the device: one reason per namespace served from it.
+    auto ferry_users = [](const target::target_config& cfg, const std::string& bdf) {
+        json reasons = json::array();
+        for (const auto& s : cfg.subsystems)
             for (const auto& n : s.namespaces)
-                in_use |= n.backend == target::backend_kind::pcie && n.pcie_address == d.bdf;
+                if (n.backend == target::backend_kind::pcie && n.pcie_address == bdf)
+                    reasons.push_back("namespace " + std::to_string(n.nsid) + " of subsystem " + s.nqn +
+                                      " is served from it");
+        return reasons;
+    };
+    auto device_json = [ferry_users](const target::target_config& cfg, const env::pci_device& d) {
         char ids[8];
         json j = {{"address", d.bdf},
                   {"driver", d.driver},
                   {"iommu_group", d.iommu_group},
                   {"numa_node", d.numa_node},
                   {"block_devices", d.block_devices},
-                  {"in_use_by_ferry", in_use}};
+                  {"in_use_by_ferry", !ferry_users(cfg, d.bdf).empty()}};
         std::snprintf(ids, sizeof ids, "%04x", d.vendor);
         j["vendor"] = ids;
         std::snprintf(ids, sizeof ids, "%04x", d.device);
         j["device"] = ids;
         return j;
     };
-    add("GET", "/api/v1/devices", get_list, [this, device_json](context&) {
+    add("GET", "/api/v1/devices", get_list, [this, device_json, &c = _control](context&) {
+        const target::target_config cfg = c.current_config();
         json out = json::array();
-        for (const auto& d : env::list_nvme_devices(_opt.sysfs)) out.push_back(device_json(d));
+        for (const auto& d : env::list_nvme_devices(_opt.sysfs)) out.push_back(device_json(cfg, d));
         return json_response(200, out);
     });
     auto device_or_404 = [this](const std::string& bdf) {
-        if (!env::valid_bdf(bdf)) throw http_error(404, "'" + bdf + "' is not a PCI address (0000:00:04.0)");
         try {
-            return env::read_pci_device(bdf, _opt.sysfs);
+            return env::read_pci_device(bdf, _opt.sysfs);  // not a BDF, or no such device
         } catch (const std::exception& e) {
             throw http_error(404, e.what());
         }
     };
     add("POST", "/api/v1/devices/{bdf}/attach", {200, 401, 404, 409, 422, 500},
-        [this, device_json, device_or_404](context& ctx) {
+        [this, device_json, device_or_404, &c = _control](context& ctx) {
             std::lock_guard lock(_change_lock);
             const env::pci_device d = device_or_404(ctx.params[0]);
             if (d.class_code != env::nvme_class_code) throw http_error(422, d.bdf + " is not an NVMe controller");
-            const std::vector<std::string> reasons = env::device_in_use_reasons(d, _opt.sysfs, _opt.mounts_file);
+            const std::vector<std::string> reasons =
+                env::device_in_use_reasons(d, _opt.sysfs, _opt.mounts_file, _opt.swaps_file);
             if (!reasons.empty())
                 throw http_error(409, d.bdf + " is in use; it stays with its driver", {}, {{"reasons", reasons}});
-            env::bind_to_vfio(d.bdf, false, _opt.sysfs, _opt.mounts_file);
-            return json_response(200, device_json(env::read_pci_device(d.bdf, _opt.sysfs)));
+            const std::vector<std::string> conflicts = env::iommu_group_conflicts(d.bdf, {}, _opt.sysfs);
+            if (!conflicts.empty())
+                throw http_error(409,
+                                 d.bdf +
+                                     " shares its IOMMU group with devices on another driver; vfio cannot use "
+                                     "the group",
+                                 {}, {{"reasons", conflicts}});
+            env::bind_to_vfio(d.bdf, /*force: checked above*/ true, _opt.sysfs, _opt.mounts_file, _opt.swaps_file);
+            return json_response(200, device_json(c.current_config(), env::read_pci_device(d.bdf, _opt.sysfs)));
         });
     add("POST", "/api/v1/devices/{bdf}/detach", {200, 401, 404, 409, 500},
-        [this, device_json, device_or_404](context& ctx) {
+        [this, device_json, device_or_404, ferry_users, &c = _control](context& ctx) {
             std::lock_guard lock(_change_lock);
             const env::pci_device d = device_or_404(ctx.params[0]);
-            json reasons = json::array();
-            for (const auto& s : _control.current_config().subsystems)
-                for (const auto& n : s.namespaces)
-                    if (n.backend == target::backend_kind::pcie && n.pcie_address == d.bdf)
-                        reasons.push_back("namespace " + std::to_string(n.nsid) + " of subsystem " + s.nqn +
-                                          " is served from it");
-            if (!reasons.empty())
+            const target::target_config cfg = c.current_config();
+            if (json reasons = ferry_users(cfg, d.bdf); !reasons.empty())
                 throw http_error(409, d.bdf + " is in use by ferry; remove those namespaces first", {},
                                  {{"reasons", reasons}});
             env::unbind_from_vfio(d.bdf, _opt.sysfs);
-            return json_response(200, device_json(env::read_pci_device(d.bdf, _opt.sysfs)));
+            return json_response(200, device_json(cfg, env::read_pci_device(d.bdf, _opt.sysfs)));
         });
 
     // ---- state, counters, documents

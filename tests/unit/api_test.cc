@@ -397,7 +397,7 @@ struct device_tree {
     device_tree() {
         char tmpl[] = "/tmp/ferry-api-sysfs.XXXXXX";
         root = ::mkdtemp(tmpl);
-        for (const char* drv : {"nvme", "vfio-pci"})
+        for (const char* drv : {"nvme", "vfio-pci", "e1000e"})
             std::filesystem::create_directories(root / "bus/pci/drivers" / drv);
         std::filesystem::create_directories(root / "bus/pci/devices");
         add("0000:00:04.0", "nvme");
@@ -408,7 +408,8 @@ struct device_tree {
         std::ofstream(root / "mounts") << "/dev/nvme0n1p1 /boot ext4 rw 0 0\n";
     }
     ~device_tree() { std::filesystem::remove_all(root); }
-    void add(const std::string& bdf, const std::string& driver) {
+    // group >= 0: a member of that IOMMU group
+    void add(const std::string& bdf, const std::string& driver, int group = -1) {
         const auto d = root / "devices/pci0000:00" / bdf;
         std::filesystem::create_directories(d);
         std::filesystem::create_directory_symlink("../../../devices/pci0000:00/" + bdf, root / "bus/pci/devices" / bdf);
@@ -418,6 +419,13 @@ struct device_tree {
         std::ofstream(d / "numa_node") << "0\n";
         std::ofstream(d / "driver_override") << "(null)\n";
         std::filesystem::create_directory_symlink("../../../bus/pci/drivers/" + driver, d / "driver");
+        if (group >= 0) {
+            const std::string g = "kernel/iommu_groups/" + std::to_string(group);
+            std::filesystem::create_directories(root / g / "devices");
+            std::filesystem::create_directory_symlink("../../../" + g, d / "iommu_group");
+            std::filesystem::create_directory_symlink("../../../../devices/pci0000:00/" + bdf,
+                                                      root / g / "devices" / bdf);
+        }
     }
 };
 }  // namespace
@@ -461,5 +469,25 @@ TEST_F(api_fixture, devices_show_use_and_refuse_what_is_in_use) {
     std::ifstream o4(t.root / "devices/pci0000:00/0000:00:04.0/driver_override");
     std::string ov;
     std::getline(o4, ov);
+    EXPECT_EQ(ov, "(null)");
+}
+
+// A device whose IOMMU group holds another device on a kernel driver cannot be used by vfio:
+// 409 with the conflicting device as the reason (it was a 500), and nothing is written.
+TEST_F(api_fixture, attach_refuses_a_device_sharing_its_iommu_group_with_another_driver) {
+    device_tree t;
+    t.add("0000:00:06.0", "nvme", 6);
+    t.add("0000:00:07.0", "e1000e", 6);
+    ferry::mgmt::api_options o;
+    o.sysfs = t.root.string();
+    o.mounts_file = (t.root / "mounts").string();
+    start(o);
+    reply r = call("POST", "/api/v1/devices/0000:00:06.0/attach");
+    EXPECT_EQ(r.status, 409u) << r.body;
+    ASSERT_TRUE(r.js["reasons"].is_array()) << r.body;
+    EXPECT_EQ(r.js["reasons"][0], "0000:00:07.0 (e1000e)") << r.body;
+    std::ifstream o6(t.root / "devices/pci0000:00/0000:00:06.0/driver_override");
+    std::string ov;
+    std::getline(o6, ov);
     EXPECT_EQ(ov, "(null)");
 }
