@@ -325,7 +325,8 @@ target::subsystem_config parse_subsystem(const json& s, const std::string& p, co
         if (!seen_hosts.insert(sc.hosts.back()).second) r.fail(hp, "duplicate host " + sc.hosts.back());
     }
     if (!sc.allow_any_host && sc.hosts.empty())
-        warnings.push_back(p + ": no host can connect yet: \"allow_any_host\" is false and \"hosts\" is empty");
+        warnings.push_back((p.empty() ? "" : p + ": ") +  // a request body: no JSON path
+                           "no host can connect yet: \"allow_any_host\" is false and \"hosts\" is empty");
     const json& nss = r.array(s, "namespaces", p, false);
     std::set<uint32_t> nsids;
     for (size_t n = 0; n < nss.size(); ++n) {

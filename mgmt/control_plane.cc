@@ -28,12 +28,9 @@ public:
     void drop_controller(const std::string& nqn, uint16_t cntlid) override { _tgt.drop_controller(nqn, cntlid); }
 
     // The socket first (a port in use fails here, before the discovery log shows it), then the
-    // target's view; the socket is closed again if the target refuses.
+    // target's view; the socket is closed again if the target refuses. A duplicate listener is
+    // refused (409) by the API before it gets here.
     void add_listener(const target::listener_config& l) override {
-        for (const auto& have : _tgt.current_config().listeners)
-            if (have.address == l.address && have.port == l.port)
-                throw target::change_error(target::change_errc::conflict,
-                                           "listener " + l.address + ":" + std::to_string(l.port) + " exists");
         try {
             _acc.listen({l.address, l.port});
         } catch (const std::exception& e) {

@@ -301,6 +301,12 @@ TEST(config, non_spec_nqns_warn_comments_and_host_objects_are_read) {
     ASSERT_EQ(c.warnings.size(), 2u);
     EXPECT_EQ(c.warnings[0].rfind("/subsystems/0/nqn: 'testnqn' is not in the spec's form", 0), 0u) << c.warnings[0];
     EXPECT_EQ(c.warnings[1].rfind("/subsystems/1: no host can connect yet", 0), 0u) << c.warnings[1];
+    // The same object as a request body (path ""): the warning has no empty path in front.
+    ferry::mgmt::warning_list body_warnings;
+    ferry::mgmt::parse_subsystem(nlohmann::json::parse(R"({"nqn": "nqn.2026-11.io.x:b"})"), "", "request",
+                                 body_warnings);
+    ASSERT_EQ(body_warnings.size(), 1u);
+    EXPECT_EQ(body_warnings[0].rfind("no host can connect yet", 0), 0u) << body_warnings[0];
     EXPECT_EQ(c.management.port, 0);
     EXPECT_TRUE(c.management.metrics_without_token);
     EXPECT_EQ(c.management.address, "127.0.0.1");

@@ -94,7 +94,7 @@ std::vector<std::string> response_warnings(const json& body) {
         for (const auto& w : body["warnings"])
             if (w.is_string()) {
                 std::string text = w.get<std::string>();
-                if (text.starts_with(": ")) text.erase(0, 2);  // a warning about the whole body: no JSON path
+                if (text.starts_with(": ")) text.erase(0, 2);  // tolerated; ferryd sends body warnings without a path
                 out.push_back(text);
             }
     return out;
