@@ -3,9 +3,12 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "transport/tls.hh"
 
 namespace ferry::target {
 
@@ -24,18 +27,31 @@ struct namespace_config {
     uint32_t pcie_nsid = 0;                       // pcie backend: the namespace on that controller
 };
 
+// Secrets of one host for one subsystem, as nvme-cli prints them; empty = not set. Never
+// logged and never returned by the management API (which says only whether each is set).
+struct host_keys {
+    std::string dhchap_key;       // "DHHC-1:HH:...:" the host proves itself with (DH-HMAC-CHAP)
+    std::string dhchap_ctrl_key;  // "DHHC-1:HH:...:" the controller proves itself with (bidirectional)
+    std::string tls_psk;          // "NVMeTLSkey-1:HH:...:" configured PSK; set = the host must use TLS
+    bool empty() const { return dhchap_key.empty() && dhchap_ctrl_key.empty() && tls_psk.empty(); }
+    bool operator==(const host_keys&) const = default;
+};
+
 struct subsystem_config {
     std::string nqn;
     std::string serial;  // derived from the NQN when empty
     std::string model = "ferry";
     bool allow_any_host = false;
     std::vector<std::string> hosts;
+    // Keys of listed hosts (by host NQN); a host without an entry has none.
+    std::map<std::string, host_keys> keys;
     std::vector<namespace_config> namespaces;
 };
 
 struct listener_config {
     std::string address = "127.0.0.1";
     uint16_t port = 4420;
+    transport::tls_mode tls = transport::tls_mode::none;  // discovery log TREQ/TSAS say it
 };
 
 // A discovery log referral entry (SUBTYPE 01h): another discovery service a host may ask.

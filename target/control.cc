@@ -9,10 +9,32 @@
 #include <optional>
 #include <thread>
 
+#include "target/dhchap.hh"
 #include "target/target.hh"
+#include "transport/tls.hh"
 
 namespace ferry::target {
 namespace {
+[[noreturn]] void refuse(change_errc code, const std::string& what);
+
+// Every key set parses (the error names the field, never the key).
+void check_host_keys(const host_keys& k, const std::string& hostnqn) {
+    auto check = [&](const std::string& text, const char* field, auto parse) {
+        if (text.empty()) return;
+        try {
+            parse(text);
+        } catch (const std::invalid_argument& e) {
+            refuse(change_errc::invalid, fmt::format("host {}: {}: {}", hostnqn, field, e.what()));
+        }
+    };
+    check(k.dhchap_key, "dhchap_key", [](const std::string& t) { parse_dhchap_secret(t); });
+    check(k.dhchap_ctrl_key, "dhchap_ctrl_key", [](const std::string& t) { parse_dhchap_secret(t); });
+    check(k.tls_psk, "tls_psk", [](const std::string& t) { transport::parse_psk_interchange(t); });
+    if (!k.dhchap_ctrl_key.empty() && k.dhchap_key.empty())
+        refuse(change_errc::invalid,
+               fmt::format("host {}: dhchap_ctrl_key needs dhchap_key (the host authenticates first)", hostnqn));
+}
+
 [[noreturn]] void refuse(change_errc code, const std::string& what) {
     throw change_error(code, what);
 }
@@ -59,6 +81,7 @@ void target::add_subsystem(const subsystem_config& cfg) {
     if (cfg.nqn == nvme::discovery_nqn) refuse(change_errc::conflict, "the discovery subsystem exists always");
     if (find_subsystem(cfg.nqn)) refuse(change_errc::conflict, "subsystem " + cfg.nqn + " exists already");
     subsystem_config c = cfg;
+    for (const auto& [host, k] : c.keys) check_host_keys(k, host);
     std::vector<bool> used(max_nsid + 1);
     for (const auto& n : c.namespaces) {
         if (n.nsid > max_nsid) refuse(change_errc::invalid, fmt::format("NSID {} is above {}", n.nsid, max_nsid));
@@ -229,18 +252,35 @@ void target::resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t si
     for (const auto& c : s->controllers()) c->notify_ns_changed(nsid);
 }
 
-void target::add_host(const std::string& nqn, const std::string& hostnqn) {
+void target::add_host(const std::string& nqn, const std::string& hostnqn, const host_keys& keys) {
     std::lock_guard control(_control_lock);
     auto s = find_subsystem(nqn);
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
+    check_host_keys(keys, hostnqn);
     {
         std::lock_guard g(_lock);
         if (!s->add_host(hostnqn))
             refuse(change_errc::conflict, fmt::format("{} allows host {} already", nqn, hostnqn));
+        s->set_keys(hostnqn, keys);
         _genctr.fetch_add(1);
     }
     spdlog::info("subsystem {}: host {} allowed", nqn, hostnqn);
     notify_discovery_change();
+}
+
+void target::set_host_keys(const std::string& nqn, const std::string& hostnqn, const host_keys& keys) {
+    std::lock_guard control(_control_lock);
+    auto s = find_subsystem(nqn);
+    if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
+    check_host_keys(keys, hostnqn);
+    std::vector<std::string> listed = s->hosts();
+    if (std::find(listed.begin(), listed.end(), hostnqn) == listed.end())
+        refuse(change_errc::not_found, fmt::format("{} has no host {}", nqn, hostnqn));
+    s->set_keys(hostnqn, keys);
+    // Which keys, never their values.
+    spdlog::info("subsystem {}: host {} keys set (dhchap {}, dhchap controller {}, TLS PSK {})", nqn, hostnqn,
+                 keys.dhchap_key.empty() ? "none" : "set", keys.dhchap_ctrl_key.empty() ? "none" : "set",
+                 keys.tls_psk.empty() ? "none" : "set");
 }
 
 void target::remove_host(const std::string& nqn, const std::string& hostnqn) {

@@ -162,6 +162,8 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
       _model(cfg.model),
       _allow_any(cfg.allow_any_host),
       _hosts(cfg.hosts) {
+    for (const auto& [host, k] : cfg.keys)
+        if (!k.empty()) _keys[host] = k;
     if (cfg.serial.empty()) {
         auto id = derive_id(cfg.nqn);
         _serial = fmt::format("{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2],
@@ -310,7 +312,22 @@ bool subsystem::remove_host(const std::string& hostnqn) {
     auto it = std::find(_hosts.begin(), _hosts.end(), hostnqn);
     if (it == _hosts.end()) return false;
     _hosts.erase(it);
+    _keys.erase(hostnqn);
     return true;
+}
+
+host_keys subsystem::keys_of(const std::string& hostnqn) const {
+    std::lock_guard g(_lock);
+    auto it = _keys.find(hostnqn);
+    return it == _keys.end() ? host_keys{} : it->second;
+}
+
+void subsystem::set_keys(const std::string& hostnqn, const host_keys& keys) {
+    std::lock_guard g(_lock);
+    if (keys.empty())
+        _keys.erase(hostnqn);
+    else
+        _keys[hostnqn] = keys;
 }
 
 subsystem_config subsystem::config() const {
@@ -322,6 +339,7 @@ subsystem_config subsystem::config() const {
         c.model = _model;
         c.allow_any_host = _allow_any;
         c.hosts = _hosts;
+        c.keys = _keys;
     }
     for (const auto& [nsid, n] : namespaces()) {
         namespace_config nc = n.config;

@@ -195,7 +195,10 @@ public:
     std::string set_identity(const std::optional<std::string>& model, const std::optional<std::string>& serial);
     void set_allow_any_host(bool any);
     bool add_host(const std::string& hostnqn);     // false if listed already
-    bool remove_host(const std::string& hostnqn);  // false if not listed
+    bool remove_host(const std::string& hostnqn);  // false if not listed (its keys go too)
+    // Keys of a listed host (empty when none are set or the host is not listed); thread-safe.
+    host_keys keys_of(const std::string& hostnqn) const;
+    void set_keys(const std::string& hostnqn, const host_keys& keys);  // empty keys = none
     subsystem_config config() const;               // the current state, everything explicit
 
 private:
@@ -212,6 +215,7 @@ private:
     std::string _model;
     bool _allow_any;
     std::vector<std::string> _hosts;
+    std::map<std::string, host_keys> _keys;  // of listed hosts only
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;
     uint16_t _next_cntlid = 1;
     bool _ever_had_controller = false;

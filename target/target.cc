@@ -36,6 +36,25 @@ std::unique_ptr<transport::queue_handler> target::make_handler(transport::connec
     return std::make_unique<queue>(*this, conn);
 }
 
+std::optional<transport::configured_psk> target::find_tls_psk(const std::string& hostnqn, const std::string& subnqn) {
+    std::vector<std::shared_ptr<subsystem>> candidates;
+    if (subnqn == nvme::discovery_nqn) {
+        candidates = subsystems();
+    } else if (auto s = find_subsystem(subnqn); s && !s->is_discovery()) {
+        candidates.push_back(s);
+    }
+    for (const auto& s : candidates) {
+        host_keys k = s->keys_of(hostnqn);
+        if (k.tls_psk.empty()) continue;
+        try {
+            return transport::parse_psk_interchange(k.tls_psk);
+        } catch (const std::invalid_argument&) {
+            // Validated when it was set; cannot happen.
+        }
+    }
+    return std::nullopt;
+}
+
 namespace {
 uint8_t adrfam_of(const std::string& addr) {
     return addr.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4;

@@ -89,7 +89,11 @@ public:
     void remove_namespace(const std::string& nqn, uint32_t nsid);
     // Grows a ram or file namespace (invalid: shrinking, other backends).
     void resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t size_bytes);
-    void add_host(const std::string& nqn, const std::string& hostnqn);
+    // With its keys (none by default); invalid if a key does not parse.
+    void add_host(const std::string& nqn, const std::string& hostnqn, const host_keys& keys = {});
+    // Replaces the host's keys (rotation; empty fields = not set). Controllers already
+    // authenticated keep running; new connections and re-authentications use the new keys.
+    void set_host_keys(const std::string& nqn, const std::string& hostnqn, const host_keys& keys);
     // Closes the connections of that host's controllers of the subsystem (next timer tick).
     void remove_host(const std::string& nqn, const std::string& hostnqn);
     // Closes every connection of that controller (all its queues, next timer tick).
@@ -106,6 +110,10 @@ public:
     std::vector<controller_view> controllers(const std::string& nqn) const;
 
     std::unique_ptr<transport::queue_handler> make_handler(transport::connection& conn) override;
+    // The configured PSK of a listed host of `subnqn`; for the discovery NQN, the host's PSK
+    // of any subsystem (the first that has one).
+    std::optional<transport::configured_psk> find_tls_psk(const std::string& hostnqn,
+                                                          const std::string& subnqn) override;
 
     // The discovery log page for `hostnqn`, as seen through a connection that reached
     // `local_addr` (used for listeners bound to a wildcard address).

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "nvme/spec.hh"
 #include "transport/admission.hh"
 #include "transport/pdu.hh"
+#include "transport/tls.hh"
 
 namespace ferry::transport {
 
@@ -142,6 +144,12 @@ struct connection_info {
     uint16_t local_port = 0;
     bool ipv6 = false;
     unsigned reactor = 0;  // id of the reactor serving it (set by the reactor)
+    tls_mode listener_tls = tls_mode::none;  // what the listener it came through allows
+    // Set once a TLS handshake succeeded: the NQNs of the PSK identity the host used. The
+    // target holds the Connect to them (a PSK proves only the host it was configured for).
+    bool tls = false;
+    std::string tls_hostnqn;
+    std::string tls_subnqn;
     // Its place in the acceptor's admission count (none for connections made in tests).
     std::shared_ptr<admission::ticket> ticket;
 };
@@ -167,6 +175,12 @@ class handler_factory {
 public:
     virtual ~handler_factory() = default;
     virtual std::unique_ptr<queue_handler> make_handler(connection& conn) = 0;
+    // TLS handshake (reactor thread, must not block): the configured PSK of (hostnqn,
+    // subnqn) named by the host's PSK identity; none = the handshake fails.
+    virtual std::optional<configured_psk> find_tls_psk(const std::string& /*hostnqn*/,
+                                                       const std::string& /*subnqn*/) {
+        return std::nullopt;
+    }
 };
 
 class connection {

@@ -21,6 +21,7 @@ class reactor;
 struct listen_address {
     std::string address;  // numeric IPv4 or IPv6
     uint16_t port = 4420;
+    tls_mode tls = tls_mode::none;  // given to each connection accepted here (connection_info)
 };
 
 class acceptor {
