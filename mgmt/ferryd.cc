@@ -1,5 +1,6 @@
 // ferryd: the NVMe/TCP target daemon.
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -85,6 +86,20 @@ int main(int argc, char** argv) {
     spdlog::set_default_logger(logger);
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
     spdlog::set_level(spdlog::level::from_str(log_level));
+
+    // Every connection is a descriptor: a shell's soft limit (often 1024) would make accept fail
+    // below --max-connections. Take the hard limit (systemd's unit sets LimitNOFILE).
+    if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        if (nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &nofile);
+            ::getrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < max_connections + 64)
+            spdlog::warn("ferryd: open files limit {} is below --max-connections {} (+64 for the rest); accept will "
+                         "fail before that many connections are open",
+                         uint64_t(nofile.rlim_cur), max_connections);
+    }
 
     ferry::mgmt::config_file file;
     ferry::target::target_config& cfg = file.target;

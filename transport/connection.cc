@@ -174,8 +174,10 @@ bool connection::reapable() const {
 void connection::close(const std::string& reason) {
     if (_closing) return;
     _closing = true;
-    spdlog::info("conn {} ({}{}): closing: {}", _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "",
-                 reason);
+    // A shed connection is counted in admission's rate-limited summary: a flood of them must not
+    // write one info line each.
+    spdlog::log(reason == shed_reason ? spdlog::level::debug : spdlog::level::info, "conn {} ({}{}): closing: {}",
+                _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "", reason);
     if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
     drop_waiting_and_r2t();

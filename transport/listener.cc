@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "env/thread.hh"
 #include "transport/reactor.hh"
 
 namespace ferry::transport {
@@ -184,7 +185,19 @@ void acceptor::run() {
                 _polled_changed.notify_all();
             }
         }
-        int n = ::poll(pfds.data(), pfds.size(), -1);
+        int timeout_ms = -1;
+        if (_accept_paused_until_ns) {
+            const uint64_t now = env::now_ns();
+            if (now < _accept_paused_until_ns) {
+                // Listening sockets are not polled until the pause ends (see accept_one).
+                for (size_t i = 0; i + 2 < pfds.size(); ++i) pfds[i].events = 0;
+                timeout_ms = static_cast<int>((_accept_paused_until_ns - now) / 1'000'000 + 1);
+            } else {
+                _accept_paused_until_ns = 0;
+                for (size_t i = 0; i + 2 < pfds.size(); ++i) pfds[i].events = POLLIN;
+            }
+        }
+        int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
         if (n < 0) {
             if (errno == EINTR) continue;
             spdlog::error("acceptor: poll: {}", std::strerror(errno));
@@ -209,8 +222,19 @@ void acceptor::accept_one(int lfd) {
     socklen_t plen = sizeof(peer);
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-            spdlog::warn("accept failed: {}", std::strerror(errno));
+        const int err = errno;
+        if (err == EAGAIN || err == EINTR || err == ECONNABORTED) return;
+        // Out of descriptors (EMFILE/ENFILE) or memory: the pending connection stays in the
+        // backlog and poll() would report it again at once; pause accepting briefly rather than
+        // spin, and say so at most once a second.
+        _accept_paused_until_ns = env::now_ns() + accept_pause_ns;
+        ++_accept_errors_unlogged;
+        if (_accept_paused_until_ns - _accept_error_logged_ns >= 1'000'000'000ull + accept_pause_ns) {
+            spdlog::warn("accept failed {} time(s) since the last report: {}; accepting paused for {} ms each time",
+                         _accept_errors_unlogged, std::strerror(err), accept_pause_ns / 1'000'000);
+            _accept_errors_unlogged = 0;
+            _accept_error_logged_ns = _accept_paused_until_ns;
+        }
         return;
     }
     connection_info info;
@@ -225,8 +249,16 @@ void acceptor::accept_one(int lfd) {
 
     info.ticket = _admission->admit(peer_addr, fd, info.id);
     if (!info.ticket) {
-        spdlog::warn("conn {} from {}: refused, {} connections open (limit {})", info.id, info.peer, _admission->open(),
-                     _admission->limits().max_connections);
+        // Once a second at most: a flood at the limit must not write a line per connection.
+        ++_refused_unlogged;
+        const uint64_t now = env::now_ns();
+        if (now - _refused_logged_ns >= 1'000'000'000ull) {
+            spdlog::warn("refused {} connection(s) since the last report, {} open (limit {}); latest conn {} from {}",
+                         _refused_unlogged, _admission->open(), _admission->limits().max_connections, info.id,
+                         info.peer);
+            _refused_unlogged = 0;
+            _refused_logged_ns = now;
+        }
         ::close(fd);
         return;
     }

@@ -133,7 +133,7 @@ start_ferryd() {
     # --idle-spin-us 0: the lab's TCG guest needs both host cores; a reactor that spins after
     # each burst of work steals them (measured: 4k write+verify with digests, 2 queues, 4 jobs
     # at QD32 took 133 s with the default 200 us spin, 53 s without).
-    "$FERRYD" --config "$config" --log-level debug --idle-spin-us 0 "$@" >> "$log" 2>&1 &
+    "$FERRYD" --config "$config" --log-level "${FERRYD_LOG_LEVEL:-debug}" --idle-spin-us 0 "$@" >> "$log" 2>&1 &
     FERRYD_PID=$!
     echo "ferryd: pid $FERRYD_PID, config $config, log $log"
     for ((i = 0; i < 200; i++)); do    # 20 s
