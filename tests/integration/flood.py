@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--send", choices=sorted(PAYLOAD), default="partial-tls")
     ap.add_argument("--reopen", action="store_true", help="reopen connections the target closes")
+    ap.add_argument("--max-rate", type=float, default=0, help="reopens per second at most (0: no limit)")
     ap.add_argument("--ready-file", help="touched once COUNT connections were attempted")
     a = ap.parse_args()
 
@@ -77,6 +78,8 @@ def main():
                 closed += 1
                 live -= 1
                 if a.reopen and time.monotonic() < end:
+                    if a.max_rate:
+                        time.sleep(1.0 / a.max_rate)
                     open_one()
     print(f"flood: opened {opened}, closed by the target {closed}, connect errors {errors}, peak open {peak}")
     return 0 if opened >= a.count else 1
