@@ -2,7 +2,8 @@
 # tests/integration/connection-flood.sh: 2,000 connections that never finish their handshake
 # (from 127.0.0.2, reopened as fast as ferryd sheds them) do not stop a well-behaved host on
 # 127.0.0.1 from connecting and running verified I/O, and ferryd says what it did in a few
-# rate-limited log lines, not one per connection. Loopback only, no guest; the lab version with
+# rate-limited log lines, not one per connection. Also out of descriptors (EMFILE): ferryd warns,
+# pauses accepting instead of spinning, and serves again afterwards. Loopback only, no guest; the lab version with
 # TLS and DH-HMAC-CHAP is tests/lab/secure-flood.sh. Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -70,6 +71,27 @@ if check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --m
     check "ferryd's log stays short ($total lines for both floods)" test "$total" -lt 1500 || true
     check "ferryd serves after the floods" "$PERF" -p "$PORT" -n "$NQN" --verify -t 1 --rw rw --bs 4k --qd 8 || true
     check "ferryd stops cleanly" stop_ferryd || true
+fi
+
+# Out of descriptors: a ferryd whose hard open-files limit is 300 warns at start that it is
+# below --max-connections; when a flood uses them all, accept fails with EMFILE: ferryd pauses
+# accepting and says so once a second (not once per attempt), and serves again afterwards.
+printf '#!/bin/sh\nexec prlimit --nofile=300:300 %q "$@"\n' "$FERRYD" > "$WORK/ferryd-300-fds"
+chmod +x "$WORK/ferryd-300-fds"
+FERRYD=$WORK/ferryd-300-fds
+lowfd() { grep -q 'open files limit 300 is below --max-connections 4096' "$WORK/ferryd-lowfd.log"; }
+if check "ferryd starts with 300 descriptors" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd-lowfd.log" \
+        --max-connections 4096 --max-pending-per-address 4000 --max-pending 4000; then
+    check "ferryd warns that 300 descriptors are below --max-connections" lowfd || true
+    t0=$SECONDS
+    if check "flood of 2,000 while ferryd has 300 descriptors" flood nothing 8; then
+        flood_done nothing > /dev/null || true
+        lines=$(grep -c 'accept failed' "$WORK/ferryd-lowfd.log" || true) secs=$((SECONDS - t0 + 2))
+        check "EMFILE reported at most once a second ($lines lines in ${secs}s)" \
+            test "$lines" -ge 1 -a "$lines" -le "$secs" || true
+    fi
+    check "ferryd serves once the flood is gone" "$PERF" -p "$PORT" -n "$NQN" --verify -t 1 --rw rw --bs 4k --qd 8 || true
+    check "ferryd (300 descriptors) stops cleanly" stop_ferryd || true
 fi
 echo "ferryd log: $WORK/ferryd.log"
 summary
