@@ -2,9 +2,10 @@
 # tests/integration/connection-flood.sh: 2,000 connections that never finish their handshake
 # (from 127.0.0.2, reopened as fast as ferryd sheds them) do not stop a well-behaved host on
 # 127.0.0.1 from connecting and running verified I/O, and ferryd says what it did in a few
-# rate-limited log lines, not one per connection. Also out of descriptors (EMFILE): ferryd warns,
-# pauses accepting instead of spinning, and serves again afterwards. Loopback only, no guest; the lab version with
-# TLS and DH-HMAC-CHAP is tests/lab/secure-flood.sh. Last line: "N passed, N failed".
+# rate-limited log lines, not one per connection. Also out of descriptors (EMFILE): ferryd
+# warns, pauses accepting instead of spinning, and serves again afterwards. Loopback only, no
+# guest; the lab version with TLS and DH-HMAC-CHAP is tests/lab/secure-channel.sh.
+# Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$(readlink -f "$0")")/../lab/lib.sh"
