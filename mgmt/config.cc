@@ -340,20 +340,13 @@ target::subsystem_config parse_subsystem(const json& s, const std::string& p, co
 
 target::listener_config parse_listener(const json& l, const std::string& p, const std::string& origin) {
     reader r(origin);
-    r.object_with(l, p, {"transport", "address", "port", "tls"});
+    r.object_with(l, p, {"transport", "address", "port"});
     std::string tr = r.string(l, "transport", p, false, "tcp");
     if (tr != "tcp") r.fail(p + "/transport", "'" + tr + "' is not supported (only \"tcp\")");
     target::listener_config lc;
     lc.address = r.string(l, "address", p, true);
     if (lc.address.empty()) r.fail(p + "/address", "must not be empty");
     lc.port = static_cast<uint16_t>(r.unsigned_int(l, "port", p, false, 4420, 1, 65535));
-    const std::string tls = r.string(l, "tls", p, false, "none");
-    if (tls == "allowed")
-        lc.tls = transport::tls_mode::allowed;
-    else if (tls == "required")
-        lc.tls = transport::tls_mode::required;
-    else if (tls != "none")
-        r.fail(p + "/tls", "'" + tls + "' is not \"none\", \"allowed\" or \"required\"");
     return lc;
 }
 
@@ -481,9 +474,7 @@ json to_json(const target::subsystem_config& s) {
 }
 
 json to_json(const target::listener_config& l) {
-    json j = {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}};
-    if (l.tls != transport::tls_mode::none) j["tls"] = transport::to_string(l.tls);
-    return j;
+    return {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}};
 }
 
 json to_json(const target::referral_config& r) {

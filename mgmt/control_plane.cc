@@ -32,7 +32,7 @@ public:
     // refused (409) by the API before it gets here.
     void add_listener(const target::listener_config& l) override {
         try {
-            _acc.listen({l.address, l.port, l.tls});
+            _acc.listen({l.address, l.port});
         } catch (const std::exception& e) {
             throw target::change_error(target::change_errc::failed, e.what());
         }

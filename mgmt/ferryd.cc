@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
         ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending});
-        for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
+        for (const auto& l : cfg.listeners) acc.listen({l.address, l.port});
         for (auto& r : reactors) r->start();
         acc.start();
         for (const auto& s : tgt.subsystems()) {
