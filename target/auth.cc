@@ -1,8 +1,8 @@
 #include "target/auth.hh"
 
 #include <openssl/core_names.h>
-#include <openssl/dh.h>
 #include <openssl/crypto.h>
+#include <openssl/dh.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
@@ -15,8 +15,8 @@ namespace ferry::target::auth {
 namespace {
 // Message types and ids.
 constexpr uint8_t type_common = 0x00, type_dhchap = 0x01;
-constexpr uint8_t id_negotiate = 0x00, id_challenge = 0x01, id_reply = 0x02, id_success1 = 0x03,
-                  id_success2 = 0x04, id_failure2 = 0xF0, id_failure1 = 0xF1;
+constexpr uint8_t id_negotiate = 0x00, id_challenge = 0x01, id_reply = 0x02, id_success1 = 0x03, id_success2 = 0x04,
+                  id_failure2 = 0xF0, id_failure1 = 0xF1;
 constexpr uint8_t authid_dhchap = 0x01;
 constexpr uint8_t reason_failure = 0x01;
 // Sizes: the fixed part of each message, one protocol descriptor of AUTH_Negotiate.
@@ -36,8 +36,12 @@ const EVP_MD* md_of(uint8_t hash) {
     }
 }
 
-uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+uint16_t le16(const uint8_t* p) {
+    return static_cast<uint16_t>(p[0] | p[1] << 8);
+}
+uint32_t le32(const uint8_t* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
 void put16(uint8_t* p, uint16_t v) {
     p[0] = static_cast<uint8_t>(v);
     p[1] = static_cast<uint8_t>(v >> 8);
@@ -107,9 +111,12 @@ struct group_info {
     const char* name;
     size_t bytes;
 };
-constexpr group_info groups[] = {{dh_null, "null", 0},           {dh_ffdhe2048, "ffdhe2048", 256},
-                                 {dh_ffdhe3072, "ffdhe3072", 384}, {dh_ffdhe4096, "ffdhe4096", 512},
-                                 {dh_ffdhe6144, "ffdhe6144", 768}, {dh_ffdhe8192, "ffdhe8192", 1024}};
+constexpr group_info groups[] = {{dh_null, "null", 0},
+                                 {dh_ffdhe2048, "ffdhe2048", 256},
+                                 {dh_ffdhe3072, "ffdhe3072", 384},
+                                 {dh_ffdhe4096, "ffdhe4096", 512},
+                                 {dh_ffdhe6144, "ffdhe6144", 768},
+                                 {dh_ffdhe8192, "ffdhe8192", 1024}};
 const group_info* group_of(uint8_t id) {
     for (const auto& g : groups)
         if (g.id == id) return &g;
@@ -309,7 +316,9 @@ dh_key& dh_key::operator=(dh_key&& o) noexcept {
     return *this;
 }
 
-dh_key::~dh_key() { EVP_PKEY_free(static_cast<EVP_PKEY*>(_pkey)); }
+dh_key::~dh_key() {
+    EVP_PKEY_free(static_cast<EVP_PKEY*>(_pkey));
+}
 
 std::optional<secret_bytes> dh_key::derive(std::span<const uint8_t> peer) const {
     const size_t bytes = dhgroup_bytes(_group);
@@ -421,7 +430,9 @@ failure session::negotiate(std::span<const uint8_t> m) {
     const uint8_t* dhs = d + 4 + max_ids;
     // The hash whose digest is as long as the host's key (`nvme gen-dhchap-key` pairs them),
     // else the first the host offers that we know.
-    uint8_t want = _p.host_key.key.size() == 64 ? hash_sha512 : _p.host_key.key.size() == 48 ? hash_sha384 : hash_sha256;
+    uint8_t want = _p.host_key.key.size() == 64   ? hash_sha512
+                   : _p.host_key.key.size() == 48 ? hash_sha384
+                                                  : hash_sha256;
     _hash = 0;
     for (size_t i = 0; i < halen; ++i)
         if (hashes[i] == want) _hash = want;

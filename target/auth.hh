@@ -18,7 +18,7 @@
 
 namespace ferry::target::auth {
 
-inline constexpr uint16_t sc_auth_required = 0x191;  // SCT 1 SC 91h, what Linux nvmet answers
+inline constexpr uint16_t sc_auth_required = 0x191;        // SCT 1 SC 91h, what Linux nvmet answers
 inline constexpr uint32_t connect_authreq_atr = 1u << 17;  // Connect result dword 0, AUTHREQ.ATR
 inline constexpr uint8_t secp_dhchap = 0xE9;               // SECP; SPSP0 = SPSP1 = 01h
 
@@ -26,9 +26,9 @@ inline constexpr uint8_t secp_dhchap = 0xE9;               // SECP; SPSP0 = SPSP
 inline constexpr uint8_t hash_sha256 = 1, hash_sha384 = 2, hash_sha512 = 3;
 inline constexpr uint8_t dh_null = 0, dh_ffdhe2048 = 1, dh_ffdhe3072 = 2, dh_ffdhe4096 = 3, dh_ffdhe6144 = 4,
                          dh_ffdhe8192 = 5;
-size_t hash_len(uint8_t hash);       // 0: not a hash function of DH-HMAC-CHAP
-const char* hash_name(uint8_t hash);  // "sha256", ...; "?" when unknown
-size_t dhgroup_bytes(uint8_t group);  // size of a DH value (0 for the NULL group)
+size_t hash_len(uint8_t hash);            // 0: not a hash function of DH-HMAC-CHAP
+const char* hash_name(uint8_t hash);      // "sha256", ...; "?" when unknown
+size_t dhgroup_bytes(uint8_t group);      // size of a DH value (0 for the NULL group)
 const char* dhgroup_name(uint8_t group);  // "null", "ffdhe2048", ...; "?" when unknown
 // "null,ffdhe2048" -> ids (throws std::invalid_argument naming the bad entry)
 std::vector<uint8_t> parse_dhgroups(std::string_view list);
@@ -36,9 +36,9 @@ std::vector<uint8_t> parse_dhgroups(std::string_view list);
 // AUTH_Failure reason code explanations (reason code 01h, "authentication failure").
 enum class failure : uint8_t {
     none = 0,
-    failed = 1,             // the response did not verify
-    not_usable = 2,         // no authentication protocol in common
-    concat_mismatch = 3,    // secure channel concatenation asked (not built)
+    failed = 1,           // the response did not verify
+    not_usable = 2,       // no authentication protocol in common
+    concat_mismatch = 3,  // secure channel concatenation asked (not built)
     hash_unusable = 4,
     dhgroup_unusable = 5,
     incorrect_payload = 6,

@@ -70,8 +70,8 @@ dhchap_secret parse_dhchap_secret(std::string_view text) {
         throw std::invalid_argument("DH-HMAC-CHAP secret: the key is not 32, 48 or 64 bytes");
     size_t key_len = len - 4;
     uint32_t want = crc32_gzip_refl(0, raw.b.data(), key_len);  // zlib's crc32()
-    uint32_t got = uint32_t(raw.b[key_len]) | uint32_t(raw.b[key_len + 1]) << 8 |
-                   uint32_t(raw.b[key_len + 2]) << 16 | uint32_t(raw.b[key_len + 3]) << 24;
+    uint32_t got = uint32_t(raw.b[key_len]) | uint32_t(raw.b[key_len + 1]) << 8 | uint32_t(raw.b[key_len + 2]) << 16 |
+                   uint32_t(raw.b[key_len + 3]) << 24;
     if (want != got) throw std::invalid_argument("DH-HMAC-CHAP secret: CRC-32 mismatch (mistyped key?)");
     s.key.assign(raw.b.begin(), raw.b.begin() + key_len);
     return s;

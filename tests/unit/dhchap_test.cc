@@ -1,14 +1,14 @@
 // DH-HMAC-CHAP: secret parsing and the protocol's computations (known answers from
 // dhchap_vectors.py next to this file, which uses only Python's hashlib/hmac/zlib).
+#include "target/dhchap.hh"
+
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <stdexcept>
 #include <string>
 
-#include <openssl/evp.h>
-
 #include "target/auth.hh"
-#include "target/dhchap.hh"
 
 using ferry::target::parse_dhchap_secret;
 
@@ -71,8 +71,8 @@ TEST(dhchap_secret, refuses_malformed_text_without_quoting_it) {
         {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9A/o!7:", "not valid base64"},
         {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9A/=w7:", "not valid base64"},
         {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9A/ow7AAAA:", "not 32, 48 or 64"},  // 39 bytes
-        {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9B/ow7:", "CRC-32"},  // one key bit flipped
-        {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9A/ow6:", "CRC-32"},  // CRC flipped
+        {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9B/ow7:", "CRC-32"},                // one key bit flipped
+        {"DHHC-1:01:EBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi9A/ow6:", "CRC-32"},                // CRC flipped
     };
     for (const auto& t : cases) {
         std::string e = parse_error(t.text);
@@ -97,7 +97,8 @@ std::string hex(const std::vector<uint8_t>& v) {
 }
 std::vector<uint8_t> unhex(const std::string& s) {
     std::vector<uint8_t> v;
-    for (size_t i = 0; i + 1 < s.size(); i += 2) v.push_back(static_cast<uint8_t>(std::stoi(s.substr(i, 2), nullptr, 16)));
+    for (size_t i = 0; i + 1 < s.size(); i += 2)
+        v.push_back(static_cast<uint8_t>(std::stoi(s.substr(i, 2), nullptr, 16)));
     return v;
 }
 ferry::target::dhchap_secret host_secret() {  // hh=1, 32 bytes from 0x10
@@ -138,7 +139,12 @@ TEST(dhchap_kat, host_and_controller_responses) {
 // from 0x01, the host's public value is 2^(32 bytes counting from 0x41) mod p.
 TEST(dhchap_kat, ffdhe2048_session_key_and_augmented_challenge) {
     auto ctrl = auth::dh_key::from_private(auth::dh_ffdhe2048, counting(32, 0x01));
-    const auto host_public = unhex("236764e6b1b9c26e2895826aabbc23188b8414ec6bf63987a068d3ef417938e1ed6e3ff157e4aa24488518d9e4540cec5ed8bee54117c4cda6a2c8e678b2ee2ec27072439b4b569e16ab80abd8abe5ae7cafe11304b3922fc1f2646e4231a03c2554bf62774d0bbbba2e1ed0ff42af17907a47cff6b91ad561d66f667ff16baee91bdfebe76757298b8c7fb715a3033e2ee48d6ba9a4afc0f78eac16a428ef343dac5cf790bc752482a2f3f0e901b03e8ba9755283b43fdb6284e6c739d4a1e1bd647da9481cc5f16d9a4567e63660601932955a570f7955da890520cd3f5940eba47c0b4d3f3d8f88303b16085c15969b67011ccef86ee02a828e580c3619e3");
+    const auto host_public = unhex(
+        "236764e6b1b9c26e2895826aabbc23188b8414ec6bf63987a068d3ef417938e1ed6e3ff157e4aa24488518d9e4540cec5ed8bee54117c4"
+        "cda6a2c8e678b2ee2ec27072439b4b569e16ab80abd8abe5ae7cafe11304b3922fc1f2646e4231a03c2554bf62774d0bbbba2e1ed0ff42"
+        "af17907a47cff6b91ad561d66f667ff16baee91bdfebe76757298b8c7fb715a3033e2ee48d6ba9a4afc0f78eac16a428ef343dac5cf790"
+        "bc752482a2f3f0e901b03e8ba9755283b43fdb6284e6c739d4a1e1bd647da9481cc5f16d9a4567e63660601932955a570f7955da890520"
+        "cd3f5940eba47c0b4d3f3d8f88303b16085c15969b67011ccef86ee02a828e580c3619e3");
     ASSERT_EQ(host_public.size(), 256u);
     auto skey = ctrl.derive(host_public);
     ASSERT_TRUE(skey);
@@ -157,7 +163,7 @@ TEST(dhchap_dh, refuses_peer_values_out_of_range_or_of_the_wrong_size) {
     std::vector<uint8_t> v(256, 0);
     EXPECT_FALSE(ctrl.derive(v));  // 0
     v[255] = 1;
-    EXPECT_FALSE(ctrl.derive(v));  // 1
+    EXPECT_FALSE(ctrl.derive(v));                                // 1
     EXPECT_FALSE(ctrl.derive(std::vector<uint8_t>(256, 0xFF)));  // > p
     EXPECT_FALSE(ctrl.derive(std::vector<uint8_t>(255, 0x22)));  // short
     // Two fresh key pairs agree.
