@@ -14,6 +14,7 @@
 
 #include "mgmt/config.hh"
 #include "mgmt/control_plane.hh"
+#include "mgmt/key_files.hh"
 
 namespace ferry::mgmt {
 
@@ -22,6 +23,9 @@ struct api_options {
     std::string state_file;  // rewritten atomically after every accepted change
     std::string token_file;  // resolved path (management.token_file or the default)
     ram_budget ram;          // RAM namespaces added or grown through the API must fit
+    // The keys the loaded file gave by "*_file" reference: those in the key directory next to
+    // the state file are ferryd's own (kept, deleted when no longer referenced).
+    std::vector<key_file_ref> key_files;
     // /devices (tests use a fake tree)
     std::string sysfs = "/sys", mounts_file = "/proc/self/mounts", swaps_file = "/proc/swaps";
     size_t max_body_bytes = 1 << 20;                    // larger bodies: 413
@@ -57,8 +61,9 @@ const std::string& openapi_document();
 // Reads the token (trailing newline ignored); creates the file (0600, 32 random bytes as hex)
 // when it does not exist. Throws std::runtime_error naming the path.
 std::string load_or_create_token(const std::string& path, bool& created);
-// Temp file in the same directory, fsync, rename, fsync the directory. Throws std::runtime_error.
-void write_file_atomically(const std::string& path, const std::string& content);
+// Temp file (mode 0600) in the same directory, fsync, rename, fsync the directory. Throws
+// std::runtime_error starting with `what` and the path.
+void write_file_atomically(const std::string& path, const std::string& content, const char* what = "state file");
 
 class api_service {
 public:
@@ -76,6 +81,7 @@ private:
     control_plane& _control;
     std::string _token;
     std::mutex _change_lock;  // one change at a time, from validation to the state file
+    key_store _keys;          // the key files the state file references
     std::vector<route> _routes;
     std::vector<route_info> _route_infos;
 

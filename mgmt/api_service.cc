@@ -268,14 +268,14 @@ std::string load_or_create_token(const std::string& path, bool& created) {
     return token;
 }
 
-void write_file_atomically(const std::string& path, const std::string& content) {
+void write_file_atomically(const std::string& path, const std::string& content, const char* what_file) {
     const size_t slash = path.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
     const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
     const std::string tmp = dir + "/." + base + ".tmp";
     auto fail = [&](const std::string& what) {
         const int err = errno;
-        throw std::runtime_error("state file " + path + ": " + what + ": " + std::strerror(err));
+        throw std::runtime_error(std::string(what_file) + " " + path + ": " + what + ": " + std::strerror(err));
     };
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) fail("cannot create " + tmp);
@@ -316,7 +316,8 @@ void write_file_atomically(const std::string& path, const std::string& content) 
 }
 
 api_service::api_service(api_options opt, control_plane& control, std::string token)
-    : _opt(std::move(opt)), _control(control), _token(std::move(token)) {
+    : _opt(std::move(opt)), _control(control), _token(std::move(token)), _keys(_opt.state_file) {
+    _keys.adopt(_control.current_config(), _opt.key_files);
     add_routes();
     for (const auto& r : _routes) _route_infos.push_back({r.method, r.pattern, r.statuses});
 }
@@ -327,8 +328,18 @@ const std::vector<route_info>& api_service::routes() const {
     return _route_infos;
 }
 
+// Key files first (new ones only), then the state file that references them, then the files
+// it no longer references go. A crash in between leaves unreferenced key files, deleted by the
+// next change.
 void api_service::persist(const target::target_config& cfg) {
-    write_file_atomically(_opt.state_file, write_config(cfg, _opt.management));
+    const key_file_map files = _keys.prepare(cfg);
+    try {
+        write_file_atomically(_opt.state_file, write_config(cfg, _opt.management, files));
+    } catch (...) {
+        _keys.abandoned(files);
+        throw;
+    }
+    _keys.committed(files);
 }
 
 api_response api_service::handle(const api_request& req) {
@@ -611,17 +622,68 @@ void api_service::add_routes() {
         });
 
     // ---- hosts
-    add("POST", "/api/v1/subsystems/{nqn}/hosts", create, [this, &c = _control, commit_addition](context& ctx) {
-        const std::string host = parse_host(body_json(ctx.req.body), "", body_origin);
-        std::lock_guard lock(_change_lock);
+    auto keys_of = [](const target::subsystem_config& s, const std::string& host) {
+        auto k = s.keys.find(host);
+        return k == s.keys.end() ? target::host_keys{} : k->second;
+    };
+    auto listed_or_404 = [](const target::subsystem_config& s, const std::string& host) {
+        if (std::find(s.hosts.begin(), s.hosts.end(), host) == s.hosts.end())
+            throw http_error(404, "host " + host + " is not on the list of subsystem " + s.nqn);
+    };
+    add("GET", "/api/v1/subsystems/{nqn}/hosts", get_one, [&c = _control, keys_of](context& ctx) {
         target::target_config cfg = c.current_config();
-        target::subsystem_config& s = subsystem_or_404(cfg, ctx.params[0]);
-        if (std::find(s.hosts.begin(), s.hosts.end(), host) != s.hosts.end())
-            throw http_error(409, "host " + host + " is allowed already", "/nqn");
-        c.add_host(ctx.params[0], host);
-        commit_addition([&] { c.remove_host(ctx.params[0], host); });
-        return json_response(201, {{"nqn", host}});
+        const target::subsystem_config& s = subsystem_or_404(cfg, ctx.params[0]);
+        json out = json::array();
+        for (const auto& h : s.hosts) out.push_back(host_view(h, keys_of(s, h)));
+        return json_response(200, out);
     });
+    add("POST", "/api/v1/subsystems/{nqn}/hosts", create,
+        [this, &c = _control, commit_addition, keys_of](context& ctx) {
+            host_entry host = parse_host(body_json(ctx.req.body), "", body_origin);
+            std::lock_guard lock(_change_lock);
+            target::target_config cfg = c.current_config();
+            target::subsystem_config& s = subsystem_or_404(cfg, ctx.params[0]);
+            if (std::find(s.hosts.begin(), s.hosts.end(), host.nqn) != s.hosts.end())
+                throw http_error(409, "host " + host.nqn + " is allowed already", "/nqn");
+            c.add_host(ctx.params[0], host.nqn, host.keys);
+            commit_addition([&] { c.remove_host(ctx.params[0], host.nqn); });
+            target::target_config now = c.current_config();
+            json view = host_view(host.nqn, keys_of(subsystem_or_404(now, ctx.params[0]), host.nqn));
+            for (const char* f : host_key_fields) wipe(key_field(host.keys, f));
+            if (s.allow_any_host && !host.keys.empty())
+                view["warnings"] =
+                    json::array({"\"allow_any_host\" is true: hosts not on the list connect without "
+                                 "keys"});
+            return json_response(201, view);
+        });
+    add("GET", "/api/v1/subsystems/{nqn}/hosts/{hostnqn}", get_one,
+        [&c = _control, keys_of, listed_or_404](context& ctx) {
+            target::target_config cfg = c.current_config();
+            const target::subsystem_config& s = subsystem_or_404(cfg, ctx.params[0]);
+            listed_or_404(s, ctx.params[1]);
+            return json_response(200, host_view(ctx.params[1], keys_of(s, ctx.params[1])));
+        });
+    // Rotation: the keys given replace the host's, null or "" clears one, the others stay.
+    add("PATCH", "/api/v1/subsystems/{nqn}/hosts/{hostnqn}", patch,
+        [this, &c = _control, persist_then_apply, keys_of, listed_or_404](context& ctx) {
+            const json j = body_json(ctx.req.body);
+            std::lock_guard lock(_change_lock);
+            const target::target_config before = c.current_config();
+            target::target_config after = before;
+            target::subsystem_config& s = subsystem_or_404(after, ctx.params[0]);
+            listed_or_404(s, ctx.params[1]);
+            target::host_keys keys = keys_of(s, ctx.params[1]);
+            patch_host_keys(j, body_origin, keys);
+            if (keys.empty())
+                s.keys.erase(ctx.params[1]);
+            else
+                s.keys[ctx.params[1]] = keys;
+            persist_then_apply(before, after, [&] { c.set_host_keys(ctx.params[0], ctx.params[1], keys); });
+            for (const char* f : host_key_fields) wipe(key_field(keys, f));
+            target::target_config now = c.current_config();
+            return json_response(
+                200, host_view(ctx.params[1], keys_of(subsystem_or_404(now, ctx.params[0]), ctx.params[1])));
+        });
     add("DELETE", "/api/v1/subsystems/{nqn}/hosts/{hostnqn}", remove,
         [this, &c = _control, persist_then_apply](context& ctx) {
             std::lock_guard lock(_change_lock);
@@ -630,6 +692,7 @@ void api_service::add_routes() {
             target::subsystem_config& s = subsystem_or_404(after, ctx.params[0]);
             if (std::erase(s.hosts, ctx.params[1]) == 0)
                 throw http_error(404, "host " + ctx.params[1] + " is not on the list of subsystem " + s.nqn);
+            s.keys.erase(ctx.params[1]);
             persist_then_apply(before, after, [&] { c.remove_host(ctx.params[0], ctx.params[1]); });
             return no_content();
         });

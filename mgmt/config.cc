@@ -10,6 +10,9 @@
 #include <sstream>
 
 #include "env/pci.hh"
+#include "mgmt/key_files.hh"
+#include "target/dhchap.hh"
+#include "transport/tls.hh"
 
 namespace ferry::mgmt {
 namespace {
@@ -285,23 +288,110 @@ target::namespace_config parse_namespace(const json& js, const std::string& np, 
     return nc;
 }
 
-std::string parse_host(const json& j, const std::string& path, const std::string& origin) {
+std::string& key_field(target::host_keys& k, const std::string& field) {
+    if (field == "dhchap_key") return k.dhchap_key;
+    if (field == "dhchap_ctrl_key") return k.dhchap_ctrl_key;
+    if (field == "tls_psk") return k.tls_psk;
+    throw std::logic_error("no key field " + field);
+}
+
+const std::string& key_field(const target::host_keys& k, const std::string& field) {
+    return key_field(const_cast<target::host_keys&>(k), field);
+}
+
+namespace {
+// The key parses as its field's format; the reason is the parser's (which never quotes it).
+void check_key(const reader& r, const std::string& field, const std::string& key, const std::string& where) {
+    try {
+        if (field == "tls_psk")
+            transport::parse_psk_interchange(key);
+        else
+            target::parse_dhchap_secret(key);
+    } catch (const std::invalid_argument& e) {
+        r.fail(where, std::string(field == "tls_psk" ? "not a TLS PSK in the interchange format (NVMeTLSkey-1:HH:...:)"
+                                                     : "not a DH-HMAC-CHAP secret (DHHC-1:HH:...:)") +
+                          ": " + e.what());
+    }
+}
+
+void check_key_pair(const reader& r, const target::host_keys& k, const std::string& path) {
+    if (!k.dhchap_ctrl_key.empty() && k.dhchap_key.empty())
+        r.fail(path + "/dhchap_ctrl_key",
+               "needs dhchap_key (bidirectional authentication: the host authenticates first)");
+}
+}  // namespace
+
+host_entry parse_host(const json& j, const std::string& path, const std::string& origin,
+                      const std::string* key_file_dir) {
     reader r(origin);
-    std::string nqn, where = path;
+    host_entry h;
+    std::string where = path;
     if (j.is_string()) {
-        nqn = j.get<std::string>();
+        h.nqn = j.get<std::string>();
     } else {
-        // Room for "dhchap_key", "dhchap_ctrl_key" and "tls_psk" later.
-        r.object_with(j, path, {"nqn"});
-        nqn = r.string(j, "nqn", path, true);
+        r.object_with(j, path,
+                      {"nqn", "dhchap_key", "dhchap_ctrl_key", "tls_psk", "dhchap_key_file", "dhchap_ctrl_key_file",
+                       "tls_psk_file"});
+        h.nqn = r.string(j, "nqn", path, true);
         where = path + "/nqn";
     }
-    if (std::string why = nqn_problem(nqn); !why.empty()) r.fail(where, "'" + nqn + "': " + why);
-    return nqn;
+    if (std::string why = nqn_problem(h.nqn); !why.empty()) r.fail(where, "'" + h.nqn + "': " + why);
+    if (j.is_string()) return h;
+    for (const char* f : host_key_fields) {
+        const std::string field = f, file_field = field + "_file";
+        std::string& key = key_field(h.keys, field);
+        if (j.contains(field) && j.contains(file_field))
+            r.fail(path + "/" + file_field, "give either " + field + " or " + file_field);
+        if (j.contains(field)) {
+            if (!j[field].is_string()) r.malformed(path + "/" + field, "must be a string");
+            key = j[field].get<std::string>();
+            if (key.empty()) r.fail(path + "/" + field, "must not be empty (leave the field out for no key)");
+            check_key(r, field, key, path + "/" + field);
+        } else if (j.contains(file_field)) {
+            if (!key_file_dir)
+                r.fail(path + "/" + file_field,
+                       "a key file is read from the configuration file only; give the key itself (ferryctl's "
+                       "--*-file options read a file for you)");
+            std::string file = r.string(j, file_field, path, true);
+            if (file.empty()) r.fail(path + "/" + file_field, "must not be empty");
+            if (file[0] != '/') file = *key_file_dir + "/" + file;
+            try {
+                key = read_key_file(file);
+            } catch (const std::exception& e) {
+                r.fail(path + "/" + file_field, e.what());
+            }
+            check_key(r, field, key, path + "/" + file_field);
+            h.key_files[field] = file;
+        }
+    }
+    check_key_pair(r, h.keys, path);
+    return h;
+}
+
+void patch_host_keys(const json& j, const std::string& origin, target::host_keys& keys) {
+    reader r(origin);
+    r.object_with(j, "", {"dhchap_key", "dhchap_ctrl_key", "tls_psk"});
+    if (j.empty()) r.malformed("/", "nothing to change (give dhchap_key, dhchap_ctrl_key or tls_psk; null clears)");
+    target::host_keys out = keys;
+    for (const char* f : host_key_fields) {
+        const std::string field = f;
+        if (!j.contains(field)) continue;
+        std::string& key = key_field(out, field);
+        if (j[field].is_null()) {
+            wipe(key);
+            continue;
+        }
+        if (!j[field].is_string()) r.malformed("/" + field, "must be a string, or null to clear the key");
+        key = j[field].get<std::string>();
+        if (!key.empty()) check_key(r, field, key, "/" + field);
+    }
+    check_key_pair(r, out, "");
+    keys = out;
 }
 
 target::subsystem_config parse_subsystem(const json& s, const std::string& p, const std::string& origin,
-                                         warning_list& warnings) {
+                                         warning_list& warnings, const std::string* key_file_dir,
+                                         std::vector<key_file_ref>* key_files) {
     reader r(origin);
     r.object_with(s, p, {"nqn", "serial", "model", "allow_any_host", "hosts", "namespaces"});
     target::subsystem_config sc;
@@ -321,9 +411,18 @@ target::subsystem_config parse_subsystem(const json& s, const std::string& p, co
     std::set<std::string> seen_hosts;
     for (size_t h = 0; h < hosts.size(); ++h) {
         const std::string hp = p + "/hosts/" + std::to_string(h);
-        sc.hosts.push_back(parse_host(hosts[h], hp, origin));
-        if (!seen_hosts.insert(sc.hosts.back()).second) r.fail(hp, "duplicate host " + sc.hosts.back());
+        host_entry e = parse_host(hosts[h], hp, origin, key_file_dir);
+        sc.hosts.push_back(e.nqn);
+        if (!seen_hosts.insert(e.nqn).second) r.fail(hp, "duplicate host " + e.nqn);
+        if (!e.keys.empty()) sc.keys[e.nqn] = e.keys;
+        if (key_files)
+            for (const auto& [field, file] : e.key_files) key_files->push_back({sc.nqn, e.nqn, field, file});
     }
+    // Keys belong to the hosts on the list; allow_any_host lets every other NQN in without any.
+    if (sc.allow_any_host && !sc.keys.empty())
+        warnings.push_back((p.empty() ? "" : p + ": ") +
+                           "\"allow_any_host\" is true: hosts not on the list connect without keys (only the "
+                           "listed hosts with keys must authenticate or use TLS)");
     if (!sc.allow_any_host && sc.hosts.empty())
         warnings.push_back((p.empty() ? "" : p + ": ") +  // a request body: no JSON path
                            "no host can connect yet: \"allow_any_host\" is false and \"hosts\" is empty");
@@ -340,13 +439,22 @@ target::subsystem_config parse_subsystem(const json& s, const std::string& p, co
 
 target::listener_config parse_listener(const json& l, const std::string& p, const std::string& origin) {
     reader r(origin);
-    r.object_with(l, p, {"transport", "address", "port"});
+    r.object_with(l, p, {"transport", "address", "port", "tls"});
     std::string tr = r.string(l, "transport", p, false, "tcp");
     if (tr != "tcp") r.fail(p + "/transport", "'" + tr + "' is not supported (only \"tcp\")");
     target::listener_config lc;
     lc.address = r.string(l, "address", p, true);
     if (lc.address.empty()) r.fail(p + "/address", "must not be empty");
     lc.port = static_cast<uint16_t>(r.unsigned_int(l, "port", p, false, 4420, 1, 65535));
+    const std::string tls = r.string(l, "tls", p, false, "none");
+    if (tls == "none")
+        lc.tls = transport::tls_mode::none;
+    else if (tls == "allowed")
+        lc.tls = transport::tls_mode::allowed;
+    else if (tls == "required")
+        lc.tls = transport::tls_mode::required;
+    else
+        r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
     return lc;
 }
 
@@ -383,6 +491,8 @@ config_file parse_config_file(const std::string& text, const std::string& origin
     r.object_with(root, "", {"listeners", "subsystems", "referrals", "management"});
 
     config_file out;
+    const size_t slash = origin.rfind('/');
+    const std::string key_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : origin.substr(0, slash);
     if (root.contains("management")) out.management = parse_management(root["management"], "/management", origin);
     target::target_config& cfg = out.target;
     const json& listeners = r.array(root, "listeners", "", false);
@@ -399,7 +509,10 @@ config_file parse_config_file(const std::string& text, const std::string& origin
     std::set<std::string> seen_nqns;
     for (size_t i = 0; i < subsystems.size(); ++i) {
         const std::string p = "/subsystems/" + std::to_string(i);
-        cfg.subsystems.push_back(parse_subsystem(subsystems[i], p, origin, out.warnings));
+        cfg.subsystems.push_back(parse_subsystem(subsystems[i], p, origin, out.warnings, &key_dir, &out.key_files));
+        if (subsystems[i].contains("hosts"))
+            for (const auto& h : subsystems[i]["hosts"])
+                for (const char* f : host_key_fields) out.inline_keys |= h.is_object() && h.contains(f);
         if (!seen_nqns.insert(cfg.subsystems.back().nqn).second)
             r.fail(p + "/nqn", "duplicate subsystem " + cfg.subsystems.back().nqn);
     }
@@ -460,21 +573,45 @@ json to_json(const target::namespace_config& n) {
     return j;
 }
 
-json to_json(const target::subsystem_config& s) {
+json host_view(const std::string& nqn, const target::host_keys& keys) {
+    json j = {{"nqn", nqn}};
+    for (const char* f : host_key_fields) j[std::string(f) + "_set"] = !key_field(keys, f).empty();
+    return j;
+}
+
+json to_json(const target::subsystem_config& s, const key_file_map* key_files) {
     json j;
     j["nqn"] = s.nqn;
     if (!s.serial.empty()) j["serial"] = s.serial;
     j["model"] = s.model;
     j["allow_any_host"] = s.allow_any_host;
     j["hosts"] = json::array();
-    for (const auto& h : s.hosts) j["hosts"].push_back({{"nqn", h}});
+    for (const auto& h : s.hosts) {
+        auto k = s.keys.find(h);
+        const target::host_keys keys = k == s.keys.end() ? target::host_keys{} : k->second;
+        if (!key_files) {
+            j["hosts"].push_back(host_view(h, keys));
+            continue;
+        }
+        json e = {{"nqn", h}};
+        for (const char* f : host_key_fields) {
+            if (key_field(keys, f).empty()) continue;
+            auto files = key_files->find({s.nqn, h});
+            auto file = files == key_files->end() ? std::map<std::string, std::string>::const_iterator{}
+                                                  : files->second.find(f);
+            if (files == key_files->end() || file == files->second.end())
+                throw std::logic_error("no key file for " + std::string(f) + " of host " + h + " of " + s.nqn);
+            e[std::string(f) + "_file"] = file->second;
+        }
+        j["hosts"].push_back(std::move(e));
+    }
     j["namespaces"] = json::array();
     for (const auto& n : s.namespaces) j["namespaces"].push_back(to_json(n));
     return j;
 }
 
 json to_json(const target::listener_config& l) {
-    return {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}};
+    return {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}, {"tls", transport::to_string(l.tls)}};
 }
 
 json to_json(const target::referral_config& r) {
@@ -493,20 +630,26 @@ json to_json(const management_config& m) {
     return j;
 }
 
-json config_json(const target::target_config& cfg, const management_config& m) {
+namespace {
+json config_json_with(const target::target_config& cfg, const management_config& m, const key_file_map* key_files) {
     json j;
     j["listeners"] = json::array();
     for (const auto& l : cfg.listeners) j["listeners"].push_back(to_json(l));
     j["subsystems"] = json::array();
-    for (const auto& s : cfg.subsystems) j["subsystems"].push_back(to_json(s));
+    for (const auto& s : cfg.subsystems) j["subsystems"].push_back(to_json(s, key_files));
     j["referrals"] = json::array();
     for (const auto& r : cfg.referrals) j["referrals"].push_back(to_json(r));
     j["management"] = to_json(m);
     return j;
 }
+}  // namespace
 
-std::string write_config(const target::target_config& cfg, const management_config& m) {
-    return config_json(cfg, m).dump(2) + "\n";
+json config_json(const target::target_config& cfg, const management_config& m) {
+    return config_json_with(cfg, m, nullptr);
+}
+
+std::string write_config(const target::target_config& cfg, const management_config& m, const key_file_map& key_files) {
+    return config_json_with(cfg, m, &key_files).dump(2) + "\n";
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -40,17 +41,43 @@ struct management_config {
     bool operator==(const management_config&) const = default;
 };
 
+// The host key fields of a host object, in the order they are checked and written.
+inline constexpr const char* host_key_fields[] = {"dhchap_key", "dhchap_ctrl_key", "tls_psk"};
+// That field of `k` ("dhchap_key" -> k.dhchap_key); throws std::logic_error for another name.
+std::string& key_field(target::host_keys& k, const std::string& field);
+const std::string& key_field(const target::host_keys& k, const std::string& field);
+
+// A key a configuration file gave by reference ("dhchap_key_file": "keys/x"): the path as
+// resolved (relative paths are relative to the file's directory).
+struct key_file_ref {
+    std::string subnqn, hostnqn, field, path;
+};
+
+// Where the state file finds each host's keys: (subsystem NQN, host NQN) -> field -> path
+// relative to the state file's directory ("keys/dhchap_key-0123abcd...").
+using key_file_map = std::map<std::pair<std::string, std::string>, std::map<std::string, std::string>>;
+
 // What a configuration file holds.
 struct config_file {
     target::target_config target;
     management_config management;
-    std::vector<std::string> warnings;  // accepted but worth a log line ("/subsystems/0/nqn: ...")
+    std::vector<std::string> warnings;    // accepted but worth a log line ("/subsystems/0/nqn: ...")
+    std::vector<key_file_ref> key_files;  // the keys given by "*_file" fields
+    bool inline_keys = false;             // some key was given in the file itself
+};
+
+// A host object: the NQN and its keys (empty = not set).
+struct host_entry {
+    std::string nqn;
+    target::host_keys keys;
+    std::map<std::string, std::string> key_files;  // field -> resolved path, for "*_file" fields
 };
 
 // Warnings collected while validating: "PATH: message".
 using warning_list = std::vector<std::string>;
 
-// Parses and validates a whole file (comments allowed); `origin` names the source in errors.
+// Parses and validates a whole file (comments allowed); `origin` names the source in errors
+// and its directory is where relative "*_file" key paths start.
 config_file parse_config_file(const std::string& text, const std::string& origin);
 config_file load_config(const std::string& path);
 // The target part only (tests, tools).
@@ -60,12 +87,24 @@ target::target_config load_config_file(const std::string& path);
 // One object each, as the file holds it and as the REST API takes it; `path` is the object's
 // JSON pointer (errors and warnings are reported below it). Throw config_error.
 // `default_nsid`: the NSID when the object has none (0 = let the target choose the lowest free).
+// `key_file_dir`: where relative "*_file" key paths start; nullptr (request bodies) refuses
+// "*_file" fields (the API reads no files for a client; ferryctl reads them itself).
+// `key_files`: where the keys read from files are recorded (may be nullptr).
 target::subsystem_config parse_subsystem(const nlohmann::json& j, const std::string& path, const std::string& origin,
-                                         warning_list& warnings);
+                                         warning_list& warnings, const std::string* key_file_dir = nullptr,
+                                         std::vector<key_file_ref>* key_files = nullptr);
 target::namespace_config parse_namespace(const nlohmann::json& j, const std::string& path, const std::string& origin,
                                          uint32_t default_nsid);
-// {"nqn": "..."} or, as older files have it, the NQN as a plain string.
-std::string parse_host(const nlohmann::json& j, const std::string& path, const std::string& origin);
+// {"nqn": "...", "dhchap_key": ..., "dhchap_ctrl_key": ..., "tls_psk": ...} (each key inline,
+// or "<field>_file": a path, only when `key_file_dir` is given) or, as older files have it, the
+// NQN as a plain string. Every key is parsed (target::parse_dhchap_secret,
+// transport::parse_psk_interchange); errors name the field and never quote a key.
+host_entry parse_host(const nlohmann::json& j, const std::string& path, const std::string& origin,
+                      const std::string* key_file_dir = nullptr);
+// The body of PATCH /subsystems/{nqn}/hosts/{hostnqn} applied to `keys`: a key field set to a
+// string replaces that key, null or "" clears it, an absent field keeps it. Checks the result
+// (a controller key needs a host key).
+void patch_host_keys(const nlohmann::json& j, const std::string& origin, target::host_keys& keys);
 target::listener_config parse_listener(const nlohmann::json& j, const std::string& path, const std::string& origin);
 target::referral_config parse_referral(const nlohmann::json& j, const std::string& path, const std::string& origin);
 management_config parse_management(const nlohmann::json& j, const std::string& path, const std::string& origin);
@@ -80,14 +119,22 @@ std::string nqn_problem(const std::string& nqn);
 bool nqn_in_spec_form(const std::string& nqn);
 
 // The writer: the objects in file form, every NSID, UUID and NGUID as the config holds them,
-// so that parse_config_file(write_config(c, m)) gives back c and m.
-nlohmann::json to_json(const target::subsystem_config& s);
+// so that parse_config_file(write_config(c, m, files)) gives back c and m.
+// Keys are never written: `key_files` nullptr (the API's views) says of each host whether each
+// key is set ("dhchap_key_set": true, ...); otherwise each set key is written as its file
+// reference ("dhchap_key_file": "keys/...") and a key without one is a std::logic_error.
+nlohmann::json to_json(const target::subsystem_config& s, const key_file_map* key_files = nullptr);
+// One host as the API shows it: {"nqn", "dhchap_key_set", "dhchap_ctrl_key_set", "tls_psk_set"}.
+nlohmann::json host_view(const std::string& nqn, const target::host_keys& keys);
 nlohmann::json to_json(const target::namespace_config& n);
 nlohmann::json to_json(const target::listener_config& l);
 nlohmann::json to_json(const target::referral_config& r);
 nlohmann::json to_json(const management_config& m);
+// GET /config: the API's view (keys: whether each is set).
 nlohmann::json config_json(const target::target_config& cfg, const management_config& m);
-std::string write_config(const target::target_config& cfg, const management_config& m);
+// The state file: keys as file references.
+std::string write_config(const target::target_config& cfg, const management_config& m,
+                         const key_file_map& key_files = {});
 
 // "0123abcd-..." <-> bytes; NGUID as 32 hex digits, EUI-64 as 16.
 std::string uuid_text(const std::array<uint8_t, 16>& u);

@@ -23,7 +23,12 @@ public:
     void resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t size) override {
         _tgt.resize_namespace(nqn, nsid, size);
     }
-    void add_host(const std::string& nqn, const std::string& h) override { _tgt.add_host(nqn, h); }
+    void add_host(const std::string& nqn, const std::string& h, const target::host_keys& keys) override {
+        _tgt.add_host(nqn, h, keys);
+    }
+    void set_host_keys(const std::string& nqn, const std::string& h, const target::host_keys& keys) override {
+        _tgt.set_host_keys(nqn, h, keys);
+    }
     void remove_host(const std::string& nqn, const std::string& h) override { _tgt.remove_host(nqn, h); }
     void drop_controller(const std::string& nqn, uint16_t cntlid) override { _tgt.drop_controller(nqn, cntlid); }
 
@@ -32,7 +37,7 @@ public:
     // refused (409) by the API before it gets here.
     void add_listener(const target::listener_config& l) override {
         try {
-            _acc.listen({l.address, l.port});
+            _acc.listen({l.address, l.port, l.tls});
         } catch (const std::exception& e) {
             throw target::change_error(target::change_errc::failed, e.what());
         }
@@ -47,11 +52,14 @@ public:
         }
     }
     void remove_listener(const std::string& address, uint16_t port) override {
+        target::listener_config had{address, port};
+        for (const auto& l : _tgt.current_config().listeners)
+            if (l.address == address && l.port == port) had = l;
         _tgt.remove_listener(address, port);  // not_found before the socket is touched
         try {
             _acc.unlisten({address, port});
         } catch (const std::exception& e) {
-            _tgt.add_listener({address, port});
+            _tgt.add_listener(had);  // with its TLS mode
             throw target::change_error(target::change_errc::failed, e.what());
         }
     }

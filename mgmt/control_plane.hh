@@ -29,7 +29,10 @@ public:
     virtual uint32_t add_namespace(const std::string& nqn, target::namespace_config cfg) = 0;
     virtual void remove_namespace(const std::string& nqn, uint32_t nsid) = 0;
     virtual void resize_namespace(const std::string& nqn, uint32_t nsid, uint64_t size_bytes) = 0;
-    virtual void add_host(const std::string& nqn, const std::string& hostnqn) = 0;
+    // With its keys (none: empty); invalid if a key does not parse.
+    virtual void add_host(const std::string& nqn, const std::string& hostnqn, const target::host_keys& keys) = 0;
+    // Replaces a listed host's keys (rotation; empty fields: not set).
+    virtual void set_host_keys(const std::string& nqn, const std::string& hostnqn, const target::host_keys& keys) = 0;
     virtual void remove_host(const std::string& nqn, const std::string& hostnqn) = 0;
     virtual void drop_controller(const std::string& nqn, uint16_t cntlid) = 0;
     // Binds the socket and serves it (and shows it in the discovery log).

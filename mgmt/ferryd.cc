@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -102,6 +103,12 @@ int main(int argc, char** argv) {
         if (state_path != config_path && ::access(state_path.c_str(), F_OK) == 0) loaded_from = state_path;
         file = ferry::mgmt::load_config(loaded_from);
         for (const auto& w : file.warnings) spdlog::warn("{}: {}", loaded_from, w);
+        struct stat st {};
+        if (file.inline_keys && ::stat(loaded_from.c_str(), &st) == 0 && (st.st_mode & 077))
+            spdlog::warn(
+                "{}: holds host keys inline and group or others may read it (mode {:04o}); chmod 600 it, "
+                "or give the keys as \"*_file\" references",
+                loaded_from, st.st_mode & 07777);
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
         dhgroups = ferry::target::auth::parse_dhgroups(dhchap_dhgroups);
         const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
@@ -140,7 +147,7 @@ int main(int argc, char** argv) {
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
         ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending});
-        for (const auto& l : cfg.listeners) acc.listen({l.address, l.port});
+        for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
         for (auto& r : reactors) r->start();
         acc.start();
         for (const auto& s : tgt.subsystems()) {
@@ -167,6 +174,7 @@ int main(int argc, char** argv) {
                 }
                 o.token_file = std::filesystem::absolute(o.token_file).lexically_normal().string();
                 o.ram = budget;
+                o.key_files = file.key_files;
                 bool created = false;
                 const std::string token = ferry::mgmt::load_or_create_token(o.token_file, created);
                 if (created) spdlog::info("ferryd: created the REST API token file {} (mode 0600)", o.token_file);

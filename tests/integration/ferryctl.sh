@@ -144,6 +144,29 @@ check "nothing listening (FERRY_URL): exit 3" test "$RC" -eq 3 || true
 check "nothing listening: 'cannot connect' named" err_has "http://127.0.0.1:1: cannot connect" || true
 check "usage error (--backend bogus): exit 2" expect_exit 2 ns add "$NQN" --backend bogus || true
 
+# ---- host keys (tests/integration/keys.sh covers them in full) and listener TLS modes
+KEYHOST=nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-0000000000c1
+DKEY=$(python3 "$REPO/tests/keys/make_test_keys.py" dhchap_01_32 | cut -d' ' -f2)
+(umask 077; printf '%s\n' "$DKEY" > "$WORK/host.dhchap")
+check "host add --dhchap-key-file" ctl host add "$NQN" "$KEYHOST" --dhchap-key-file "$WORK/host.dhchap" || true
+check "host add prints which keys are set" out_has "^$KEYHOST +set +- +-" || true
+check "host set-keys --tls-psk-file with a DH-HMAC-CHAP key: the API refuses (exit 1, path /tls_psk)" \
+    expect_exit 1 host set-keys "$NQN" "$KEYHOST" --tls-psk-file "$WORK/host.dhchap" || true
+check "... at /tls_psk" err_has "(at /tls_psk)" || true
+check "host set-keys with nothing to change: usage error (exit 2)" expect_exit 2 host set-keys "$NQN" "$KEYHOST" || true
+check "host set-keys --clear-dhchap-key" ctl --json host set-keys "$NQN" "$KEYHOST" --clear-dhchap-key || true
+check "host set-keys --json: no key set" json_check "not (j['dhchap_key_set'] or j['dhchap_ctrl_key_set'] or j['tls_psk_set'])" || true
+check "host list" ctl host list "$NQN" || true
+check "host list: both hosts, no key set" out_has "^$KEYHOST +- +- +-" || true
+check "no key in ferryctl's output or ferryd's log" bash -c "! grep -rqF -- '${DKEY:10:40}' '$WORK/out' '$WORK/ferryd.log'" || true
+check "host remove (keyed host)" ctl host remove "$NQN" "$KEYHOST" || true
+check "listener add --tls required" ctl listener add 127.0.0.1 $((PORT + 1)) --tls required || true
+check "listener list shows the TLS mode" ctl listener list || true
+check "listener list: required on port $((PORT + 1)), none on $PORT" \
+    bash -c "grep -qE '127.0.0.1 +$((PORT + 1)) +required' '$WORK/out' && grep -qE '127.0.0.1 +$PORT +none' '$WORK/out'" || true
+check "listener add --tls bogus: usage error (exit 2)" expect_exit 2 listener add 127.0.0.1 $((PORT + 2)) --tls bogus || true
+check "listener remove (TLS)" ctl listener remove 127.0.0.1 $((PORT + 1)) || true
+
 # ---- remove
 check "host remove" ctl host remove "$NQN" "$HOSTNQN" || true
 check "ns remove 1" ctl ns remove "$NQN" 1 || true

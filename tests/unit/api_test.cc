@@ -13,6 +13,8 @@
 #include <fstream>
 #include <set>
 
+#include "tests/unit/test_keys.hh"
+
 namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -74,9 +76,22 @@ public:
             }
         throw change_error(change_errc::not_found, "no namespace");
     }
-    void add_host(const std::string& nqn, const std::string& h) override { sub(nqn).hosts.push_back(h); }
+    void add_host(const std::string& nqn, const std::string& h, const ferry::target::host_keys& k) override {
+        sub(nqn).hosts.push_back(h);
+        if (!k.empty()) sub(nqn).keys[h] = k;
+    }
+    void set_host_keys(const std::string& nqn, const std::string& h, const ferry::target::host_keys& k) override {
+        auto& s = sub(nqn);
+        if (std::find(s.hosts.begin(), s.hosts.end(), h) == s.hosts.end())
+            throw change_error(change_errc::not_found, "no host");
+        if (k.empty())
+            s.keys.erase(h);
+        else
+            s.keys[h] = k;
+    }
     void remove_host(const std::string& nqn, const std::string& h) override {
         if (!std::erase(sub(nqn).hosts, h)) throw change_error(change_errc::not_found, "no host");
+        sub(nqn).keys.erase(h);
     }
     void drop_controller(const std::string& nqn, uint16_t) override {
         sub(nqn);
@@ -279,7 +294,8 @@ TEST_F(api_fixture, changes_are_persisted_and_read_back) {
     r = call("GET", "/api/v1/subsystems/testnqn");
     ASSERT_EQ(r.status, 200u);
     EXPECT_EQ(r.js["controllers"][0]["queues"][1]["depth"], 128);
-    EXPECT_EQ(r.js["hosts"], json::parse(R"([{"nqn": "nqn.2026-11.io.h:2"}])"));
+    EXPECT_EQ(r.js["hosts"], json::parse(R"([{"nqn": "nqn.2026-11.io.h:2", "dhchap_key_set": false,
+                                               "dhchap_ctrl_key_set": false, "tls_psk_set": false}])"));
 
     // The state file is the current state in the format --config reads.
     const auto file = ferry::mgmt::parse_config_file(state_text(), "state.json");
@@ -310,6 +326,126 @@ TEST_F(api_fixture, a_change_that_cannot_be_persisted_is_undone) {
     std::filesystem::remove(dir / ".state.json.tmp");
     EXPECT_EQ(call("POST", "/api/v1/subsystems/nqn.2026-11.io.ferry%3Aa/namespaces", R"({"size": "1MiB"})").status,
               201u);
+}
+
+// Keys through the API: set with a subsystem and with a host, rotated and cleared with PATCH,
+// never in an answer or the state file (which references key files: 0600 in a 0700
+// directory); files of rotated keys and removed hosts are deleted; a restart adopts them.
+TEST_F(api_fixture, host_keys_are_set_rotated_stored_in_key_files_and_never_returned) {
+    namespace tk = ferry::test_keys;
+    const std::string h1 = "nqn.2026-11.io.h:1", h2 = "nqn.2026-11.io.h:2", h3 = "nqn.2026-11.io.h:3";
+    const std::vector<std::string> keys = {tk::dhchap_01_32,   tk::dhchap_02_48,   tk::psk_lab,
+                                           tk::dhchap_03_64,   tk::psk_02_48,      tk::dhchap_00_32,
+                                           tk::dhchap_01_32_b, tk::dhchap_03_64_b, tk::psk_01_32_b};
+    std::string seen;  // every answer and state file, to grep for keys at the end
+    auto body_of = [](const std::string& key) {
+        const size_t a = key.find(':', key.find(':') + 1) + 1;
+        return key.substr(a, key.size() - 1 - a);
+    };
+    auto req = [&](const std::string& m, const std::string& t, const std::string& b = {}) {
+        reply r = call(m, t, b);
+        seen += r.body;
+        return r;
+    };
+    const std::string subp = "/api/v1/subsystems/nqn.2026-11.io.ferry%3Ak";
+    json sub = {{"nqn", "nqn.2026-11.io.ferry:k"},
+                {"hosts", json::array({{{"nqn", h1},
+                                        {"dhchap_key", tk::dhchap_01_32},
+                                        {"dhchap_ctrl_key", tk::dhchap_02_48},
+                                        {"tls_psk", tk::psk_lab}},
+                                       h2})}};
+    reply r = req("POST", "/api/v1/subsystems", sub.dump());
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.js["hosts"][0],
+              (json{{"nqn", h1}, {"dhchap_key_set", true}, {"dhchap_ctrl_key_set", true}, {"tls_psk_set", true}}));
+    r = req("POST", subp + "/hosts",
+            json{{"nqn", h3}, {"dhchap_key", tk::dhchap_03_64}, {"tls_psk", tk::psk_02_48}}.dump());
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.js,
+              (json{{"nqn", h3}, {"dhchap_key_set", true}, {"dhchap_ctrl_key_set", false}, {"tls_psk_set", true}}));
+    EXPECT_EQ(model.sub("nqn.2026-11.io.ferry:k").keys.at(h3).tls_psk, tk::psk_02_48);
+
+    // Refusals: 422 with the path, the key not quoted.
+    std::string bad = tk::dhchap_00_32;
+    bad[12] = bad[12] == 'A' ? 'B' : 'A';
+    r = req("PATCH", subp + "/hosts/" + h2, json{{"dhchap_key", bad}}.dump());
+    EXPECT_EQ(r.status, 422u) << r.body;
+    EXPECT_EQ(r.js.value("path", ""), "/dhchap_key");
+    EXPECT_EQ(r.body.find(body_of(bad)), std::string::npos) << r.body;
+    r = req("PATCH", subp + "/hosts/" + h2, json{{"dhchap_ctrl_key", tk::dhchap_00_32}}.dump());
+    EXPECT_EQ(r.status, 422u) << r.body;
+    EXPECT_EQ(r.js.value("path", ""), "/dhchap_ctrl_key");
+    r = req("POST", subp + "/hosts", json{{"nqn", "nqn.2026-11.io.h:4"}, {"tls_psk", tk::dhchap_00_32}}.dump());
+    EXPECT_EQ(r.status, 422u) << r.body;
+    EXPECT_EQ(r.js.value("path", ""), "/tls_psk");
+    r = req("POST", subp + "/hosts", json{{"nqn", "nqn.2026-11.io.h:4"}, {"tls_psk_file", "/etc/passwd"}}.dump());
+    EXPECT_EQ(r.status, 422u) << r.body;
+    EXPECT_EQ(req("PATCH", subp + "/hosts/nqn.2026-11.io.h%3A9", json{{"tls_psk", nullptr}}.dump()).status, 404u);
+
+    const std::filesystem::path key_dir = dir / "keys";
+    auto key_files = [&] {
+        std::set<std::string> out;
+        for (const auto& e : std::filesystem::directory_iterator(key_dir)) out.insert(e.path().filename().string());
+        return out;
+    };
+    auto mode_of = [](const std::filesystem::path& p) {
+        struct stat st {};
+        ::stat(p.c_str(), &st);
+        return st.st_mode & 07777;
+    };
+    const std::set<std::string> before_rotation = key_files();
+    EXPECT_EQ(before_rotation.size(), 5u);
+    EXPECT_EQ(mode_of(key_dir), 0700u);
+    for (const auto& f : before_rotation) EXPECT_EQ(mode_of(key_dir / f), 0600u) << f;
+
+    // Rotation: h1's host key replaced, its PSK cleared, its controller key kept; h2 gets keys.
+    r = req("PATCH", subp + "/hosts/" + h1, json{{"dhchap_key", tk::dhchap_01_32_b}, {"tls_psk", nullptr}}.dump());
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.js,
+              (json{{"nqn", h1}, {"dhchap_key_set", true}, {"dhchap_ctrl_key_set", true}, {"tls_psk_set", false}}));
+    EXPECT_EQ(model.sub("nqn.2026-11.io.ferry:k").keys.at(h1),
+              (ferry::target::host_keys{tk::dhchap_01_32_b, tk::dhchap_02_48, ""}));
+    r = req(
+        "PATCH", subp + "/hosts/" + h2,
+        json{{"dhchap_key", tk::dhchap_03_64_b}, {"dhchap_ctrl_key", tk::dhchap_00_32}, {"tls_psk", tk::psk_01_32_b}}
+            .dump());
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const std::set<std::string> after_rotation = key_files();
+    EXPECT_EQ(after_rotation.size(), 7u);  // 5 - 2 (h1's old host key and PSK) + 1 + 3
+    size_t kept = 0;
+    for (const auto& f : before_rotation) kept += after_rotation.count(f);
+    EXPECT_EQ(kept, 3u);  // h1's controller key, h3's two
+
+    r = req("GET", subp + "/hosts");
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_EQ(r.js.size(), 3u);
+    EXPECT_EQ(req("GET", subp + "/hosts/" + h3).js["dhchap_key_set"], true);
+    req("GET", subp);
+    req("GET", "/api/v1/subsystems");
+    req("GET", "/api/v1/config");
+    seen += state_text();
+    for (const auto& k : keys) {
+        EXPECT_EQ(seen.find(k), std::string::npos) << k;
+        EXPECT_EQ(seen.find(body_of(k)), std::string::npos) << k;
+    }
+    const json state = json::parse(state_text());
+    EXPECT_TRUE(state["subsystems"][0]["hosts"][0]["dhchap_key_file"].get<std::string>().starts_with("keys/"));
+
+    // A restart: the state file read back gives the same keys, and ferryd keeps their files.
+    const auto file = ferry::mgmt::load_config((dir / "state.json").string());
+    EXPECT_EQ(file.target.subsystems[0].keys, model.cfg.subsystems[0].keys);
+    model.cfg = file.target;
+    ferry::mgmt::api_options o;
+    o.key_files = file.key_files;
+    start(o);
+    ASSERT_EQ(req("POST", subp + "/namespaces", R"({"size": "1MiB"})").status, 201u);
+    EXPECT_EQ(key_files(), after_rotation);
+
+    // Removing a host deletes its key files once the state file no longer references them.
+    ASSERT_EQ(req("DELETE", subp + "/hosts/" + h2).status, 204u);
+    EXPECT_EQ(key_files().size(), 4u);
+    ASSERT_EQ(req("DELETE", subp).status, 204u);
+    EXPECT_TRUE(key_files().empty());
 }
 
 TEST_F(api_fixture, public_routes_and_documents) {

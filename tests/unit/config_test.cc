@@ -175,6 +175,7 @@ void expect_same(const ferry::target::target_config& a, const ferry::target::tar
     for (size_t i = 0; i < a.listeners.size(); ++i) {
         EXPECT_EQ(a.listeners[i].address, b.listeners[i].address);
         EXPECT_EQ(a.listeners[i].port, b.listeners[i].port);
+        EXPECT_EQ(a.listeners[i].tls, b.listeners[i].tls);
     }
     ASSERT_EQ(a.referrals.size(), b.referrals.size());
     for (size_t i = 0; i < a.referrals.size(); ++i) {
@@ -189,6 +190,7 @@ void expect_same(const ferry::target::target_config& a, const ferry::target::tar
         EXPECT_EQ(x.model, y.model);
         EXPECT_EQ(x.allow_any_host, y.allow_any_host);
         EXPECT_EQ(x.hosts, y.hosts);
+        EXPECT_EQ(x.keys, y.keys);
         ASSERT_EQ(x.namespaces.size(), y.namespaces.size());
         for (size_t n = 0; n < x.namespaces.size(); ++n) {
             const namespace_config &p = x.namespaces[n], &q = y.namespaces[n];
@@ -218,7 +220,7 @@ ferry::mgmt::config_error error_object(const std::string& text) {
 
 TEST(config, writer_round_trips) {
     ferry::target::target_config c;
-    c.listeners = {{"127.0.0.1", 4420}, {"::1", 4421}};
+    c.listeners = {{"127.0.0.1", 4420}, {"::1", 4421, ferry::transport::tls_mode::required}};
     c.referrals = {{"10.0.0.9", 8009}};
     subsystem_config s;
     s.nqn = "nqn.2026-11.io.ferry:a";

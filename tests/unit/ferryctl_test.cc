@@ -1,11 +1,15 @@
 // ferryctl's parts that need no server: API URLs, percent-encoding, request bodies from
 // arguments, error messages and exit classes, tables.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "mgmt/config.hh"
+#include "tests/unit/test_keys.hh"
 #include "tools/ferryctl/bodies.hh"
 #include "tools/ferryctl/render.hh"
 #include "tools/ferryctl/url.hh"
@@ -119,10 +123,61 @@ TEST(FerryctlBodies, SubsystemBodies) {
     EXPECT_EQ(subsystem_patch_body(p), json::parse(R"({"allow_any_host": false, "model": "x"})"));
 
     EXPECT_EQ(listener_body("::1", 4420), json::parse(R"({"transport": "tcp", "address": "::1", "port": 4420})"));
+    EXPECT_EQ(listener_body("::1", 4420, "required"),
+              json::parse(R"({"transport": "tcp", "address": "::1", "port": 4420, "tls": "required"})"));
+    EXPECT_THROW(listener_body("::1", 4420, "yes"), usage_error);
     EXPECT_EQ(referral_body("10.0.0.2", 8009), json::parse(R"({"address": "10.0.0.2", "port": 8009})"));
     EXPECT_TRUE(parse_bool("Yes", "--x"));
     EXPECT_FALSE(parse_bool("off", "--x"));
     EXPECT_THROW(parse_bool("maybe", "--x"), usage_error);
+}
+
+// Keys given on the command line or read from files (--*-file), cleared only by set-keys.
+TEST(FerryctlBodies, HostKeyBodies) {
+    namespace tk = ferry::test_keys;
+    char tmpl[] = "/tmp/ferryctl-keys.XXXXXX";
+    const std::filesystem::path dir = ::mkdtemp(tmpl);
+    std::ofstream(dir / "psk") << tk::psk_lab << "\n";
+    std::ofstream(dir / "empty") << "\n";
+    host_key_args none;
+    EXPECT_EQ(host_body("nqn.h", none), json::parse(R"({"nqn": "nqn.h"})"));
+    host_key_args a;
+    a.dhchap_key = tk::dhchap_01_32;
+    a.dhchap_ctrl_key = tk::dhchap_02_48;
+    a.tls_psk_file = (dir / "psk").string();
+    EXPECT_EQ(host_body("nqn.h", a), (json{{"nqn", "nqn.h"},
+                                           {"dhchap_key", tk::dhchap_01_32},
+                                           {"dhchap_ctrl_key", tk::dhchap_02_48},
+                                           {"tls_psk", tk::psk_lab}}));
+    EXPECT_EQ(
+        host_keys_patch_body(a),
+        (json{{"dhchap_key", tk::dhchap_01_32}, {"dhchap_ctrl_key", tk::dhchap_02_48}, {"tls_psk", tk::psk_lab}}));
+    host_key_args rotate;
+    rotate.dhchap_key_file = (dir / "psk").string();  // the API checks the format, not ferryctl
+    rotate.clear_tls_psk = true;
+    EXPECT_EQ(host_keys_patch_body(rotate), (json{{"dhchap_key", tk::psk_lab}, {"tls_psk", nullptr}}));
+    EXPECT_THROW(host_body("nqn.h", rotate), usage_error);  // add does not clear
+    EXPECT_THROW(host_keys_patch_body(none), usage_error);  // nothing to change
+    host_key_args both;
+    both.tls_psk = tk::psk_lab;
+    both.tls_psk_file = (dir / "psk").string();
+    EXPECT_THROW(host_body("nqn.h", both), usage_error);
+    host_key_args set_and_clear;
+    set_and_clear.tls_psk = tk::psk_lab;
+    set_and_clear.clear_tls_psk = true;
+    EXPECT_THROW(host_keys_patch_body(set_and_clear), usage_error);
+    for (const char* bad : {"empty", "missing"}) {
+        host_key_args f;
+        f.dhchap_key_file = (dir / bad).string();
+        try {
+            host_body("nqn.h", f);
+            ADD_FAILURE() << bad;
+        } catch (const usage_error& e) {
+            EXPECT_NE(std::string(e.what()).find("--dhchap-key-file " + (dir / bad).string()), std::string::npos)
+                << e.what();
+        }
+    }
+    std::filesystem::remove_all(dir);
 }
 
 TEST(FerryctlErrors, ApiErrorNamesMethodPathStatusMessageAndJsonPath) {
@@ -192,7 +247,8 @@ TEST(FerryctlRender, SubsystemViews) {
               "testnqn                 1      0           0            -      -\n");
 
     json view = json::parse(R"({"nqn": "testnqn", "serial": "abc", "model": "ferry", "allow_any_host": false,
-        "hosts": [{"nqn": "nqn.h1"}, "nqn.h2"], "warnings": ["'testnqn' is not in nqn.yyyy-mm. form"],
+        "hosts": [{"nqn": "nqn.h1", "dhchap_key_set": true, "dhchap_ctrl_key_set": false, "tls_psk_set": true},
+                  "nqn.h2"], "warnings": ["'testnqn' is not in nqn.yyyy-mm. form"],
         "namespaces": [{"nsid": 1, "backend": "ram", "size": 1073741824, "block_size": 4096, "uuid": "u1"},
                        {"nsid": 2, "backend": "pcie", "pcie_address": "0000:00:04.0", "pcie_nsid": 1, "uuid": "u2"}],
         "controllers": [{"cntlid": 3, "hostnqn": "nqn.h1", "hostid": "h", "peer": "127.0.0.1:5000",
@@ -203,7 +259,7 @@ TEST(FerryctlRender, SubsystemViews) {
               "serial:          abc\n"
               "model:           ferry\n"
               "allow any host:  no\n"
-              "hosts:           nqn.h1, nqn.h2\n"
+              "hosts:           nqn.h1 (keys: dhchap_key, tls_psk), nqn.h2\n"
               "warning: 'testnqn' is not in nqn.yyyy-mm. form\n"
               "\nnamespaces:\n"
               "NSID  BACKEND  SIZE   BLOCK  UUID  SOURCE\n"
@@ -215,9 +271,16 @@ TEST(FerryctlRender, SubsystemViews) {
 }
 
 TEST(FerryctlRender, ListenersDevicesAndStats) {
-    EXPECT_EQ(listeners_table(json::parse(R"([{"transport": "tcp", "address": "::1", "port": 4420}])")),
-              "TRANSPORT  ADDRESS  PORT\n"
-              "tcp        ::1      4420\n");
+    EXPECT_EQ(
+        listeners_table(json::parse(R"([{"transport": "tcp", "address": "::1", "port": 4420, "tls": "required"}])")),
+        "TRANSPORT  ADDRESS  PORT  TLS\n"
+        "tcp        ::1      4420  required\n");
+    EXPECT_EQ(hosts_table(json::parse(R"([{"nqn": "nqn.h1", "dhchap_key_set": true, "dhchap_ctrl_key_set": false,
+                                           "tls_psk_set": true}, {"nqn": "nqn.h2", "dhchap_key_set": false,
+                                           "dhchap_ctrl_key_set": false, "tls_psk_set": false}])")),
+              "HOSTNQN  DHCHAP_KEY  DHCHAP_CTRL_KEY  TLS_PSK\n"
+              "nqn.h1   set         -                set\n"
+              "nqn.h2   -           -                -\n");
     EXPECT_EQ(devices_table(json::parse(R"([{"address": "0000:00:04.0", "vendor": 6966, "device": 16,
         "driver": "nvme", "iommu_group": 5, "numa_node": -1, "block_devices": ["nvme0n1", "nvme0n2"],
         "in_use_by_ferry": false}])")),
@@ -245,7 +308,24 @@ TEST(DeployExample, ParsesWithFerrydsValidator) {
     ASSERT_TRUE(in) << FERRY_SOURCE_DIR "/deploy/ferry.example.json";
     std::stringstream text;
     text << in.rdbuf();
-    const ferry::mgmt::config_file cfg = ferry::mgmt::parse_config_file(text.str(), "ferry.example.json");
+    // The key files it references, next to it as in /var/lib/ferry.
+    namespace tk = ferry::test_keys;
+    char tmpl[] = "/tmp/ferry-example.XXXXXX";
+    const std::filesystem::path dir = ::mkdtemp(tmpl);
+    std::filesystem::create_directory(dir / "host-keys");
+    for (const auto& [name, key] :
+         {std::pair{"db01-host1.dhchap", tk::dhchap_01_32}, std::pair{"db01-ctrl.dhchap", tk::dhchap_03_64},
+          std::pair{"db01-host1.psk", tk::psk_lab}}) {
+        std::ofstream(dir / "host-keys" / name) << key << "\n";
+        ::chmod((dir / "host-keys" / name).c_str(), 0600);
+    }
+    const ferry::mgmt::config_file cfg =
+        ferry::mgmt::parse_config_file(text.str(), (dir / "ferry.example.json").string());
+    std::filesystem::remove_all(dir);
+    const auto& db_keys = cfg.target.subsystems.at(0).keys;
+    ASSERT_EQ(db_keys.size(), 1u);
+    EXPECT_EQ(db_keys.begin()->second, (ferry::target::host_keys{tk::dhchap_01_32, tk::dhchap_03_64, tk::psk_lab}));
+    EXPECT_EQ(cfg.target.listeners.at(0).tls, ferry::transport::tls_mode::allowed);
     EXPECT_TRUE(cfg.management.enabled);
     EXPECT_EQ(cfg.management.port, 8420);
     EXPECT_EQ(cfg.target.listeners.size(), 2u);

@@ -1,6 +1,11 @@
 #include "tools/ferryctl/bodies.hh"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "tools/ferryctl/url.hh"
 
 namespace ferry::ferryctl {
 
@@ -50,8 +55,71 @@ json subsystem_patch_body(const subsystem_patch_args& a) {
     return body;
 }
 
-json listener_body(const std::string& address, uint16_t port) {
-    return {{"transport", "tcp"}, {"address", address}, {"port", port}};
+json listener_body(const std::string& address, uint16_t port, const std::string& tls) {
+    json j = {{"transport", "tcp"}, {"address", address}, {"port", port}};
+    if (!tls.empty()) {
+        if (tls != "none" && tls != "allowed" && tls != "required")
+            throw usage_error("--tls: '" + tls + "' is not none, allowed or required");
+        j["tls"] = tls;
+    }
+    return j;
+}
+
+std::string read_key_argument_file(const std::string& path, const std::string& option) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw usage_error(option + " " + path + ": cannot open: " + std::strerror(errno));
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (text.size() > 4096) throw usage_error(option + " " + path + ": larger than 4 KiB; not a key");
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    if (text.empty()) throw usage_error(option + " " + path + ": empty");
+    return text;
+}
+
+namespace {
+struct key_option {
+    const char* field;   // JSON field
+    const char* option;  // --dhchap-key
+    const std::optional<std::string>& key;
+    const std::optional<std::string>& file;
+    bool clear;
+};
+std::vector<key_option> key_options(const host_key_args& a) {
+    return {
+        {"dhchap_key", "--dhchap-key", a.dhchap_key, a.dhchap_key_file, a.clear_dhchap_key},
+        {"dhchap_ctrl_key", "--dhchap-ctrl-key", a.dhchap_ctrl_key, a.dhchap_ctrl_key_file, a.clear_dhchap_ctrl_key},
+        {"tls_psk", "--tls-psk", a.tls_psk, a.tls_psk_file, a.clear_tls_psk}};
+}
+// The key an option pair gives, if any.
+std::optional<std::string> key_of(const key_option& o) {
+    const std::string opt = o.option;
+    if (o.key && o.file) throw usage_error("give " + opt + " or " + opt + "-file, not both");
+    if (o.file) return read_key_argument_file(*o.file, opt + "-file");
+    return o.key;
+}
+}  // namespace
+
+json host_body(const std::string& hostnqn, const host_key_args& args) {
+    json j = {{"nqn", hostnqn}};
+    for (const auto& o : key_options(args)) {
+        if (o.clear) throw usage_error(std::string("--clear-") + (o.option + 2) + " is for host set-keys");
+        if (auto k = key_of(o)) j[o.field] = *k;
+    }
+    return j;
+}
+
+json host_keys_patch_body(const host_key_args& args) {
+    json j = json::object();
+    for (const auto& o : key_options(args)) {
+        auto k = key_of(o);
+        if (k && o.clear) throw usage_error(std::string(o.option) + " and --clear-" + (o.option + 2) + " contradict");
+        if (k) j[o.field] = *k;
+        if (o.clear) j[o.field] = nullptr;
+    }
+    if (j.empty())
+        throw usage_error(
+            "nothing to change: give --dhchap-key, --dhchap-ctrl-key or --tls-psk (or their -file forms), or "
+            "--clear-...");
+    return j;
 }
 
 json referral_body(const std::string& address, uint16_t port) {

@@ -59,8 +59,26 @@ struct subsystem_patch_args {
 // Throws usage_error when nothing is to be changed.
 nlohmann::json subsystem_patch_body(const subsystem_patch_args& args);
 
-nlohmann::json listener_body(const std::string& address, uint16_t port);
+// "tls": "none" | "allowed" | "required" (usage_error otherwise); left out when empty.
+nlohmann::json listener_body(const std::string& address, uint16_t port, const std::string& tls = {});
 nlohmann::json referral_body(const std::string& address, uint16_t port);
+
+// A host's keys from the command line: each given as the key itself (--dhchap-key K, visible to
+// other users in ps) or as a file holding it (--dhchap-key-file PATH), or, for set-keys, cleared.
+struct host_key_args {
+    std::optional<std::string> dhchap_key, dhchap_ctrl_key, tls_psk;                 // the key
+    std::optional<std::string> dhchap_key_file, dhchap_ctrl_key_file, tls_psk_file;  // a file with it
+    bool clear_dhchap_key = false, clear_dhchap_ctrl_key = false, clear_tls_psk = false;
+};
+// The key of a --*-file option: the file's content without trailing whitespace. usage_error
+// naming the option and path (never the content) when it cannot be read or is empty.
+std::string read_key_argument_file(const std::string& path, const std::string& option);
+// POST /subsystems/{nqn}/hosts: {"nqn", and the keys given}. usage_error when a key and its
+// file are both given, or a --clear option is given (only set-keys clears).
+nlohmann::json host_body(const std::string& hostnqn, const host_key_args& args);
+// PATCH /subsystems/{nqn}/hosts/{hostnqn}: the keys given, null for those cleared. usage_error
+// when nothing is to be changed, or a key is both given and cleared.
+nlohmann::json host_keys_patch_body(const host_key_args& args);
 
 // "true"/"false"/"yes"/"no"/"1"/"0"/"on"/"off"; usage_error otherwise.
 bool parse_bool(const std::string& text, const std::string& option);

@@ -48,7 +48,11 @@ Examples:
   ferryctl subsystem add nqn.2026-11.io.ferry:db --host nqn.2014-08.org.nvmexpress:uuid:...
   ferryctl ns add nqn.2026-11.io.ferry:db --backend ram --size 1GiB
   ferryctl ns add nqn.2026-11.io.ferry:db --backend pcie --pcie-address 0000:00:04.0 --pcie-nsid 1
-  ferryctl listener add 10.0.0.1 4420
+  ferryctl listener add 10.0.0.1 4420 --tls required
+  ferryctl host add nqn.2026-11.io.ferry:db nqn.2014-08.org.nvmexpress:uuid:... \
+      --dhchap-key-file /root/host1.dhchap --tls-psk-file /root/host1.psk
+  ferryctl host set-keys nqn.2026-11.io.ferry:db nqn.2014-08.org.nvmexpress:uuid:... \
+      --dhchap-key-file /root/host1.new --clear-tls-psk
   ferryctl stats --watch 2)";
 
 struct globals {
@@ -289,15 +293,76 @@ int main(int argc, char** argv) {
     });
 
     // ---- host
-    auto* hostcmd = app.add_subcommand("host", "allowed hosts of a subsystem: add, remove")->require_subcommand(1);
-    auto* h_add = hostcmd->add_subcommand("add", "allow a host NQN to connect");
+    auto* hostcmd = app.add_subcommand("host",
+                                       "allowed hosts of a subsystem and their keys: add, set-keys, list, "
+                                       "show, remove")
+                        ->require_subcommand(1);
+    // The key options of add and set-keys. A key on the command line is visible to other users
+    // (ps, /proc); the -file forms read it from a file instead.
+    host_key_args hk;
+    auto key_options = [&hk](CLI::App* c, bool clearing) {
+        struct opt {
+            const char *name, *what;
+            std::optional<std::string>*key, *file;
+            bool* clear;
+        };
+        const opt opts[] = {
+            {"--dhchap-key", "DH-HMAC-CHAP secret the host authenticates with (DHHC-1:HH:...:, nvme gen-dhchap-key)",
+             &hk.dhchap_key, &hk.dhchap_key_file, &hk.clear_dhchap_key},
+            {"--dhchap-ctrl-key",
+             "DH-HMAC-CHAP secret ferry authenticates with to the host (bidirectional; needs --dhchap-key)",
+             &hk.dhchap_ctrl_key, &hk.dhchap_ctrl_key_file, &hk.clear_dhchap_ctrl_key},
+            {"--tls-psk", "TLS PSK (NVMeTLSkey-1:HH:...:, nvme gen-tls-key); the host must then use TLS", &hk.tls_psk,
+             &hk.tls_psk_file, &hk.clear_tls_psk},
+        };
+        for (const opt& o : opts) {
+            c->add_option_function<std::string>(
+                o.name, [k = o.key](const std::string& v) { *k = v; },
+                std::string(o.what) + " (visible in ps: prefer " + o.name + "-file)");
+            c->add_option_function<std::string>(
+                std::string(o.name) + "-file", [f = o.file](const std::string& v) { *f = v; },
+                std::string("file holding the key for ") + o.name);
+            if (clearing)
+                c->add_flag(std::string("--clear-") + (o.name + 2), *o.clear,
+                            std::string("remove the ") + (o.name + 2) + " key");
+        }
+    };
+    auto* h_add = hostcmd->add_subcommand("add", "allow a host NQN to connect, with its keys if given");
     h_add->add_option("nqn", nqn, "subsystem NQN")->required();
     h_add->add_option("hostnqn", host, "host NQN")->required();
+    key_options(h_add, false);
     on(h_add, [&] {
-        s.done(s.call("POST", subsystem_path(nqn) + "/hosts", json{{"nqn", host}}),
-               "host " + host + " allowed on " + nqn);
+        json r = s.call("POST", subsystem_path(nqn) + "/hosts", host_body(host, hk));
+        s.show(r, [&](const json& v) {
+            return "host " + host + " allowed on " + nqn + "\n" + hosts_table(json::array({v}));
+        });
     });
-    auto* h_remove = hostcmd->add_subcommand("remove", "disallow a host; its connections are closed at once");
+    auto* h_keys = hostcmd->add_subcommand(
+        "set-keys",
+        "set, replace (rotate) or clear a listed host's keys; keys not named stay as they are. Controllers already "
+        "connected keep running; new connections and re-authentications use the new keys");
+    h_keys->add_option("nqn", nqn, "subsystem NQN")->required();
+    h_keys->add_option("hostnqn", host, "host NQN")->required();
+    key_options(h_keys, true);
+    on(h_keys, [&] {
+        json r = s.call("PATCH", subsystem_path(nqn) + "/hosts/" + percent_encode(host), host_keys_patch_body(hk));
+        s.show(r, [&](const json& v) {
+            return "keys of host " + host + " on " + nqn + " set\n" + hosts_table(json::array({v}));
+        });
+    });
+    auto* h_list =
+        hostcmd->add_subcommand("list", "a subsystem's allowed hosts and which keys each has (never the keys)");
+    h_list->add_option("nqn", nqn, "subsystem NQN")->required();
+    on(h_list, [&] { s.show(s.call("GET", subsystem_path(nqn) + "/hosts"), hosts_table); });
+    auto* h_show = hostcmd->add_subcommand("show", "one allowed host and which keys it has (never the keys)");
+    h_show->add_option("nqn", nqn, "subsystem NQN")->required();
+    h_show->add_option("hostnqn", host, "host NQN")->required();
+    on(h_show, [&] {
+        s.show(s.call("GET", subsystem_path(nqn) + "/hosts/" + percent_encode(host)),
+               [](const json& v) { return hosts_table(json::array({v})); });
+    });
+    auto* h_remove =
+        hostcmd->add_subcommand("remove", "disallow a host (its keys go too); its connections are closed at once");
     h_remove->add_option("nqn", nqn, "subsystem NQN")->required();
     h_remove->add_option("hostnqn", host, "host NQN")->required();
     on(h_remove, [&] {
@@ -306,7 +371,7 @@ int main(int argc, char** argv) {
     });
 
     // ---- listener, referral
-    std::string address;
+    std::string address, listener_tls;
     uint16_t port = 0;
     auto endpoint_commands = [&](const std::string& noun, const std::string& route, uint16_t default_port,
                                  const std::string& what, std::function<json(const std::string&, uint16_t)> body,
@@ -317,6 +382,10 @@ int main(int argc, char** argv) {
             c->add_option("address", address, "numeric IPv4 or IPv6 address")->required();
             c->add_option("port", port, "TCP port (default " + std::to_string(default_port) + ")");
             bool adding = std::string(verb) == "add";
+            if (adding && noun == "listener")
+                c->add_option("--tls", listener_tls,
+                              "none (plain only, the default), allowed (TLS or plain) or required (TLS only)")
+                    ->check(CLI::IsMember({"none", "allowed", "required"}));
             on(c, [&, adding, noun, route, default_port, body] {
                 uint16_t p = port ? port : default_port;
                 std::string key =
@@ -330,8 +399,10 @@ int main(int argc, char** argv) {
         auto* l = cmd->add_subcommand("list", "list " + noun + "s");
         on(l, [&, route, table] { s.show(s.call("GET", route), table); });
     };
-    endpoint_commands("listener", "/listeners", 4420, "TCP listeners (each also serves discovery)", listener_body,
-                      listeners_table);
+    endpoint_commands(
+        "listener", "/listeners", 4420, "TCP listeners (each also serves discovery)",
+        [&listener_tls](const std::string& a, uint16_t p) { return listener_body(a, p, listener_tls); },
+        listeners_table);
     endpoint_commands("referral", "/referrals", 8009, "discovery log referrals", referral_body, referrals_table);
 
     // ---- controller

@@ -34,6 +34,20 @@ std::string host_nqn(const json& host) {
     return cell(host, "nqn");
 }
 
+// "set" or "-" for a host's "<field>_set" (the API never gives the key itself).
+std::string key_state(const json& host, const std::string& key_name) {
+    const json& v = field(host, key_name + "_set");
+    return v.is_boolean() && v.get<bool>() ? "set" : "-";
+}
+
+// "nqn.h (keys: dhchap_key, tls_psk)" or the NQN alone.
+std::string host_summary(const json& host) {
+    std::string keys;
+    for (const char* f : {"dhchap_key", "dhchap_ctrl_key", "tls_psk"})
+        if (key_state(host, f) == "set") keys += (keys.empty() ? "" : ", ") + std::string(f);
+    return host_nqn(host) + (keys.empty() ? "" : " (keys: " + keys + ")");
+}
+
 std::string hex16(const json& v) {
     if (!v.is_number_unsigned() && !v.is_number_integer()) return value_text(v);
     char buf[8];
@@ -169,7 +183,7 @@ std::string namespaces_table(const json& namespaces) {
 std::string subsystem_text(const json& s) {
     std::string hosts;
     if (field(s, "hosts").is_array())
-        for (const auto& h : field(s, "hosts")) hosts += (hosts.empty() ? "" : ", ") + host_nqn(h);
+        for (const auto& h : field(s, "hosts")) hosts += (hosts.empty() ? "" : ", ") + host_summary(h);
     std::string out = format_table({"nqn:", cell(s, "nqn")}, {{"serial:", cell(s, "serial")},
                                                               {"model:", cell(s, "model")},
                                                               {"allow any host:", cell(s, "allow_any_host")},
@@ -196,8 +210,18 @@ std::string controllers_table(const json& controllers, bool with_subsystem) {
 std::string listeners_table(const json& listeners) {
     std::vector<std::vector<std::string>> rows;
     if (listeners.is_array())
-        for (const auto& l : listeners) rows.push_back({cell(l, "transport"), cell(l, "address"), cell(l, "port")});
-    return format_table({"TRANSPORT", "ADDRESS", "PORT"}, rows);
+        for (const auto& l : listeners)
+            rows.push_back({cell(l, "transport"), cell(l, "address"), cell(l, "port"), cell(l, "tls")});
+    return format_table({"TRANSPORT", "ADDRESS", "PORT", "TLS"}, rows);
+}
+
+std::string hosts_table(const json& hosts) {
+    std::vector<std::vector<std::string>> rows;
+    if (hosts.is_array())
+        for (const auto& h : hosts)
+            rows.push_back(
+                {host_nqn(h), key_state(h, "dhchap_key"), key_state(h, "dhchap_ctrl_key"), key_state(h, "tls_psk")});
+    return format_table({"HOSTNQN", "DHCHAP_KEY", "DHCHAP_CTRL_KEY", "TLS_PSK"}, rows);
 }
 
 std::string referrals_table(const json& referrals) {

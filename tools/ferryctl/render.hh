@@ -26,6 +26,8 @@ std::string namespaces_table(const nlohmann::json& namespaces);
 // `subsystem`: a SUBSYSTEM column with it first (controller list over every subsystem).
 std::string controllers_table(const nlohmann::json& controllers, bool with_subsystem = false);
 std::string listeners_table(const nlohmann::json& listeners);
+// Hosts with "set" or "-" per key (the API says only whether each is set).
+std::string hosts_table(const nlohmann::json& hosts);
 std::string referrals_table(const nlohmann::json& referrals);
 std::string devices_table(const nlohmann::json& devices);
 
