@@ -68,6 +68,26 @@ int find_psk_session(SSL* ssl, const unsigned char* identity, size_t identity_le
     return 1;
 }
 
+// Before OpenSSL picks the cipher suite: the suite must use the hash of the PSK identity
+// (NVMe<v>R<hh>), else OpenSSL drops the PSK as incompatible with the suite it chose (a
+// GnuTLS host, tlshd, offers both suites, TLS_AES_128_GCM_SHA256 first).
+int pick_suite_by_identity(SSL* ssl, int*, void*) {
+    const unsigned char* ext = nullptr;
+    size_t len = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &ext, &len) != 1 || len < 4)
+        return SSL_CLIENT_HELLO_SUCCESS;  // no PSK offered: the handshake fails later, with a reason
+    // PreSharedKeyExtension: identities<7..2^16-1> = { identity<1..2^16-1>, obfuscated_ticket_age }...
+    const size_t first_len = size_t(ext[2]) << 8 | ext[3];
+    if (4 + first_len > len || first_len < 8) return SSL_CLIENT_HELLO_SUCCESS;
+    std::string_view first(reinterpret_cast<const char*>(ext + 4), first_len);
+    if (first.substr(0, 4) != "NVMe") return SSL_CLIENT_HELLO_SUCCESS;
+    if (first.substr(6, 2) == "02")
+        SSL_set_ciphersuites(ssl, "TLS_AES_256_GCM_SHA384");
+    else if (first.substr(6, 2) == "01")
+        SSL_set_ciphersuites(ssl, "TLS_AES_128_GCM_SHA256");
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 }  // namespace
 
 SSL_CTX* tls_server_ctx() {
@@ -86,6 +106,7 @@ SSL_CTX* tls_server_ctx() {
         SSL_CTX_set_recv_max_early_data(c, 0);
         // Idle connections (e.g. thousands pending) do not keep 2 x 16 KiB record buffers.
         SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_client_hello_cb(c, pick_suite_by_identity, nullptr);
         SSL_CTX_set_psk_find_session_callback(c, find_psk_session);
         return c;
     }();

@@ -81,7 +81,9 @@ struct tls_tunnel {
         tcp = dial(port);
         ctx = SSL_CTX_new(TLS_client_method());
         SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-        SSL_CTX_set_ciphersuites(ctx, sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
+        // Both suites, SHA-256 first, as tlshd (GnuTLS) offers them: the server must pick the
+        // one of the PSK's hash.
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
         SSL_CTX_set_psk_use_session_callback(ctx, use_session);
         ssl = SSL_new(ctx);
         SSL_set_app_data(ssl, this);
