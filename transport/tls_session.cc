@@ -69,11 +69,11 @@ int find_psk_session(SSL* ssl, const unsigned char* identity, size_t identity_le
 }
 
 // Before OpenSSL picks the cipher suite: the suite's hash must be the one the host computed
-// its PSK binder with, else OpenSSL drops the PSK (or fails on the binder's length). That is
-// the identity's hash (NVMe<v>R<hh>) for OpenSSL and GnuTLS >= 3.8.11 hosts, but GnuTLS before
-// 3.8.11 (tlshd in Debian 13) always binds with HMAC-SHA256, so a SHA-384 PSK (NVMe0R02, 48
-// bytes) comes with a 32-byte binder and runs TLS_AES_128_GCM_SHA256. The binder's length
-// decides; the identity's hash only if the extension cannot be read.
+// its PSK binder with, else OpenSSL drops the PSK (or fails on the binder's length). For
+// OpenSSL and GnuTLS >= 3.8.11 hosts that is the identity's hash (NVMe<v>R<hh>). GnuTLS before
+// 3.8.11 (tlshd in Debian 13) binds every PSK with HMAC-SHA256 yet offers only
+// TLS_AES_256_GCM_SHA384 for a 48-byte PSK: no OpenSSL server can accept that, and the
+// failure says so. The binder's length decides; the identity's hash only if it is unreadable.
 int pick_suite_by_binder(SSL* ssl, int*, void*) {
     auto* self = static_cast<tls_session*>(SSL_get_ex_data(ssl, session_index()));
     const unsigned char* ext = nullptr;
@@ -87,8 +87,11 @@ int pick_suite_by_binder(SSL* ssl, int*, void*) {
     if (4 + first_len > len || first_len < 8 || 2 + ids_len + 3 > len) return SSL_CLIENT_HELLO_SUCCESS;
     std::string_view first(reinterpret_cast<const char*>(ext + 4), first_len);
     const size_t binder_len = ext[2 + ids_len + 2];
-    if (binder_len == 48 || binder_len == 32)
-        self->suite_sha384 = binder_len == 48;
+    if (binder_len == 48 || binder_len == 32) self->suite_sha384 = binder_len == 48;
+    if (binder_len == 32 && first.substr(0, 4) == "NVMe" && first.substr(6, 2) == "02")
+        self->binder_note =
+            "the host bound its SHA-384 PSK with HMAC-SHA256, as tlshd with GnuTLS < 3.8.11 does; "
+            "such a host can use a SHA-256 PSK (NVMeTLSkey-1:01) only";
     else if (first.substr(0, 4) == "NVMe")
         self->suite_sha384 = first.substr(6, 2) == "02";
     SSL_set_ciphersuites(ssl, self->suite_sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
@@ -168,6 +171,7 @@ tls_session::status tls_session::fail(int ret, const char* stage) {
         why = "SSL error " + std::to_string(e);
     }
     ERR_clear_error();
+    if (!_established && !binder_note.empty()) why += " (" + binder_note + ")";
     _error = std::string(stage) + ": " + why;
     return status::failed;
 }

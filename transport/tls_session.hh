@@ -57,6 +57,7 @@ public:
     std::string id_hostnqn, id_subnqn, psk_failure;
     // The suite's hash, chosen from the host's PSK binder length (ClientHello callback).
     bool suite_sha384 = false;
+    std::string binder_note;  // why a binder/suite mismatch may fail the handshake
 
 private:
     status fail(int ret, const char* stage);

@@ -189,8 +189,8 @@ TEST_P(tls_engines, sha384_v1_identity_connects_and_runs_io) {
     run_io_over(st.port, v1_384_identity(), unhex(k384_v1_tls_psk), true);
 }
 
-// tlshd with GnuTLS < 3.8.11 (Debian 13's) binds every PSK with HMAC-SHA256: a SHA-384 PSK
-// (NVMe0R02, 48 bytes) then runs TLS_AES_128_GCM_SHA256. The Linux host in the lab does this.
+// A host that binds its SHA-384 PSK (NVMe0R02, 48 bytes) with HMAC-SHA256 and offers
+// TLS_AES_128_GCM_SHA256 gets that suite: the binder's hash decides, not the identity's.
 TEST_P(tls_engines, sha384_psk_with_a_sha256_binder_runs_aes128) {
     serve_options o;
     o.engine = GetParam();
