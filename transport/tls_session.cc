@@ -87,6 +87,12 @@ int pick_suite_by_binder(SSL* ssl, int*, void*) {
     if (4 + first_len > len || first_len < 8 || 2 + ids_len + 3 > len) return SSL_CLIENT_HELLO_SUCCESS;
     std::string_view first(reinterpret_cast<const char*>(ext + 4), first_len);
     const size_t binder_len = ext[2 + ids_len + 2];
+    try {  // the NQNs for the log, should the handshake fail before the PSK lookup
+        psk_identity id = parse_psk_identity(first);
+        self->id_hostnqn = id.hostnqn;
+        self->id_subnqn = id.subnqn;
+    } catch (const std::invalid_argument&) {
+    }
     if (binder_len == 48 || binder_len == 32) self->suite_sha384 = binder_len == 48;
     if (binder_len == 32 && first.substr(0, 4) == "NVMe" && first.substr(6, 2) == "02")
         self->binder_note =
