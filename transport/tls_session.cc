@@ -55,7 +55,7 @@ int find_psk_session(SSL* ssl, const unsigned char* identity, size_t identity_le
         self->psk_failure = e.what();
         return 0;
     }
-    const unsigned char suite[2] = {0x13, uint8_t(id.hash == psk_hash::sha384 ? 0x02 : 0x01)};
+    const unsigned char suite[2] = {0x13, uint8_t(self->suite_sha384 ? 0x02 : 0x01)};
     const SSL_CIPHER* cipher = SSL_CIPHER_find(ssl, suite);
     SSL_SESSION* s = SSL_SESSION_new();
     if (!cipher || !s || !SSL_SESSION_set1_master_key(s, psk.key.data(), psk.key.size()) ||
@@ -66,6 +66,42 @@ int find_psk_session(SSL* ssl, const unsigned char* identity, size_t identity_le
     }
     *sess = s;
     return 1;
+}
+
+// Before OpenSSL picks the cipher suite: the suite's hash must be the one the host computed
+// its PSK binder with, else OpenSSL drops the PSK (or fails on the binder's length). For
+// OpenSSL and GnuTLS >= 3.8.11 hosts that is the identity's hash (NVMe<v>R<hh>). GnuTLS before
+// 3.8.11 (tlshd in Debian 13) binds every PSK with HMAC-SHA256 yet offers only
+// TLS_AES_256_GCM_SHA384 for a 48-byte PSK: no OpenSSL server can accept that, and the
+// failure says so. The binder's length decides; the identity's hash only if it is unreadable.
+int pick_suite_by_binder(SSL* ssl, int*, void*) {
+    auto* self = static_cast<tls_session*>(SSL_get_ex_data(ssl, session_index()));
+    const unsigned char* ext = nullptr;
+    size_t len = 0;
+    if (!self || SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &ext, &len) != 1 || len < 4)
+        return SSL_CLIENT_HELLO_SUCCESS;  // no PSK offered: the handshake fails later, with a reason
+    // PreSharedKeyExtension: identities<7..2^16-1> (identity<1..2^16-1>, uint32 age),
+    // binders<33..2^16-1> (binder<32..255>).
+    const size_t ids_len = size_t(ext[0]) << 8 | ext[1];
+    const size_t first_len = size_t(ext[2]) << 8 | ext[3];
+    if (4 + first_len > len || first_len < 8 || 2 + ids_len + 3 > len) return SSL_CLIENT_HELLO_SUCCESS;
+    std::string_view first(reinterpret_cast<const char*>(ext + 4), first_len);
+    const size_t binder_len = ext[2 + ids_len + 2];
+    try {  // the NQNs for the log, should the handshake fail before the PSK lookup
+        psk_identity id = parse_psk_identity(first);
+        self->id_hostnqn = id.hostnqn;
+        self->id_subnqn = id.subnqn;
+    } catch (const std::invalid_argument&) {
+    }
+    if (binder_len == 48 || binder_len == 32) self->suite_sha384 = binder_len == 48;
+    if (binder_len == 32 && first.substr(0, 4) == "NVMe" && first.substr(6, 2) == "02")
+        self->binder_note =
+            "the host bound its SHA-384 PSK with HMAC-SHA256, as tlshd with GnuTLS < 3.8.11 does; "
+            "such a host can use a SHA-256 PSK (NVMeTLSkey-1:01) only";
+    else if (first.substr(0, 4) == "NVMe")
+        self->suite_sha384 = first.substr(6, 2) == "02";
+    SSL_set_ciphersuites(ssl, self->suite_sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 }  // namespace
@@ -86,6 +122,7 @@ SSL_CTX* tls_server_ctx() {
         SSL_CTX_set_recv_max_early_data(c, 0);
         // Idle connections (e.g. thousands pending) do not keep 2 x 16 KiB record buffers.
         SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_client_hello_cb(c, pick_suite_by_binder, nullptr);
         SSL_CTX_set_psk_find_session_callback(c, find_psk_session);
         return c;
     }();
@@ -140,6 +177,7 @@ tls_session::status tls_session::fail(int ret, const char* stage) {
         why = "SSL error " + std::to_string(e);
     }
     ERR_clear_error();
+    if (!_established && !binder_note.empty()) why += " (" + binder_note + ")";
     _error = std::string(stage) + ": " + why;
     return status::failed;
 }

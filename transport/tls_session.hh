@@ -55,6 +55,9 @@ public:
     const char* cipher_name() const;
     // Set by the find-session callback: the identity's NQNs and how it failed, if it did.
     std::string id_hostnqn, id_subnqn, psk_failure;
+    // The suite's hash, chosen from the host's PSK binder length (ClientHello callback).
+    bool suite_sha384 = false;
+    std::string binder_note;  // why a binder/suite mismatch may fail the handshake
 
 private:
     status fail(int ret, const char* stage);

@@ -25,6 +25,9 @@ const char* key384 = "NVMeTLSkey-1:02:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh
 
 // From tls_psk_vectors.py: lab key, libnvme's (compat) derivation, identity version 0.
 const char* lab_v0_tls_psk = "2eaf657159a6958681bfb0c793322bd51a7560f08201c8557818218c7efcf510";
+// key384, libnvme's (compat) derivation, identity version 0.
+const char* k384_v0_tls_psk =
+    "90657553077fb87def19186bc35e12ce973fd2186054ccbad8ec787ffdb9ed75e3032d9345d8b414cd42a4d661083c2d";
 // key384, RFC 8446 labels, identity version 1 (with its digest).
 const char* k384_v1_digest = "9JC+z6WCBZdSQ+E+xnmgqPo7FvX/WEIVA/UIDz6ljxNgPZG3S2OJ3Q+XwYsMpzC3";
 const char* k384_v1_tls_psk =
@@ -81,7 +84,9 @@ struct tls_tunnel {
         tcp = dial(port);
         ctx = SSL_CTX_new(TLS_client_method());
         SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-        SSL_CTX_set_ciphersuites(ctx, sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
+        // Both suites, SHA-256 first, as tlshd (GnuTLS) offers them: the server must pick the
+        // one of the PSK's hash.
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
         SSL_CTX_set_psk_use_session_callback(ctx, use_session);
         ssl = SSL_new(ctx);
         SSL_set_app_data(ssl, this);
@@ -182,6 +187,17 @@ TEST_P(tls_engines, sha384_v1_identity_connects_and_runs_io) {
     o.tls = tp::tls_mode::required;
     served_target st(1, o);
     run_io_over(st.port, v1_384_identity(), unhex(k384_v1_tls_psk), true);
+}
+
+// A host that binds its SHA-384 PSK (NVMe0R02, 48 bytes) with HMAC-SHA256 and offers
+// TLS_AES_128_GCM_SHA256 gets that suite: the binder's hash decides, not the identity's.
+TEST_P(tls_engines, sha384_psk_with_a_sha256_binder_runs_aes128) {
+    serve_options o;
+    o.engine = GetParam();
+    o.cfg = tls_config(key384);
+    o.tls = tp::tls_mode::required;
+    served_target st(1, o);
+    run_io_over(st.port, std::string("NVMe0R02 ") + tls_host + " " + tls_nqn, unhex(k384_v0_tls_psk), false);
 }
 
 TEST_P(tls_engines, wrong_psk_fails_the_handshake) {
