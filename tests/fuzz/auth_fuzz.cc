@@ -21,11 +21,11 @@ const char* ctrl_key = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+Kfi
 
 std::vector<uint8_t> valid_negotiate() {
     std::vector<uint8_t> m(8 + 64);
-    m[4] = 1;      // T_ID
-    m[7] = 1;      // NAPD
-    m[8] = 1;      // AUTHID DH-HMAC-CHAP
-    m[10] = 3;     // HALEN
-    m[11] = 6;     // DHLEN
+    m[4] = 1;   // T_ID
+    m[7] = 1;   // NAPD
+    m[8] = 1;   // AUTHID DH-HMAC-CHAP
+    m[10] = 3;  // HALEN
+    m[11] = 6;  // DHLEN
     for (uint8_t i = 0; i < 3; ++i) m[12 + i] = i + 1;
     for (uint8_t i = 0; i < 6; ++i) m[42 + i] = i;
     return m;
@@ -39,8 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     p.subnqn = "nqn.2026-11.io.ferry:fuzz";
     p.host_key = ferry::target::parse_dhchap_secret(host_key);
     if (data[0] & 2) p.ctrl_key = ferry::target::parse_dhchap_secret(ctrl_key);
-    p.dhgroups = (data[0] & 1) ? std::vector<uint8_t>{auth::dh_ffdhe2048, auth::dh_null}
-                               : std::vector<uint8_t>{auth::dh_null};
+    p.dhgroups =
+        (data[0] & 1) ? std::vector<uint8_t>{auth::dh_ffdhe2048, auth::dh_null} : std::vector<uint8_t>{auth::dh_null};
     auth::session s(std::move(p));
     size_t at = 1;
     for (int ops = 0; ops < 16 && at + 3 <= size; ++ops) {

@@ -386,6 +386,7 @@ TEST(dhchap, failures_slow_down_the_address) {
     c.pump();
     c.conn->on_timer(t0 + 100'000'000);  // held: 250 ms after one failure
     c.pump();
+    EXPECT_FALSE(c.readable());  // no answer yet
     EXPECT_FALSE(c.conn->closing());
     c.conn->on_timer(t0 + 300'000'000);
     auto r = c.wait(cid);

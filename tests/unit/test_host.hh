@@ -165,6 +165,12 @@ public:
     transport::digests digests() const { return _dg; }
     target::queue& queue() { return static_cast<target::queue&>(*conn->handler()); }
 
+    // True when bytes from the target wait to be read (does not block).
+    bool readable() {
+        pollfd p{_fd, POLLIN, 0};
+        return ::poll(&p, 1, 0) == 1;
+    }
+
     void pump() {
         if (!conn) {  // the target runs elsewhere: give it a moment
             pollfd p{_fd, POLLIN, 0};
