@@ -98,6 +98,14 @@ void queue::exec_connect(transport::request& req) {
     if (hostid == std::array<uint8_t, 16>{})
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostid)),
                       "host identifier is zero");
+    // Over TLS the PSK proved only the (host, subsystem) of its identity: the Connect must name those.
+    if (info.tls && hostnqn != info.tls_hostnqn)
+        return reject(
+            nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, hostnqn)),
+            fmt::format("host NQN {} is not the TLS PSK identity's {}", host_label(hostnqn), info.tls_hostnqn));
+    if (info.tls && subnqn != info.tls_subnqn)
+        return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, subnqn)),
+                      fmt::format("subsystem NQN {} is not the TLS PSK identity's {}", subnqn, info.tls_subnqn));
     std::shared_ptr<subsystem> sub = _tgt.find_subsystem(subnqn);
     if (!sub) {
         // Without DNR: a subsystem removed through the management API may be re-created, and
@@ -108,6 +116,12 @@ void queue::exec_connect(transport::request& req) {
     }
     if (!sub->host_allowed(hostnqn)) {
         spdlog::warn("conn {} ({}): host {} not allowed to access {}", info.id, info.peer, host_label(hostnqn), subnqn);
+        finish(req, nvme::sc::connect_invalid_host | nvme::status_dnr);
+        return;
+    }
+    if (!info.tls && !hostnqn.empty() && !sub->keys_of(hostnqn).tls_psk.empty()) {
+        spdlog::warn("conn {} ({}): Connect qid {} rejected: host {} has a TLS PSK for {} but connected without TLS",
+                     info.id, info.peer, +c.qid, host_label(hostnqn), subnqn);
         finish(req, nvme::sc::connect_invalid_host | nvme::status_dnr);
         return;
     }

@@ -56,6 +56,10 @@ std::optional<transport::configured_psk> target::find_tls_psk(const std::string&
 }
 
 namespace {
+// TREQ bits 1:0 (secure channel) and the TCP TSAS SECTYPE byte (nvme-reference.md 2.6).
+constexpr uint8_t treq_secure_channel_required = 0x01, treq_secure_channel_not_required = 0x02;
+constexpr uint8_t tsas_sectype_none = 0, tsas_sectype_tls13 = 2;
+
 uint8_t adrfam_of(const std::string& addr) {
     return addr.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4;
 }
@@ -63,12 +67,18 @@ uint8_t adrfam_of(const std::string& addr) {
 
 std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const transport::connection_info& via) const {
     std::vector<nvme::discovery_log_entry> entries;
-    auto add = [&](const std::string& nqn, uint8_t subtype, const std::string& addr, uint16_t port, uint16_t portid) {
+    auto add = [&](const std::string& nqn, uint8_t subtype, const std::string& addr, uint16_t port, uint16_t portid,
+                   transport::tls_mode tls) {
         nvme::discovery_log_entry e{};
         e.trtype = nvme::trtype_tcp;
         e.adrfam = adrfam_of(addr);
         e.subtype = subtype;
-        e.treq = nvme::treq_sqflow_disable_supported;  // secure channel: not specified
+        // TREQ secure channel and TSAS SECTYPE as Linux nvmet sets them for a "tls1.3" port:
+        // required (1) by default, not required (2) when plain is also accepted; none = 0/0.
+        e.treq = nvme::treq_sqflow_disable_supported;
+        if (tls == transport::tls_mode::required) e.treq |= treq_secure_channel_required;
+        if (tls == transport::tls_mode::allowed) e.treq |= treq_secure_channel_not_required;
+        e.tsas[0] = tls == transport::tls_mode::none ? tsas_sectype_none : tsas_sectype_tls13;
         e.portid = portid;
         e.cntlid = 0xFFFF;
         e.asqsz = 32;
@@ -83,13 +93,14 @@ std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const tra
     for (const auto& l : _listeners) {
         const bool wildcard = l.cfg.address == "0.0.0.0" || l.cfg.address == "::";
         const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
-        add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid);
+        add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid, l.cfg.tls);
         for (const auto& s : _subsystems)
-            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, addr, l.cfg.port, l.portid);
+            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, addr, l.cfg.port, l.portid, l.cfg.tls);
     }
     // Referrals: other discovery services (SUBTYPE 01h), as Linux nvmet lists its referrals.
     uint16_t referral_portid = 0xFF00;  // outside the listeners' Port IDs
-    for (const auto& r : _referrals) add(discovery_nqn, nvme::subtype_referral, r.address, r.port, referral_portid++);
+    for (const auto& r : _referrals)
+        add(discovery_nqn, nvme::subtype_referral, r.address, r.port, referral_portid++, transport::tls_mode::none);
     nvme::discovery_log_header h{};
     h.genctr = _genctr.load();
     h.numrec = entries.size();

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "env/thread.hh"
+#include "transport/tls_session.hh"
 
 namespace ferry::transport {
 namespace {
@@ -116,6 +117,8 @@ bool buffer_arbiter::serve() {
 connection::connection(int fd, connection_info info, buffer_arbiter& buffers, handler_factory& factory, uint64_t now_ns)
     : _fd(fd),
       _info(std::move(info)),
+      _factory(factory),
+      _wire(_info.listener_tls == tls_mode::none ? wire_mode::plain : wire_mode::undecided),
       _buffers(buffers),
       _pool(buffers.pool()),
       _created_ns(now_ns),
@@ -176,6 +179,7 @@ void connection::close(const std::string& reason) {
     _closing = true;
     spdlog::info("conn {} ({}{}): closing: {}", _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "",
                  reason);
+    if (_tls) _tls->shutdown();     // close_notify (or the alert of a failed handshake) goes first
     if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
     drop_waiting_and_r2t();
@@ -224,7 +228,7 @@ bool connection::on_readable() {
     bool progress = false;
     for (int round = 0; round < 16 && !_closing; ++round) {
         ssize_t n;
-        if (_rx == rx_state::data && _rx_left >= direct_read_threshold) {
+        if (_wire == wire_mode::plain && _rx == rx_state::data && _rx_left >= direct_read_threshold) {
             // Large payload: read straight into the request's buffer, the rest into _rx_buf.
             std::array<iovec, max_chunks + 1> v;
             size_t cnt = rx_target_space(v.data(), max_chunks);
@@ -248,8 +252,7 @@ bool connection::on_readable() {
         } else {
             n = ::recv(_fd, _rx_buf.data(), _rx_buf.size(), MSG_DONTWAIT);
             if (n > 0) {
-                const uint8_t* p = _rx_buf.data();
-                if (!process_rx(p, p + n)) return true;
+                if (!on_wire(_rx_buf.data(), static_cast<size_t>(n))) return true;
                 progress = true;
                 if (static_cast<size_t>(n) < _rx_buf.size()) break;
                 continue;
@@ -270,8 +273,8 @@ bool connection::on_readable() {
 }
 
 bool connection::feed(const uint8_t* data, size_t len) {
-    const uint8_t* p = data;
-    return process_rx(p, data + len) && !_closing;
+    if (len == 0) return !_closing;
+    return on_wire(data, len) && !_closing;
 }
 
 size_t connection::rx_target_space(iovec* out, size_t max) const {
@@ -823,7 +826,13 @@ void connection::sent(size_t bytes) {
     }
 }
 
+bool connection::wants_write() const {
+    if (_tls) return _tls_out_len != 0 || _tls->out_pending() != 0 || (_tx_count != 0 && _tls->established());
+    return _tx_count != 0;
+}
+
 bool connection::flush() {
+    if (_tls) return flush_tls();
     bool progress = false;
     while (_tx_count > 0) {
         size_t cnt = 0, total = 0;
@@ -850,6 +859,125 @@ bool connection::flush() {
     return progress;
 }
 
+// ---------------------------------------------------------------- TLS
+
+bool connection::on_wire(const uint8_t* p, size_t n) {
+    if (_closing) return false;
+    if (_wire == wire_mode::undecided) {
+        // A TLS connection starts with a handshake record (content type 22); a plain one
+        // with an ICReq PDU (type 0).
+        if (p[0] == 0x16) {
+            _wire = wire_mode::tls;
+            try {
+                _tls = std::make_unique<tls_session>(_factory, _info);
+            } catch (const std::exception& e) {
+                close(e.what());
+                return false;
+            }
+            _tls_plain.resize(16 * 1024);
+            _tls_out.resize(tls_session::max_out_backlog + 16 * 1024);
+        } else if (_info.listener_tls == tls_mode::required) {
+            close(fmt::format("plain connection to a TLS-required listener (first byte {:#04x}, not a TLS handshake)",
+                              p[0]));
+            return false;
+        } else {
+            _wire = wire_mode::plain;
+        }
+    }
+    if (_wire == wire_mode::plain) return process_rx(p, p + n);
+    if (!_tls->put(p, n)) {
+        close("TLS: cannot buffer received data");
+        return false;
+    }
+    return tls_receive();
+}
+
+// Decrypts all the input BIO holds (it never keeps more than one receive's worth plus one
+// partial record) and hands the plaintext to the PDU decoder.
+bool connection::tls_receive() {
+    for (;;) {
+        const bool was_established = _tls->established();
+        size_t got = 0;
+        auto st = _tls->read(_tls_plain.data(), _tls_plain.size(), got);
+        if (!was_established && _tls->established()) {
+            _info.tls = true;
+            _info.tls_hostnqn = _tls->id_hostnqn;
+            _info.tls_subnqn = _tls->id_subnqn;
+            spdlog::info("conn {} ({}): TLS 1.3 {} identity {} {}", _info.id, _info.peer, _tls->cipher_name(),
+                         _info.tls_hostnqn, _info.tls_subnqn);
+        }
+        switch (st) {
+            case tls_session::status::ok: {
+                const uint8_t* q = _tls_plain.data();
+                if (!process_rx(q, q + got)) return false;
+                break;
+            }
+            case tls_session::status::want_more:
+                return !_closing;
+            case tls_session::status::closed:
+                close("host sent TLS close_notify");
+                return false;
+            case tls_session::status::failed:
+                if (!_tls->established())
+                    spdlog::warn("conn {} ({}): {} (identity host {}, subsystem {})", _info.id, _info.peer,
+                                 _tls->error(), _tls->id_hostnqn.empty() ? "-" : _tls->id_hostnqn,
+                                 _tls->id_subnqn.empty() ? "-" : _tls->id_subnqn);
+                close(_tls->error());
+                return false;
+        }
+    }
+}
+
+// Encrypts the transmit queue in batches of up to 16 KiB (one TLS record each), while the
+// ciphertext not yet sent stays under tls_session::max_out_backlog.
+void connection::tls_encrypt() {
+    if (!_tls->established()) return;
+    while (_tx_count > 0 && _tls->out_pending() < tls_session::max_out_backlog) {
+        size_t batch = 0;
+        while (_tx_count > 0 && batch < _tls_plain.size()) {
+            tx_entry& e = _tx[_tx_head];
+            size_t n = std::min(e.iov.iov_len, _tls_plain.size() - batch);
+            std::memcpy(_tls_plain.data() + batch, e.iov.iov_base, n);
+            batch += n;
+            sent(n);  // the plaintext is copied: its request may be released
+        }
+        if (!_tls->write(_tls_plain.data(), batch)) {
+            if (!_closing) close(_tls->error());
+            return;
+        }
+    }
+}
+
+// Moves pending ciphertext into _tls_out when it is empty; true if there is some to send.
+bool connection::tls_fill_out() {
+    if (_tls_out_len == 0) {
+        tls_encrypt();
+        _tls_out_off = 0;
+        _tls_out_len = _tls->take_out(_tls_out.data(), _tls_out.size());
+    }
+    return _tls_out_len != 0;
+}
+
+bool connection::flush_tls() {
+    bool progress = false;
+    while (tls_fill_out()) {
+        ssize_t n = ::send(_fd, _tls_out.data() + _tls_out_off, _tls_out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (!_closing) close(std::string("send failed: ") + std::strerror(errno));
+            _tls_out_len = 0;  // nothing more will be sent
+            while (_tx_count) sent(_tx[_tx_head].iov.iov_len);
+            break;
+        }
+        _tls_out_off += static_cast<size_t>(n);
+        _tls_out_len -= static_cast<size_t>(n);
+        progress = true;
+        if (_tls_out_len != 0) break;
+    }
+    return progress;
+}
+
 // ---------------------------------------------------------------- io_uring engine
 
 bool connection::prepare_recv(iovec& into) {
@@ -863,8 +991,7 @@ bool connection::on_recv_done(int result) {
     _recv_in_flight = 0;
     if (_closing) return false;
     if (result > 0) {
-        const uint8_t* p = _rx_buf.data();
-        process_rx(p, p + result);
+        on_wire(_rx_buf.data(), static_cast<size_t>(result));
         return true;
     }
     if (result == 0)
@@ -875,6 +1002,16 @@ bool connection::on_recv_done(int result) {
 }
 
 bool connection::prepare_send(msghdr*& msg) {
+    if (_tls) {
+        if (_send_in_flight || !tls_fill_out()) return false;
+        _tx_iov[0] = {_tls_out.data() + _tls_out_off, _tls_out_len};
+        _tx_msg = {};
+        _tx_msg.msg_iov = _tx_iov.data();
+        _tx_msg.msg_iovlen = 1;
+        msg = &_tx_msg;
+        _send_in_flight = 1;
+        return true;
+    }
     if (_send_in_flight || _tx_count == 0) return false;
     size_t cnt = 0;
     for (; cnt < _tx_count && cnt < _tx_iov.size(); ++cnt) _tx_iov[cnt] = _tx[(_tx_head + cnt) % _tx.size()].iov;
@@ -888,6 +1025,18 @@ bool connection::prepare_send(msghdr*& msg) {
 
 bool connection::on_send_done(int result) {
     _send_in_flight = 0;
+    if (_tls && result >= 0) {
+        _tls_out_off += static_cast<size_t>(result);
+        _tls_out_len -= static_cast<size_t>(result);
+        return result > 0;
+    }
+    if (_tls) {
+        if (result == -EAGAIN || result == -EINTR) return false;
+        if (!_closing) close(std::string("send failed: ") + std::strerror(-result));
+        _tls_out_len = 0;
+        while (_tx_count) sent(_tx[_tx_head].iov.iov_len);
+        return true;
+    }
     if (result >= 0) {
         sent(static_cast<size_t>(result));
         return result > 0;

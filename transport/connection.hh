@@ -25,6 +25,8 @@
 
 namespace ferry::transport {
 
+class tls_session;
+
 // Limits shared with the target (which advertises them in Identify).
 inline constexpr uint32_t max_transfer_bytes = 1u << 20;        // MDTS = 8 (2^8 * 4 KiB)
 inline constexpr uint32_t in_capsule_bytes = env::dma_pool::chunk_size;  // admin, fabrics and I/O
@@ -218,7 +220,7 @@ public:
     bool closing() const { return _closing; }
     // True once closed and nothing references the connection's memory any more.
     bool reapable() const;
-    bool wants_write() const { return _tx_count != 0; }
+    bool wants_write() const;
     int fd() const { return _fd; }
     const connection_info& info() const { return _info; }
     // The buffer pool request data lives in (a backing SSD needs its device addresses).
@@ -244,6 +246,12 @@ private:
     };
 
     bool process_rx(const uint8_t*& p, const uint8_t* end);
+    // Bytes as read from the socket: plain PDUs, or TLS records (decided by the first byte).
+    bool on_wire(const uint8_t* p, size_t n);
+    bool tls_receive();
+    void tls_encrypt();
+    bool tls_fill_out();
+    bool flush_tls();
     bool handle_header();
     bool handle_ic_req();
     bool handle_capsule();
@@ -269,8 +277,17 @@ private:
     size_t rx_target_space(iovec* out, size_t max) const;
     void add_requests(unsigned count);
 
+    // What the socket carries: decided by the listener's mode and the host's first byte.
+    enum class wire_mode : uint8_t { undecided, plain, tls };
+
     int _fd;
     connection_info _info;
+    handler_factory& _factory;
+    wire_mode _wire = wire_mode::plain;
+    std::unique_ptr<tls_session> _tls;
+    std::vector<uint8_t> _tls_plain;  // decrypted bytes for process_rx; also the encrypt batch
+    std::vector<uint8_t> _tls_out;    // ciphertext being sent (stable while io_uring sends it)
+    size_t _tls_out_off = 0, _tls_out_len = 0;
     buffer_arbiter& _buffers;
     env::dma_pool& _pool;
     std::unique_ptr<queue_handler> _handler;

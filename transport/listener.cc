@@ -102,11 +102,12 @@ uint16_t acceptor::listen(const listen_address& addr) {
     format_addr(bound, &port);
     {
         std::unique_lock g(_lock);
-        _listening.push_back({fd, addr.address, port});
+        _listening.push_back({fd, addr.address, port, addr.tls});
         ++_version;
         wake_and_wait(g);
     }
-    spdlog::info("listening on tcp {}:{}", addr.address, port);
+    spdlog::info("listening on tcp {}:{}{}", addr.address, port,
+                 addr.tls == tls_mode::none ? "" : fmt::format(" (TLS {})", to_string(addr.tls)));
     return port;
 }
 
@@ -171,13 +172,18 @@ void acceptor::stop() {
 
 void acceptor::run() {
     std::vector<pollfd> pfds;
+    std::vector<tls_mode> modes;  // of pfds[i]'s listener
     uint64_t polled = ~uint64_t(0);
     for (;;) {
         {
             std::lock_guard g(_lock);
             if (polled != _version) {
                 pfds.clear();
-                for (const auto& l : _listening) pfds.push_back({l.fd, POLLIN, 0});
+                modes.clear();
+                for (const auto& l : _listening) {
+                    pfds.push_back({l.fd, POLLIN, 0});
+                    modes.push_back(l.tls);
+                }
                 pfds.push_back({_wake_fd, POLLIN, 0});
                 pfds.push_back({_stop_fd, POLLIN, 0});
                 polled = _polled_version = _version;
@@ -200,11 +206,11 @@ void acceptor::run() {
             continue;  // the set changed: re-read it before accepting on any socket of it
         }
         for (size_t i = 0; i + 2 < pfds.size(); ++i)
-            if (pfds[i].revents & POLLIN) accept_one(pfds[i].fd);
+            if (pfds[i].revents & POLLIN) accept_one(pfds[i].fd, modes[i]);
     }
 }
 
-void acceptor::accept_one(int lfd) {
+void acceptor::accept_one(int lfd, tls_mode tls) {
     sockaddr_storage peer{};
     socklen_t plen = sizeof(peer);
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -215,6 +221,7 @@ void acceptor::accept_one(int lfd) {
     }
     connection_info info;
     info.id = _next_id++;
+    info.listener_tls = tls;
     uint16_t pport = 0;
     const std::string peer_addr = format_addr(peer, &pport);
     info.peer = fmt::format("{}:{}", peer_addr, pport);

@@ -46,13 +46,14 @@ public:
 
 private:
     void run();
-    void accept_one(int lfd);
+    void accept_one(int lfd, tls_mode tls);
     void wake_and_wait(std::unique_lock<std::mutex>& g);  // until run() polls the current set
 
     struct listening {
         int fd = -1;
         std::string address;  // as given
         uint16_t port = 0;    // as bound
+        tls_mode tls = tls_mode::none;
     };
     std::vector<reactor*> _reactors;
     handler_factory& _factory;

@@ -19,6 +19,7 @@ struct serve_options {
     std::function<void(target::target&)> prepare;  // runs before the reactors start (e.g. wraps a store)
     size_t max_connections = 64;
     transport::socket_engine engine = transport::socket_engine::posix;
+    transport::tls_mode tls = transport::tls_mode::none;  // of the listener
 };
 
 struct served_target {
@@ -38,7 +39,7 @@ struct served_target {
             rp.push_back(reactors.back().get());
         }
         acc = std::make_unique<transport::acceptor>(rp, tgt, o.max_connections);
-        port = acc->listen({"127.0.0.1", 0});
+        port = acc->listen({"127.0.0.1", 0, o.tls});
         for (auto& r : reactors) r->start();
         acc->start();
     }
