@@ -78,6 +78,11 @@ int main(int argc, char** argv) {
                    "a configuration asking more is refused (exit status 2). Default: physical memory minus a "
                    "reserve (1/16 of it, at least 1 GiB) minus the buffer pools of all reactors")
         ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
+    std::string dhchap_dhgroups = "ffdhe2048,ffdhe3072,ffdhe4096,ffdhe6144,ffdhe8192,null";
+    app.add_option("--dhchap-dhgroups", dhchap_dhgroups,
+                   "DH-HMAC-CHAP: the DH groups the controller picks from those a host offers, in order of "
+                   "preference (null, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192)")
+        ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -92,6 +97,7 @@ int main(int argc, char** argv) {
     ferry::target::target_config& cfg = file.target;
     ferry::mgmt::ram_budget budget;
     std::vector<int> cpu_list;
+    std::vector<uint8_t> dhgroups;
     if (state_path.empty()) state_path = config_path;
     std::string loaded_from = config_path;
     try {
@@ -105,6 +111,7 @@ int main(int argc, char** argv) {
                 "or give the keys as \"*_file\" references",
                 loaded_from, st.st_mode & 07777);
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
+        dhgroups = ferry::target::auth::parse_dhgroups(dhchap_dhgroups);
         const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
         budget = max_ram_mib
                      ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
@@ -124,6 +131,7 @@ int main(int argc, char** argv) {
 
     try {
         ferry::target::target tgt(cfg);
+        tgt.set_dhchap_dhgroups(dhgroups);
         std::vector<std::unique_ptr<ferry::transport::reactor>> reactors;
         if (cpu_list.empty()) cpu_list.push_back(-1);
         for (size_t i = 0; i < cpu_list.size(); ++i) {

@@ -53,8 +53,13 @@ void queue::exec_fabrics(transport::request& req) {
             finish(req, nvme::sc::success);
             _conn.close("host sent Disconnect");
             return;
+        case nvme::fctype::auth_send:
+            exec_auth_send(req);
+            return;
+        case nvme::fctype::auth_recv:
+            exec_auth_recv(req);
+            return;
         default:
-            // Authentication Send/Receive are not offered (AUTHREQ is never set in Connect).
             finish(req, nvme::sc::invalid_opcode | nvme::status_dnr);
     }
 }
@@ -147,6 +152,8 @@ void queue::exec_connect(transport::request& req) {
             finish(req, nvme::sc::connect_ctrl_busy);  // may be retried (a removal raced)
             return;
         }
+        // The admission count holds it as pending until it authenticated (auth_cmd.cc).
+        if (auth_wanted(*sub, hostnqn)) _conn.set_auth_pending(true);
         if (!_conn.configure_queue(0, depth, sq_flow_disabled)) {
             sub->remove_controller(ctrl->cntlid);
             spdlog::warn("conn {} ({}): Connect rejected: buffer pool exhausted", info.id, info.peer);
@@ -162,7 +169,7 @@ void queue::exec_connect(transport::request& req) {
         _ctrl->add_queue_record({0, depth, info.reactor, info.id, info.peer});
         spdlog::info("conn {} ({}): {} created (admin queue depth {}, keep-alive {} ms{})", info.id, info.peer,
                      _ctrl->name(), depth, _ctrl->kato_ms.load(), sq_flow_disabled ? ", SQ flow control disabled" : "");
-        finish(req, nvme::sc::success, _ctrl->cntlid);
+        finish(req, nvme::sc::success, _ctrl->cntlid | start_auth());
         return;
     }
 
@@ -190,6 +197,7 @@ void queue::exec_connect(transport::request& req) {
         finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
         return;
     }
+    if (auth_wanted(*sub, hostnqn)) _conn.set_auth_pending(true);
     if (!_conn.configure_queue(c.qid, depth, sq_flow_disabled)) {
         ctrl->release_queue(c.qid);
         spdlog::warn("conn {} ({}): Connect qid {} rejected: buffer pool exhausted", info.id, info.peer, +c.qid);
@@ -275,7 +283,7 @@ void queue::advance_connect() {
     spdlog::info("conn {} ({}): {}: I/O queue {} connected (depth {}{}{}){}", info.id, info.peer, _ctrl->name(), _qid,
                  depth, _conn.negotiated_digests().header ? ", header digest" : "",
                  _conn.negotiated_digests().data ? ", data digest" : "", backing);
-    finish(req, nvme::sc::success, _ctrl->cntlid);
+    finish(req, nvme::sc::success, _ctrl->cntlid | start_auth());
 }
 
 void queue::exec_property_get(transport::request& req) {

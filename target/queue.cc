@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "env/thread.hh"
+#include "target/auth.hh"
 #include "target/target.hh"
 
 namespace ferry::target {
@@ -220,6 +221,11 @@ void queue::on_command(transport::request& req) {
         finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
         return;
     }
+    if (_auth && auth_blocks()) {
+        // As Linux nvmet: only fabrics commands (Property Get/Set, Auth) before authentication.
+        finish(req, auth::sc_auth_required | nvme::status_dnr);
+        return;
+    }
     if (_qid == 0) {
         if (_ctrl->has_notices()) take_notices();
         exec_admin(req);
@@ -232,6 +238,7 @@ void queue::on_close() {
     if (_closed) return;
     _closed = true;
     _aers.clear();  // the connection releases their requests
+    _auth_held = nullptr;
     if (_connecting) {
         // The Connect will not be answered; its backend queues are given back below.
         _connecting->ctrl->release_queue(_connecting->qid);
@@ -271,6 +278,10 @@ void queue::take_notices() {
 
 void queue::on_timer(uint64_t now_ns) {
     if (!_ctrl || _closed) return;
+    if (_auth) {
+        auth_timer(now_ns);
+        if (_closed) return;
+    }
     if (_ctrl->dead.load(std::memory_order_relaxed)) {
         _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), teardown_name(_ctrl->dropped_why())));
         return;

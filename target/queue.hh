@@ -13,6 +13,9 @@
 namespace ferry::target {
 
 class target;
+namespace auth {
+class session;
+}
 
 class queue final : public transport::queue_handler {
 public:
@@ -80,6 +83,14 @@ private:
     void exec_property_get(transport::request& req);
     void exec_property_set(transport::request& req);
     void apply_cc(uint32_t value);
+    // auth_cmd.cc: DH-HMAC-CHAP on this queue (Authentication Send/Receive)
+    bool auth_wanted(const subsystem& sub, const std::string& hostnqn) const;
+    uint32_t start_auth();  // after a successful Connect: AUTHREQ for its result (0: none)
+    void exec_auth_send(transport::request& req);
+    void exec_auth_recv(transport::request& req);
+    void auth_settled();                // logs an exchange that ended, feeds the back-off
+    void auth_timer(uint64_t now_ns);  // held answers, the time limit, a failed exchange
+    bool auth_blocks() const;           // commands other than fabrics ones are refused
     // admin_cmd.cc
     void exec_admin(transport::request& req);
     void exec_identify(transport::request& req);
@@ -125,6 +136,12 @@ private:
     // A Connect or a teardown waits on the backend queues: keeps poll() running and the
     // connection alive (in_flight()) until they are set up, or released by their device.
     bool _backend_busy = false;
+    // DH-HMAC-CHAP (host with a key): refuses other commands until authenticated.
+    std::unique_ptr<auth::session> _auth;
+    uint64_t _auth_deadline_ns = 0;              // the exchange must end by then
+    transport::request* _auth_held = nullptr;    // an Auth Receive answer held back (back-off)
+    uint64_t _auth_release_ns = 0;
+    std::vector<uint8_t> _auth_answer;
 };
 
 }  // namespace ferry::target

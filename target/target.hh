@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "target/auth.hh"
 #include "target/config.hh"
 #include "target/subsystem.hh"
 #include "transport/connection.hh"
@@ -123,6 +124,13 @@ public:
     // How long remove_namespace waits for the I/O queues to let go of a namespace.
     void set_release_timeout_ms(uint32_t ms) { _release_timeout_ms = ms; }
 
+    // DH-HMAC-CHAP: the DH groups the controller picks from what a host offers, first match
+    // wins (default ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192, null). Set before
+    // serving; read by the reactors.
+    void set_dhchap_dhgroups(std::vector<uint8_t> ids) { _dhchap_dhgroups = std::move(ids); }
+    const std::vector<uint8_t>& dhchap_dhgroups() const { return _dhchap_dhgroups; }
+    auth::backoff& auth_backoff() { return _auth_backoff; }
+
 private:
     struct listener_entry {
         listener_config cfg;
@@ -142,6 +150,9 @@ private:
     std::shared_ptr<subsystem> _discovery;
     std::atomic<uint64_t> _genctr{1};
     std::atomic<uint32_t> _release_timeout_ms{30'000};
+    std::vector<uint8_t> _dhchap_dhgroups{auth::dh_ffdhe2048, auth::dh_ffdhe3072, auth::dh_ffdhe4096,
+                                          auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};
+    auth::backoff _auth_backoff;
 };
 
 }  // namespace ferry::target

@@ -165,9 +165,14 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     _qid = qid;
     _depth = depth;
     _sq_flow_disabled = sq_flow_disabled;
-    if (!_configured && _info.ticket) _info.ticket->connected();
+    if (!_configured && !_auth_pending && _info.ticket) _info.ticket->connected();
     _configured = true;
     return true;
+}
+
+void connection::set_auth_pending(bool pending) {
+    if (_auth_pending && !pending && _configured && _info.ticket) _info.ticket->connected();
+    _auth_pending = pending;
 }
 
 bool connection::reapable() const {

@@ -214,6 +214,9 @@ public:
     // After a successful Connect: queue id, depth (sqsize + 1), SQ flow control.
     // Grows the request table; returns false if the buffer pool cannot back it.
     bool configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled);
+    // In-band authentication follows the Connect (set before configure_queue): the admission
+    // ticket counts the connection as pending until set_auth_pending(false).
+    void set_auth_pending(bool pending);
     // Starts an orderly close (the reason is logged once).
     void close(const std::string& reason);
 
@@ -294,6 +297,7 @@ private:
 
     bool _ic_done = false;
     bool _configured = false;
+    bool _auth_pending = false;  // set_auth_pending()
     bool _closing = false;
     bool _sq_flow_disabled = false;
     digests _digests;
