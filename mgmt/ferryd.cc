@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--state-file", state_path,
                    "where the REST API keeps the live state, rewritten atomically after every change; when it "
-                   "exists ferryd starts from it instead of --config (default: the --config file itself)");
+                   "exists ferryd starts from it instead of --config (default: the --config file itself). Host keys "
+                   "it holds are files in keys/ next to it (directory 0700, files 0600), which it references");
     app.add_option("--cpus", cpus,
                    "CPUs for the poll-mode reactor threads, one reactor per CPU, each pinned to it "
                    "(e.g. 0 or 0,1 or 0-3); default: one unpinned reactor");

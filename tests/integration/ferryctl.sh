@@ -103,7 +103,7 @@ check "a subsystem NQN not in spec form: created with the API's warning" ctl sub
 check "the warning is printed" err_has "ferryctl: warning: " || true
 check "listener add 127.0.0.1 PORT+1" ctl listener add 127.0.0.1 $((PORT + 1)) || true
 check "listener list shows both" bash -c "'$CTL' --url '$URL' --token-file '$TOKEN_FILE' listener list |
-    grep -cE '^tcp +127.0.0.1 +($PORT|$((PORT + 1)))\$' | grep -qx 2" || true
+    grep -cE '^tcp +127.0.0.1 +($PORT|$((PORT + 1))) +none\$' | grep -qx 2" || true
 check "ferry-perf --verify through the new listener" \
     "$PERF" -p $((PORT + 1)) -n "$NQN" --hostnqn "$HOSTNQN" -t 1 --rw rw --bs 4k --qd 8 --verify || true
 check "listener remove" ctl listener remove 127.0.0.1 $((PORT + 1)) || true

@@ -217,11 +217,12 @@ ctl host list "$NQN" || true; ctl --json host list "$NQN" || true; ctl host show
 ctl listener list || true; ctl --json listener list || true
 cp "$STATE" "$SEEN/state.json"
 leaks() {
-    local k body found=0
+    local k body found=0 i=0
     for k in "${ALL_KEYS[@]}"; do
+        i=$((i + 1))
         body=${k#*:*:}; body=${body%:}
         if grep -rqF -- "$body" "$SEEN" "${LOGS[@]}"; then
-            echo "key ${k:0:16}... found in: $(grep -rlF -- "$body" "$SEEN" "${LOGS[@]}" | tr '\n' ' ')"; found=1
+            echo "key #$((i)) (${k:0:10}...) found in: $(grep -rlF -- "$body" "$SEEN" "${LOGS[@]}" | tr '\n' ' ')"; found=1
         fi
     done
     return $found
@@ -233,7 +234,7 @@ check "ferryd stops" stop_ferryd || true
 # ---- 7. a key file others may read: refused at startup, with a clear error and no key
 chmod 644 "$WORK/etc/host-keys/h1.psk"
 rm -rf "$WORK/state"   # start from the config again
-RC=0; "$FERRYD" --config "$WORK/etc/ferry.json" > "$WORK/ferryd.refused.log" 2>&1 || RC=$?
+RC=0; timeout 20 "$FERRYD" --config "$WORK/etc/ferry.json" > "$WORK/ferryd.refused.log" 2>&1 || RC=$?   # a ferryd that starts is stopped after 20 s
 check "a key file with mode 0644: ferryd exits with status 2" test "$RC" -eq 2 || true
 check "... naming the file, the mode and the JSON path" \
     grep -qE "/subsystems/0/hosts/0/tls_psk_file: key file .*h1.psk: mode 0644 .*chmod 600" "$WORK/ferryd.refused.log" || true
