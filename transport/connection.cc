@@ -881,8 +881,10 @@ bool connection::on_wire(const uint8_t* p, size_t n) {
                 close(e.what());
                 return false;
             }
+            // Small until the handshake is done (a PSK ServerHello and Finished fit in 1 KiB): a
+            // flood of half-open TLS connections must not cost ~300 KiB each.
             _tls_plain.resize(16 * 1024);
-            _tls_out.resize(tls_session::max_out_backlog + 16 * 1024);
+            _tls_out.resize(4 * 1024);
         } else if (_info.listener_tls == tls_mode::required) {
             close(fmt::format("plain connection to a TLS-required listener (first byte {:#04x}, not a TLS handshake)",
                               p[0]));
@@ -958,6 +960,10 @@ void connection::tls_encrypt() {
 // Moves pending ciphertext into _tls_out when it is empty; true if there is some to send.
 bool connection::tls_fill_out() {
     if (_tls_out_len == 0) {
+        // Grown to full size once established, here: nothing is in it and (callers' rule) no
+        // send from it is in flight, so moving it is safe.
+        if (_tls->established() && _tls_out.size() < tls_session::max_out_backlog)
+            _tls_out.resize(tls_session::max_out_backlog + 16 * 1024);
         tls_encrypt();
         _tls_out_off = 0;
         _tls_out_len = _tls->take_out(_tls_out.data(), _tls_out.size());
