@@ -66,6 +66,21 @@ flood_still_running() { kill -0 "$FLOOD_PID" 2>/dev/null; }
 # shellcheck disable=SC2317
 log_has() { grep -E "$1" "$FERRYD_LOG" | grep -qF "$HOST" || { echo "no line matching '$1' for $HOST"; return 1; }; }
 # shellcheck disable=SC2317
+# Every connection that authenticated had its TLS 1.3 line first; the admin queue and at
+# least one I/O queue are among them.
+auth_on_tls_connections() {
+    local conns c n=0 admin=0
+    conns=$(grep -F "$HOST" "$FERRYD_LOG" | grep -E 'authenticated to .*DH-HMAC-CHAP' |
+        sed -E 's/.* conn ([0-9]+) .*/\1/' | sort -u)
+    for c in $conns; do
+        grep -qE " conn $c \(.*\): TLS 1\.3 " "$FERRYD_LOG" || { echo "conn $c authenticated without TLS"; return 1; }
+        n=$((n + 1))
+    done
+    grep -F "$HOST" "$FERRYD_LOG" | grep -E 'authenticated to .*DH-HMAC-CHAP' | grep -q ' qid 0:' && admin=1
+    echo "$n connection(s) with TLS + DH-HMAC-CHAP (admin queue: $admin)"
+    [ "$n" -ge 2 ] && [ "$admin" = 1 ]
+}
+# shellcheck disable=SC2317
 no_key_in_log() {
     local k body
     for k in "$PSK" "$HOST_KEY" "$CTRL_KEY"; do
@@ -83,7 +98,8 @@ if check "port $PORT free" require_port_free "$PORT" &&
     stop_flood
     cat "$WORK/flood.out" 2>/dev/null || true
     check "ferryd logged TLS 1.3 for the host" log_has 'TLS 1\.3' || true
-    check "ferryd logged DH-HMAC-CHAP success (bidirectional) for the host" log_has '(DH-HMAC-CHAP|dhchap).*(succe|authenticated)' || true
+    check "ferryd logged bidirectional DH-HMAC-CHAP for the host" log_has 'authenticated to .*DH-HMAC-CHAP.*bidirectional' || true
+    check "the admin and every I/O queue authenticated over TLS (same connections)" auth_on_tls_connections || true
     check "no key in ferryd's log" no_key_in_log || true
     check "ferryd still running at the end, stops cleanly" stop_ferryd || true
 fi

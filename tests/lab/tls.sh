@@ -1,6 +1,6 @@
 #!/bin/bash
 # tests/lab/tls.sh: NVMe/TCP TLS 1.3 with PSKs against the guest's Linux 6.12 host (tlshd,
-# nvme-cli 2.13). One ferryd (127.0.0.1:4423, "tls": "required") with one subsystem and three
+# nvme-cli 2.13). One ferryd (127.0.0.1:4431, "tls": "required") with one subsystem and three
 # hosts whose PSKs are in its config (host field "tls_psk"): the lab's default
 # SHA-256 PSK (lab/tls-test-psk.txt), a SHA-384 PSK made here, and a host configured with a
 # PSK other than the one its guest uses. Checks: the full initiator scenario over TLS with
@@ -21,7 +21,7 @@ lab_usage "usage: $(basename "$0")
 Runs the TLS lab scenario against \$BUILD/bin/ferryd.
 Env: BUILD, FERRY_LAB, NVMF_LAB_CACHE." "$@"
 
-PORT=4423
+PORT=4431
 NQN=nqn.2026-11.io.ferry:tls
 HOST256=nqn.2014-08.org.nvmexpress:uuid:6e766d66-6c61-4200-8000-000000000001   # lab/initiator --tls default
 HOST384=nqn.2014-08.org.nvmexpress:uuid:6e766d66-6c61-4200-8000-000000000384
