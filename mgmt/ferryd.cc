@@ -1,8 +1,8 @@
 // ferryd: the NVMe/TCP target daemon.
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,12 +47,14 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
     app.add_option("--max-pending-per-address", max_pending_per_address,
-                   "connections from one source address that have not completed ICReq + Connect; at the cap "
+                   "connections from one source address that have not completed ICReq, TLS, Connect and "
+                   "authentication; at the cap "
                    "the oldest of them is closed for a newcomer (kept below --max-pending)")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
     app.add_option("--max-pending", max_pending,
-                   "connections from all addresses that have not completed ICReq + Connect; at the cap the "
+                   "connections from all addresses that have not completed ICReq, TLS, Connect and authentication; at "
+                   "the cap the "
                    "oldest of them is closed for a newcomer (kept below --max-connections)")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
@@ -103,9 +105,10 @@ int main(int argc, char** argv) {
             ::getrlimit(RLIMIT_NOFILE, &nofile);
         }
         if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < max_connections + 64)
-            spdlog::warn("ferryd: open files limit {} is below --max-connections {} (+64 for the rest); accept will "
-                         "fail before that many connections are open",
-                         uint64_t(nofile.rlim_cur), max_connections);
+            spdlog::warn(
+                "ferryd: open files limit {} is below --max-connections {} (+64 for the rest); accept will "
+                "fail before that many connections are open",
+                uint64_t(nofile.rlim_cur), max_connections);
     }
 
     ferry::mgmt::config_file file;

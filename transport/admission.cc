@@ -1,8 +1,7 @@
 #include "transport/admission.hh"
 
-#include <sys/socket.h>
-
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "env/thread.hh"
 
@@ -34,7 +33,8 @@ std::shared_ptr<admission::ticket> admission::admit(const std::string& address, 
         const uint64_t now = env::now_ns();
         if (now - _last_log_ns >= 1'000'000'000ull) {
             spdlog::warn(
-                "admission: shed {} connection(s) that had not completed ICReq + Connect since the last report "
+                "admission: shed {} connection(s) that had not completed ICReq, TLS, Connect and authentication since "
+                "the last report "
                 "(caps: {} per address, {} overall; {} open, {} pending; latest newcomer conn {} from {})",
                 _shed_unlogged, _limits.pending_per_address, _limits.pending_total, _open, _pending_all.size(), conn_id,
                 address);

@@ -1,6 +1,6 @@
 // Admission of accepted connections: the --max-connections count and the caps on connections
-// that have not finished ICReq + Connect ("pending"), per source address and overall. At a
-// pending cap the OLDEST pending connection (of that address, or overall) is shed so that a
+// that have not finished ICReq, TLS, Connect and DH-HMAC-CHAP ("pending"), per source address
+// and overall. At a pending cap the OLDEST pending connection (of that address, or overall) is shed so that a
 // newcomer gets in: a flood of idle connections from one address cannot lock others out.
 // Thread-safe: the acceptor admits, the reactors report Connect and release; the lock is taken
 // only then, never per command. A shed connection's socket is shut down at once (its
@@ -46,7 +46,7 @@ public:
         ~ticket() { release(); }
         // True once the connection was shed to make room: close it.
         bool shed() const { return _shed.load(std::memory_order_relaxed); }
-        // ICReq + Connect done: no longer pending.
+        // ICReq + Connect (+ authentication, when required) done: no longer pending.
         void connected();
         // The connection is gone (call before closing its socket); idempotent.
         void release();

@@ -16,7 +16,7 @@
 namespace ferry::transport {
 namespace {
 constexpr size_t rx_buffer_bytes = 32 << 10;
-constexpr const char* shed_reason = "shed: too many connections without ICReq + Connect from its address or overall";
+constexpr const char* shed_reason = "shed: too many connections without ICReq, TLS, Connect and authentication from its address or overall";
 constexpr size_t direct_read_threshold = 4096;  // payload left at which we read straight into buffers
 
 void put_hdgst(uint8_t* pdu, size_t hlen) {
