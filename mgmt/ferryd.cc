@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
         "configuration file (see deploy/demo.json) until SIGINT or SIGTERM."};
     std::string config_path, state_path, cpus, log_level = "info";
     size_t pool_mib = 64, max_connections = 1024, max_pending_per_address = 32, max_pending = 256;
+    size_t max_per_listener = 0;
     unsigned idle_spin_us = 200;
     uint64_t max_ram_mib = 0;
     unsigned r2t_timeout_s = ferry::transport::default_r2t_timeout_ns / 1'000'000'000ull;
@@ -46,6 +47,11 @@ int main(int argc, char** argv) {
     app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
+    app.add_option("--max-connections-per-listener", max_per_listener,
+                   "connections accepted at once through one listener (0: no cap of its own, only "
+                   "--max-connections), so that one listener cannot take every slot from the others")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 65536));
     app.add_option("--max-pending-per-address", max_pending_per_address,
                    "connections from one source address that have not completed ICReq, TLS, Connect and "
                    "authentication; at the cap "
@@ -165,7 +171,7 @@ int main(int argc, char** argv) {
         }
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
-        ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending});
+        ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending, max_per_listener});
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
         for (auto& r : reactors) r->start();
         acc.start();

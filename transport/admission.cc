@@ -9,13 +9,24 @@ namespace ferry::transport {
 
 admission::admission(admission_limits limits) : _limits(limits) {}
 
-std::shared_ptr<admission::ticket> admission::admit(const std::string& address, int fd, uint64_t conn_id) {
+std::shared_ptr<admission::ticket> admission::admit(const std::string& address, int fd, uint64_t conn_id,
+                                                    const std::string& listener, refusal* why) {
     std::lock_guard g(_lock);
     // Shed connections are on their way out (their reactor closes them on its next pass): they
     // do not hold a slot, but at most pending_total of them may linger on top of the limit.
     if (_open - _shedding >= _limits.max_connections || _open >= _limits.max_connections + _limits.pending_total) {
         ++_refused_total;
+        if (why) *why = refusal::full;
         return nullptr;
+    }
+    // One listener (say, a public NIC) cannot take every slot from the others.
+    if (_limits.max_per_listener && !listener.empty()) {
+        auto it = _open_by_listener.find(listener);
+        if (it != _open_by_listener.end() && it->second >= _limits.max_per_listener) {
+            ++_refused_total;
+            if (why) *why = refusal::listener_full;
+            return nullptr;
+        }
     }
     auto& same = _pending_by_address[address];
     if (!same.empty() && same.size() >= _limits.pending_per_address) shed(*same.front());
@@ -23,6 +34,8 @@ std::shared_ptr<admission::ticket> admission::admit(const std::string& address, 
     auto t = std::make_shared<ticket>();
     t->_owner = shared_from_this();
     t->_address = address;
+    t->_listener = listener;
+    if (!listener.empty()) ++_open_by_listener[listener];
     t->_fd = fd;
     t->_conn_id = conn_id;
     auto& list = _pending_by_address[address];  // shed() may have erased the entry
@@ -77,6 +90,10 @@ void admission::ticket::release() {
     _released = true;
     _owner->unlink_pending(*this);
     --_owner->_open;
+    if (!_listener.empty()) {
+        auto it = _owner->_open_by_listener.find(_listener);
+        if (it != _owner->_open_by_listener.end() && --it->second == 0) _owner->_open_by_listener.erase(it);
+    }
     if (shed()) --_owner->_shedding;
 }
 

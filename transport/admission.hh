@@ -22,6 +22,7 @@ struct admission_limits {
     size_t max_connections = 1024;    // open connections, all reactors together
     size_t pending_per_address = 32;  // not yet connected, per source address
     size_t pending_total = 256;       // not yet connected, all addresses
+    size_t max_per_listener = 0;      // open connections through one listener; 0 = no cap of its own
 };
 
 class admission : public std::enable_shared_from_this<admission> {
@@ -29,9 +30,13 @@ public:
     class ticket;
 
     explicit admission(admission_limits limits);
-    // Admits the accepted socket `fd` from `address` (without port); nullptr when
-    // max_connections are open. The ticket must be released (or destroyed) before `fd` is closed.
-    std::shared_ptr<ticket> admit(const std::string& address, int fd, uint64_t conn_id);
+    enum class refusal : uint8_t { none, full, listener_full };
+    // Admits the accepted socket `fd` from `address` (without port) through `listener`
+    // ("addr:port"); nullptr when max_connections are open, or max_per_listener through that
+    // listener (`why` says which). The ticket must be released (or destroyed) before `fd` is
+    // closed.
+    std::shared_ptr<ticket> admit(const std::string& address, int fd, uint64_t conn_id,
+                                  const std::string& listener = {}, refusal* why = nullptr);
     // Shed connections still open do not count against max_connections (they are closing), but
     // at most pending_total of them on top of it: open() <= max_connections + pending_total.
 
@@ -55,6 +60,7 @@ public:
         friend class admission;
         std::shared_ptr<admission> _owner;
         std::string _address;
+        std::string _listener;
         int _fd = -1;
         uint64_t _conn_id = 0;
         bool _pending = true;
@@ -73,6 +79,7 @@ private:
     size_t _shedding = 0;             // of which shed, not yet released
     std::list<ticket*> _pending_all;  // oldest first
     std::unordered_map<std::string, std::list<ticket*>> _pending_by_address;
+    std::unordered_map<std::string, size_t> _open_by_listener;  // admitted, not yet released
     uint64_t _shed_total = 0;
     uint64_t _refused_total = 0;
     uint64_t _shed_unlogged = 0;

@@ -173,17 +173,17 @@ void acceptor::stop() {
 
 void acceptor::run() {
     std::vector<pollfd> pfds;
-    std::vector<tls_mode> modes;  // of pfds[i]'s listener
+    std::vector<listening> polled_set;  // pfds[i]'s listener
     uint64_t polled = ~uint64_t(0);
     for (;;) {
         {
             std::lock_guard g(_lock);
             if (polled != _version) {
                 pfds.clear();
-                modes.clear();
+                polled_set.clear();
                 for (const auto& l : _listening) {
                     pfds.push_back({l.fd, POLLIN, 0});
-                    modes.push_back(l.tls);
+                    polled_set.push_back(l);
                 }
                 pfds.push_back({_wake_fd, POLLIN, 0});
                 pfds.push_back({_stop_fd, POLLIN, 0});
@@ -219,11 +219,13 @@ void acceptor::run() {
             continue;  // the set changed: re-read it before accepting on any socket of it
         }
         for (size_t i = 0; i + 2 < pfds.size(); ++i)
-            if (pfds[i].revents & POLLIN) accept_one(pfds[i].fd, modes[i]);
+            if (pfds[i].revents & POLLIN) accept_one(polled_set[i]);
     }
 }
 
-void acceptor::accept_one(int lfd, tls_mode tls) {
+void acceptor::accept_one(const listening& l) {
+    const int lfd = l.fd;
+    const tls_mode tls = l.tls;
     sockaddr_storage peer{};
     socklen_t plen = sizeof(peer);
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -254,15 +256,20 @@ void acceptor::accept_one(int lfd, tls_mode tls) {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
     info.local_addr = format_addr(local, &info.local_port, &info.ipv6);
 
-    info.ticket = _admission->admit(peer_addr, fd, info.id);
+    const std::string listener = fmt::format("{}:{}", l.address, l.port);
+    admission::refusal why = admission::refusal::none;
+    info.ticket = _admission->admit(peer_addr, fd, info.id, listener, &why);
     if (!info.ticket) {
         // Once a second at most: a flood at the limit must not write a line per connection.
         ++_refused_unlogged;
         const uint64_t now = env::now_ns();
         if (now - _refused_logged_ns >= 1'000'000'000ull) {
-            spdlog::warn("refused {} connection(s) since the last report, {} open (limit {}); latest conn {} from {}",
-                         _refused_unlogged, _admission->open(), _admission->limits().max_connections, info.id,
-                         info.peer);
+            spdlog::warn(
+                "refused {} connection(s) since the last report, {} open (limit {}, {} per listener); latest "
+                "conn {} from {} to {}: {}",
+                _refused_unlogged, _admission->open(), _admission->limits().max_connections,
+                _admission->limits().max_per_listener, info.id, info.peer, listener,
+                why == admission::refusal::listener_full ? "its listener is full" : "ferryd is full");
             _refused_unlogged = 0;
             _refused_logged_ns = now;
         }

@@ -46,7 +46,6 @@ public:
 
 private:
     void run();
-    void accept_one(int lfd, tls_mode tls);
     void wake_and_wait(std::unique_lock<std::mutex>& g);  // until run() polls the current set
 
     struct listening {
@@ -55,6 +54,7 @@ private:
         uint16_t port = 0;    // as bound
         tls_mode tls = tls_mode::none;
     };
+    void accept_one(const listening& l);
     std::vector<reactor*> _reactors;
     handler_factory& _factory;
     std::shared_ptr<admission> _admission;

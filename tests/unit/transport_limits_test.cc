@@ -233,3 +233,22 @@ TEST(transport_limits, reactor_and_acceptor_without_descriptors_fail_at_start_wi
     EXPECT_NE(reactor_error.find("reactor 7: cannot create its epoll instance"), std::string::npos) << reactor_error;
     EXPECT_NE(acceptor_error.find("acceptor: cannot create its stop eventfd"), std::string::npos) << acceptor_error;
 }
+
+TEST(transport_limits, one_listener_cannot_take_every_connection_slot) {
+    auto adm = std::make_shared<transport::admission>(transport::admission_limits{10, 32, 256, 2});
+    using refusal = transport::admission::refusal;
+    refusal why = refusal::none;
+    auto a1 = adm->admit("10.0.0.1", -1, 1, "0.0.0.0:4420", &why);
+    auto a2 = adm->admit("10.0.0.2", -1, 2, "0.0.0.0:4420", &why);
+    ASSERT_TRUE(a1 && a2);
+    EXPECT_EQ(adm->admit("10.0.0.3", -1, 3, "0.0.0.0:4420", &why), nullptr);
+    EXPECT_EQ(why, refusal::listener_full);
+    // Another listener still has room, and so does the first once one of its connections goes.
+    auto b1 = adm->admit("10.0.0.3", -1, 4, "192.168.1.5:4420", &why);
+    EXPECT_TRUE(b1);
+    a1->release();
+    auto a3 = adm->admit("10.0.0.3", -1, 5, "0.0.0.0:4420", &why);
+    EXPECT_TRUE(a3);
+    EXPECT_EQ(adm->open(), 3u);
+    EXPECT_EQ(adm->refused_total(), 1u);
+}
