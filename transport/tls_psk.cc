@@ -1,7 +1,6 @@
 // PSK interchange format, PSK identities and the HKDF derivations of TP 8011 / TP 8018.
 #include "transport/tls_psk.hh"
 
-#include <isa-l/crc.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -11,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "nvme/key_interchange.hh"
 #include "transport/tls.hh"
 
 namespace ferry::transport {
@@ -47,18 +47,6 @@ size_t key_size(psk_hash h) {
 const char* digest_name(psk_hash h) {
     return h == psk_hash::sha384 ? "SHA384" : "SHA256";
 }
-
-bool is_base64_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-// Wipes a byte vector when it goes (intermediate keys).
-struct wiped_bytes {
-    std::vector<uint8_t> v;
-    ~wiped_bytes() {
-        if (!v.empty()) OPENSSL_cleanse(v.data(), v.size());
-    }
-};
 
 // HKDF (extract with a zero salt, then expand) of `key` with `info`, `out_len` bytes.
 std::vector<uint8_t> hkdf(psk_hash h, const std::vector<uint8_t>& key, const std::string& info, size_t out_len) {
@@ -144,29 +132,14 @@ configured_psk parse_psk_interchange(std::string_view text) {
         throw std::invalid_argument("TLS PSK: the base64 part has " + std::to_string(text.size()) + " characters, a " +
                                     std::to_string(want_len) + "-byte key with its CRC has " +
                                     std::to_string(want_chars));
-    size_t pad = 0;
-    for (size_t i = 0; i < text.size(); ++i) {
-        char c = text[i];
-        if (c == '=' && i + 2 >= text.size()) {
-            ++pad;
-            continue;
-        }
-        if (!is_base64_char(c) || pad) throw std::invalid_argument("TLS PSK: the key is not valid base64");
-    }
-    wiped_bytes raw;
-    raw.v.resize(text.size() / 4 * 3);
-    int n = EVP_DecodeBlock(raw.v.data(), reinterpret_cast<const unsigned char*>(text.data()), int(text.size()));
-    if (n < 0 || size_t(n) < pad) throw std::invalid_argument("TLS PSK: the key is not valid base64");
-    size_t decoded = size_t(n) - pad;  // EVP_DecodeBlock counts the padding as zero bytes
-    if (decoded != want_len + 4)
-        throw std::invalid_argument("TLS PSK: decodes to " + std::to_string(decoded) + " bytes, expected " +
+    auto raw = nvme::decode_base64(text);
+    if (!raw) throw std::invalid_argument("TLS PSK: the key is not valid base64");
+    if (raw->v.size() != want_len + 4)
+        throw std::invalid_argument("TLS PSK: decodes to " + std::to_string(raw->v.size()) + " bytes, expected " +
                                     std::to_string(want_len + 4) + " (key and CRC-32)");
-    // CRC-32 as zlib's crc32() computes it (what nvme-cli appends), little endian.
-    uint32_t crc = crc32_gzip_refl(0, raw.v.data(), want_len);
-    const uint8_t* c = raw.v.data() + want_len;
-    uint32_t stored = uint32_t(c[0]) | uint32_t(c[1]) << 8 | uint32_t(c[2]) << 16 | uint32_t(c[3]) << 24;
-    if (crc != stored) throw std::invalid_argument("TLS PSK: CRC-32 mismatch (the key is mistyped or truncated)");
-    psk.key.assign(raw.v.begin(), raw.v.begin() + long(want_len));
+    if (!nvme::key_crc_matches(raw->v))
+        throw std::invalid_argument("TLS PSK: CRC-32 mismatch (the key is mistyped or truncated)");
+    psk.key.assign(raw->v.begin(), raw->v.begin() + long(want_len));
     return psk;
 }
 
@@ -262,14 +235,14 @@ derived_tls_psk derive_tls_psk_for(const configured_psk& configured, const psk_i
                                     (configured.hash == psk_hash::sha384 ? "02" : "01"));
     derived_tls_psk out;
     if (id.version == 0) {
-        wiped_bytes retained{derive_retained_psk(configured, id.hostnqn, v0_form)};
+        nvme::secret_bytes retained{derive_retained_psk(configured, id.hostnqn, v0_form)};
         out.key = derive_tls_psk(id, identity_text, retained.v, v0_form);
         out.form = v0_form;
         return out;
     }
     // The digest tells which derivation the host used (and a mismatch in both = wrong PSK).
     for (auto form : {hkdf_label_form::rfc8446, hkdf_label_form::libnvme_compat}) {
-        wiped_bytes retained{derive_retained_psk(configured, id.hostnqn, form)};
+        nvme::secret_bytes retained{derive_retained_psk(configured, id.hostnqn, form)};
         std::string digest = derive_psk_digest(id.hash, retained.v, id.hostnqn, id.subnqn);
         if (CRYPTO_memcmp(digest.data(), id.digest.data(), std::min(digest.size(), id.digest.size())) == 0 &&
             digest.size() == id.digest.size()) {
