@@ -75,6 +75,16 @@ TEST(tls_psk, refuses_malformed_keys_without_quoting_them) {
     }
 }
 
+// Base64 padding ('=') only as the last one or two characters; key384's part ends in "BQ==".
+TEST(tls_psk, refuses_misplaced_padding) {
+    std::string good = key384;
+    const size_t end = good.size() - 5;  // where "BQ==:" starts
+    ASSERT_EQ(good.substr(end), "BQ==:");
+    EXPECT_NE(parse_error(good.substr(0, end) + "BQ=A:").find("not valid base64"), std::string::npos);
+    EXPECT_NE(parse_error(good.substr(0, end) + "B=Q=:").find("not valid base64"), std::string::npos);
+    EXPECT_NE(parse_error(good.substr(0, end) + "BQA=:").find("decodes to 53 bytes"), std::string::npos);
+}
+
 TEST(tls_psk, parses_identities) {
     auto id0 = tp::parse_psk_identity(std::string("NVMe0R01 ") + host + " " + sub);
     EXPECT_EQ(id0.version, 0);
