@@ -167,45 +167,39 @@ void run_io_over(uint16_t port, const std::string& id, const std::vector<uint8_t
 
 }  // namespace
 
-class tls_engines : public ::testing::TestWithParam<tp::socket_engine> {};
+class tls_engines : public ::testing::TestWithParam<tp::socket_engine> {
+protected:
+    // A target with `key`'s host and subsystem (tls_config) on this engine, its listener in `mode`.
+    serve_options options(const char* key, tp::tls_mode mode) const {
+        serve_options o;
+        o.engine = GetParam();
+        o.cfg = tls_config(key);
+        o.tls = mode;
+        return o;
+    }
+};
 INSTANTIATE_TEST_SUITE_P(engine, tls_engines, ::testing::Values(tp::socket_engine::posix, tp::socket_engine::uring),
                          [](const auto& info) { return info.param == tp::socket_engine::posix ? "posix" : "uring"; });
 
 TEST_P(tls_engines, sha256_v0_identity_connects_and_runs_io) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(lab_key);
-    o.tls = tp::tls_mode::required;
-    served_target st(2, o);
+    served_target st(2, options(lab_key, tp::tls_mode::required));
     run_io_over(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
 }
 
 TEST_P(tls_engines, sha384_v1_identity_connects_and_runs_io) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(key384);
-    o.tls = tp::tls_mode::required;
-    served_target st(1, o);
+    served_target st(1, options(key384, tp::tls_mode::required));
     run_io_over(st.port, v1_384_identity(), unhex(k384_v1_tls_psk), true);
 }
 
 // A host that binds its SHA-384 PSK (NVMe0R02, 48 bytes) with HMAC-SHA256 and offers
 // TLS_AES_128_GCM_SHA256 gets that suite: the binder's hash decides, not the identity's.
 TEST_P(tls_engines, sha384_psk_with_a_sha256_binder_runs_aes128) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(key384);
-    o.tls = tp::tls_mode::required;
-    served_target st(1, o);
+    served_target st(1, options(key384, tp::tls_mode::required));
     run_io_over(st.port, std::string("NVMe0R02 ") + tls_host + " " + tls_nqn, unhex(k384_v0_tls_psk), false);
 }
 
 TEST_P(tls_engines, wrong_psk_fails_the_handshake) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(lab_key);
-    o.tls = tp::tls_mode::required;
-    served_target st(1, o);
+    served_target st(1, options(lab_key, tp::tls_mode::required));
     auto wrong = unhex(lab_v0_tls_psk);
     wrong[0] ^= 1;
     tls_tunnel t(st.port, v0_identity(), wrong, false);
@@ -218,11 +212,7 @@ TEST_P(tls_engines, wrong_psk_fails_the_handshake) {
 }
 
 TEST_P(tls_engines, plain_connection_to_required_listener_is_refused) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(lab_key);
-    o.tls = tp::tls_mode::required;
-    served_target st(1, o);
+    served_target st(1, options(lab_key, tp::tls_mode::required));
     host_conn c(dial(st.port), false, false);
     transport::ic_req_pdu req{};
     transport::fill_header(req.ch, transport::pdu_type::ic_req, 0, sizeof(req), 0, sizeof(req));
@@ -231,21 +221,14 @@ TEST_P(tls_engines, plain_connection_to_required_listener_is_refused) {
 }
 
 TEST_P(tls_engines, allowed_listener_takes_plain_and_tls) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(lab_key);
-    o.tls = tp::tls_mode::allowed;
-    served_target st(1, o);
+    served_target st(1, options(lab_key, tp::tls_mode::allowed));
     host_conn plain(dial(st.port), false, false);
     plain.bring_up_admin(open_nqn, host_a);
     run_io_over(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
 }
 
 TEST_P(tls_engines, none_listener_does_not_attempt_tls) {
-    serve_options o;
-    o.engine = GetParam();
-    o.cfg = tls_config(lab_key);
-    served_target st(1, o);
+    served_target st(1, options(lab_key, tp::tls_mode::none));
     tls_tunnel t(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
     EXPECT_FALSE(t.established);
 }
