@@ -876,7 +876,7 @@ bool connection::on_wire(const uint8_t* p, size_t n) {
         if (p[0] == 0x16) {
             _wire = wire_mode::tls;
             try {
-                _tls = std::make_unique<tls_session>(_factory, _info);
+                _tls = std::make_unique<tls_session>(_factory);
             } catch (const std::exception& e) {
                 close(e.what());
                 return false;

@@ -129,7 +129,7 @@ SSL_CTX* tls_server_ctx() {
     return ctx;
 }
 
-tls_session::tls_session(handler_factory& factory, const connection_info&) {
+tls_session::tls_session(handler_factory& factory) {
     _ssl = SSL_new(tls_server_ctx());
     _in = BIO_new(BIO_s_mem());
     _out = BIO_new(BIO_s_mem());

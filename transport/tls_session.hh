@@ -17,7 +17,6 @@
 namespace ferry::transport {
 
 class handler_factory;
-struct connection_info;
 
 // Process-wide server context: TLS 1.3 only, TLS_AES_128_GCM_SHA256 and
 // TLS_AES_256_GCM_SHA384, PSK via the find-session callback, no tickets, no resumption,
@@ -30,7 +29,7 @@ public:
     // stops encrypting its transmit queue until the socket takes it.
     static constexpr size_t max_out_backlog = 256 * 1024;
 
-    tls_session(handler_factory& factory, const connection_info& info);
+    explicit tls_session(handler_factory& factory);
     ~tls_session();
     tls_session(const tls_session&) = delete;
     tls_session& operator=(const tls_session&) = delete;
