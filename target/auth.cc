@@ -512,7 +512,7 @@ std::vector<uint8_t> session::challenge_message() {
     return out;
 }
 
-std::optional<std::vector<uint8_t>> session::success1_message() {
+std::vector<uint8_t> session::success1_message() {
     const size_t hl = hash_len(_hash);
     std::vector<uint8_t> out(success1_hdr + hl);
     out[0] = type_dhchap;
@@ -555,7 +555,7 @@ std::optional<std::vector<uint8_t>> session::on_receive(uint32_t al) {
             _step = step::expect_reply;
             break;
         case step::send_success1:
-            out = *success1_message();
+            out = success1_message();
             if (_c2.empty())
                 end(true);
             else

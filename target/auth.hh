@@ -103,7 +103,6 @@ struct session_params {
     std::string subnqn;
     dhchap_secret host_key;
     std::optional<dhchap_secret> ctrl_key;  // set: the host may ask for bidirectional
-    uint16_t qid = 0;
     std::vector<uint8_t> dhgroups;  // the controller's choice, in order of preference
 };
 
@@ -149,7 +148,7 @@ private:
     failure negotiate(std::span<const uint8_t> m);
     failure reply(std::span<const uint8_t> m);
     std::vector<uint8_t> challenge_message();
-    std::optional<std::vector<uint8_t>> success1_message();
+    std::vector<uint8_t> success1_message();
     std::vector<uint8_t> failure1_message() const;
 
     session_params _p;

@@ -43,7 +43,6 @@ uint32_t queue::start_auth() {
     auth::session_params p;
     p.hostnqn = _ctrl->hostnqn;
     p.subnqn = _subsys->nqn();
-    p.qid = _qid;
     p.dhgroups = _tgt.dhchap_dhgroups();
     try {
         p.host_key = parse_dhchap_secret(keys.dhchap_key);
