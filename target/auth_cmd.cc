@@ -20,16 +20,16 @@ std::string address_of(const std::string& peer) {
     return colon == std::string::npos ? peer : peer.substr(0, colon);
 }
 
-// SECP, SPSP0, SPSP1 of Authentication Send/Receive, and TL/AL (bytes 41-47).
-struct auth_fields {
-    uint8_t spsp0, spsp1, secp;
-    uint32_t len;
-};
-auth_fields fields_of(const transport::request& req) {
+// The checks Authentication Send and Receive share: SECP, SPSP0, SPSP1 (bytes 41-43), and
+// TL/AL (bytes 44-47) against the command's data. 0 when the command is well formed.
+uint16_t check_fields(const transport::request& req) {
     const auto& f = reinterpret_cast<const nvme::fabrics_sqe&>(req.cmd);
-    return {f.specific[1], f.specific[2], f.specific[3],
-            uint32_t(f.specific[4]) | uint32_t(f.specific[5]) << 8 | uint32_t(f.specific[6]) << 16 |
-                uint32_t(f.specific[7]) << 24};
+    const uint32_t len = uint32_t(f.specific[4]) | uint32_t(f.specific[5]) << 8 | uint32_t(f.specific[6]) << 16 |
+                         uint32_t(f.specific[7]) << 24;
+    if (f.specific[3] != auth::secp_dhchap || f.specific[1] != 1 || f.specific[2] != 1 || len == 0)
+        return nvme::sc::invalid_field | nvme::status_dnr;
+    if (len != req.data_len || len > max_auth_message) return nvme::sc::sgl_invalid_data_length | nvme::status_dnr;
+    return 0;
 }
 }  // namespace
 
@@ -62,16 +62,12 @@ bool queue::auth_blocks() const {
 }
 
 void queue::exec_auth_send(transport::request& req) {
-    const auth_fields f = fields_of(req);
-    if (f.secp != auth::secp_dhchap || f.spsp0 != 1 || f.spsp1 != 1 || f.len == 0)
-        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
-    if (f.len != req.data_len || f.len > max_auth_message)
-        return finish(req, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+    if (uint16_t status = check_fields(req)) return finish(req, status);
     if (!_auth) {
         // No key for this host: it is never challenged, and cannot start an exchange either.
         return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     }
-    std::vector<uint8_t> msg(f.len);
+    std::vector<uint8_t> msg(req.data_len);
     req.copy_out(msg.data(), msg.size());
     const bool was_in_progress = _auth->in_progress();
     _auth->on_send(msg);
@@ -81,17 +77,13 @@ void queue::exec_auth_send(transport::request& req) {
 }
 
 void queue::exec_auth_recv(transport::request& req) {
-    const auth_fields f = fields_of(req);
-    if (f.secp != auth::secp_dhchap || f.spsp0 != 1 || f.spsp1 != 1 || f.len == 0)
-        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
-    if (f.len != req.data_len || f.len > max_auth_message)
-        return finish(req, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+    if (uint16_t status = check_fields(req)) return finish(req, status);
     if (!_auth) return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     if (_auth_held) return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     // An address that failed before this answer waits for it (on_timer completes it).
     const uint64_t now = env::now_ns();
     const uint64_t delay = _tgt.auth_backoff().delay_ns(address_of(_conn.info().peer), now);
-    auto answer = _auth->on_receive(f.len);
+    auto answer = _auth->on_receive(req.data_len);
     auth_settled();
     if (!answer) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     if (delay) {
