@@ -37,22 +37,30 @@ bool queue::auth_wanted(const subsystem& sub, const std::string& hostnqn) const 
     return !sub.is_discovery() && !hostnqn.empty() && !sub.keys_of(hostnqn).dhchap_key.empty();
 }
 
-uint32_t queue::start_auth() {
-    if (!auth_wanted(*_subsys, _ctrl->hostnqn)) return 0;
-    const host_keys keys = _subsys->keys_of(_ctrl->hostnqn);
+auth::session_params queue::auth_params(const host_keys& keys) const {
     auth::session_params p;
     p.hostnqn = _ctrl->hostnqn;
     p.subnqn = _subsys->nqn();
     p.dhgroups = _tgt.dhchap_dhgroups();
     try {
-        p.host_key = parse_dhchap_secret(keys.dhchap_key);
+        if (!keys.dhchap_key.empty()) p.host_key = parse_dhchap_secret(keys.dhchap_key);
         if (!keys.dhchap_ctrl_key.empty()) p.ctrl_key = parse_dhchap_secret(keys.dhchap_ctrl_key);
     } catch (const std::invalid_argument& e) {
         // Validated when set; should it happen, the host cannot authenticate (never let in).
         spdlog::error("conn {} ({}): {} qid {}: DH-HMAC-CHAP key unusable: {}", _conn.info().id, _conn.info().peer,
                       _ctrl->name(), _qid, e.what());
     }
-    _auth = std::make_unique<auth::session>(std::move(p));
+    return p;
+}
+
+uint32_t queue::start_auth() {
+    const host_keys keys = _subsys->keys_of(_ctrl->hostnqn);  // once: it copies every key
+    if (_subsys->is_discovery() || keys.dhchap_key.empty()) {
+        // Its key was removed since exec_connect marked the connection pending: not any more.
+        _conn.set_auth_pending(false);
+        return 0;
+    }
+    _auth = std::make_unique<auth::session>(auth_params(keys));
     _auth_deadline_ns = env::now_ns() + auth_time_limit_ns;
     return auth::connect_authreq_atr;
 }
