@@ -373,6 +373,10 @@ session::outcome session::take_outcome() {
     return o;
 }
 
+bool session::starts_exchange(std::span<const uint8_t> m) {
+    return m.size() >= 2 && m[0] == type_common && m[1] == id_negotiate;
+}
+
 void session::on_send(std::span<const uint8_t> m) {
     if (_step == step::failed) return;
     // Every message has AUTH_Type, AUTH_Id, 2 reserved bytes and T_ID.

@@ -77,6 +77,8 @@ void queue::exec_auth_send(transport::request& req) {
     }
     std::vector<uint8_t> msg(req.data_len);
     req.copy_out(msg.data(), msg.size());
+    // A new exchange (re-authentication too) uses the host's keys as they are now.
+    if (auth::session::starts_exchange(msg)) _auth->set_params(auth_params(_subsys->keys_of(_ctrl->hostnqn)));
     const bool was_in_progress = _auth->in_progress();
     _auth->on_send(msg);
     if (_auth->in_progress() && !was_in_progress) _auth_deadline_ns = env::now_ns() + auth_time_limit_ns;
