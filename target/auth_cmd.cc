@@ -65,10 +65,6 @@ uint32_t queue::start_auth() {
     return auth::connect_authreq_atr;
 }
 
-bool queue::auth_blocks() const {
-    return !_auth->authenticated();
-}
-
 void queue::exec_auth_send(transport::request& req) {
     if (uint16_t status = check_fields(req)) return finish(req, status);
     if (!_auth) {

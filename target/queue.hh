@@ -92,7 +92,6 @@ private:
     void exec_auth_recv(transport::request& req);
     void auth_settled();               // logs an exchange that ended, feeds the back-off
     void auth_timer(uint64_t now_ns);  // held answers, the time limit, a failed exchange
-    bool auth_blocks() const;          // commands other than fabrics ones are refused
     // admin_cmd.cc
     void exec_admin(transport::request& req);
     void exec_identify(transport::request& req);
