@@ -23,17 +23,23 @@ constexpr uint8_t reason_failure = 0x01;
 constexpr size_t negotiate_hdr = 8, descriptor_len = 64, max_ids = 30;
 constexpr size_t challenge_hdr = 16, reply_hdr = 16, success1_hdr = 16, success2_len = 16, failure_len = 8;
 
+struct hash_info {
+    uint8_t id;
+    const char* name;
+    size_t len;
+    const EVP_MD* (*md)();
+};
+constexpr hash_info known_hashes[] = {{hash_sha256, "sha256", 32, EVP_sha256},
+                                      {hash_sha384, "sha384", 48, EVP_sha384},
+                                      {hash_sha512, "sha512", 64, EVP_sha512}};
+const hash_info* hash_of(uint8_t id) {
+    for (const auto& h : known_hashes)
+        if (h.id == id) return &h;
+    return nullptr;
+}
 const EVP_MD* md_of(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return EVP_sha256();
-        case hash_sha384:
-            return EVP_sha384();
-        case hash_sha512:
-            return EVP_sha512();
-        default:
-            return nullptr;
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->md() : nullptr;
 }
 
 uint16_t le16(const uint8_t* p) {
@@ -150,29 +156,13 @@ std::vector<uint8_t> random_bytes(size_t n) {
 }  // namespace
 
 size_t hash_len(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return 32;
-        case hash_sha384:
-            return 48;
-        case hash_sha512:
-            return 64;
-        default:
-            return 0;
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->len : 0;
 }
 
 const char* hash_name(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return "sha256";
-        case hash_sha384:
-            return "sha384";
-        case hash_sha512:
-            return "sha512";
-        default:
-            return "?";
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->name : "?";
 }
 
 size_t dhgroup_bytes(uint8_t group) {
