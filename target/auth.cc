@@ -23,17 +23,23 @@ constexpr uint8_t reason_failure = 0x01;
 constexpr size_t negotiate_hdr = 8, descriptor_len = 64, max_ids = 30;
 constexpr size_t challenge_hdr = 16, reply_hdr = 16, success1_hdr = 16, success2_len = 16, failure_len = 8;
 
+struct hash_info {
+    uint8_t id;
+    const char* name;
+    size_t len;
+    const EVP_MD* (*md)();
+};
+constexpr hash_info known_hashes[] = {{hash_sha256, "sha256", 32, EVP_sha256},
+                                      {hash_sha384, "sha384", 48, EVP_sha384},
+                                      {hash_sha512, "sha512", 64, EVP_sha512}};
+const hash_info* hash_of(uint8_t id) {
+    for (const auto& h : known_hashes)
+        if (h.id == id) return &h;
+    return nullptr;
+}
 const EVP_MD* md_of(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return EVP_sha256();
-        case hash_sha384:
-            return EVP_sha384();
-        case hash_sha512:
-            return EVP_sha512();
-        default:
-            return nullptr;
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->md() : nullptr;
 }
 
 uint16_t le16(const uint8_t* p) {
@@ -150,29 +156,13 @@ std::vector<uint8_t> random_bytes(size_t n) {
 }  // namespace
 
 size_t hash_len(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return 32;
-        case hash_sha384:
-            return 48;
-        case hash_sha512:
-            return 64;
-        default:
-            return 0;
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->len : 0;
 }
 
 const char* hash_name(uint8_t hash) {
-    switch (hash) {
-        case hash_sha256:
-            return "sha256";
-        case hash_sha384:
-            return "sha384";
-        case hash_sha512:
-            return "sha512";
-        default:
-            return "?";
-    }
+    const hash_info* h = hash_of(hash);
+    return h ? h->name : "?";
 }
 
 size_t dhgroup_bytes(uint8_t group) {
@@ -373,6 +363,10 @@ session::outcome session::take_outcome() {
     return o;
 }
 
+bool session::starts_exchange(std::span<const uint8_t> m) {
+    return m.size() >= 2 && m[0] == type_common && m[1] == id_negotiate;
+}
+
 void session::on_send(std::span<const uint8_t> m) {
     if (_step == step::failed) return;
     // Every message has AUTH_Type, AUTH_Id, 2 reserved bytes and T_ID.
@@ -512,7 +506,7 @@ std::vector<uint8_t> session::challenge_message() {
     return out;
 }
 
-std::optional<std::vector<uint8_t>> session::success1_message() {
+std::vector<uint8_t> session::success1_message() {
     const size_t hl = hash_len(_hash);
     std::vector<uint8_t> out(success1_hdr + hl);
     out[0] = type_dhchap;
@@ -555,7 +549,7 @@ std::optional<std::vector<uint8_t>> session::on_receive(uint32_t al) {
             _step = step::expect_reply;
             break;
         case step::send_success1:
-            out = *success1_message();
+            out = success1_message();
             if (_c2.empty())
                 end(true);
             else

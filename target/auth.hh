@@ -103,8 +103,7 @@ struct session_params {
     std::string subnqn;
     dhchap_secret host_key;
     std::optional<dhchap_secret> ctrl_key;  // set: the host may ask for bidirectional
-    uint16_t qid = 0;
-    std::vector<uint8_t> dhgroups;  // the controller's choice, in order of preference
+    std::vector<uint8_t> dhgroups;          // the controller's choice, in order of preference
 };
 
 // One queue's exchange: AUTH_Negotiate -> Challenge -> Reply -> Success1 (-> Success2), or an
@@ -117,6 +116,10 @@ public:
 
     // Authentication Send: one whole message (TL bytes).
     void on_send(std::span<const uint8_t> msg);
+    // An AUTH_Negotiate (which starts a new exchange, with the parameters then in force).
+    static bool starts_exchange(std::span<const uint8_t> msg);
+    // The NQNs, keys and groups the next exchange uses (the host's keys may have been rotated).
+    void set_params(session_params p) { _p = std::move(p); }
     // Authentication Receive: the message to return, or nullopt when `al` cannot hold it (the
     // command fails with Invalid Field and the exchange fails).
     std::optional<std::vector<uint8_t>> on_receive(uint32_t al);
@@ -149,7 +152,7 @@ private:
     failure negotiate(std::span<const uint8_t> m);
     failure reply(std::span<const uint8_t> m);
     std::vector<uint8_t> challenge_message();
-    std::optional<std::vector<uint8_t>> success1_message();
+    std::vector<uint8_t> success1_message();
     std::vector<uint8_t> failure1_message() const;
 
     session_params _p;

@@ -20,16 +20,16 @@ std::string address_of(const std::string& peer) {
     return colon == std::string::npos ? peer : peer.substr(0, colon);
 }
 
-// SECP, SPSP0, SPSP1 of Authentication Send/Receive, and TL/AL (bytes 41-47).
-struct auth_fields {
-    uint8_t spsp0, spsp1, secp;
-    uint32_t len;
-};
-auth_fields fields_of(const transport::request& req) {
+// The checks Authentication Send and Receive share: SECP, SPSP0, SPSP1 (bytes 41-43), and
+// TL/AL (bytes 44-47) against the command's data. 0 when the command is well formed.
+uint16_t check_fields(const transport::request& req) {
     const auto& f = reinterpret_cast<const nvme::fabrics_sqe&>(req.cmd);
-    return {f.specific[1], f.specific[2], f.specific[3],
-            uint32_t(f.specific[4]) | uint32_t(f.specific[5]) << 8 | uint32_t(f.specific[6]) << 16 |
-                uint32_t(f.specific[7]) << 24};
+    const uint32_t len = uint32_t(f.specific[4]) | uint32_t(f.specific[5]) << 8 | uint32_t(f.specific[6]) << 16 |
+                         uint32_t(f.specific[7]) << 24;
+    if (f.specific[3] != auth::secp_dhchap || f.specific[1] != 1 || f.specific[2] != 1 || len == 0)
+        return nvme::sc::invalid_field | nvme::status_dnr;
+    if (len != req.data_len || len > max_auth_message) return nvme::sc::sgl_invalid_data_length | nvme::status_dnr;
+    return 0;
 }
 }  // namespace
 
@@ -37,43 +37,44 @@ bool queue::auth_wanted(const subsystem& sub, const std::string& hostnqn) const 
     return !sub.is_discovery() && !hostnqn.empty() && !sub.keys_of(hostnqn).dhchap_key.empty();
 }
 
-uint32_t queue::start_auth() {
-    if (!auth_wanted(*_subsys, _ctrl->hostnqn)) return 0;
-    const host_keys keys = _subsys->keys_of(_ctrl->hostnqn);
+auth::session_params queue::auth_params(const host_keys& keys) const {
     auth::session_params p;
     p.hostnqn = _ctrl->hostnqn;
     p.subnqn = _subsys->nqn();
-    p.qid = _qid;
     p.dhgroups = _tgt.dhchap_dhgroups();
     try {
-        p.host_key = parse_dhchap_secret(keys.dhchap_key);
+        if (!keys.dhchap_key.empty()) p.host_key = parse_dhchap_secret(keys.dhchap_key);
         if (!keys.dhchap_ctrl_key.empty()) p.ctrl_key = parse_dhchap_secret(keys.dhchap_ctrl_key);
     } catch (const std::invalid_argument& e) {
         // Validated when set; should it happen, the host cannot authenticate (never let in).
         spdlog::error("conn {} ({}): {} qid {}: DH-HMAC-CHAP key unusable: {}", _conn.info().id, _conn.info().peer,
                       _ctrl->name(), _qid, e.what());
     }
-    _auth = std::make_unique<auth::session>(std::move(p));
+    return p;
+}
+
+uint32_t queue::start_auth() {
+    const host_keys keys = _subsys->keys_of(_ctrl->hostnqn);  // once: it copies every key
+    if (_subsys->is_discovery() || keys.dhchap_key.empty()) {
+        // Its key was removed since exec_connect marked the connection pending: not any more.
+        _conn.set_auth_pending(false);
+        return 0;
+    }
+    _auth = std::make_unique<auth::session>(auth_params(keys));
     _auth_deadline_ns = env::now_ns() + auth_time_limit_ns;
     return auth::connect_authreq_atr;
 }
 
-bool queue::auth_blocks() const {
-    return !_auth->authenticated();
-}
-
 void queue::exec_auth_send(transport::request& req) {
-    const auth_fields f = fields_of(req);
-    if (f.secp != auth::secp_dhchap || f.spsp0 != 1 || f.spsp1 != 1 || f.len == 0)
-        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
-    if (f.len != req.data_len || f.len > max_auth_message)
-        return finish(req, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+    if (uint16_t status = check_fields(req)) return finish(req, status);
     if (!_auth) {
         // No key for this host: it is never challenged, and cannot start an exchange either.
         return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     }
-    std::vector<uint8_t> msg(f.len);
+    std::vector<uint8_t> msg(req.data_len);
     req.copy_out(msg.data(), msg.size());
+    // A new exchange (re-authentication too) uses the host's keys as they are now.
+    if (auth::session::starts_exchange(msg)) _auth->set_params(auth_params(_subsys->keys_of(_ctrl->hostnqn)));
     const bool was_in_progress = _auth->in_progress();
     _auth->on_send(msg);
     if (_auth->in_progress() && !was_in_progress) _auth_deadline_ns = env::now_ns() + auth_time_limit_ns;
@@ -82,17 +83,13 @@ void queue::exec_auth_send(transport::request& req) {
 }
 
 void queue::exec_auth_recv(transport::request& req) {
-    const auth_fields f = fields_of(req);
-    if (f.secp != auth::secp_dhchap || f.spsp0 != 1 || f.spsp1 != 1 || f.len == 0)
-        return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
-    if (f.len != req.data_len || f.len > max_auth_message)
-        return finish(req, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+    if (uint16_t status = check_fields(req)) return finish(req, status);
     if (!_auth) return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     if (_auth_held) return finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
     // An address that failed before this answer waits for it (on_timer completes it).
     const uint64_t now = env::now_ns();
     const uint64_t delay = _tgt.auth_backoff().delay_ns(address_of(_conn.info().peer), now);
-    auto answer = _auth->on_receive(f.len);
+    auto answer = _auth->on_receive(req.data_len);
     auth_settled();
     if (!answer) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     if (delay) {

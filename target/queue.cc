@@ -221,7 +221,7 @@ void queue::on_command(transport::request& req) {
         finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
         return;
     }
-    if (_auth && auth_blocks()) {
+    if (_auth && !_auth->authenticated()) {
         // As Linux nvmet: only fabrics commands (Property Get/Set, Auth) before authentication.
         finish(req, auth::sc_auth_required | nvme::status_dnr);
         return;

@@ -15,7 +15,8 @@ namespace ferry::target {
 class target;
 namespace auth {
 class session;
-}
+struct session_params;
+}  // namespace auth
 
 class queue final : public transport::queue_handler {
 public:
@@ -86,11 +87,11 @@ private:
     // auth_cmd.cc: DH-HMAC-CHAP on this queue (Authentication Send/Receive)
     bool auth_wanted(const subsystem& sub, const std::string& hostnqn) const;
     uint32_t start_auth();  // after a successful Connect: AUTHREQ for its result (0: none)
+    auth::session_params auth_params(const host_keys& keys) const;  // parsed (an unusable key: none)
     void exec_auth_send(transport::request& req);
     void exec_auth_recv(transport::request& req);
     void auth_settled();               // logs an exchange that ended, feeds the back-off
     void auth_timer(uint64_t now_ns);  // held answers, the time limit, a failed exchange
-    bool auth_blocks() const;          // commands other than fabrics ones are refused
     // admin_cmd.cc
     void exec_admin(transport::request& req);
     void exec_identify(transport::request& req);

@@ -229,6 +229,31 @@ TEST(dhchap, reauthentication_on_an_authenticated_queue) {
     EXPECT_EQ(c.identify(1).status, auth_required);
 }
 
+// Rotation (target::set_host_keys): the queue stays authenticated, and its next exchange uses
+// the new keys: the new host key authenticates, the old one no longer does.
+TEST(dhchap, reauthentication_uses_the_keys_set_since) {
+    harness h(auth_config());
+    h.tgt.set_dhchap_dhgroups({auth::dh_null});
+    host_conn c(h);
+    uint32_t dw0 = 0;
+    ASSERT_EQ(connect_admin(c, host_b, dw0), 0);
+    ASSERT_TRUE(dhchap_host(c, host_b, auth_nqn, key64, key32_other).run().ok);
+    target::host_keys rotated;
+    rotated.dhchap_key = key32;
+    rotated.dhchap_ctrl_key = key64;
+    h.tgt.set_host_keys(auth_nqn, host_b, rotated);
+    EXPECT_EQ(c.identify(1).status, 0);
+    dhchap_host renewed(c, host_b, auth_nqn, key32, key64);
+    renewed.t_id = 2;
+    auto r = renewed.run();
+    EXPECT_TRUE(r.ok) << "failure " << +r.failure;
+    EXPECT_EQ(c.identify(1).status, 0);
+    dhchap_host old(c, host_b, auth_nqn, key64, key32_other);
+    old.t_id = 3;
+    EXPECT_EQ(old.run().failure, uint8_t(auth::failure::failed));
+    EXPECT_EQ(c.identify(1).status, auth_required);
+}
+
 TEST(dhchap, malformed_messages_get_the_failure_they_deserve) {
     using F = auth::failure;
     struct tc {
