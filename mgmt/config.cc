@@ -117,18 +117,18 @@ std::optional<std::array<uint8_t, N>> parse_hex_bytes(const std::string& s, bool
     if (j != 2 * N) return std::nullopt;
     return out;
 }
+}  // namespace
 
-template <size_t N>
-std::string hex_text(const std::array<uint8_t, N>& b) {
+std::string hex_text(std::span<const uint8_t> bytes) {
     static const char* digits = "0123456789abcdef";
     std::string s;
-    for (uint8_t x : b) {
+    s.reserve(2 * bytes.size());
+    for (uint8_t x : bytes) {
         s += digits[x >> 4];
         s += digits[x & 15];
     }
     return s;
 }
-}  // namespace
 
 std::string nqn_problem(const std::string& nqn) {
     if (nqn.empty()) return "an NQN must not be empty";

@@ -30,24 +30,6 @@ std::vector<uint8_t> sha256(const std::string& s) {
     return d;
 }
 
-std::string random_hex(size_t bytes) {
-    std::vector<uint8_t> raw(bytes);
-    size_t got = 0;
-    while (got < bytes) {
-        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw std::runtime_error("getrandom: " + errno_text(errno));
-        got += size_t(n);
-    }
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (uint8_t b : raw) {
-        out += digits[b >> 4];
-        out += digits[b & 15];
-    }
-    return out;
-}
-
 std::string dir_of(const std::string& path) {
     const size_t slash = path.rfind('/');
     return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
@@ -68,6 +50,20 @@ std::string normal(const std::string& path) {
     return std::filesystem::absolute(path).lexically_normal().string();
 }
 }  // namespace
+
+std::string random_hex(size_t bytes) {
+    std::vector<uint8_t> raw(bytes);
+    size_t got = 0;
+    while (got < bytes) {
+        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::runtime_error("getrandom: " + errno_text(errno));
+        got += size_t(n);
+    }
+    std::string out = hex_text(raw);
+    OPENSSL_cleanse(raw.data(), raw.size());
+    return out;
+}
 
 void wipe(std::string& s) {
     if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
