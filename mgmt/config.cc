@@ -447,14 +447,12 @@ target::listener_config parse_listener(const json& l, const std::string& p, cons
     if (lc.address.empty()) r.fail(p + "/address", "must not be empty");
     lc.port = static_cast<uint16_t>(r.unsigned_int(l, "port", p, false, 4420, 1, 65535));
     const std::string tls = r.string(l, "tls", p, false, "none");
-    if (tls == "none")
-        lc.tls = transport::tls_mode::none;
-    else if (tls == "allowed")
-        lc.tls = transport::tls_mode::allowed;
-    else if (tls == "required")
-        lc.tls = transport::tls_mode::required;
-    else
-        r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
+    using transport::tls_mode;
+    std::optional<tls_mode> mode;  // the names are transport::to_string's
+    for (tls_mode m : {tls_mode::none, tls_mode::allowed, tls_mode::required})
+        if (tls == transport::to_string(m)) mode = m;
+    if (!mode) r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
+    lc.tls = *mode;
     return lc;
 }
 
