@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,23 +223,13 @@ std::string load_or_create_token(const std::string& path, bool& created) {
     created = false;
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
-        uint8_t raw[32];
-        size_t got = 0;
-        while (got < sizeof raw) {
-            const ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                ::close(fd);
-                ::unlink(path.c_str());
-                throw std::runtime_error("token file " + path + ": getrandom: " + std::strerror(errno));
-            }
-            got += size_t(n);
-        }
-        static const char* digits = "0123456789abcdef";
         std::string token;
-        for (uint8_t b : raw) {
-            token += digits[b >> 4];
-            token += digits[b & 15];
+        try {
+            token = random_hex(32);
+        } catch (const std::exception& e) {
+            ::close(fd);
+            ::unlink(path.c_str());
+            throw std::runtime_error("token file " + path + ": " + e.what());
         }
         const std::string text = token + "\n";
         const bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;

@@ -117,18 +117,18 @@ std::optional<std::array<uint8_t, N>> parse_hex_bytes(const std::string& s, bool
     if (j != 2 * N) return std::nullopt;
     return out;
 }
+}  // namespace
 
-template <size_t N>
-std::string hex_text(const std::array<uint8_t, N>& b) {
+std::string hex_text(std::span<const uint8_t> bytes) {
     static const char* digits = "0123456789abcdef";
     std::string s;
-    for (uint8_t x : b) {
+    s.reserve(2 * bytes.size());
+    for (uint8_t x : bytes) {
         s += digits[x >> 4];
         s += digits[x & 15];
     }
     return s;
 }
-}  // namespace
 
 std::string nqn_problem(const std::string& nqn) {
     if (nqn.empty()) return "an NQN must not be empty";
@@ -447,14 +447,12 @@ target::listener_config parse_listener(const json& l, const std::string& p, cons
     if (lc.address.empty()) r.fail(p + "/address", "must not be empty");
     lc.port = static_cast<uint16_t>(r.unsigned_int(l, "port", p, false, 4420, 1, 65535));
     const std::string tls = r.string(l, "tls", p, false, "none");
-    if (tls == "none")
-        lc.tls = transport::tls_mode::none;
-    else if (tls == "allowed")
-        lc.tls = transport::tls_mode::allowed;
-    else if (tls == "required")
-        lc.tls = transport::tls_mode::required;
-    else
-        r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
+    using transport::tls_mode;
+    std::optional<tls_mode> mode;  // the names are transport::to_string's
+    for (tls_mode m : {tls_mode::none, tls_mode::allowed, tls_mode::required})
+        if (tls == transport::to_string(m)) mode = m;
+    if (!mode) r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
+    lc.tls = *mode;
     return lc;
 }
 

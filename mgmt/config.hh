@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -138,6 +139,8 @@ std::string write_config(const target::target_config& cfg, const management_conf
 
 // "0123abcd-..." <-> bytes; NGUID as 32 hex digits, EUI-64 as 16.
 std::string uuid_text(const std::array<uint8_t, 16>& u);
+// Two lower-case hex digits per byte.
+std::string hex_text(std::span<const uint8_t> bytes);
 
 // Memory that RAM namespaces may take, all together: a host can write every block of one.
 struct ram_budget {

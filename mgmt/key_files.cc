@@ -30,24 +30,6 @@ std::vector<uint8_t> sha256(const std::string& s) {
     return d;
 }
 
-std::string random_hex(size_t bytes) {
-    std::vector<uint8_t> raw(bytes);
-    size_t got = 0;
-    while (got < bytes) {
-        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw std::runtime_error("getrandom: " + errno_text(errno));
-        got += size_t(n);
-    }
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (uint8_t b : raw) {
-        out += digits[b >> 4];
-        out += digits[b & 15];
-    }
-    return out;
-}
-
 std::string dir_of(const std::string& path) {
     const size_t slash = path.rfind('/');
     return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
@@ -64,10 +46,44 @@ bool own_file_name(const std::string& name) {
     return false;
 }
 
+// Why a key file or the key directory is refused as ssh refuses a private key: another owner
+// than ferryd's user, or group or others may get `access`; "" when it is private.
+std::string not_private(const struct stat& st, const char* access, const char* fix) {
+    if (st.st_uid != ::geteuid())
+        return "owned by uid " + std::to_string(st.st_uid) + ", not by ferryd's uid " + std::to_string(::geteuid()) +
+               "; refused (chown it)";
+    if (!(st.st_mode & 077)) return "";
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    return std::string("mode ") + mode + " lets group or others " + access + "; refused (" + fix + ")";
+}
+
+// fsync of a directory after an entry was added or removed; best effort (the change is made).
+void sync_directory(const std::string& dir) {
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    ::fsync(dfd);
+    ::close(dfd);
+}
+
 std::string normal(const std::string& path) {
     return std::filesystem::absolute(path).lexically_normal().string();
 }
 }  // namespace
+
+std::string random_hex(size_t bytes) {
+    std::vector<uint8_t> raw(bytes);
+    size_t got = 0;
+    while (got < bytes) {
+        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::runtime_error("getrandom: " + errno_text(errno));
+        got += size_t(n);
+    }
+    std::string out = hex_text(raw);
+    OPENSSL_cleanse(raw.data(), raw.size());
+    return out;
+}
 
 void wipe(std::string& s) {
     if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
@@ -88,14 +104,7 @@ std::string read_key_file(const std::string& path) {
         throw std::runtime_error("key file " + path + ": " + why);
     };
     if (!S_ISREG(st.st_mode)) refuse("not a regular file");
-    if (st.st_uid != ::geteuid())
-        refuse("owned by uid " + std::to_string(st.st_uid) + ", not by ferryd's uid " + std::to_string(::geteuid()) +
-               "; refused (chown it)");
-    if (st.st_mode & 077) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-        refuse(std::string("mode ") + mode + " lets group or others read or write it; refused (chmod 600 it)");
-    }
+    if (const std::string why = not_private(st, "read or write it", "chmod 600 it"); !why.empty()) refuse(why);
     if (st.st_size > 4096) refuse("larger than 4 KiB; not a key");
     std::string text(size_t(st.st_size) + 1, '\0');
     size_t done = 0;
@@ -142,11 +151,7 @@ void key_store::adopt(const target::target_config& cfg, const std::vector<key_fi
 
 void key_store::ensure_directory() {
     if (::mkdir(_dir.c_str(), 0700) == 0) {
-        const int dfd = ::open(_state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
+        sync_directory(_state_dir);
         return;
     }
     if (errno != EEXIST) throw std::runtime_error("key directory " + _dir + ": cannot create: " + errno_text(errno));
@@ -154,15 +159,8 @@ void key_store::ensure_directory() {
     if (::lstat(_dir.c_str(), &st) != 0)
         throw std::runtime_error("key directory " + _dir + ": cannot stat: " + errno_text(errno));
     if (!S_ISDIR(st.st_mode)) throw std::runtime_error("key directory " + _dir + ": not a directory");
-    if (st.st_uid != ::geteuid())
-        throw std::runtime_error("key directory " + _dir + ": owned by uid " + std::to_string(st.st_uid) +
-                                 ", not by ferryd's; refused");
-    if (st.st_mode & 077) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-        throw std::runtime_error("key directory " + _dir + ": mode " + mode +
-                                 " lets group or others in; refused (chmod 700 it)");
-    }
+    if (const std::string why = not_private(st, "in", "chmod 700 it"); !why.empty())
+        throw std::runtime_error("key directory " + _dir + ": " + why);
 }
 
 key_file_map key_store::prepare(const target::target_config& cfg) {
@@ -226,13 +224,7 @@ void key_store::delete_unreferenced(const key_file_map& keep) {
         if (::unlink((_dir + "/" + name).c_str()) == 0) removed = true;
     }
     ::closedir(d);
-    if (removed) {
-        const int dfd = ::open(_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
-    }
+    if (removed) sync_directory(_dir);
 }
 
 }  // namespace ferry::mgmt

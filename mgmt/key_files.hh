@@ -15,6 +15,10 @@ namespace ferry::mgmt {
 // Overwrites the characters (OPENSSL_cleanse), then empties the string.
 void wipe(std::string& s);
 
+// `bytes` bytes from getrandom() as 2*bytes lower-case hex digits (key file names, the API
+// token). Throws std::runtime_error when getrandom fails.
+std::string random_hex(size_t bytes);
+
 // Reads one key (trailing whitespace dropped). Refused, as ssh refuses a private key, when the
 // file is not a regular file, is owned by another user than ferryd's, or group or others may
 // read or write it; also when empty or over 4 KiB. Throws std::runtime_error naming the path

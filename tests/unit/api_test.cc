@@ -544,6 +544,13 @@ struct device_tree {
         std::ofstream(root / "mounts") << "/dev/nvme0n1p1 /boot ext4 rw 0 0\n";
     }
     ~device_tree() { std::filesystem::remove_all(root); }
+    // The device's driver_override as ferryd left it ("(null)": never written).
+    std::string driver_override(const std::string& bdf) const {
+        std::ifstream f(root / "devices/pci0000:00" / bdf / "driver_override");
+        std::string ov;
+        std::getline(f, ov);
+        return ov;
+    }
     // group >= 0: a member of that IOMMU group
     void add(const std::string& bdf, const std::string& driver, int group = -1) {
         const auto d = root / "devices/pci0000:00" / bdf;
@@ -602,10 +609,7 @@ TEST_F(api_fixture, devices_show_use_and_refuse_what_is_in_use) {
     EXPECT_EQ(call("POST", "/api/v1/devices/0000:00:09.0/attach").status, 404u);
     EXPECT_EQ(call("POST", "/api/v1/devices/not-a-bdf/detach").status, 404u);
     // Nothing was written: 04.0 is still on nvme with no override.
-    std::ifstream o4(t.root / "devices/pci0000:00/0000:00:04.0/driver_override");
-    std::string ov;
-    std::getline(o4, ov);
-    EXPECT_EQ(ov, "(null)");
+    EXPECT_EQ(t.driver_override("0000:00:04.0"), "(null)");
 }
 
 // A device whose IOMMU group holds another device on a kernel driver cannot be used by vfio:
@@ -622,8 +626,5 @@ TEST_F(api_fixture, attach_refuses_a_device_sharing_its_iommu_group_with_another
     EXPECT_EQ(r.status, 409u) << r.body;
     ASSERT_TRUE(r.js["reasons"].is_array()) << r.body;
     EXPECT_EQ(r.js["reasons"][0], "0000:00:07.0 (e1000e)") << r.body;
-    std::ifstream o6(t.root / "devices/pci0000:00/0000:00:06.0/driver_override");
-    std::string ov;
-    std::getline(o6, ov);
-    EXPECT_EQ(ov, "(null)");
+    EXPECT_EQ(t.driver_override("0000:00:06.0"), "(null)");
 }

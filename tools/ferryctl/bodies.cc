@@ -76,44 +76,32 @@ std::string read_key_argument_file(const std::string& path, const std::string& o
 }
 
 namespace {
-struct key_option {
-    const char* field;   // JSON field
-    const char* option;  // --dhchap-key
-    const std::optional<std::string>& key;
-    const std::optional<std::string>& file;
-    bool clear;
-};
-std::vector<key_option> key_options(const host_key_args& a) {
-    return {
-        {"dhchap_key", "--dhchap-key", a.dhchap_key, a.dhchap_key_file, a.clear_dhchap_key},
-        {"dhchap_ctrl_key", "--dhchap-ctrl-key", a.dhchap_ctrl_key, a.dhchap_ctrl_key_file, a.clear_dhchap_ctrl_key},
-        {"tls_psk", "--tls-psk", a.tls_psk, a.tls_psk_file, a.clear_tls_psk}};
-}
 // The key an option pair gives, if any.
-std::optional<std::string> key_of(const key_option& o) {
+std::optional<std::string> key_of(const host_key_option& o, const host_key_args& a) {
     const std::string opt = o.option;
-    if (o.key && o.file) throw usage_error("give " + opt + " or " + opt + "-file, not both");
-    if (o.file) return read_key_argument_file(*o.file, opt + "-file");
-    return o.key;
+    if (a.*o.key && a.*o.file) throw usage_error("give " + opt + " or " + opt + "-file, not both");
+    if (a.*o.file) return read_key_argument_file(*(a.*o.file), opt + "-file");
+    return a.*o.key;
 }
 }  // namespace
 
 json host_body(const std::string& hostnqn, const host_key_args& args) {
     json j = {{"nqn", hostnqn}};
-    for (const auto& o : key_options(args)) {
-        if (o.clear) throw usage_error(std::string("--clear-") + (o.option + 2) + " is for host set-keys");
-        if (auto k = key_of(o)) j[o.field] = *k;
+    for (const auto& o : host_key_options) {
+        if (args.*o.clear) throw usage_error(std::string("--clear-") + (o.option + 2) + " is for host set-keys");
+        if (auto k = key_of(o, args)) j[o.field] = *k;
     }
     return j;
 }
 
 json host_keys_patch_body(const host_key_args& args) {
     json j = json::object();
-    for (const auto& o : key_options(args)) {
-        auto k = key_of(o);
-        if (k && o.clear) throw usage_error(std::string(o.option) + " and --clear-" + (o.option + 2) + " contradict");
+    for (const auto& o : host_key_options) {
+        const bool clear = args.*o.clear;
+        auto k = key_of(o, args);
+        if (k && clear) throw usage_error(std::string(o.option) + " and --clear-" + (o.option + 2) + " contradict");
         if (k) j[o.field] = *k;
-        if (o.clear) j[o.field] = nullptr;
+        if (clear) j[o.field] = nullptr;
     }
     if (j.empty())
         throw usage_error(

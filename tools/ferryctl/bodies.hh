@@ -70,6 +70,26 @@ struct host_key_args {
     std::optional<std::string> dhchap_key_file, dhchap_ctrl_key_file, tls_psk_file;  // a file with it
     bool clear_dhchap_key = false, clear_dhchap_ctrl_key = false, clear_tls_psk = false;
 };
+// The three keys' options: OPTION KEY, OPTION-file PATH and, for set-keys, --clear-NAME
+// (OPTION without its "--"), each setting its member of host_key_args.
+struct host_key_option {
+    const char* field;   // JSON field, "dhchap_key"
+    const char* option;  // "--dhchap-key"
+    const char* help;    // what the key is
+    std::optional<std::string> host_key_args::*key;
+    std::optional<std::string> host_key_args::*file;
+    bool host_key_args::*clear;
+};
+inline const host_key_option host_key_options[] = {
+    {"dhchap_key", "--dhchap-key",
+     "DH-HMAC-CHAP secret the host authenticates with (DHHC-1:HH:...:, nvme gen-dhchap-key)",
+     &host_key_args::dhchap_key, &host_key_args::dhchap_key_file, &host_key_args::clear_dhchap_key},
+    {"dhchap_ctrl_key", "--dhchap-ctrl-key",
+     "DH-HMAC-CHAP secret ferry authenticates with to the host (bidirectional; needs --dhchap-key)",
+     &host_key_args::dhchap_ctrl_key, &host_key_args::dhchap_ctrl_key_file, &host_key_args::clear_dhchap_ctrl_key},
+    {"tls_psk", "--tls-psk", "TLS PSK (NVMeTLSkey-1:HH:...:, nvme gen-tls-key); the host must then use TLS",
+     &host_key_args::tls_psk, &host_key_args::tls_psk_file, &host_key_args::clear_tls_psk},
+};
 // The key of a --*-file option: the file's content without trailing whitespace. usage_error
 // naming the option and path (never the content) when it cannot be read or is empty.
 std::string read_key_argument_file(const std::string& path, const std::string& option);

@@ -301,30 +301,16 @@ int main(int argc, char** argv) {
     // (ps, /proc); the -file forms read it from a file instead.
     host_key_args hk;
     auto key_options = [&hk](CLI::App* c, bool clearing) {
-        struct opt {
-            const char *name, *what;
-            std::optional<std::string>*key, *file;
-            bool* clear;
-        };
-        const opt opts[] = {
-            {"--dhchap-key", "DH-HMAC-CHAP secret the host authenticates with (DHHC-1:HH:...:, nvme gen-dhchap-key)",
-             &hk.dhchap_key, &hk.dhchap_key_file, &hk.clear_dhchap_key},
-            {"--dhchap-ctrl-key",
-             "DH-HMAC-CHAP secret ferry authenticates with to the host (bidirectional; needs --dhchap-key)",
-             &hk.dhchap_ctrl_key, &hk.dhchap_ctrl_key_file, &hk.clear_dhchap_ctrl_key},
-            {"--tls-psk", "TLS PSK (NVMeTLSkey-1:HH:...:, nvme gen-tls-key); the host must then use TLS", &hk.tls_psk,
-             &hk.tls_psk_file, &hk.clear_tls_psk},
-        };
-        for (const opt& o : opts) {
+        for (const host_key_option& o : host_key_options) {
             c->add_option_function<std::string>(
-                o.name, [k = o.key](const std::string& v) { *k = v; },
-                std::string(o.what) + " (visible in ps: prefer " + o.name + "-file)");
+                o.option, [k = &(hk.*o.key)](const std::string& v) { *k = v; },
+                std::string(o.help) + " (visible in ps: prefer " + o.option + "-file)");
             c->add_option_function<std::string>(
-                std::string(o.name) + "-file", [f = o.file](const std::string& v) { *f = v; },
-                std::string("file holding the key for ") + o.name);
+                std::string(o.option) + "-file", [f = &(hk.*o.file)](const std::string& v) { *f = v; },
+                std::string("file holding the key for ") + o.option);
             if (clearing)
-                c->add_flag(std::string("--clear-") + (o.name + 2), *o.clear,
-                            std::string("remove the ") + (o.name + 2) + " key");
+                c->add_flag(std::string("--clear-") + (o.option + 2), hk.*o.clear,
+                            std::string("remove the ") + (o.option + 2) + " key");
         }
     };
     auto* h_add = hostcmd->add_subcommand("add", "allow a host NQN to connect, with its keys if given");
