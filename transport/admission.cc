@@ -42,19 +42,11 @@ std::shared_ptr<admission::ticket> admission::admit(const std::string& address, 
     t->_in_address = list.insert(list.end(), t.get());
     t->_in_all = _pending_all.insert(_pending_all.end(), t.get());
     ++_open;
-    if (_shed_unlogged) {
-        const uint64_t now = env::now_ns();
-        if (now - _last_log_ns >= 1'000'000'000ull) {
-            spdlog::warn(
-                "admission: shed {} connection(s) that had not completed ICReq, TLS, Connect and authentication since "
-                "the last report "
-                "(caps: {} per address, {} overall; {} open, {} pending; latest newcomer conn {} from {})",
-                _shed_unlogged, _limits.pending_per_address, _limits.pending_total, _open, _pending_all.size(), conn_id,
-                address);
-            _shed_unlogged = 0;
-            _last_log_ns = now;
-        }
-    }
+    if (const uint64_t shed = _shed_log.take_due(env::now_ns()))
+        spdlog::warn(
+            "admission: shed {} connection(s) that had not completed ICReq, TLS, Connect and authentication since "
+            "the last report (caps: {} per address, {} overall; {} open, {} pending; latest newcomer conn {} from {})",
+            shed, _limits.pending_per_address, _limits.pending_total, _open, _pending_all.size(), conn_id, address);
     return t;
 }
 
@@ -75,7 +67,7 @@ void admission::shed(ticket& t) {
     ::shutdown(t._fd, SHUT_RDWR);
     spdlog::debug("admission: conn {} from {} shed (not connected)", t._conn_id, t._address);
     ++_shed_total;
-    ++_shed_unlogged;
+    _shed_log.add();
 }
 
 void admission::ticket::connected() {

@@ -16,6 +16,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "transport/event_summary.hh"
+
 namespace ferry::transport {
 
 struct admission_limits {
@@ -82,8 +84,7 @@ private:
     std::unordered_map<std::string, size_t> _open_by_listener;  // admitted, not yet released
     uint64_t _shed_total = 0;
     uint64_t _refused_total = 0;
-    uint64_t _shed_unlogged = 0;
-    uint64_t _last_log_ns = 0;
+    event_summary _shed_log;  // reported from admit(), the next time a connection comes
 };
 
 }  // namespace ferry::transport

@@ -235,14 +235,12 @@ void acceptor::accept_one(const listening& l) {
         // Out of descriptors (EMFILE/ENFILE) or memory: the pending connection stays in the
         // backlog and poll() would report it again at once; pause accepting briefly rather than
         // spin, and say so at most once a second.
-        _accept_paused_until_ns = env::now_ns() + accept_pause_ns;
-        ++_accept_errors_unlogged;
-        if (_accept_paused_until_ns - _accept_error_logged_ns >= 1'000'000'000ull + accept_pause_ns) {
-            spdlog::warn("accept failed {} time(s) since the last report: {}; accepting paused for {} ms each time",
-                         _accept_errors_unlogged, std::strerror(err), accept_pause_ns / 1'000'000);
-            _accept_errors_unlogged = 0;
-            _accept_error_logged_ns = _accept_paused_until_ns;
-        }
+        const uint64_t now = env::now_ns();
+        _accept_paused_until_ns = now + accept_pause_ns;
+        _accept_errors.add();
+        if (const uint64_t n = _accept_errors.take_due(now))
+            spdlog::warn("accept failed {} time(s) since the last report: {}; accepting paused for {} ms each time", n,
+                         std::strerror(err), accept_pause_ns / 1'000'000);
         return;
     }
     connection_info info;
@@ -261,18 +259,14 @@ void acceptor::accept_one(const listening& l) {
     info.ticket = _admission->admit(peer_addr, fd, info.id, listener, &why);
     if (!info.ticket) {
         // Once a second at most: a flood at the limit must not write a line per connection.
-        ++_refused_unlogged;
-        const uint64_t now = env::now_ns();
-        if (now - _refused_logged_ns >= 1'000'000'000ull) {
+        _refused.add();
+        if (const uint64_t n = _refused.take_due(env::now_ns()))
             spdlog::warn(
                 "refused {} connection(s) since the last report, {} open (limit {}, {} per listener); latest "
                 "conn {} from {} to {}: {}",
-                _refused_unlogged, _admission->open(), _admission->limits().max_connections,
-                _admission->limits().max_per_listener, info.id, info.peer, listener,
+                n, _admission->open(), _admission->limits().max_connections, _admission->limits().max_per_listener,
+                info.id, info.peer, listener,
                 why == admission::refusal::listener_full ? "its listener is full" : "ferryd is full");
-            _refused_unlogged = 0;
-            _refused_logged_ns = now;
-        }
         ::close(fd);
         return;
     }

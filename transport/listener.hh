@@ -13,6 +13,7 @@
 
 #include "transport/admission.hh"
 #include "transport/connection.hh"
+#include "transport/event_summary.hh"
 
 namespace ferry::transport {
 
@@ -74,8 +75,7 @@ private:
     size_t _rr = 0;
     // Accept thread only: refusals and accept errors are logged at most once a second.
     static constexpr uint64_t accept_pause_ns = 100'000'000;
-    uint64_t _refused_unlogged = 0, _refused_logged_ns = 0;
-    uint64_t _accept_errors_unlogged = 0, _accept_error_logged_ns = 0;
+    event_summary _refused, _accept_errors;
     uint64_t _accept_paused_until_ns = 0;
 };
 

@@ -252,3 +252,16 @@ TEST(transport_limits, one_listener_cannot_take_every_connection_slot) {
     EXPECT_EQ(adm->open(), 3u);
     EXPECT_EQ(adm->refused_total(), 1u);
 }
+
+TEST(transport_limits, a_flood_of_events_is_reported_once_a_second_with_its_count) {
+    transport::event_summary s;
+    const uint64_t t0 = 5'000'000'000;
+    EXPECT_EQ(s.take_due(t0), 0u);  // nothing happened
+    s.add();
+    EXPECT_EQ(s.take_due(t0), 1u);  // the first event is reported at once
+    for (int i = 0; i < 1000; ++i) s.add();
+    EXPECT_EQ(s.take_due(t0 + 999'999'999), 0u);  // not within the second
+    s.add();
+    EXPECT_EQ(s.take_due(t0 + 1'000'000'000), 1001u);  // then all of them, in one report
+    EXPECT_EQ(s.take_due(t0 + 3'000'000'000), 0u);
+}
