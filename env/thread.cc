@@ -51,6 +51,16 @@ std::string pin_current_thread(int cpu) {
     return rc == 0 ? std::string() : std::string(std::strerror(rc));
 }
 
+namespace {
+thread_local wake_hook this_thread_wake_hook;
+}
+void set_thread_wake_hook(wake_hook hook) {
+    this_thread_wake_hook = hook;
+}
+wake_hook thread_wake_hook() {
+    return this_thread_wake_hook;
+}
+
 void name_current_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
 }  // namespace ferry::env

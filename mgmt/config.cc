@@ -222,7 +222,7 @@ target::namespace_config parse_namespace(const json& js, const std::string& np, 
     reader r(origin);
     r.object_with(js, np,
                   {"nsid", "backend", "size", "block_size", "uuid", "nguid", "eui64", "path", "device", "pcie_address",
-                   "pcie_nsid"});
+                   "pcie_nsid", "pool", "image", "ceph_conf", "client"});
     target::namespace_config nc;
     nc.nsid = static_cast<uint32_t>(r.unsigned_int(js, "nsid", np, false, default_nsid, 1, target::max_nsid));
     std::string backend = r.string(js, "backend", np, false, "ram");
@@ -234,8 +234,10 @@ target::namespace_config parse_namespace(const json& js, const std::string& np, 
         nc.backend = target::backend_kind::file;
     else if (backend == "pcie")
         nc.backend = target::backend_kind::pcie;
+    else if (backend == "rbd")
+        nc.backend = target::backend_kind::rbd;
     else
-        r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file, pcie)");
+        r.fail(np + "/backend", "'" + backend + "' is not a backend (ram, null, file, pcie, rbd)");
     const bool file = nc.backend == target::backend_kind::file;
     const bool pcie = nc.backend == target::backend_kind::pcie;
     if (pcie) {
@@ -250,10 +252,29 @@ target::namespace_config parse_namespace(const json& js, const std::string& np, 
     } else if (js.contains("path")) {
         r.fail(np + "/path", "only for the file backend");
     }
+    const bool rbd = nc.backend == target::backend_kind::rbd;
+    if (rbd) {
+        for (const char* k : {"pool", "image"})
+            if (!js.contains(k)) r.fail(np + "/" + k, "missing: the rbd backend needs the image's pool and name");
+        nc.rbd.pool = r.string(js, "pool", np, true);
+        if (nc.rbd.pool.empty()) r.fail(np + "/pool", "must not be empty");
+        nc.rbd.image = r.string(js, "image", np, true);
+        if (nc.rbd.image.empty()) r.fail(np + "/image", "must not be empty");
+        nc.rbd.ceph_conf = r.string(js, "ceph_conf", np, false);
+        if (js.contains("ceph_conf") && (nc.rbd.ceph_conf.empty() || nc.rbd.ceph_conf[0] != '/'))
+            r.fail(np + "/ceph_conf", "must be an absolute path");
+        nc.rbd.client = r.string(js, "client", np, false, "admin");
+        if (nc.rbd.client.empty() || nc.rbd.client.starts_with("client."))
+            r.fail(np + "/client", "must be a cephx user name without \"client.\" (e.g. admin)");
+        if (js.contains("size")) r.fail(np + "/size", "comes from the image for the rbd backend");
+    } else {
+        for (const char* k : {"pool", "image", "ceph_conf", "client"})
+            if (js.contains(k)) r.fail(np + "/" + k, "only for the rbd backend");
+    }
     if (!pcie) {
         nc.block_size = static_cast<uint32_t>(r.unsigned_int(js, "block_size", np, false, 4096, 512, 4096));
         if (nc.block_size != 512 && nc.block_size != 4096) r.fail(np + "/block_size", "must be 512 or 4096");
-        if (!js.contains("size") && !file) r.malformed(np + "/size", "missing");
+        if (!js.contains("size") && !file && !rbd) r.malformed(np + "/size", "missing");
     }
     if (js.contains("size")) {
         const json& sz = js["size"];
@@ -556,6 +577,9 @@ json to_json(const target::namespace_config& n) {
         case target::backend_kind::pcie:
             j["backend"] = "pcie";
             break;
+        case target::backend_kind::rbd:
+            j["backend"] = "rbd";
+            break;
     }
     if (n.backend == target::backend_kind::pcie) {
         j["pcie_address"] = n.pcie_address;
@@ -565,6 +589,12 @@ json to_json(const target::namespace_config& n) {
         j["block_size"] = n.block_size;
     }
     if (n.backend == target::backend_kind::file) j["path"] = n.path;
+    if (n.backend == target::backend_kind::rbd) {
+        j["pool"] = n.rbd.pool;
+        j["image"] = n.rbd.image;
+        if (!n.rbd.ceph_conf.empty()) j["ceph_conf"] = n.rbd.ceph_conf;
+        j["client"] = n.rbd.client.empty() ? "admin" : n.rbd.client;
+    }
     if (n.uuid) j["uuid"] = uuid_text(*n.uuid);
     if (n.nguid) j["nguid"] = hex_text(*n.nguid);
     if (n.eui64) j["eui64"] = hex_text(*n.eui64);

@@ -105,6 +105,9 @@ public:
     // (Identify Namespace DLFEAT). Software stores do all and read zeroes; an SSD says.
     virtual uint16_t optional_commands() const { return 0x01 | 0x04 | 0x08; }
     virtual uint8_t deallocate_features() const { return 0x09; }  // zeroes; Write Zeroes may deallocate
+    // Whether a completed write may still be in a volatile cache until Flush (Identify VWC).
+    // An rbd image opened with rbd_cache=false stores a write before acknowledging it.
+    virtual bool volatile_write_cache() const { return true; }
     // The device's own health, if the store is a device that reports one (an SSD). Never
     // blocks: a store that must ask its device returns the last answer it has (or nothing yet).
     // Thread-safe.
@@ -139,5 +142,20 @@ std::unique_ptr<block_store> make_file_store(const std::string& path, uint32_t b
 // space through VFIO; each queue is a hardware I/O queue pair of its own. Geometry and
 // transfer limit come from the device. Throws std::runtime_error saying what is wrong.
 std::unique_ptr<block_store> make_pcie_store(const std::string& bdf, uint32_t nsid);
+
+// A Ceph RBD image through librbd (opened by the calling thread, which must not be a reactor:
+// librbd's threads inherit its CPU affinity). Size from the image. Throws std::runtime_error
+// naming pool/image (also when ferry was built without librbd).
+struct rbd_options {
+    std::string pool;
+    std::string image;
+    std::string ceph_conf;         // "" = librados' default search (CEPH_CONF, /etc/ceph/ceph.conf)
+    std::string client = "admin";  // cephx user, without "client."
+    uint32_t block_size = 4096;
+    unsigned timeout_s = 5;  // mon connect/op timeout; OSD ops get three times this
+};
+std::unique_ptr<block_store> make_rbd_store(const rbd_options& options);
+// The NVMe status for a librbd result `err` (< 0) of a command with `opcode`.
+uint16_t rbd_error_status(int err, uint8_t opcode);
 
 }  // namespace ferry::nvme

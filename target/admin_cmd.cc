@@ -44,7 +44,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.maxcmd = max_queue_entries;
     id.nn = discovery ? 0 : max_nsid;
     id.oncs = discovery ? 0 : c.subsys.optional_commands();  // Compare, DSM, Write Zeroes if the stores do them
-    id.vwc = discovery ? 0 : (0x01 | (0x2 << 1));            // write cache present; no flush broadcast
+    id.vwc = discovery ? 0 : ((c.subsys.volatile_write_cache() ? 0x01 : 0) | (0x2 << 1));  // no flush broadcast
     id.sgls = 0x01 | (1u << 20);                             // SGLs; address as offset (in-capsule)
     nvme::copy_nul_padded(id.subnqn, sizeof(id.subnqn), c.subsys.nqn());
     id.ioccsz = (sizeof(nvme::sqe) + transport::in_capsule_bytes) / 16;

@@ -12,7 +12,16 @@
 
 namespace ferry::target {
 
-enum class backend_kind { ram, null, file, pcie };
+enum class backend_kind { ram, null, file, pcie, rbd };
+
+// rbd backend: which image, through which cluster and cephx user.
+struct rbd_image_config {
+    std::string pool;
+    std::string image;
+    std::string ceph_conf;  // "" = librados' default search
+    std::string client;     // "" = "admin"
+    bool operator==(const rbd_image_config&) const = default;
+};
 
 struct namespace_config {
     uint32_t nsid = 1;
@@ -25,6 +34,7 @@ struct namespace_config {
     std::string path;                             // file backend: regular file or block device
     std::string pcie_address;                     // pcie backend: controller, "0000:00:04.0"
     uint32_t pcie_nsid = 0;                       // pcie backend: the namespace on that controller
+    rbd_image_config rbd;                         // rbd backend
 };
 
 // Secrets of one host for one subsystem, as nvme-cli prints them; empty = not set. Never

@@ -135,6 +135,16 @@ std::shared_ptr<ns> make_namespace(const std::string& subnqn, const namespace_co
             case backend_kind::pcie:
                 n->store = nvme::make_pcie_store(nc.pcie_address, nc.pcie_nsid);
                 break;
+            case backend_kind::rbd: {
+                nvme::rbd_options o;
+                o.pool = nc.rbd.pool;
+                o.image = nc.rbd.image;
+                o.ceph_conf = nc.rbd.ceph_conf;
+                if (!nc.rbd.client.empty()) o.client = nc.rbd.client;
+                o.block_size = nc.block_size;
+                n->store = nvme::make_rbd_store(o);
+                break;
+            }
         }
         // Geometry as the store has it (the configured size, a file's, a device's LBA format),
         // kept here for the I/O path's range checks.
@@ -229,11 +239,17 @@ std::string subsystem::admit_store(const ns& n, bool live) const {
     if (live && missing)
         return fmt::format("its store lacks optional commands (ONCS {:#x}) that hosts of {} were told about", missing,
                            _nqn);
+    if (live && n.store->volatile_write_cache() && !volatile_write_cache())
+        return fmt::format("its store has a volatile write cache, and hosts of {} were told there is none", _nqn);
     return {};
 }
 
 void subsystem::narrow_limits(const nvme::block_store& store) {
     _oncs.store(_oncs.load() & store.optional_commands());
+    if (store.volatile_write_cache())
+        _vwc.store(1);
+    else if (_vwc.load() < 0)
+        _vwc.store(0);
     if (uint32_t m = store.max_transfer_bytes(); m && m < _max_transfer.load()) {
         uint32_t mt = 4096;
         while (mt * 2 <= m) mt *= 2;  // MDTS is a power of two of pages
@@ -344,7 +360,8 @@ subsystem_config subsystem::config() const {
     for (const auto& [nsid, n] : namespaces()) {
         namespace_config nc = n.config;
         // Grown namespaces keep their size; devices report theirs (0 = as the device says).
-        if (n.backend != backend_kind::pcie) nc.size_bytes = n.block_count() * n.block_size;
+        if (n.backend != backend_kind::pcie && n.backend != backend_kind::rbd)
+            nc.size_bytes = n.block_count() * n.block_size;
         c.namespaces.push_back(nc);
     }
     return c;

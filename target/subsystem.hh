@@ -171,6 +171,9 @@ public:
     uint32_t max_transfer_bytes() const { return _max_transfer.load(std::memory_order_relaxed); }
     // Identify ONCS: the optional commands every namespace's store carries out.
     uint16_t optional_commands() const { return _oncs.load(std::memory_order_relaxed); }
+    // Identify VWC: a volatile write cache unless every namespace the first controller saw
+    // stores writes before acknowledging them (rbd with rbd_cache=false).
+    bool volatile_write_cache() const { return _vwc.load(std::memory_order_relaxed) != 0; }
     // When the subsystem was made (ferryd's start): SMART power-on hours.
     uint64_t started_ns() const { return _started_ns; }
 
@@ -226,6 +229,7 @@ private:
     std::atomic<uint64_t> _ns_generation{1};
     std::atomic<uint32_t> _max_transfer{1u << 20};
     std::atomic<uint16_t> _oncs{0x01 | 0x04 | 0x08};
+    std::atomic<int8_t> _vwc{-1};  // -1 no namespace yet (reported as a cache), 0 none, 1 present
 };
 
 // A host NQN for logs and controller names: the NQN, or "<empty host NQN>".

@@ -83,6 +83,14 @@ void reactor::post(std::function<void()> fn) {
     }
 }
 
+void reactor::poke() {
+    _poked.store(true);  // seen by prepare_to_block() if it runs after this
+    if (_blocked.load()) {
+        uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
+    }
+}
+
 void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
     post([this, fd, info = std::move(info), &factory]() mutable { add_connection(fd, std::move(info), factory); });
 }
@@ -160,7 +168,7 @@ uint64_t tag(connection* c, uint64_t op) { return reinterpret_cast<uint64_t>(c) 
 uint64_t reactor::prepare_to_block() {
     _blocked.store(true);
     const uint64_t now = env::now_ns();
-    if (_has_messages.load() || now >= _next_timer_ns) return 0;
+    if (_has_messages.load() || _poked.exchange(false) || now >= _next_timer_ns) return 0;
     return _next_timer_ns - now;
 }
 
@@ -292,6 +300,7 @@ void reactor::reap() {
 
 void reactor::run() {
     env::name_current_thread("ferry-r" + std::to_string(_id));
+    env::set_thread_wake_hook({[](void* r) { static_cast<reactor*>(r)->poke(); }, this});
     if (_opts.cpu >= 0) {
         std::string err = env::pin_current_thread(_opts.cpu);
         if (!err.empty()) spdlog::warn("reactor {}: cannot pin to CPU {}: {}", _id, _opts.cpu, err);

@@ -43,6 +43,9 @@ public:
 
     // Runs `fn` on the reactor thread (thread-safe; wakes a blocked reactor).
     void post(std::function<void()> fn);
+    // Makes a blocked reactor run a pass (thread-safe, no lock, no allocation): a backend
+    // completion published on another thread (env::thread_wake_hook() on the reactor thread).
+    void poke();
     // Hands an accepted socket to this reactor (thread-safe).
     void adopt(int fd, connection_info info, handler_factory& factory);
 
@@ -88,6 +91,7 @@ private:
     std::vector<std::function<void()>> _messages;
     std::atomic<bool> _has_messages{false};  // lets the busy loop skip the lock
     std::atomic<bool> _blocked{false};
+    std::atomic<bool> _poked{false};  // seq_cst with _blocked, like _has_messages
 
     struct slot {
         std::unique_ptr<connection> conn;

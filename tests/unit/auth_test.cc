@@ -29,7 +29,7 @@ target::target_config auth_config() {
     s.keys[host_b].dhchap_key = key64;
     s.keys[host_b].dhchap_ctrl_key = key32_other;
     s.namespaces.push_back(
-        {1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0});
+        {1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
     cfg.subsystems.push_back(s);
     return cfg;
 }

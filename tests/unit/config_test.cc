@@ -105,6 +105,43 @@ TEST(config, pcie_namespace) {
     EXPECT_EQ(n.nsid, 3u);
 }
 
+TEST(config, rbd_namespace) {
+    auto c = parse_config(pcie_ns(R"({ "backend": "rbd", "pool": "p", "image": "vol1", "ceph_conf": "/etc/ceph/c.conf",
+                                       "block_size": 512 })"),
+                          "x");
+    const auto& n = c.subsystems.at(0).namespaces.at(0);
+    EXPECT_EQ(n.backend, ferry::target::backend_kind::rbd);
+    EXPECT_EQ(n.rbd.pool, "p");
+    EXPECT_EQ(n.rbd.image, "vol1");
+    EXPECT_EQ(n.rbd.ceph_conf, "/etc/ceph/c.conf");
+    EXPECT_EQ(n.rbd.client, "admin");  // the default cephx user
+    EXPECT_EQ(n.block_size, 512u);
+    EXPECT_EQ(n.size_bytes, 0u);  // from the image
+}
+
+TEST(config, rbd_namespace_errors) {
+    using kind = ferry::mgmt::config_error::kind;
+    auto kind_and_path = [](const std::string& ns) -> std::pair<kind, std::string> {
+        try {
+            parse_config(pcie_ns(ns), "cfg.json");
+        } catch (const config_error& e) {
+            return {e.error_kind, e.path};
+        }
+        return {kind::malformed, "(accepted)"};
+    };
+    const std::string p = "/subsystems/0/namespaces/0";
+    // Missing pool or image: invalid (HTTP 422) with the path of what is missing.
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "image": "i" })"), std::make_pair(kind::invalid, p + "/pool"));
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "pool": "p" })"), std::make_pair(kind::invalid, p + "/image"));
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "pool": "", "image": "i" })").second, p + "/pool");
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "pool": "p", "image": "i", "size": "1GiB" })").second, p + "/size");
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "pool": "p", "image": "i", "ceph_conf": "c.conf" })").second,
+              p + "/ceph_conf");
+    EXPECT_EQ(kind_and_path(R"({ "backend": "rbd", "pool": "p", "image": "i", "client": "client.admin" })").second,
+              p + "/client");
+    EXPECT_EQ(kind_and_path(R"({ "backend": "ram", "size": 4096, "pool": "p" })").second, p + "/pool");
+}
+
 TEST(config, pcie_namespace_errors) {
     EXPECT_NE(error_of(pcie_ns(R"({ "backend": "pcie" })")).find("/subsystems/0/namespaces/0/device: missing"),
               std::string::npos);
@@ -201,6 +238,7 @@ void expect_same(const ferry::target::target_config& a, const ferry::target::tar
             EXPECT_EQ(p.uuid, q.uuid);
             EXPECT_EQ(p.nguid, q.nguid);
             EXPECT_EQ(p.eui64, q.eui64);
+            EXPECT_EQ(p.rbd, q.rbd);
             EXPECT_EQ(p.path, q.path);
             EXPECT_EQ(p.pcie_address, q.pcie_address);
             EXPECT_EQ(p.pcie_nsid, q.pcie_nsid);
@@ -252,7 +290,11 @@ TEST(config, writer_round_trips) {
     pcie.backend = ferry::target::backend_kind::pcie;
     pcie.pcie_address = "0000:00:04.0";
     pcie.pcie_nsid = 2;
-    s.namespaces = {ram, odd, file, pcie};
+    namespace_config rbd;
+    rbd.nsid = 4;
+    rbd.backend = ferry::target::backend_kind::rbd;
+    rbd.rbd = {"rbd", "vol1", "/etc/ceph/ceph.conf", "gw"};
+    s.namespaces = {ram, odd, file, pcie, rbd};
     subsystem_config t;
     t.nqn = "testnqn";
     t.allow_any_host = true;

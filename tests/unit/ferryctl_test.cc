@@ -97,6 +97,17 @@ TEST(FerryctlBodies, NamespaceBodyHoldsOnlyWhatWasGiven) {
                               "nguid": "00112233445566778899aabbccddeeff", "eui64": "0011223344556677"})"));
 }
 
+TEST(FerryctlBodies, RbdNamespaceBody) {
+    namespace_args r;
+    r.backend = "rbd";
+    r.pool = "rbd";
+    r.image = "vol1";
+    r.ceph_conf = "/etc/ceph/ceph.conf";
+    r.client = "gw";
+    EXPECT_EQ(namespace_body(r), json::parse(R"({"backend": "rbd", "pool": "rbd", "image": "vol1",
+                                               "ceph_conf": "/etc/ceph/ceph.conf", "client": "gw"})"));
+}
+
 TEST(FerryctlBodies, SizeDigitsBecomeANumberUnitsStayText) {
     EXPECT_EQ(size_value("1048576"), json(1048576));
     EXPECT_EQ(size_value("2GiB"), json("2GiB"));

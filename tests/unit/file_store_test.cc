@@ -145,7 +145,7 @@ TEST(file_store, errors_name_the_path) {
 TEST(file_store, data_survives_a_target_restart) {
     temp_file f;
     auto cfg = test_config();
-    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, f.path, {}, 0};
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, f.path, {}, 0, {}};
     auto d = pattern(64 * 1024, 11);
     {
         harness h(cfg);
@@ -171,7 +171,7 @@ TEST(file_store, a_failed_read_is_a_media_error_in_smart_and_the_error_log) {
     // new end come back short and complete with Unrecovered Read Error (SCT 2h).
     temp_file f;
     auto cfg = test_config();
-    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, f.path, {}, 0};
+    cfg.subsystems[0].namespaces[0] = {1, target::backend_kind::file, 4u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, f.path, {}, 0, {}};
     harness h(cfg);
     association a(h, 5000, 31);
     host_conn &admin = a.admin, &io = a.io;

@@ -77,13 +77,13 @@ inline target::target_config test_config() {
     target::subsystem_config open;
     open.nqn = open_nqn;
     open.allow_any_host = true;
-    open.namespaces.push_back({1, target::backend_kind::ram, 16u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0});
-    open.namespaces.push_back({3, target::backend_kind::ram, 1u << 20, 512, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0});
+    open.namespaces.push_back({1, target::backend_kind::ram, 16u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
+    open.namespaces.push_back({3, target::backend_kind::ram, 1u << 20, 512, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
     cfg.subsystems.push_back(open);
     target::subsystem_config restricted;
     restricted.nqn = restricted_nqn;
     restricted.hosts.push_back(host_a);
-    restricted.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0});
+    restricted.namespaces.push_back({1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
     cfg.subsystems.push_back(restricted);
     return cfg;
 }

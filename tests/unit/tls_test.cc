@@ -47,7 +47,7 @@ target::target_config tls_config(const char* key) {
     s.hosts.push_back(host_a);  // a host without keys
     s.keys[tls_host].tls_psk = key;
     s.namespaces.push_back(
-        {1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0});
+        {1, target::backend_kind::ram, 1u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
     cfg.subsystems.push_back(s);
     return cfg;
 }

@@ -30,6 +30,10 @@ json namespace_body(const namespace_args& a) {
     if (a.path) body["path"] = *a.path;
     if (a.pcie_address) body["pcie_address"] = *a.pcie_address;
     if (a.pcie_nsid) body["pcie_nsid"] = *a.pcie_nsid;
+    if (a.pool) body["pool"] = *a.pool;
+    if (a.image) body["image"] = *a.image;
+    if (a.ceph_conf) body["ceph_conf"] = *a.ceph_conf;
+    if (a.client) body["client"] = *a.client;
     return body;
 }
 

@@ -33,13 +33,14 @@ nlohmann::json size_value(const std::string& size);
 
 struct namespace_args {
     std::optional<uint32_t> nsid;
-    std::string backend;  // ram|null|file|pcie
+    std::string backend;  // ram|null|file|pcie|rbd
     std::optional<std::string> size;
     std::optional<uint32_t> block_size;
     std::optional<std::string> uuid, nguid, eui64;
     std::optional<std::string> path;
     std::optional<std::string> pcie_address;
     std::optional<uint32_t> pcie_nsid;
+    std::optional<std::string> pool, image, ceph_conf, client;  // rbd
 };
 // Only what was given: the API fills in defaults (lowest free NSID, derived UUID, ...).
 nlohmann::json namespace_body(const namespace_args& args);

@@ -48,6 +48,7 @@ Examples:
   ferryctl subsystem add nqn.2026-11.io.ferry:db --host nqn.2014-08.org.nvmexpress:uuid:...
   ferryctl ns add nqn.2026-11.io.ferry:db --backend ram --size 1GiB
   ferryctl ns add nqn.2026-11.io.ferry:db --backend pcie --pcie-address 0000:00:04.0 --pcie-nsid 1
+  ferryctl ns add nqn.2026-11.io.ferry:db --backend rbd --pool rbd --image vol1 --ceph-conf /etc/ceph/ceph.conf
   ferryctl listener add 10.0.0.1 4420 --tls required
   ferryctl host add nqn.2026-11.io.ferry:db nqn.2014-08.org.nvmexpress:uuid:... \
       --dhchap-key-file /root/host1.dhchap --tls-psk-file /root/host1.psk
@@ -230,12 +231,12 @@ int main(int argc, char** argv) {
     namespace_args na;
     na.backend = "ram";
     optional_u32 na_nsid, na_block, na_pcie_nsid;
-    optional_text na_size, na_uuid, na_nguid, na_eui64, na_path, na_pcie;
+    optional_text na_size, na_uuid, na_nguid, na_eui64, na_path, na_pcie, na_pool, na_image, na_ceph_conf, na_client;
     auto* n_add = ns->add_subcommand("add", "add a namespace; hosts see it without reconnecting");
     n_add->add_option("nqn", nqn, "subsystem NQN")->required();
-    n_add->add_option("--backend", na.backend, "ram, null, file or pcie")
+    n_add->add_option("--backend", na.backend, "ram, null, file, pcie or rbd")
         ->capture_default_str()
-        ->check(CLI::IsMember({"ram", "null", "file", "pcie"}));
+        ->check(CLI::IsMember({"ram", "null", "file", "pcie", "rbd"}));
     na_nsid.option = n_add->add_option("--nsid", na_nsid.value, "NSID (default: the lowest free)");
     na_size.option = n_add->add_option("--size", na_size.value, "size: bytes or 512MiB, 1GiB, ... (file: optional)");
     na_block.option = n_add->add_option("--block-size", na_block.value, "512 or 4096 (default 4096)");
@@ -245,6 +246,10 @@ int main(int argc, char** argv) {
     na_path.option = n_add->add_option("--path", na_path.value, "file backend: regular file or block device");
     na_pcie.option = n_add->add_option("--pcie-address", na_pcie.value, "pcie backend: controller BDF, 0000:00:04.0");
     na_pcie_nsid.option = n_add->add_option("--pcie-nsid", na_pcie_nsid.value, "pcie backend: namespace on it");
+    na_pool.option = n_add->add_option("--pool", na_pool.value, "rbd backend: the image's pool");
+    na_image.option = n_add->add_option("--image", na_image.value, "rbd backend: the RBD image (its size is used)");
+    na_ceph_conf.option = n_add->add_option("--ceph-conf", na_ceph_conf.value, "rbd backend: Ceph configuration file");
+    na_client.option = n_add->add_option("--client", na_client.value, "rbd backend: cephx user (default admin)");
     on(n_add, [&] {
         na.nsid = na_nsid.get();
         na.size = na_size.get();
@@ -255,6 +260,10 @@ int main(int argc, char** argv) {
         na.path = na_path.get();
         na.pcie_address = na_pcie.get();
         na.pcie_nsid = na_pcie_nsid.get();
+        na.pool = na_pool.get();
+        na.image = na_image.get();
+        na.ceph_conf = na_ceph_conf.get();
+        na.client = na_client.get();
         json res = s.call("POST", subsystem_path(nqn) + "/namespaces", namespace_body(na));
         s.done(res, "namespace " + cell(res, "nsid") + " (uuid " + cell(res, "uuid") + ") added to " + nqn);
     });

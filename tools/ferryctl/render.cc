@@ -64,6 +64,7 @@ std::string namespace_source(const json& ns) {
     std::string backend = cell(ns, "backend");
     if (backend == "file") return cell(ns, "path");
     if (backend == "pcie") return cell(ns, "pcie_address") + " nsid " + cell(ns, "pcie_nsid");
+    if (backend == "rbd") return cell(ns, "pool") + "/" + cell(ns, "image");
     return "-";
 }
 

@@ -43,6 +43,7 @@ struct options {
     std::string digest;
     std::string cpus;
     bool verify = false;
+    std::string verify_state;
     std::string json;
     uint64_t seed = 0;
 };
@@ -74,7 +75,7 @@ struct run_params {
     uint64_t deadline_ns;
 };
 
-void run_worker(std::vector<queue_ctx*> queues, fp::generator gen, std::optional<fp::verify_map> vmap,
+void run_worker(std::vector<queue_ctx*> queues, fp::generator gen, std::optional<fp::verify_map>& vmap,
                 const run_params& p, int cpu, worker_result& res) {
     if (cpu >= 0) ferry::env::pin_current_thread(cpu);
     auto note_error = [&](const std::string& what) {
@@ -229,6 +230,10 @@ int main(int argc, char** argv) {
     app.add_option("--cpus", o.cpus, "CPUs for worker threads, one thread per CPU (queues spread over them)");
     app.add_flag("--verify", o.verify,
                  "stamp written blocks (LBA, generation, CRC32C) and check every block read; exit 1 on a mismatch");
+    app.add_option("--verify-state", o.verify_state,
+                   "with --verify: read the generations a run wrote from this file before starting (if it exists) "
+                   "and write them back at the end, so a later run checks what an earlier one wrote")
+        ->needs("--verify");
     app.add_option("--json", o.json, "write the results as JSON to this file ('-' = standard output)");
     app.add_option("--seed", o.seed, "random seed (default: time)");
     CLI11_PARSE(app, argc, argv);
@@ -337,6 +342,25 @@ int main(int argc, char** argv) {
         if (o.seed == 0) o.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
         run_params p{o.nsid, lba_size, static_cast<uint32_t>(nlb), static_cast<uint32_t>(bs), o.qd, 0};
         std::vector<worker_result> results(nworkers);
+        // --verify-state: "ferry-perf verify-state 1 FIRST_LBA LBAS LBA_SIZE\n" then one
+        // generation (uint32, host order) per LBA.
+        std::vector<uint32_t> known(o.verify_state.empty() ? 0 : slice * nworkers, 0);
+        const std::string state_header =
+            fmt::format("ferry-perf verify-state 1 {} {} {}\n", first_lba, known.size(), lba_size);
+        if (!o.verify_state.empty()) {
+            std::ifstream in(o.verify_state, std::ios::binary);
+            if (in) {
+                std::string header;
+                std::getline(in, header);
+                if (header + "\n" != state_header)
+                    throw std::invalid_argument(fmt::format("--verify-state {}: '{}' is not for this range ({})",
+                                                            o.verify_state, header,
+                                                            state_header.substr(0, state_header.size() - 1)));
+                in.read(reinterpret_cast<char*>(known.data()), static_cast<std::streamsize>(known.size() * 4));
+                if (!in) throw std::invalid_argument("--verify-state " + o.verify_state + ": truncated");
+            }
+        }
+        std::vector<std::optional<fp::verify_map>> vms(nworkers);
         std::vector<std::thread> threads;
         const double cpu0 = cpu_seconds();
         const uint64_t t0 = ferry::env::now_ns();
@@ -346,9 +370,10 @@ int main(int argc, char** argv) {
             for (unsigned i = w; i < o.queues; i += nworkers) mine.push_back(qs[i].get());
             const uint64_t start = first_lba + w * slice;
             fp::generator gen(mode, o.mix, start, slice, static_cast<uint32_t>(nlb), o.seed + w);
-            std::optional<fp::verify_map> vm;
+            std::optional<fp::verify_map>& vm = vms[w];
             if (o.verify) vm.emplace(start, slice);
-            threads.emplace_back(run_worker, mine, gen, std::move(vm), std::cref(p), cpus.empty() ? -1 : cpus[w],
+            for (uint64_t i = 0; vm && i < known.size() / nworkers; ++i) vm->written(start + i, known[w * slice + i]);
+            threads.emplace_back(run_worker, mine, gen, std::ref(vm), std::cref(p), cpus.empty() ? -1 : cpus[w],
                                  std::ref(results[w]));
         }
         // Keep the association alive while the workers run.
@@ -363,6 +388,14 @@ int main(int argc, char** argv) {
             }
         }
         for (auto& t : threads) t.join();
+        if (!o.verify_state.empty()) {
+            for (unsigned w = 0; w < nworkers; ++w)
+                for (uint64_t i = 0; i < slice; ++i) known[w * slice + i] = vms[w]->expected(first_lba + w * slice + i);
+            std::ofstream out(o.verify_state, std::ios::binary | std::ios::trunc);
+            out << state_header;
+            out.write(reinterpret_cast<const char*>(known.data()), static_cast<std::streamsize>(known.size() * 4));
+            if (!out) throw std::runtime_error("--verify-state " + o.verify_state + ": cannot write");
+        }
         const double elapsed = double(ferry::env::now_ns() - t0) / 1e9;
         const double cpu = cpu_seconds() - cpu0;
 

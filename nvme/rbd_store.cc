@@ -1,0 +1,359 @@
+// Ceph RBD image store through librbd's asynchronous C API. The cluster handle and the image
+// are opened and closed by the thread that makes and destroys the store (the management
+// side, never a reactor), so librbd's own threads get that thread's ordinary CPU affinity.
+// Commands are submitted from the owning reactor; librbd calls back on its own threads, and
+// the callback only pushes the command's preallocated slot onto the queue's lock-free list,
+// which poll() drains on the reactor, and pokes the reactor (env::thread_wake_hook() of the
+// thread that made the queue): a reactor with nothing else to do blocks even with commands
+// in flight (--idle-spin-us), and the poke writes its eventfd only when it is blocked.
+#include <fmt/format.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "env/thread.hh"
+#include "nvme/block_queue.hh"
+
+namespace ferry::nvme {
+
+namespace {
+
+class rbd_store;
+class rbd_queue;
+
+// One command in flight. Preallocated per queue; `next` links it into the completion list.
+struct rbd_op {
+    rbd_queue* queue = nullptr;
+    io_completion* done = nullptr;
+    std::span<const iovec> data;  // Compare: what the host sent
+    uint8_t opcode = 0;
+    bool fua = false;             // a write whose flush is still to be sent
+    uint64_t expect = 0;          // bytes a read must return
+    std::atomic<int> pending{0};  // librbd calls outstanding (Dataset Management: one per range)
+    std::atomic<int> error{0};    // first negative result
+    std::atomic<rbd_op*> next{nullptr};
+    std::unique_ptr<uint8_t[]> bounce;  // Compare: the blocks as stored, grown on first use
+    size_t bounce_size = 0;
+};
+
+class rbd_store final : public block_store {
+public:
+    rbd_store(const rbd_options& o) : _pool(o.pool), _image_name(o.image), _bs(o.block_size) {
+        try {
+            open(o);
+        } catch (...) {
+            close_all();
+            throw;
+        }
+    }
+    ~rbd_store() override { close_all(); }
+    uint64_t block_count() const override { return _blocks; }
+    uint32_t block_size() const override { return _bs; }
+    bool volatile_write_cache() const override { return false; }  // rbd_cache=false: acked = stored
+    std::string describe() const override { return fmt::format("rbd image {}/{}", _pool, _image_name); }
+    std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool*, queue_group*) override;
+    rbd_image_t image() const { return _image; }
+    const std::string& name() const { return _name; }
+
+private:
+    [[noreturn]] void fail(const std::string& what, int rc) {
+        throw std::runtime_error(fmt::format("rbd image {}/{}: {}: {}", _pool, _image_name, what, std::strerror(-rc)));
+    }
+    void open(const rbd_options& o) {
+        const std::string client = o.client.empty() ? "admin" : o.client;
+        int rc = ::rados_create(&_cluster, client.c_str());
+        if (rc < 0) fail("rados_create for client." + client, rc);
+        rc = ::rados_conf_read_file(_cluster, o.ceph_conf.empty() ? nullptr : o.ceph_conf.c_str());
+        if (rc < 0)
+            fail("cannot read Ceph configuration " + (o.ceph_conf.empty() ? "(default paths)" : o.ceph_conf), rc);
+        // Writes must be stored when acknowledged (no volatile cache is reported to hosts); a
+        // cluster that does not answer must not hang the management API; deallocated blocks
+        // must read as zeroes (DLFEAT), so partial objects are zeroed, not skipped.
+        const std::pair<const char*, std::string> settings[] = {
+            {"rbd_cache", "false"},
+            {"client_mount_timeout", std::to_string(o.timeout_s)},
+            {"rados_mon_op_timeout", std::to_string(o.timeout_s)},
+            {"rados_osd_op_timeout", std::to_string(o.timeout_s * 3)},
+            {"rbd_skip_partial_discard", "false"},
+        };
+        for (const auto& [k, v] : settings) {
+            rc = ::rados_conf_set(_cluster, k, v.c_str());
+            if (rc < 0) fail(fmt::format("rados_conf_set {}={}", k, v), rc);
+        }
+        rc = ::rados_connect(_cluster);
+        if (rc < 0) {
+            ::rados_shutdown(_cluster);
+            _cluster = nullptr;
+            fail(fmt::format("cannot connect to the cluster as client.{} ({})", client,
+                             o.ceph_conf.empty() ? "default configuration" : o.ceph_conf),
+                 rc);
+        }
+        rc = ::rados_ioctx_create(_cluster, _pool.c_str(), &_io);
+        if (rc < 0) fail(rc == -ENOENT ? "pool does not exist" : "cannot open the pool", rc);
+        rc = ::rbd_open(_io, _image_name.c_str(), &_image, nullptr);
+        if (rc < 0) fail(rc == -ENOENT ? "image does not exist" : "cannot open the image", rc);
+        uint64_t size = 0;
+        rc = ::rbd_get_size(_image, &size);
+        if (rc < 0) fail("rbd_get_size", rc);
+        if (size < _bs) fail(fmt::format("is {} bytes, smaller than one block", size), -EINVAL);
+        _blocks = size / _bs;
+        _name = describe();
+    }
+    void close_all() {
+        if (_image) ::rbd_close(_image);
+        _image = nullptr;
+        if (_io) ::rados_ioctx_destroy(_io);
+        _io = nullptr;
+        if (_cluster) ::rados_shutdown(_cluster);
+        _cluster = nullptr;
+    }
+
+    std::string _pool, _image_name, _name;
+    uint32_t _bs;
+    uint64_t _blocks = 0;
+    rados_t _cluster = nullptr;
+    rados_ioctx_t _io = nullptr;
+    rbd_image_t _image = nullptr;
+};
+
+class rbd_queue final : public block_queue {
+public:
+    rbd_queue(rbd_store& store, unsigned depth)
+        : _store(store), _wake(env::thread_wake_hook()), _ops(depth ? depth : 1) {
+        for (auto& o : _ops) o.queue = this;
+        _free.reserve(_ops.size());
+        for (size_t i = _ops.size(); i-- > 0;) _free.push_back(&_ops[i]);
+    }
+    ~rbd_queue() override = default;  // the owner waits for in_flight() == 0
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
+    unsigned poll() override;
+    unsigned in_flight() const override { return _in_flight; }
+    std::string describe() const override { return _store.name(); }
+
+    // librbd thread: a call of `op` finished with `r`.
+    static void on_complete(rbd_completion_t c, void* arg) {
+        auto* op = static_cast<rbd_op*>(arg);
+        const ssize_t r = ::rbd_aio_get_return_value(c);
+        ::rbd_aio_release(c);
+        if (r < 0) {
+            int expected = 0;
+            op->error.compare_exchange_strong(expected, static_cast<int>(r), std::memory_order_relaxed);
+        } else if (op->expect && static_cast<uint64_t>(r) != op->expect) {
+            int expected = 0;
+            op->error.compare_exchange_strong(expected, -EIO, std::memory_order_relaxed);
+        }
+        if (op->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) op->queue->push_done(op);
+    }
+
+private:
+    // Multi-producer push (a Treiber stack); the reactor takes the whole list at once.
+    void push_done(rbd_op* op) {
+        // Copied first: once the op is on the list, the reactor may complete it and free the queue.
+        const env::wake_hook wake = _wake;
+        rbd_op* head = _done.load(std::memory_order_relaxed);
+        do {
+            op->next.store(head, std::memory_order_relaxed);
+        } while (!_done.compare_exchange_weak(head, op, std::memory_order_seq_cst, std::memory_order_relaxed));
+        wake();
+    }
+    rbd_op* take_slot(io_completion& done, uint8_t opcode) {
+        if (_free.empty()) return nullptr;
+        rbd_op* op = _free.back();
+        _free.pop_back();
+        op->done = &done;
+        op->opcode = opcode;
+        op->fua = false;
+        op->expect = 0;
+        op->data = {};
+        op->error.store(0, std::memory_order_relaxed);
+        op->pending.store(1, std::memory_order_relaxed);  // the submitter's reference
+        ++_in_flight;
+        return op;
+    }
+    rbd_completion_t completion(rbd_op* op) {
+        rbd_completion_t c = nullptr;
+        if (::rbd_aio_create_completion(op, &rbd_queue::on_complete, &c) < 0) return nullptr;
+        op->pending.fetch_add(1, std::memory_order_relaxed);
+        return c;
+    }
+    // A librbd call refused at once: undo what completion() counted, keep the error.
+    static void refused(rbd_op* op, int rc, rbd_completion_t c) {
+        if (c) {
+            ::rbd_aio_release(c);
+            op->pending.fetch_sub(1, std::memory_order_relaxed);
+        }
+        int expected = 0;
+        op->error.compare_exchange_strong(expected, rc, std::memory_order_relaxed);
+    }
+    // Drops the submitter's reference: the command completes through poll() once every
+    // librbd call it made is back.
+    void release_submitter(rbd_op* op) {
+        if (op->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) push_done(op);
+    }
+    bool finish(rbd_op* op);
+
+    rbd_store& _store;
+    const env::wake_hook _wake;  // of the reactor that owns the queue
+    std::vector<rbd_op> _ops;
+    std::vector<rbd_op*> _free;
+    unsigned _in_flight = 0;
+    alignas(64) std::atomic<rbd_op*> _done{nullptr};
+};
+
+std::unique_ptr<block_queue> rbd_store::create_queue(unsigned depth, const env::dma_pool*, queue_group*) {
+    return std::make_unique<rbd_queue>(*this, depth);
+}
+
+void rbd_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) {
+    switch (cmd.opcode) {
+        case io_opc::read:
+        case io_opc::write:
+        case io_opc::flush:
+        case io_opc::write_zeroes:
+        case io_opc::compare:
+        case io_opc::dataset_mgmt:
+            break;
+        default:
+            return done.complete(sc::invalid_opcode | status_dnr);
+    }
+    rbd_image_t img = _store.image();
+    const uint64_t bs = _store.block_size();
+    const uint64_t offset = io_slba(cmd) * bs;
+    const uint64_t len = uint64_t(io_nlb(cmd)) * bs;
+    rbd_op* op = take_slot(done, cmd.opcode);
+    if (!op) return done.complete(sc::internal_error);  // cannot happen: depth-sized
+    rbd_completion_t c = nullptr;
+    int rc = -ENOMEM;
+    switch (cmd.opcode) {
+        case io_opc::read:
+            op->expect = len;
+            if ((c = completion(op))) rc = ::rbd_aio_readv(img, data.data(), static_cast<int>(data.size()), offset, c);
+            break;
+        case io_opc::write:
+            op->fua = cmd.cdw12 & (1u << 30);
+            if ((c = completion(op))) rc = ::rbd_aio_writev(img, data.data(), static_cast<int>(data.size()), offset, c);
+            break;
+        case io_opc::flush:
+            if ((c = completion(op))) rc = ::rbd_aio_flush(img, c);
+            break;
+        case io_opc::write_zeroes:
+            if ((c = completion(op))) rc = ::rbd_aio_write_zeroes(img, offset, len, c, 0, 0);
+            break;
+        case io_opc::compare:
+            // librbd 16.2 has no vectored compare-and-write: read into a bounce buffer, compare
+            // on the reactor. Rare; the buffer is kept for the next one.
+            if (op->bounce_size < len) {
+                op->bounce.reset(new (std::nothrow) uint8_t[len]);
+                op->bounce_size = op->bounce ? len : 0;
+            }
+            if (!op->bounce) break;
+            op->data = data;
+            op->expect = len;
+            if ((c = completion(op)))
+                rc =
+                    ::rbd_aio_read(img, offset, static_cast<size_t>(len), reinterpret_cast<char*>(op->bounce.get()), c);
+            break;
+        case io_opc::dataset_mgmt: {
+            rc = 0;
+            if (!(cmd.cdw11 & 4)) break;  // hints only
+            // One discard per range, each range copied out of the payload as it comes.
+            const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
+            unsigned idx = 0;
+            size_t at = 0;
+            dsm_range r{};
+            auto* dst = reinterpret_cast<uint8_t*>(&r);
+            for (const iovec& v : data) {
+                const auto* src = static_cast<const uint8_t*>(v.iov_base);
+                for (size_t i = 0; i < v.iov_len && idx < nr; ++i) {
+                    dst[at++] = src[i];
+                    if (at < sizeof(r)) continue;
+                    at = 0;
+                    ++idx;
+                    if (!r.length) continue;
+                    rbd_completion_t dc = completion(op);
+                    const int drc = dc ? ::rbd_aio_discard(img, r.slba * bs, uint64_t(r.length) * bs, dc) : -ENOMEM;
+                    if (drc < 0) {
+                        refused(op, drc, dc);
+                        idx = nr;  // send no more
+                    }
+                }
+            }
+            break;
+        }
+    }
+    if (rc < 0) refused(op, rc, c);
+    release_submitter(op);
+}
+
+// On the reactor: completes `op`, or sends the flush of a FUA write and returns false.
+bool rbd_queue::finish(rbd_op* op) {
+    const int err = op->error.load(std::memory_order_relaxed);
+    uint16_t status = sc::success;
+    if (err < 0) {
+        status = rbd_error_status(err, op->opcode);
+    } else if (op->opcode == io_opc::write && op->fua) {
+        op->fua = false;
+        op->pending.store(1, std::memory_order_relaxed);
+        rbd_completion_t c = completion(op);
+        const int rc = c ? ::rbd_aio_flush(_store.image(), c) : -ENOMEM;
+        if (rc < 0) refused(op, rc, c);
+        release_submitter(op);
+        return false;
+    } else if (op->opcode == io_opc::compare) {
+        size_t at = 0;
+        for (const iovec& v : op->data) {
+            if (std::memcmp(op->bounce.get() + at, v.iov_base, v.iov_len) != 0) {
+                status = sc::compare_failure | status_dnr;
+                break;
+            }
+            at += v.iov_len;
+        }
+    }
+    if (err < 0)
+        spdlog::debug("{}: opcode {:#x} failed: {} -> status {:#x}", _store.name(), op->opcode, std::strerror(-err),
+                      status);
+    io_completion* done = op->done;
+    op->done = nullptr;
+    _free.push_back(op);
+    --_in_flight;
+    done->complete(status);
+    return true;
+}
+
+unsigned rbd_queue::poll() {
+    if (_in_flight == 0 || !_done.load(std::memory_order_relaxed)) return 0;
+    rbd_op* list = _done.exchange(nullptr, std::memory_order_acquire);
+    // Oldest first: the stack holds them newest first.
+    rbd_op* ordered = nullptr;
+    while (list) {
+        rbd_op* next = list->next.load(std::memory_order_relaxed);
+        list->next.store(ordered, std::memory_order_relaxed);
+        ordered = list;
+        list = next;
+    }
+    unsigned n = 0;
+    while (ordered) {
+        rbd_op* next = ordered->next.load(std::memory_order_relaxed);
+        n += finish(ordered) ? 1 : 0;
+        ordered = next;
+    }
+    return n;
+}
+
+}  // namespace
+
+std::unique_ptr<block_store> make_rbd_store(const rbd_options& options) {
+    if (options.block_size != 512 && options.block_size != 4096)
+        throw std::runtime_error(fmt::format("rbd image {}/{}: block size {} is not 512 or 4096", options.pool,
+                                             options.image, options.block_size));
+    return std::make_unique<rbd_store>(options);
+}
+
+}  // namespace ferry::nvme
