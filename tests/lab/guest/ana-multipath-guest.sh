@@ -3,7 +3,7 @@
 # done when 4). Connects to $LAB_NQN through $LAB_PORT (path A) and $PORT_B (path B) with
 # native NVMe multipath, runs fio write+verify passes (16 MiB, crc32c) on the multipath head
 # while ferryd's REST API ($API, $TOKEN) flips the listeners' ANA states; each path's sysfs
-# ana_state follows, I/O goes to the optimized path only, and no fio pass fails.
+# ana_state follows, I/O (reads and writes) goes to the optimized path only, and no fio pass fails.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR/../../../../shared/lab source=guest-lib.sh
 source /lab/lib.sh
@@ -38,16 +38,17 @@ wait_ana() {
     done
     echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
 }
-# writes_of PORT: completed writes on that path (sysfs stat field 5)
-writes_of() { awk '{print $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
-# io_moves_to ON OFF: over 4 s, writes grow on the path through ON and not through OFF
+# ios_of PORT: completed reads + writes on that path (sysfs stat fields 1 and 5; fio's
+# verify phase only reads)
+ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
+# io_moves_to ON OFF: over 4 s, I/O grows on the path through ON and not through OFF
 io_moves_to() {
     local on0 off0 on1 off1
     sleep 1    # requests sent before the change have completed or been retried
-    on0=$(writes_of "$1"); off0=$(writes_of "$2")
+    on0=$(ios_of "$1"); off0=$(ios_of "$2")
     sleep 4
-    on1=$(writes_of "$1"); off1=$(writes_of "$2")
-    echo "    writes through port $1: $on0 -> $on1; through port $2: $off0 -> $off1"
+    on1=$(ios_of "$1"); off1=$(ios_of "$2")
+    echo "    I/Os through port $1: $on0 -> $on1; through port $2: $off0 -> $off1"
     [ "$on1" -gt "$on0" ] && [ "$off1" -eq "$off0" ]
 }
 set_ana() { api_expect 200 PUT "/listeners/127.0.0.1:$1/ana/1" -d "{\"state\": \"$2\"}"; }
