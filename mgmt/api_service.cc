@@ -12,11 +12,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 
 #include "env/pci.hh"
 #include "mgmt/api.hh"
 #include "mgmt/status_page.hh"
+#include "target/ana.hh"
 
 namespace ferry::mgmt {
 namespace {
@@ -562,10 +564,22 @@ void api_service::add_routes() {
             if (!j.is_object())
                 throw config_error(config_error::kind::malformed, body_origin, "/", "must be an object");
             for (auto it = j.begin(); it != j.end(); ++it)
-                if (it.key() != "size") throw http_error(400, "unknown key (expected: size)", "/" + it.key());
-            if (!j.contains("size")) throw http_error(400, "missing", "/size");
+                if (it.key() != "size" && it.key() != "ana_group")
+                    throw http_error(400, "unknown key (expected: size, ana_group)", "/" + it.key());
+            if (!j.contains("size") && !j.contains("ana_group")) throw http_error(400, "missing", "/size");
+            std::optional<uint32_t> ana_group;
+            if (j.contains("ana_group")) {
+                if (!j["ana_group"].is_number_integer()) throw http_error(400, "must be an integer", "/ana_group");
+                const json& g = j["ana_group"];
+                if (!g.is_number_unsigned() || g.get<uint64_t>() < 1 || g.get<uint64_t>() > target::max_ana_groups)
+                    throw http_error(422, "must be an ANA group 1.." + std::to_string(target::max_ana_groups),
+                                     "/ana_group");
+                ana_group = static_cast<uint32_t>(g.get<uint64_t>());
+            }
             uint64_t size = 0;
-            if (j["size"].is_number_unsigned()) {
+            if (!j.contains("size")) {
+                // Only the group moves.
+            } else if (j["size"].is_number_unsigned()) {
                 size = j["size"].get<uint64_t>();
             } else if (j["size"].is_string()) {
                 try {
@@ -581,20 +595,28 @@ void api_service::add_routes() {
             target::target_config after = before;
             target::subsystem_config& s = subsystem_or_404(after, ctx.params[0]);
             target::namespace_config& n = namespace_or_404(s, nsid_param(ctx.params[1]));
-            if (n.backend != target::backend_kind::ram && n.backend != target::backend_kind::file)
-                throw http_error(422, "only ram and file namespaces can grow", "/size");
-            if (size == 0 || size % n.block_size)
-                throw http_error(
-                    422, "must be a non-zero multiple of block_size (" + std::to_string(n.block_size) + ")", "/size");
-            if (size < n.size_bytes)
-                throw http_error(422,
-                                 "shrinking is refused (the namespace has " + std::to_string(n.size_bytes) + " bytes)",
-                                 "/size");
-            n.size_bytes = size;
+            if (j.contains("size")) {
+                if (n.backend != target::backend_kind::ram && n.backend != target::backend_kind::file)
+                    throw http_error(422, "only ram and file namespaces can grow", "/size");
+                if (size == 0 || size % n.block_size)
+                    throw http_error(422,
+                                     "must be a non-zero multiple of block_size (" + std::to_string(n.block_size) + ")",
+                                     "/size");
+                if (size < n.size_bytes)
+                    throw http_error(
+                        422, "shrinking is refused (the namespace has " + std::to_string(n.size_bytes) + " bytes)",
+                        "/size");
+                n.size_bytes = size;
+            }
+            if (ana_group) n.ana_group = *ana_group;
             const size_t si = size_t(&s - after.subsystems.data()), ni = size_t(&n - s.namespaces.data());
             check_ram(after, _opt.ram, "/subsystems/" + std::to_string(si) + "/namespaces/" + std::to_string(ni));
             const uint32_t nsid = n.nsid;
-            persist_then_apply(before, after, [&] { c.resize_namespace(ctx.params[0], nsid, size); });
+            persist_then_apply(before, after, [&] {
+                if (j.contains("size")) c.resize_namespace(ctx.params[0], nsid, size);
+                // After a resize (which refuses as a whole): a group move cannot fail once the namespace exists.
+                if (ana_group) c.set_namespace_ana_group(ctx.params[0], nsid, *ana_group);
+            });
             target::target_config now = c.current_config();
             return json_response(200, to_json(namespace_or_404(subsystem_or_404(now, ctx.params[0]), nsid)));
         });
@@ -731,6 +753,42 @@ void api_service::add_routes() {
                 throw http_error(404, "no listener " + ctx.params[0]);
             persist_then_apply(before, after, [&] { c.remove_listener(address, port); });
             return no_content();
+        });
+    // ANA state of one group through one listener: {"state": "inaccessible"}; optimized is the default.
+    add("PUT", "/api/v1/listeners/{address}:{port}/ana/{group}", patch,
+        [this, &c = _control, persist_then_apply](context& ctx) {
+            std::string address;
+            uint16_t port = 0;
+            if (!split_endpoint(ctx.params[0], address, port)) throw http_error(404, "no listener " + ctx.params[0]);
+            const uint32_t group = parse_ana_group(ctx.params[1]);
+            const json j = body_json(ctx.req.body);
+            if (!j.is_object())
+                throw config_error(config_error::kind::malformed, body_origin, "/", "must be an object");
+            for (auto it = j.begin(); it != j.end(); ++it)
+                if (it.key() != "state") throw http_error(400, "unknown key (expected: state)", "/" + it.key());
+            if (!j.contains("state")) throw http_error(400, "missing", "/state");
+            if (!j["state"].is_string()) throw http_error(400, "must be a string", "/state");
+            const auto state = target::parse_ana_state(j["state"].get<std::string>());
+            if (!state) throw http_error(422, ana_state_error(j["state"].get<std::string>()), "/state");
+            std::lock_guard lock(_change_lock);
+            const target::target_config before = c.current_config();
+            target::target_config after = before;
+            auto l = std::find_if(after.listeners.begin(), after.listeners.end(),
+                                  [&](const auto& x) { return x.address == address && x.port == port; });
+            if (l == after.listeners.end()) throw http_error(404, "no listener " + ctx.params[0]);
+            if (!group)
+                throw http_error(
+                    422,
+                    "'" + ctx.params[1] + "' is not an ANA group (1.." + std::to_string(target::max_ana_groups) + ")",
+                    "/group");
+            if (*state == target::ana_state::optimized)
+                l->ana.erase(group);
+            else
+                l->ana[group] = *state;
+            persist_then_apply(before, after, [&] { c.set_ana_state(address, port, group, *state); });
+            for (const auto& now : c.current_config().listeners)
+                if (now.address == address && now.port == port) return json_response(200, to_json(now));
+            throw http_error(404, "no listener " + ctx.params[0]);
         });
     add("GET", "/api/v1/referrals", get_list, [&c = _control](context&) {
         json out = json::array();

@@ -11,6 +11,7 @@
 
 #include "env/pci.hh"
 #include "mgmt/key_files.hh"
+#include "target/ana.hh"
 #include "target/dhchap.hh"
 #include "transport/tls.hh"
 
@@ -222,9 +223,10 @@ target::namespace_config parse_namespace(const json& js, const std::string& np, 
     reader r(origin);
     r.object_with(js, np,
                   {"nsid", "backend", "size", "block_size", "uuid", "nguid", "eui64", "path", "device", "pcie_address",
-                   "pcie_nsid", "pool", "image", "ceph_conf", "client"});
+                   "pcie_nsid", "pool", "image", "ceph_conf", "client", "ana_group"});
     target::namespace_config nc;
     nc.nsid = static_cast<uint32_t>(r.unsigned_int(js, "nsid", np, false, default_nsid, 1, target::max_nsid));
+    nc.ana_group = static_cast<uint32_t>(r.unsigned_int(js, "ana_group", np, false, 1, 1, target::max_ana_groups));
     std::string backend = r.string(js, "backend", np, false, "ram");
     if (backend == "ram")
         nc.backend = target::backend_kind::ram;
@@ -458,9 +460,23 @@ target::subsystem_config parse_subsystem(const json& s, const std::string& p, co
     return sc;
 }
 
+uint32_t parse_ana_group(const std::string& text) {
+    if (text.empty() || text.size() > 3 ||
+        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return 0;
+    const unsigned long g = std::stoul(text);
+    return g >= 1 && g <= target::max_ana_groups ? static_cast<uint32_t>(g) : 0;
+}
+
+std::string ana_state_error(const std::string& name) {
+    std::string list;
+    for (const auto& [s, n] : target::ana_state_names) list += (list.empty() ? "" : ", ") + std::string(n);
+    return "'" + name + "' is not an ANA state (" + list + ")";
+}
+
 target::listener_config parse_listener(const json& l, const std::string& p, const std::string& origin) {
     reader r(origin);
-    r.object_with(l, p, {"transport", "address", "port", "tls"});
+    r.object_with(l, p, {"transport", "address", "port", "tls", "ana"});
     std::string tr = r.string(l, "transport", p, false, "tcp");
     if (tr != "tcp") r.fail(p + "/transport", "'" + tr + "' is not supported (only \"tcp\")");
     target::listener_config lc;
@@ -474,6 +490,21 @@ target::listener_config parse_listener(const json& l, const std::string& p, cons
         if (tls == transport::to_string(m)) mode = m;
     if (!mode) r.fail(p + "/tls", "'" + tls + "' is not a TLS mode (none, allowed, required)");
     lc.tls = *mode;
+    if (l.contains("ana")) {
+        const json& ana = l["ana"];
+        if (!ana.is_object()) r.malformed(p + "/ana", "must be an object of ANA group -> state");
+        for (auto it = ana.begin(); it != ana.end(); ++it) {
+            const std::string gp = p + "/ana/" + it.key();
+            const uint32_t group = parse_ana_group(it.key());
+            if (!group)
+                r.fail(gp,
+                       "'" + it.key() + "' is not an ANA group (1.." + std::to_string(target::max_ana_groups) + ")");
+            if (!it.value().is_string()) r.malformed(gp, "must be a string");
+            const auto state = target::parse_ana_state(it.value().get<std::string>());
+            if (!state) r.fail(gp, ana_state_error(it.value().get<std::string>()));
+            if (*state != target::ana_state::optimized) lc.ana[group] = *state;
+        }
+    }
     return lc;
 }
 
@@ -598,6 +629,7 @@ json to_json(const target::namespace_config& n) {
     if (n.uuid) j["uuid"] = uuid_text(*n.uuid);
     if (n.nguid) j["nguid"] = hex_text(*n.nguid);
     if (n.eui64) j["eui64"] = hex_text(*n.eui64);
+    j["ana_group"] = n.ana_group;
     return j;
 }
 
@@ -639,7 +671,10 @@ json to_json(const target::subsystem_config& s, const key_file_map* key_files) {
 }
 
 json to_json(const target::listener_config& l) {
-    return {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}, {"tls", transport::to_string(l.tls)}};
+    json j = {{"transport", "tcp"}, {"address", l.address}, {"port", l.port}, {"tls", transport::to_string(l.tls)}};
+    j["ana"] = json::object();  // groups not listed are optimized
+    for (const auto& [group, state] : l.ana) j["ana"][std::to_string(group)] = target::ana_state_name(state);
+    return j;
 }
 
 json to_json(const target::referral_config& r) {

@@ -107,6 +107,10 @@ host_entry parse_host(const nlohmann::json& j, const std::string& path, const st
 // (a controller key needs a host key).
 void patch_host_keys(const nlohmann::json& j, const std::string& origin, target::host_keys& keys);
 target::listener_config parse_listener(const nlohmann::json& j, const std::string& path, const std::string& origin);
+// An ANA group id in text ("2"; a JSON key or a URL segment): 1..max_ana_groups, else 0.
+uint32_t parse_ana_group(const std::string& text);
+// Why `name` is not an ANA state, listing the ones there are.
+std::string ana_state_error(const std::string& name);
 target::referral_config parse_referral(const nlohmann::json& j, const std::string& path, const std::string& origin);
 management_config parse_management(const nlohmann::json& j, const std::string& path, const std::string& origin);
 // Parses a request body: malformed JSON is a config_error(malformed, path "").

@@ -63,6 +63,12 @@ public:
             throw target::change_error(target::change_errc::failed, e.what());
         }
     }
+    void set_ana_state(const std::string& address, uint16_t port, uint32_t group, target::ana_state s) override {
+        _tgt.set_ana_state(address, port, group, s);
+    }
+    void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) override {
+        _tgt.set_namespace_ana_group(nqn, nsid, group);
+    }
     void add_referral(const target::referral_config& r) override { _tgt.add_referral(r); }
     void remove_referral(const std::string& address, uint16_t port) override { _tgt.remove_referral(address, port); }
     target::target_config current_config() const override { return _tgt.current_config(); }

@@ -38,6 +38,9 @@ public:
     // Binds the socket and serves it (and shows it in the discovery log).
     virtual void add_listener(const target::listener_config& l) = 0;
     virtual void remove_listener(const std::string& address, uint16_t port) = 0;
+    // ANA: a group's state through a listener; a namespace's group (target/target.hh).
+    virtual void set_ana_state(const std::string& address, uint16_t port, uint32_t group, target::ana_state s) = 0;
+    virtual void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) = 0;
     virtual void add_referral(const target::referral_config& r) = 0;
     virtual void remove_referral(const std::string& address, uint16_t port) = 0;
     virtual target::target_config current_config() const = 0;

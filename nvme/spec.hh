@@ -103,6 +103,9 @@ inline constexpr uint16_t unrecovered_read_error = 0x281;
 inline constexpr uint16_t compare_failure = 0x285;
 // path related (SCT 3): the command did not reach the media; a host may retry it elsewhere
 inline constexpr uint16_t internal_path_error = 0x300;
+inline constexpr uint16_t ana_persistent_loss = 0x301;
+inline constexpr uint16_t ana_inaccessible = 0x302;
+inline constexpr uint16_t ana_transition = 0x303;
 inline constexpr uint16_t controller_path_error = 0x360;
 }  // namespace sc
 
@@ -279,7 +282,12 @@ struct identify_ctrl {
     uint16_t cctemp;       // 268
     uint8_t reserved3[50];
     uint16_t kas;          // 320
-    uint8_t reserved4[190];
+    uint8_t reserved4[20];
+    uint8_t anatt;         // 342
+    uint8_t anacap;        // 343
+    uint32_t anagrpmax;    // 344
+    uint32_t nanagrpid;    // 348
+    uint8_t reserved4b[160];
     uint8_t sqes;          // 512
     uint8_t cqes;          // 513
     uint16_t maxcmd;       // 514
@@ -314,6 +322,8 @@ static_assert(sizeof(identify_ctrl) == 4096);
 static_assert(offsetof(identify_ctrl, cntrltype) == 111);
 static_assert(offsetof(identify_ctrl, oacs) == 256);
 static_assert(offsetof(identify_ctrl, kas) == 320);
+static_assert(offsetof(identify_ctrl, anatt) == 342);
+static_assert(offsetof(identify_ctrl, nanagrpid) == 348);
 static_assert(offsetof(identify_ctrl, sqes) == 512);
 static_assert(offsetof(identify_ctrl, sgls) == 536);
 static_assert(offsetof(identify_ctrl, subnqn) == 768);
@@ -378,7 +388,7 @@ inline constexpr uint8_t eui64 = 1, nguid = 2, uuid = 3, csi = 4;
 
 namespace lid {
 inline constexpr uint8_t supported = 0x00, error = 0x01, smart = 0x02, fw_slot = 0x03, changed_ns = 0x04,
-                         cmd_effects = 0x05, discovery = 0x70;
+                         cmd_effects = 0x05, ana = 0x0C, discovery = 0x70;
 }
 
 struct discovery_log_header {
@@ -425,11 +435,12 @@ inline constexpr uint8_t arbitration = 0x01, power_mgmt = 0x02, temp_threshold =
 
 // Async event: type 2 (notice), info, LID (reference 3.5).
 namespace aen {
-inline constexpr uint32_t cfg_ns_attr = 1u << 8, cfg_discovery = 1u << 31;
+inline constexpr uint32_t cfg_ns_attr = 1u << 8, cfg_ana = 1u << 11, cfg_discovery = 1u << 31;
 constexpr uint32_t result(uint8_t type, uint8_t info, uint8_t log) {
     return type | (static_cast<uint32_t>(info) << 8) | (static_cast<uint32_t>(log) << 16);
 }
 inline constexpr uint32_t ns_changed = result(2, 0x00, lid::changed_ns);
+inline constexpr uint32_t ana_changed = result(2, 0x03, lid::ana);
 inline constexpr uint32_t discovery_changed = result(2, 0xF0, lid::discovery);
 }  // namespace aen
 

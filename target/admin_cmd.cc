@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <optional>
 
 #include "target/queue.hh"
@@ -13,7 +14,8 @@ namespace ferry::target {
 namespace {
 constexpr uint16_t dnr = nvme::status_dnr;
 
-constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr;
+constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr | nvme::aen::cfg_ana;
+constexpr uint8_t ana_transition_time_s = 10;  // ANATT: a group leaves "change" well within it
 constexpr uint32_t disc_aen_mask = nvme::aen::cfg_discovery;
 
 void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool discovery) {
@@ -22,7 +24,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     nvme::copy_padded(id.mn, sizeof(id.mn), c.subsys.model());
     nvme::copy_padded(id.fr, sizeof(id.fr), FERRY_VERSION);
     id.rab = 6;
-    id.cmic = discovery ? 0 : 0x03;  // multi-port, multi-controller (no ANA)
+    id.cmic = discovery ? 0 : 0x0B;  // multi-port, multi-controller, ANA reporting
     // 2^MDTS * 4 KiB: 1 MiB (transport::max_transfer_bytes) unless a backing SSD allows less.
     static_assert((4096u << 8) == transport::max_transfer_bytes);
     id.mdts = 0;
@@ -39,6 +41,14 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.elpe = error_log::capacity - 1;
     id.npss = 0;
     id.kas = 10;  // 100 ms units: 1 s granularity
+    if (!discovery) {
+        id.anatt = ana_transition_time_s;
+        // Reports optimized, non-optimized, inaccessible, persistent loss and change; bit 6
+        // clear: a namespace's ANAGRPID may change (set_namespace_ana_group).
+        id.anacap = 0x1F;
+        id.anagrpmax = id.nanagrpid = max_ana_groups;
+        id.mnan = max_nsid;  // Linux requires 0 < MNAN <= NN with ANA
+    }
     id.sqes = 0x66;
     id.cqes = 0x44;
     id.maxcmd = max_queue_entries;
@@ -56,6 +66,28 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.dctype = discovery ? 1 : 0;  // direct discovery controller
     id.psd[0][0] = 0xC4;            // max power 25 W (0x09C4 centiwatts)
     id.psd[0][1] = 0x09;
+}
+
+// ANA log page (LID 0Ch): every group that has namespaces, ascending, each with its state
+// through this controller's listener and (unless `groups_only`, LSP RGO) its NSIDs ascending.
+std::vector<uint8_t> ana_log(const controller& c, uint64_t change_count, bool groups_only) {
+    std::map<uint32_t, std::vector<uint32_t>> groups;
+    for (const auto& [nsid, n] : c.subsys.namespaces()) groups[n.ana_group.load()].push_back(nsid);  // NSID order
+    std::vector<uint8_t> p(16);
+    const uint16_t ngrps = static_cast<uint16_t>(groups.size());
+    std::memcpy(&p[0], &change_count, 8);
+    std::memcpy(&p[8], &ngrps, 2);
+    for (const auto& [group, nsids] : groups) {
+        const size_t at = p.size();
+        const uint32_t count = groups_only ? 0 : static_cast<uint32_t>(nsids.size());
+        p.resize(at + 32 + count * 4);
+        std::memcpy(&p[at], &group, 4);
+        std::memcpy(&p[at + 4], &count, 4);
+        std::memcpy(&p[at + 8], &change_count, 8);
+        p[at + 16] = static_cast<uint8_t>(c.ana->state(group));
+        if (count) std::memcpy(&p[at + 32], nsids.data(), count * 4);
+    }
+    return p;
 }
 
 void put_u128(std::vector<uint8_t>& p, size_t at, uint64_t v) {
@@ -118,7 +150,8 @@ void fill_identify_ns(nvme::identify_ns& id, const ns& n) {
     id.nsze = id.ncap = id.nuse = n.block_count();
     id.nlbaf = 0;
     id.flbas = 0;
-    id.nmic = 1;                                 // may be attached to several controllers
+    id.nmic = 1;  // may be attached to several controllers
+    id.anagrpid = n.ana_group.load();
     id.dlfeat = n.store->deallocate_features();  // software stores: zeroes; an SSD: what it says
     std::memcpy(id.nguid, n.nguid.data(), 16);
     std::memcpy(id.eui64, n.eui64.data(), 8);
@@ -240,7 +273,7 @@ std::vector<uint8_t> queue::build_log(uint8_t lid, uint32_t nsid, bool& known) {
         case nvme::lid::supported: {
             std::vector<uint8_t> p(1024);
             for (uint8_t l : {nvme::lid::supported, nvme::lid::error, nvme::lid::smart, nvme::lid::fw_slot,
-                              nvme::lid::changed_ns, nvme::lid::cmd_effects})
+                              nvme::lid::changed_ns, nvme::lid::cmd_effects, nvme::lid::ana})
                 p[l * 4] = 1;  // LSUPP
             return p;
         }
@@ -308,7 +341,14 @@ void queue::exec_get_log_page(transport::request& req) {
         !_ctrl->subsys.find_ns(nsid))
         return finish(req, nvme::sc::invalid_namespace | dnr);
     bool known = false;
-    std::vector<uint8_t> page = build_log(lid, nsid, known);
+    std::vector<uint8_t> page;
+    if (lid == nvme::lid::ana && !_ctrl->subsys.is_discovery()) {
+        const bool rgo = (req.cmd.cdw10 >> 8) & 1;  // LSP bit 0: return groups only
+        page = ana_log(*_ctrl, _tgt.ana_change_count().load(std::memory_order_acquire), rgo);
+        known = true;
+    } else {
+        page = build_log(lid, nsid, known);
+    }
     if (!known) {
         spdlog::debug("{}: Get Log Page LID {:#x} not supported", _ctrl->name(), lid);
         return finish(req, nvme::sc::invalid_log_page | dnr);
@@ -412,6 +452,7 @@ void queue::raise_event(uint32_t aen_result) {
     if (!_ctrl || _qid != 0) return;
     if (aen_result == nvme::aen::ns_changed && !(_ctrl->aen_config & nvme::aen::cfg_ns_attr)) return;
     if (aen_result == nvme::aen::discovery_changed && !(_ctrl->aen_config & nvme::aen::cfg_discovery)) return;
+    if (aen_result == nvme::aen::ana_changed && !(_ctrl->aen_config & nvme::aen::cfg_ana)) return;
     auto& pending = _ctrl->pending_events;
     if (std::find(pending.begin(), pending.end(), aen_result) == pending.end()) pending.push_back(aen_result);
     deliver_events();

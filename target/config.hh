@@ -23,6 +23,17 @@ struct rbd_image_config {
     bool operator==(const rbd_image_config&) const = default;
 };
 
+// Asymmetric Namespace Access state of an ANA group as seen through one listener (the values
+// are the ANA log page's).
+enum class ana_state : uint8_t {
+    optimized = 0x1,
+    non_optimized = 0x2,
+    inaccessible = 0x3,
+    persistent_loss = 0x4,
+    change = 0xF,
+};
+inline constexpr uint32_t max_ana_groups = 32;  // ANAGRPMAX and NANAGRPID: groups 1..32
+
 struct namespace_config {
     uint32_t nsid = 1;
     backend_kind backend = backend_kind::ram;
@@ -35,6 +46,7 @@ struct namespace_config {
     std::string pcie_address;                     // pcie backend: controller, "0000:00:04.0"
     uint32_t pcie_nsid = 0;                       // pcie backend: the namespace on that controller
     rbd_image_config rbd;                         // rbd backend
+    uint32_t ana_group = 1;                       // ANAGRPID, 1..max_ana_groups
 };
 
 // Secrets of one host for one subsystem, as nvme-cli prints them; empty = not set. Never
@@ -62,6 +74,8 @@ struct listener_config {
     std::string address = "127.0.0.1";
     uint16_t port = 4420;
     transport::tls_mode tls = transport::tls_mode::none;  // discovery log TREQ/TSAS say it
+    // ANA state by group through this listener; a group not listed is optimized.
+    std::map<uint32_t, ana_state> ana{};
 };
 
 // A discovery log referral entry (SUBTYPE 01h): another discovery service a host may ask.

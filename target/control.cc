@@ -171,6 +171,8 @@ uint32_t target::add_namespace(const std::string& nqn, namespace_config cfg) {
     auto s = find_subsystem(nqn);
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
     if (cfg.nsid > max_nsid) refuse(change_errc::invalid, fmt::format("NSID {} is above {}", cfg.nsid, max_nsid));
+    if (cfg.ana_group == 0 || cfg.ana_group > max_ana_groups)
+        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", cfg.ana_group, max_ana_groups));
     if (cfg.nsid == 0) {
         cfg.nsid = s->lowest_free_nsid();
         if (!cfg.nsid)
@@ -191,6 +193,7 @@ uint32_t target::add_namespace(const std::string& nqn, namespace_config cfg) {
     spdlog::info("subsystem {}: namespace {} added: {} bytes {} ({} x {} B)", nqn, cfg.nsid,
                  n->block_count() * n->block_size, n->store->describe(), n->block_count(), n->block_size);
     for (const auto& c : s->controllers()) c->notify_ns_changed(cfg.nsid);
+    notify_ana_membership(*s);  // Linux looks the new namespace's group up in the ANA log
     return cfg.nsid;
 }
 
@@ -204,6 +207,7 @@ void target::remove_namespace(const std::string& nqn, uint32_t nsid) {
     // lets go of the namespace once its own commands for it completed (at the latest on its
     // next timer tick). Then this is the last reference: dropping it closes the store.
     for (const auto& c : s->controllers()) c->notify_ns_changed(nsid);
+    notify_ana_membership(*s);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(_release_timeout_ms.load());
     while (n.use_count() > 1 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -314,7 +318,11 @@ void target::add_listener(const listener_config& l) {
         for (const auto& e : _listeners)
             if (e.cfg.address == l.address && e.cfg.port == l.port)
                 refuse(change_errc::conflict, fmt::format("listener {}:{} exists already", l.address, l.port));
-        _listeners.push_back({l, _next_portid++});
+        for (const auto& [group, state] : l.ana)
+            if (group == 0 || group > max_ana_groups)
+                refuse(change_errc::invalid, fmt::format("listener {}:{}: ANA group {} is not in 1..{}", l.address,
+                                                         l.port, group, max_ana_groups));
+        _listeners.push_back(make_listener_entry(l));
         _genctr.fetch_add(1);
     }
     notify_discovery_change();
@@ -331,6 +339,58 @@ void target::remove_listener(const std::string& address, uint16_t port) {
         _genctr.fetch_add(1);
     }
     notify_discovery_change();
+}
+
+void target::set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state) {
+    std::lock_guard control(_control_lock);
+    if (group == 0 || group > max_ana_groups)
+        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", group, max_ana_groups));
+    std::shared_ptr<ana_port> changed;
+    ana_state was = ana_state::optimized;
+    {
+        std::lock_guard g(_lock);
+        auto it = std::find_if(_listeners.begin(), _listeners.end(),
+                               [&](const auto& e) { return e.cfg.address == address && e.cfg.port == port; });
+        if (it == _listeners.end()) refuse(change_errc::not_found, fmt::format("no listener {}:{}", address, port));
+        was = it->ana->state(group);
+        if (state == ana_state::optimized)
+            it->cfg.ana.erase(group);
+        else
+            it->cfg.ana[group] = state;
+        it->ana->set(group, state);
+        changed = it->ana;
+    }
+    if (was == state) return;
+    // The states first, then the count the I/O queues compare with (release).
+    const uint64_t count = _ana_change_count.fetch_add(1, std::memory_order_acq_rel) + 1;
+    unsigned notified = 0;
+    for (const auto& s : subsystems())
+        for (const auto& c : s->controllers())
+            if (c->ana == changed) {
+                c->notify_ana_changed();
+                ++notified;
+            }
+    spdlog::info("listener {}:{}: ANA group {} {} -> {} (change count {}, {} controller(s) notified)", address, port,
+                 group, ana_state_name(was), ana_state_name(state), count, notified);
+}
+
+void target::set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) {
+    std::lock_guard control(_control_lock);
+    auto s = find_subsystem(nqn);
+    if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
+    auto n = s->find_ns(nsid);
+    if (!n) refuse(change_errc::not_found, fmt::format("{} has no namespace {}", nqn, nsid));
+    if (group == 0 || group > max_ana_groups)
+        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", group, max_ana_groups));
+    const uint32_t was = n->ana_group.exchange(group);
+    if (was == group) return;
+    spdlog::info("subsystem {}: namespace {} moved from ANA group {} to {}", nqn, nsid, was, group);
+    notify_ana_membership(*s);
+}
+
+void target::notify_ana_membership(subsystem& s) {
+    _ana_change_count.fetch_add(1, std::memory_order_acq_rel);
+    for (const auto& c : s.controllers()) c->notify_ana_changed();
 }
 
 void target::add_referral(const referral_config& r) {

@@ -144,7 +144,7 @@ void queue::exec_connect(transport::request& req) {
                           fmt::format("admin SQSIZE {} exceeds {}", +c.sqsize, max_admin_queue_entries - 1));
         uint32_t kato = c.kato;
         if (sub->is_discovery() && kato == 0) kato = discovery_default_kato_ms;
-        auto ctrl = sub->create_controller(hostnqn, hostid, kato);
+        auto ctrl = sub->create_controller(hostnqn, hostid, kato, _tgt.ana_port_for(info));
         if (!ctrl) {
             // No CNTLID left, or the subsystem was removed / the host disallowed meanwhile.
             spdlog::warn("conn {} ({}): Connect to {} rejected: no controller could be created", info.id, info.peer,

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "target/queue.hh"
+#include "target/target.hh"
 #include "transport/connection.hh"
 
 namespace ferry::target {
@@ -27,6 +28,9 @@ void queue::exec_io(transport::request& req) {
         return finish(req, nvme::sc::invalid_namespace | dnr);
     }
     ns_binding& n = _ns[nsid];
+    // ANA: one load of the target's change count; the path's state is cached per binding.
+    if (_tgt.ana_change_count().load(std::memory_order_acquire) != _ana_seen) refresh_ana();
+    if (n.ana_status) return finish(req, n.ana_status);  // path error, no DNR: the host tries another
     const uint64_t slba = nvme::io_slba(c);
     const uint64_t nlb = nvme::io_nlb(c);
 

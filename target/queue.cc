@@ -95,6 +95,7 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
         ++_bindings_busy;
     }
     _ns_seen = gen;
+    _ana_seen = 0;  // new bindings: their ANA state at the next command
     return ok;
 }
 
@@ -105,6 +106,13 @@ void queue::resync_namespaces() {
         spdlog::error("conn {} ({}): {}: I/O queue {}: new namespace not usable on this queue: {}", _conn.info().id,
                       _conn.info().peer, _ctrl->name(), _qid, why);
     advance_bindings();  // software stores are ready at once
+}
+
+void queue::refresh_ana() {
+    // The count first: a change published after this load is seen at the next command.
+    _ana_seen = _tgt.ana_change_count().load(std::memory_order_acquire);
+    for (auto& b : _ns)
+        if (b.n) b.ana_status = ana_io_status(_ctrl->ana->state(b.n->ana_group.load(std::memory_order_relaxed)));
 }
 
 void queue::retire(uint32_t nsid) {
@@ -267,8 +275,9 @@ void queue::on_close() {
 
 void queue::take_notices() {
     std::vector<uint32_t> nsids;
-    bool ns_changed = false, discovery_changed = false;
-    _ctrl->take_notices(nsids, ns_changed, discovery_changed);
+    bool ns_changed = false, discovery_changed = false, ana_changed = false;
+    _ctrl->take_notices(nsids, ns_changed, discovery_changed, ana_changed);
+    if (ana_changed) raise_event(nvme::aen::ana_changed);
     auto& list = _ctrl->changed_nsids;
     for (uint32_t id : nsids)
         if (list.size() <= 1024 && std::find(list.begin(), list.end(), id) == list.end()) list.push_back(id);

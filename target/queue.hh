@@ -60,6 +60,7 @@ private:
         std::shared_ptr<ns_io_counters> counters;
         uint64_t blocks = 0;
         uint8_t lbads = 0;
+        uint16_t ana_status = 0;  // non-zero: its ANA group is not accessible through this path
         // Its commands in flight are counters->outstanding (the busy-time count).
     };
 
@@ -109,6 +110,7 @@ private:
     bool resync_namespaces(nvme::queue_group& group, std::string& why);
     void resync_namespaces();  // after Connect: logs what failed
     void retire(uint32_t nsid);
+    void refresh_ana();          // bindings' ana_status from the controller's listener, when the count moved
     void advance_bindings();     // setting_up -> active, draining -> closing -> none
     void unbind(ns_binding& b);  // drops a binding whose backend queue was released
     void drop_bindings();        // a failed Connect: none was used
@@ -127,8 +129,9 @@ private:
     // The subsystem's namespace generation (one load per command) and the one _ns reflects.
     const std::atomic<uint64_t>* _ns_generation = nullptr;
     uint64_t _ns_seen = 0;
-    unsigned _bindings_busy = 0;             // bindings setting up, draining or closing
-    bool _resync_pending = false;            // a namespace waits for its NSID's old binding to go
+    uint64_t _ana_seen = 0;        // the target's ANA change count the bindings' ana_status reflects (0: stale)
+    unsigned _bindings_busy = 0;   // bindings setting up, draining or closing
+    bool _resync_pending = false;  // a namespace waits for its NSID's old binding to go
     std::vector<transport::request*> _aers;  // parked Async Event Requests
     unsigned _in_flight = 0;
     uint64_t _arrival_ns = 0;        // clock read when the current command arrived (on_command)

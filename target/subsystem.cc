@@ -30,8 +30,15 @@ std::array<uint8_t, 16> derive_id(const std::string& text) {
     return id;
 }
 
-controller::controller(subsystem& s, uint16_t id, std::string host, std::array<uint8_t, 16> hid, uint32_t kato)
-    : subsys(s), cntlid(id), hostnqn(std::move(host)), hostid(hid), kato_ms(kato), _queues(max_io_queues + 1) {}
+controller::controller(subsystem& s, uint16_t id, std::string host, std::array<uint8_t, 16> hid, uint32_t kato,
+                       std::shared_ptr<const ana_port> ana_states)
+    : subsys(s),
+      cntlid(id),
+      hostnqn(std::move(host)),
+      hostid(hid),
+      ana(std::move(ana_states)),
+      kato_ms(kato),
+      _queues(max_io_queues + 1) {}
 
 std::string host_label(const std::string& hostnqn) {
     return hostnqn.empty() ? "<empty host NQN>" : hostnqn;
@@ -79,13 +86,21 @@ void controller::notify_discovery_changed() {
     _has_notices.store(true, std::memory_order_release);
 }
 
-void controller::take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed) {
+void controller::notify_ana_changed() {
+    std::lock_guard g(_notice_lock);
+    _notice_ana = true;
+    _has_notices.store(true, std::memory_order_release);
+}
+
+void controller::take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed,
+                              bool& ana_changed) {
     std::lock_guard g(_notice_lock);
     nsids.swap(_notice_nsids);
     _notice_nsids.clear();
     ns_changed = _notice_ns;
     discovery_changed = _notice_discovery;
-    _notice_ns = _notice_discovery = false;
+    ana_changed = _notice_ana;
+    _notice_ns = _notice_discovery = _notice_ana = false;
     _has_notices.store(false, std::memory_order_relaxed);
 }
 
@@ -159,6 +174,7 @@ std::shared_ptr<ns> make_namespace(const std::string& subnqn, const namespace_co
     n->uuid = nc.uuid ? *nc.uuid : derive_id(subnqn + "/ns/" + std::to_string(nc.nsid));
     n->nguid = nc.nguid ? *nc.nguid : derive_id(subnqn + "/nguid/" + std::to_string(nc.nsid));
     if (nc.eui64) n->eui64 = *nc.eui64;
+    n->ana_group.store(nc.ana_group);
     n->config = nc;
     n->config.uuid = n->uuid;
     n->config.nguid = n->nguid;
@@ -359,6 +375,7 @@ subsystem_config subsystem::config() const {
     }
     for (const auto& [nsid, n] : namespaces()) {
         namespace_config nc = n.config;
+        nc.ana_group = n.ana_group.load();
         // Grown namespaces keep their size; devices report theirs (0 = as the device says).
         if (n.backend != backend_kind::pcie && n.backend != backend_kind::rbd)
             nc.size_bytes = n.block_count() * n.block_size;
@@ -368,7 +385,8 @@ subsystem_config subsystem::config() const {
 }
 
 std::shared_ptr<controller> subsystem::create_controller(const std::string& hostnqn,
-                                                         const std::array<uint8_t, 16>& hostid, uint32_t kato_ms) {
+                                                         const std::array<uint8_t, 16>& hostid, uint32_t kato_ms,
+                                                         std::shared_ptr<const ana_port> ana) {
     std::lock_guard g(_lock);
     // Checked again under the lock the control path changes them under: a subsystem removed,
     // or a host disallowed, after the Connect looked gets no controller it would not drop.
@@ -379,7 +397,7 @@ std::shared_ptr<controller> subsystem::create_controller(const std::string& host
         uint16_t id = _next_cntlid;
         _next_cntlid = _next_cntlid >= 0xFFEF ? 1 : _next_cntlid + 1;
         if (_controllers.count(id)) continue;
-        auto c = std::make_shared<controller>(*this, id, hostnqn, hostid, kato_ms);
+        auto c = std::make_shared<controller>(*this, id, hostnqn, hostid, kato_ms, ana);
         _controllers.emplace(id, c);
         _ever_had_controller = true;
         return c;

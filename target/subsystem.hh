@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nvme/block_queue.hh"
+#include "target/ana.hh"
 #include "target/config.hh"
 #include "target/stats.hh"
 
@@ -27,6 +28,8 @@ struct ns {
     backend_kind backend = backend_kind::ram;
     std::unique_ptr<nvme::block_store> store;
     std::atomic<uint64_t> blocks{0};  // written by resize_namespace before the generation moves
+    // ANAGRPID; moved by set_namespace_ana_group (before the target's ANA change count moves).
+    std::atomic<uint32_t> ana_group{1};
     uint32_t block_size = 0;
     uint8_t lbads = 0;  // log2(block_size)
     std::array<uint8_t, 16> uuid{};
@@ -87,12 +90,14 @@ struct queue_record {
 class controller {
 public:
     controller(subsystem& subsys, uint16_t cntlid, std::string hostnqn, std::array<uint8_t, 16> hostid,
-               uint32_t kato_ms);
+               uint32_t kato_ms, std::shared_ptr<const ana_port> ana);
 
     subsystem& subsys;
     const uint16_t cntlid;
     const std::string hostnqn;
     const std::array<uint8_t, 16> hostid;
+    // The ANA states of the listener its admin queue connected through (never null).
+    const std::shared_ptr<const ana_port> ana;
 
     // admin-queue owned
     uint32_t cc = 0;
@@ -120,9 +125,10 @@ public:
     // own reactor (each admin command and timer tick) and raises the AENs.
     void notify_ns_changed(uint32_t nsid);
     void notify_discovery_changed();
+    void notify_ana_changed();  // a state of its listener or a group's membership changed
     bool has_notices() const { return _has_notices.load(std::memory_order_acquire); }
     // Admin queue: what was noticed since the last call.
-    void take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed);
+    void take_notices(std::vector<uint32_t>& nsids, bool& ns_changed, bool& discovery_changed, bool& ana_changed);
 
     // Queues of the association, for the management API (control path, locked).
     void add_queue_record(const queue_record& q);
@@ -143,6 +149,7 @@ private:
     std::vector<uint32_t> _notice_nsids;
     bool _notice_ns = false;
     bool _notice_discovery = false;
+    bool _notice_ana = false;
 };
 
 // A subsystem. Held by shared_ptr: the target's list and every queue of its controllers, so a
@@ -179,7 +186,7 @@ public:
 
     // Control path (Connect / teardown), thread-safe.
     std::shared_ptr<controller> create_controller(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid,
-                                                  uint32_t kato_ms);
+                                                  uint32_t kato_ms, std::shared_ptr<const ana_port> ana);
     std::shared_ptr<controller> find_controller(uint16_t cntlid);
     void remove_controller(uint16_t cntlid);
     size_t controller_count();

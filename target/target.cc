@@ -7,12 +7,30 @@
 namespace ferry::target {
 
 target::target(const target_config& cfg) : _referrals(cfg.referrals) {
-    for (const auto& l : cfg.listeners) _listeners.push_back({l, _next_portid++});
+    for (const auto& l : cfg.listeners) _listeners.push_back(make_listener_entry(l));
     for (const auto& s : cfg.subsystems) _subsystems.push_back(std::make_shared<subsystem>(s, false));
     subsystem_config disc;
     disc.nqn = std::string(nvme::discovery_nqn);
     disc.allow_any_host = true;
     _discovery = std::make_shared<subsystem>(disc, true);
+}
+
+target::listener_entry target::make_listener_entry(const listener_config& l) {
+    listener_entry e{l, _next_portid++, std::make_shared<ana_port>()};
+    for (const auto& [group, state] : l.ana)
+        if (group >= 1 && group <= max_ana_groups) e.ana->set(group, state);  // validated by mgmt/
+    return e;
+}
+
+std::shared_ptr<const ana_port> target::ana_port_for(const transport::connection_info& via) const {
+    std::lock_guard g(_lock);
+    const listener_entry* wildcard = nullptr;
+    for (const auto& l : _listeners) {
+        if (l.cfg.port != via.local_port) continue;
+        if (l.cfg.address == via.local_addr) return l.ana;
+        if (l.cfg.address == "0.0.0.0" || l.cfg.address == "::") wildcard = &l;
+    }
+    return wildcard ? wildcard->ana : _unlisted_ana;
 }
 
 std::shared_ptr<subsystem> target::find_locked(std::string_view nqn) const {

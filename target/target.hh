@@ -99,6 +99,18 @@ public:
     void remove_host(const std::string& nqn, const std::string& hostnqn);
     // Closes every connection of that controller (all its queues, next timer tick).
     void drop_controller(const std::string& nqn, uint16_t cntlid);
+    // ANA (target/ana.hh): the state of `group` (1..max_ana_groups) through the listener
+    // address:port, for every subsystem; a namespace's group. Each moves the ANA change count
+    // and sends the ANA change notice (AEN, log page 0Ch) to the controllers whose view changed.
+    // I/O queues see the new state at their next command.
+    void set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state);
+    void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group);
+    // The ANA log page's change count: moves (release) after every state or membership change.
+    const std::atomic<uint64_t>& ana_change_count() const { return _ana_change_count; }
+    // The ANA states of the listener a connection came through: the listener of its local
+    // address and port, else one of its port on a wildcard address, else all optimized.
+    std::shared_ptr<const ana_port> ana_port_for(const transport::connection_info& via) const;
+
     // The discovery log's view only; the sockets are the acceptor's (mgmt/ does both).
     void add_listener(const listener_config& l);
     void remove_listener(const std::string& address, uint16_t port);
@@ -134,8 +146,12 @@ public:
 private:
     struct listener_entry {
         listener_config cfg;
-        uint16_t portid = 0;  // stable Port ID of its discovery log entries
+        uint16_t portid = 0;            // stable Port ID of its discovery log entries
+        std::shared_ptr<ana_port> ana;  // its ANA states (cfg.ana says the same)
     };
+    listener_entry make_listener_entry(const listener_config& l);  // under _lock
+    // After a namespace joined, left or changed group: a new ANA log for its controllers.
+    void notify_ana_membership(subsystem& s);
     std::shared_ptr<subsystem> find_locked(std::string_view nqn) const;
     // After a discovery log change (which bumped _genctr under _lock with the change itself, so
     // a reader never sees new entries with the old GENCTR): the AEN to discovery controllers.
@@ -149,6 +165,8 @@ private:
     std::vector<std::shared_ptr<subsystem>> _subsystems;
     std::shared_ptr<subsystem> _discovery;
     std::atomic<uint64_t> _genctr{1};
+    std::atomic<uint64_t> _ana_change_count{1};
+    std::shared_ptr<ana_port> _unlisted_ana = std::make_shared<ana_port>();  // no listener matched
     std::atomic<uint32_t> _release_timeout_ms{30'000};
     std::vector<uint8_t> _dhchap_dhgroups{auth::dh_ffdhe2048, auth::dh_ffdhe3072, auth::dh_ffdhe4096,
                                           auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};

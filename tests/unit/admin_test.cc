@@ -167,7 +167,8 @@ TEST(log_page, supported_smart_effects_and_errors) {
     EXPECT_EQ(eff.status, 0);
     EXPECT_EQ(as<uint32_t>(eff.data, nvme::admin_opc::identify * 4) & 1, 1u);
     EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::write * 4) & 3, 3u);
-    EXPECT_EQ(c.get_log(0x0C, 4096).status, nvme::sc::invalid_log_page | nvme::status_dnr);
+    EXPECT_EQ(c.get_log(0x0D, 4096).status, nvme::sc::invalid_log_page | nvme::status_dnr);  // not offered
+    EXPECT_EQ(c.get_log(nvme::lid::supported, 1024).data[nvme::lid::ana * 4], 1);            // ANA (0Ch) is
     EXPECT_EQ(c.get_log(nvme::lid::smart, 512, 2).status, nvme::sc::invalid_field | nvme::status_dnr);
     // Partial reads at an offset: the power cycles field alone.
     auto part = c.get_log(nvme::lid::smart, 8, 112);

@@ -102,6 +102,25 @@ public:
         if (!std::erase_if(cfg.listeners, [&](auto& l) { return l.address == a && l.port == p; }))
             throw change_error(change_errc::not_found, "no listener");
     }
+    void set_ana_state(const std::string& a, uint16_t p, uint32_t group, ferry::target::ana_state s) override {
+        for (auto& l : cfg.listeners) {
+            if (l.address != a || l.port != p) continue;
+            if (s == ferry::target::ana_state::optimized)
+                l.ana.erase(group);
+            else
+                l.ana[group] = s;
+            return;
+        }
+        throw change_error(change_errc::not_found, "no listener");
+    }
+    void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) override {
+        for (auto& n : sub(nqn).namespaces)
+            if (n.nsid == nsid) {
+                n.ana_group = group;
+                return;
+            }
+        throw change_error(change_errc::not_found, "no namespace");
+    }
     void add_referral(const ferry::target::referral_config& r) override { cfg.referrals.push_back(r); }
     void remove_referral(const std::string& a, uint16_t p) override {
         if (!std::erase_if(cfg.referrals, [&](auto& r) { return r.address == a && r.port == p; }))
@@ -255,6 +274,26 @@ TEST_F(api_fixture, bad_input_gets_the_documented_status_and_changes_nothing) {
          409, nullptr},
         {"listener port out of range", "POST", "/api/v1/listeners", R"({"address": "127.0.0.1", "port": 70000})",
          std::nullopt, 422, "/port"},
+        {"ANA: not a state", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/1", R"({"state": "asleep"})", std::nullopt,
+         422, "/state"},
+        {"ANA: group 0", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/0", R"({"state": "inaccessible"})", std::nullopt,
+         422, "/group"},
+        {"ANA: group above ANAGRPMAX", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/33", R"({"state": "inaccessible"})",
+         std::nullopt, 422, "/group"},
+        {"ANA: no state", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/1", R"({})", std::nullopt, 400, "/state"},
+        {"ANA: state not a string", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/1", R"({"state": 3})", std::nullopt,
+         400, "/state"},
+        {"ANA: unknown listener", "PUT", "/api/v1/listeners/127.0.0.1:9/ana/1", R"({"state": "inaccessible"})",
+         std::nullopt, 404, nullptr},
+        {"ANA: listener added with a bad group", "POST", "/api/v1/listeners",
+         R"({"address": "127.0.0.1", "port": 4421, "ana": {"x": "inaccessible"}})", std::nullopt, 422, "/ana/x"},
+        {"ANA: listener added with a bad state", "POST", "/api/v1/listeners",
+         R"({"address": "127.0.0.1", "port": 4421, "ana": {"2": "gone"}})", std::nullopt, 422, "/ana/2"},
+        {"ANA: namespace group out of range", "POST", ns, R"({"size": "1MiB", "ana_group": 33})", std::nullopt, 422,
+         "/ana_group"},
+        {"ANA: namespace moved to group 0", "PATCH", ns + "/1", R"({"ana_group": 0})", std::nullopt, 422, "/ana_group"},
+        {"ANA: namespace group not a number", "PATCH", ns + "/1", R"({"ana_group": "2"})", std::nullopt, 400,
+         "/ana_group"},
     };
     for (const row& r : rows) {
         const reply got = call(r.method, r.target, r.body, r.auth);
@@ -306,6 +345,32 @@ TEST_F(api_fixture, changes_are_persisted_and_read_back) {
 
     ASSERT_EQ(call("DELETE", "/api/v1/subsystems/testnqn").status, 204u);
     EXPECT_TRUE(ferry::mgmt::parse_config_file(state_text(), "state.json").target.subsystems.empty());
+}
+
+TEST_F(api_fixture, ana_states_and_groups_are_set_shown_and_persisted) {
+    ASSERT_EQ(call("POST", "/api/v1/subsystems", sub_a).status, 201u);
+    reply r = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/2", R"({"state": "inaccessible"})");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.js["ana"], json::parse(R"({"2": "inaccessible"})"));
+    EXPECT_EQ(call("GET", "/api/v1/listeners").js[0]["ana"], json::parse(R"({"2": "inaccessible"})"));
+    r = call("PATCH", "/api/v1/subsystems/nqn.2026-11.io.ferry%3Aa/namespaces/1", R"({"ana_group": 2})");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.js["ana_group"], 2);
+    r = call("POST", "/api/v1/subsystems/nqn.2026-11.io.ferry%3Aa/namespaces", R"({"size": "1MiB", "ana_group": 3})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.js["ana_group"], 3);
+    auto file = ferry::mgmt::parse_config_file(state_text(), "state.json");
+    ASSERT_EQ(file.target.listeners.size(), 1u);
+    EXPECT_EQ(file.target.listeners[0].ana,
+              (std::map<uint32_t, ferry::target::ana_state>{{2, ferry::target::ana_state::inaccessible}}));
+    EXPECT_EQ(file.target.subsystems[0].namespaces[0].ana_group, 2u);
+    EXPECT_EQ(file.target.subsystems[0].namespaces[1].ana_group, 3u);
+    // Back to optimized: the default, not listed.
+    r = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/2", R"({"state": "optimized"})");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.js["ana"], json::object());
+    file = ferry::mgmt::parse_config_file(state_text(), "state.json");
+    EXPECT_TRUE(file.target.listeners[0].ana.empty());
 }
 
 TEST_F(api_fixture, a_change_that_cannot_be_persisted_is_undone) {

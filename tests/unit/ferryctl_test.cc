@@ -312,6 +312,28 @@ TEST(FerryctlRender, ListenersDevicesAndStats) {
               "subsystems[n].namespaces[1].reads  30     10\n");
 }
 
+TEST(FerryctlAna, ListenerOptionAndShowView) {
+    EXPECT_EQ(listener_segment("10.0.0.1:4421"), "10.0.0.1:4421");
+    EXPECT_EQ(listener_segment("10.0.0.1"), "10.0.0.1:4420");
+    EXPECT_EQ(listener_segment("[fd00::1]:4421"), "%5Bfd00::1%5D:4421");
+    EXPECT_EQ(listener_segment("fd00::1"), "%5Bfd00::1%5D:4420");
+    EXPECT_THROW(listener_segment("10.0.0.1:x"), usage_error);
+    EXPECT_THROW(listener_segment("10.0.0.1:70000"), usage_error);
+    EXPECT_THROW(listener_segment(":4420"), usage_error);
+
+    const json listeners = json::parse(R"([{"address": "10.0.0.1", "port": 4420, "ana": {"2": "inaccessible"}},
+                                           {"address": "10.0.0.2", "port": 4420, "ana": {"5": "change"}}])");
+    const json subsystems = json::parse(R"([{"nqn": "nqn.a", "namespaces": [{"nsid": 1, "ana_group": 1},
+                                           {"nsid": 2, "ana_group": 2}, {"nsid": 3}]}])");
+    EXPECT_EQ(ana_table(ana_view(listeners, subsystems)),
+              "LISTENER       GROUP  STATE         NAMESPACES\n"
+              "10.0.0.1:4420  1      optimized     nqn.a/1 nqn.a/3\n"
+              "10.0.0.1:4420  2      inaccessible  nqn.a/2\n"
+              "10.0.0.2:4420  1      optimized     nqn.a/1 nqn.a/3\n"
+              "10.0.0.2:4420  2      optimized     nqn.a/2\n"
+              "10.0.0.2:4420  5      change        -\n");
+}
+
 // deploy/ferry.example.json is what ferryd's own validator accepts (comments included) and holds
 // what it documents. tests/integration/deploy.sh checks the same with comments stripped by hand.
 TEST(DeployExample, ParsesWithFerrydsValidator) {

@@ -141,8 +141,9 @@ public:
         _dg.data = ddgst;
     }
 
-    // A connection driven in this thread: the target side is `conn`.
-    explicit host_conn(harness& h, bool hdgst = false, bool ddgst = false) {
+    // A connection driven in this thread: the target side is `conn`, reached as if through the
+    // listener 127.0.0.1:`local_port`.
+    explicit host_conn(harness& h, bool hdgst = false, bool ddgst = false, uint16_t local_port = 4420) {
         int fds[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
         ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -152,7 +153,7 @@ public:
         info.id = ++_next_id;
         info.peer = "test-host:" + std::to_string(info.id);
         info.local_addr = "127.0.0.1";
-        info.local_port = 4420;
+        info.local_port = local_port;
         conn = std::make_unique<transport::connection>(fds[1], info, h.buffers, h.tgt, env::now_ns());
         _dg.header = hdgst;
         _dg.data = ddgst;

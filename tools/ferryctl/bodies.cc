@@ -34,7 +34,29 @@ json namespace_body(const namespace_args& a) {
     if (a.image) body["image"] = *a.image;
     if (a.ceph_conf) body["ceph_conf"] = *a.ceph_conf;
     if (a.client) body["client"] = *a.client;
+    if (a.ana_group) body["ana_group"] = *a.ana_group;
     return body;
+}
+
+std::string listener_segment(const std::string& text) {
+    std::string address = text;
+    unsigned long port = 4420;
+    const size_t colon = text.rfind(':');
+    const bool bracketed = !text.empty() && text[0] == '[';
+    // A bare IPv6 address has several colons and no port: the whole text is the address.
+    if (colon != std::string::npos && (bracketed || text.find(':') == colon)) {
+        const std::string p = text.substr(colon + 1);
+        if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
+            (port = std::stoul(p)) == 0 || port > 65535)
+            throw usage_error("--listener " + text + ": '" + p + "' is not a port (1..65535)");
+        address = text.substr(0, colon);
+    }
+    if (bracketed) {
+        if (address.size() < 3 || address.back() != ']') throw usage_error("--listener " + text + ": unbalanced [");
+        address = address.substr(1, address.size() - 2);
+    }
+    if (address.empty()) throw usage_error("--listener " + text + ": no address");
+    return endpoint_segment(address, static_cast<uint16_t>(port));
 }
 
 json subsystem_body(const subsystem_args& a) {

@@ -41,9 +41,14 @@ struct namespace_args {
     std::optional<std::string> pcie_address;
     std::optional<uint32_t> pcie_nsid;
     std::optional<std::string> pool, image, ceph_conf, client;  // rbd
+    std::optional<uint32_t> ana_group;
 };
 // Only what was given: the API fills in defaults (lowest free NSID, derived UUID, ...).
 nlohmann::json namespace_body(const namespace_args& args);
+
+// The listener of `ferryctl ana set --listener`: "ADDRESS:PORT", "[IPv6]:PORT" or "ADDRESS"
+// (port 4420), as the path segment /listeners/{address}:{port}. Throws usage_error.
+std::string listener_segment(const std::string& text);
 
 struct subsystem_args {
     std::string nqn;

@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
     auto* ns = app.add_subcommand("ns", "namespaces: add, list, show, resize, remove")->require_subcommand(1);
     namespace_args na;
     na.backend = "ram";
-    optional_u32 na_nsid, na_block, na_pcie_nsid;
+    optional_u32 na_nsid, na_block, na_pcie_nsid, na_ana_group;
     optional_text na_size, na_uuid, na_nguid, na_eui64, na_path, na_pcie, na_pool, na_image, na_ceph_conf, na_client;
     auto* n_add = ns->add_subcommand("add", "add a namespace; hosts see it without reconnecting");
     n_add->add_option("nqn", nqn, "subsystem NQN")->required();
@@ -250,6 +250,7 @@ int main(int argc, char** argv) {
     na_image.option = n_add->add_option("--image", na_image.value, "rbd backend: the RBD image (its size is used)");
     na_ceph_conf.option = n_add->add_option("--ceph-conf", na_ceph_conf.value, "rbd backend: Ceph configuration file");
     na_client.option = n_add->add_option("--client", na_client.value, "rbd backend: cephx user (default admin)");
+    na_ana_group.option = n_add->add_option("--ana-group", na_ana_group.value, "ANA group, 1..32 (default 1)");
     on(n_add, [&] {
         na.nsid = na_nsid.get();
         na.size = na_size.get();
@@ -264,6 +265,7 @@ int main(int argc, char** argv) {
         na.image = na_image.get();
         na.ceph_conf = na_ceph_conf.get();
         na.client = na_client.get();
+        na.ana_group = na_ana_group.get();
         json res = s.call("POST", subsystem_path(nqn) + "/namespaces", namespace_body(na));
         s.done(res, "namespace " + cell(res, "nsid") + " (uuid " + cell(res, "uuid") + ") added to " + nqn);
     });
@@ -292,6 +294,17 @@ int main(int argc, char** argv) {
         json res = s.call("PATCH", subsystem_path(nqn) + "/namespaces/" + std::to_string(nsid),
                           json{{"size", size_value(size)}});
         s.done(res, "namespace " + std::to_string(nsid) + " of " + nqn + " resized to " + size);
+    });
+    uint32_t ana_group = 0;
+    auto* n_group = ns->add_subcommand("set-group", "move a namespace to another ANA group (hosts get an ANA notice)");
+    n_group->add_option("nqn", nqn, "subsystem NQN")->required();
+    n_group->add_option("nsid", nsid, "NSID")->required();
+    n_group->add_option("group", ana_group, "ANA group, 1..32")->required();
+    on(n_group, [&] {
+        json res = s.call("PATCH", subsystem_path(nqn) + "/namespaces/" + std::to_string(nsid),
+                          json{{"ana_group", ana_group}});
+        s.done(res,
+               "namespace " + std::to_string(nsid) + " of " + nqn + " is in ANA group " + std::to_string(ana_group));
     });
     auto* n_remove = ns->add_subcommand("remove", "remove a namespace (commands in flight complete first)");
     n_remove->add_option("nqn", nqn, "subsystem NQN")->required();
@@ -399,6 +412,24 @@ int main(int argc, char** argv) {
         [&listener_tls](const std::string& a, uint16_t p) { return listener_body(a, p, listener_tls); },
         listeners_table);
     endpoint_commands("referral", "/referrals", 8009, "discovery log referrals", referral_body, referrals_table);
+
+    // ---- ana
+    auto* ana =
+        app.add_subcommand("ana", "ANA (multipath) states per listener and group: set, show")->require_subcommand(1);
+    std::string ana_listener, ana_state;
+    auto* a_set =
+        ana->add_subcommand("set", "the state of an ANA group through one listener (hosts get an ANA notice)");
+    a_set->add_option("--listener", ana_listener, "ADDRESS:PORT, [IPv6]:PORT or ADDRESS (port 4420)")->required();
+    a_set->add_option("--group", ana_group, "ANA group, 1..32")->required();
+    a_set->add_option("--state", ana_state, "optimized, non_optimized, inaccessible, persistent_loss or change")
+        ->required();
+    on(a_set, [&] {
+        json res = s.call("PUT", "/listeners/" + listener_segment(ana_listener) + "/ana/" + std::to_string(ana_group),
+                          json{{"state", ana_state}});
+        s.done(res, "ANA group " + std::to_string(ana_group) + " through " + ana_listener + ": " + ana_state);
+    });
+    auto* a_show = ana->add_subcommand("show", "every listener's state of each ANA group in use, with its namespaces");
+    on(a_show, [&] { s.show(ana_view(s.call("GET", "/listeners"), s.call("GET", "/subsystems")), ana_table); });
 
     // ---- controller
     auto* ctrl = app.add_subcommand("controller", "live controllers: list, drop")->require_subcommand(1);

@@ -216,6 +216,50 @@ std::string listeners_table(const json& listeners) {
     return format_table({"TRANSPORT", "ADDRESS", "PORT", "TLS"}, rows);
 }
 
+json ana_view(const json& listeners, const json& subsystems) {
+    std::map<uint64_t, std::vector<std::string>> members;  // group -> "NQN/NSID"
+    if (subsystems.is_array())
+        for (const auto& s : subsystems)
+            if (field(s, "namespaces").is_array())
+                for (const auto& n : field(s, "namespaces")) {
+                    const json& g = field(n, "ana_group");
+                    members[g.is_number_unsigned() ? g.get<uint64_t>() : 1].push_back(cell(s, "nqn") + "/" +
+                                                                                      cell(n, "nsid"));
+                }
+    json view = json::array();
+    if (!listeners.is_array()) return view;
+    for (const auto& l : listeners) {
+        std::map<uint64_t, std::string> states;
+        for (const auto& [g, unused] : members) states[g] = "optimized";
+        if (field(l, "ana").is_object())
+            for (auto it = field(l, "ana").begin(); it != field(l, "ana").end(); ++it)
+                if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
+                    !it.key().empty() && it.key().size() < 6)
+                    states[std::stoull(it.key())] = it.value().get<std::string>();
+        const std::string where = cell(l, "address").find(':') != std::string::npos
+                                      ? "[" + cell(l, "address") + "]:" + cell(l, "port")
+                                      : cell(l, "address") + ":" + cell(l, "port");
+        for (const auto& [g, state] : states) {
+            json ns = json::array();
+            if (auto m = members.find(g); m != members.end())
+                for (const auto& x : m->second) ns.push_back(x);
+            view.push_back({{"listener", where}, {"group", g}, {"state", state}, {"namespaces", ns}});
+        }
+    }
+    return view;
+}
+
+std::string ana_table(const json& view) {
+    std::vector<std::vector<std::string>> rows;
+    if (view.is_array())
+        for (const auto& r : view) {
+            std::string ns;
+            for (const auto& x : field(r, "namespaces")) ns += (ns.empty() ? "" : " ") + x.get<std::string>();
+            rows.push_back({cell(r, "listener"), cell(r, "group"), cell(r, "state"), ns.empty() ? "-" : ns});
+        }
+    return format_table({"LISTENER", "GROUP", "STATE", "NAMESPACES"}, rows);
+}
+
 std::string hosts_table(const json& hosts) {
     std::vector<std::vector<std::string>> rows;
     if (hosts.is_array())

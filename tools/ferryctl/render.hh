@@ -26,6 +26,11 @@ std::string namespaces_table(const nlohmann::json& namespaces);
 // `subsystem`: a SUBSYSTEM column with it first (controller list over every subsystem).
 std::string controllers_table(const nlohmann::json& controllers, bool with_subsystem = false);
 std::string listeners_table(const nlohmann::json& listeners);
+// `ferryctl ana show`: per listener, every ANA group that has namespaces or a state set, its
+// state through that listener (unlisted: optimized) and its namespaces ("NQN/NSID"), from
+// GET /listeners and GET /subsystems. ana_table renders that view.
+nlohmann::json ana_view(const nlohmann::json& listeners, const nlohmann::json& subsystems);
+std::string ana_table(const nlohmann::json& view);
 // Hosts with "set" or "-" per key (the API says only whether each is set).
 std::string hosts_table(const nlohmann::json& hosts);
 std::string referrals_table(const nlohmann::json& referrals);

@@ -1,0 +1,138 @@
+#!/bin/bash
+# tests/lab/guest/ana-multipath-guest.sh: guest side of tests/lab/ana-multipath.sh (issue 12,
+# done when 4). Connects to $LAB_NQN through $LAB_PORT (path A) and $PORT_B (path B) with
+# native NVMe multipath, runs fio write+verify passes (16 MiB, crc32c) on the multipath head
+# while ferryd's REST API ($API, $TOKEN) flips the listeners' ANA states; each path's sysfs
+# ana_state follows, I/O (reads and writes) goes to the optimized path only, and no fio pass fails.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR/../../../../shared/lab source=guest-lib.sh
+source /lab/lib.sh
+: "${API:?}" "${TOKEN:?}" "${PORT_B:?}"
+PORT_A=$LAB_PORT
+
+give_up() { echo "--- dmesg (tail) ---"; dmesg | tail -40; summary || true; exit 1; }
+
+# ctrl_of PORT: the controller (nvmeN) of $LAB_NQN connected through that port
+ctrl_of() {
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
+        grep -q "trsvcid=$1\(,\|$\)" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
+    done
+    return 1
+}
+# path_of PORT: namespace 1's path device (nvmeXcYnZ) through that port
+path_of() {
+    local c p
+    c=$(ctrl_of "$1") || return 1
+    for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ -e "$p" ] && { echo "${p##*/}"; return 0; }; done
+    return 1
+}
+ana_of() { cat "/sys/block/$(path_of "$1")/ana_state" 2>/dev/null || echo "?"; }
+# wait_ana PORT STATE T: the path through PORT shows STATE within T s
+wait_ana() {
+    local t=$3
+    for ((; t > 0; t--)); do
+        [ "$(ana_of "$1")" = "$2" ] && { echo "    port $1 ($(path_of "$1")): $2"; return 0; }
+        sleep 1
+    done
+    echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
+}
+# ios_of PORT: completed reads + writes on that path (sysfs stat fields 1 and 5; fio's
+# verify phase only reads)
+ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
+# io_moves_to ON OFF: over 4 s, I/O grows on the path through ON and not through OFF
+io_moves_to() {
+    local on0 off0 on1 off1
+    sleep 1    # requests sent before the change have completed or been retried
+    on0=$(ios_of "$1"); off0=$(ios_of "$2")
+    sleep 4
+    on1=$(ios_of "$1"); off1=$(ios_of "$2")
+    echo "    I/Os through port $1: $on0 -> $on1; through port $2: $off0 -> $off1"
+    [ "$on1" -gt "$on0" ] && [ "$off1" -eq "$off0" ]
+}
+set_ana() { api_expect 200 PUT "/listeners/127.0.0.1:$1/ana/1" -d "{\"state\": \"$2\"}"; }
+
+# fio write+verify passes (16 MiB) until /tmp/stop-fio; passes and failures counted
+fio_passes() { cat /tmp/fio-passes 2>/dev/null || echo 0; }
+ana_fio_loop() {
+    local dev=$1 ok=0 bad=0
+    while [ ! -e /tmp/stop-fio ]; do
+        if fio --name=ana --filename="$dev" --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k \
+               --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-bg.out 2>&1; then
+            ok=$((ok + 1)); echo "$ok" > /tmp/fio-passes
+        else
+            bad=$((bad + 1)); echo "$bad" > /tmp/fio-failures; cp /tmp/fio-bg.out "/tmp/fio-fail.$bad"
+        fi
+    done
+}
+# more_passes N T: N more fio passes complete within T s
+more_passes() {
+    local want=$(($(fio_passes) + $1)) t=$2
+    for ((; t > 0; t--)); do
+        [ "$(fio_passes)" -ge "$want" ] && { echo "    fio passes: $(fio_passes)"; return 0; }
+        sleep 1
+    done
+    echo "    fio passes: $(fio_passes), wanted $want"; return 1
+}
+
+modprobe nvme-tcp
+step native-multipath-on grep -qx Y /sys/module/nvme_core/parameters/multipath || give_up
+for port in "$PORT_A" "$PORT_B"; do
+    step "connect-port-$port" nvme connect -t tcp -a "$LAB_ADDR" -s "$port" -n "$LAB_NQN" \
+        --hostnqn="$LAB_HOSTNQN" --hostid="$(cat /etc/nvme/hostid)" || give_up
+done
+step namespace-1-appears wait_ns 1 30 || give_up
+dev=$(ns_dev 1)
+one_subsystem_two_paths() {
+    local subsys=0 s
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] && subsys=$((subsys + 1))
+    done
+    nvme list-subsys "$dev" | sed 's/^/    /'
+    echo "    subsystems: $subsys; paths: $(path_of "$PORT_A") $(path_of "$PORT_B"); head $dev"
+    [ "$subsys" = 1 ] && path_of "$PORT_A" >/dev/null && path_of "$PORT_B" >/dev/null
+}
+step one-subsystem-two-paths one_subsystem_two_paths || give_up
+step path-a-optimized wait_ana "$PORT_A" optimized 10 || true
+step path-b-optimized wait_ana "$PORT_B" optimized 10 || true
+step ana-group-1 test "$(cat "/sys/block/$(path_of "$PORT_A")/ana_grpid")" = 1 || true
+
+ana_fio_loop "$dev" &
+fio_pid=$!
+step fio-runs more_passes 1 120 || true
+
+step rest-path-a-inaccessible set_ana "$PORT_A" inaccessible || true
+step path-a-shows-inaccessible wait_ana "$PORT_A" inaccessible 15 || true
+step path-b-still-optimized wait_ana "$PORT_B" optimized 1 || true
+step list-subsys-shows-inaccessible sh -c "nvme list-subsys '$dev' | tee /dev/stderr | grep -q inaccessible" || true
+step io-moves-to-path-b io_moves_to "$PORT_B" "$PORT_A" || true
+step fio-continues-on-path-b more_passes 1 120 || true
+
+step rest-path-a-optimized-again set_ana "$PORT_A" optimized || true
+step rest-path-b-inaccessible set_ana "$PORT_B" inaccessible || true
+step path-b-shows-inaccessible wait_ana "$PORT_B" inaccessible 15 || true
+step path-a-shows-optimized wait_ana "$PORT_A" optimized 15 || true
+step io-moves-to-path-a io_moves_to "$PORT_A" "$PORT_B" || true
+step fio-continues-on-path-a more_passes 1 120 || true
+step rest-path-b-optimized-again set_ana "$PORT_B" optimized || true
+step path-b-shows-optimized wait_ana "$PORT_B" optimized 15 || true
+
+touch /tmp/stop-fio
+wait "$fio_pid" || true
+fio_never_failed() {
+    echo "    fio passes: $(fio_passes), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
+    [ ! -e /tmp/fio-failures ] && return 0
+    cat /tmp/fio-fail.1; return 1
+}
+step fio-never-failed fio_never_failed || true
+both_live() {
+    local a b
+    a=$(cat "/sys/class/nvme/$(ctrl_of "$PORT_A")/state"); b=$(cat "/sys/class/nvme/$(ctrl_of "$PORT_B")/state")
+    echo "    controllers: $a, $b"
+    [ "$a" = live ] && [ "$b" = live ]
+}
+step both-controllers-live-no-reset both_live || true
+dmesg | grep -iE 'nvme|ana' | tail -20 || true
+step disconnect nvme disconnect -n "$LAB_NQN" || true
+summary
