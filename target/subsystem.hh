@@ -167,8 +167,6 @@ public:
     std::shared_ptr<ns> find_ns(uint32_t nsid) const;
     // Moves (release) after every namespace change, once the new table is published.
     const std::atomic<uint64_t>& ns_generation() const { return _ns_generation; }
-    // Largest transfer per command (Identify MDTS): the transport's limit or a store's, if lower.
-    uint32_t max_transfer_bytes() const { return _max_transfer.load(std::memory_order_relaxed); }
     // Identify ONCS: the optional commands every namespace's store carries out.
     uint16_t optional_commands() const { return _oncs.load(std::memory_order_relaxed); }
     // When the subsystem was made (ferryd's start): SMART power-on hours.
@@ -202,9 +200,9 @@ public:
     subsystem_config config() const;               // the current state, everything explicit
 
 private:
-    std::string admit_store(const ns& n, bool live) const;  // MDTS/ONCS compatibility
-    // Lowers MDTS and ONCS to what `store` can do (before any controller exists).
-    void narrow_limits(const nvme::block_store& store);
+    std::string admit_store(const ns& n, bool live) const;  // ONCS compatibility
+    // Lowers ONCS to what `store` can do (before any controller exists).
+    void narrow_oncs(const nvme::block_store& store);
 
     std::string _nqn;
     bool _discovery;
@@ -224,7 +222,6 @@ private:
     mutable std::mutex _ns_lock;
     std::shared_ptr<const ns_table> _namespaces;
     std::atomic<uint64_t> _ns_generation{1};
-    std::atomic<uint32_t> _max_transfer{1u << 20};
     std::atomic<uint16_t> _oncs{0x01 | 0x04 | 0x08};
 };
 

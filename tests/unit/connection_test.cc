@@ -369,3 +369,37 @@ TEST(connection, outstanding_cid_reused_gets_command_id_conflict) {
     again.cid = orig.cid;
     EXPECT_EQ(io.cmd(again).status, 0);
 }
+
+TEST(connection, invalid_commands_are_refused_before_r2t_or_buffers) {
+    io_pair q;
+    host_conn& io = q.io;
+    const uint64_t blocks = (16u << 20) / 4096;
+    struct bad {
+        nvme::sqe cmd;
+        uint32_t len;
+        uint16_t status;
+    };
+    const bad cases[] = {
+        {io.rw(nvme::io_opc::write, 2, 0, 16), 65536, nvme::sc::invalid_namespace | nvme::status_dnr},
+        {io.rw(nvme::io_opc::write, 1, blocks - 8, 16), 65536, nvme::sc::lba_out_of_range | nvme::status_dnr},
+        {io.rw(nvme::io_opc::write, 1, 0, 16), 32768, nvme::sc::sgl_invalid_data_length | nvme::status_dnr},
+        {io.rw(nvme::io_opc::read, 9, 0, 256), 1u << 20, nvme::sc::invalid_namespace | nvme::status_dnr},
+        {io.rw(nvme::io_opc::read, 1, blocks, 256), 1u << 20, nvme::sc::lba_out_of_range | nvme::status_dnr},
+    };
+    const uint64_t granted = q.h.buffers.chunks_granted();
+    for (const bad& b : cases) {
+        const bool write = b.cmd.opcode == nvme::io_opc::write;
+        // Answered from the capsule alone (the host would send the data if asked by an R2T).
+        io.send_capsule(b.cmd, {}, false, b.len);
+        auto r = io.wait(b.cmd.cid, std::vector<uint8_t>(b.len, 0x5A));
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, b.status) << "cid " << b.cmd.cid;
+        EXPECT_TRUE(r->data.empty()) << write;
+    }
+    EXPECT_TRUE(io.r2ts.empty());
+    EXPECT_EQ(q.h.buffers.chunks_granted(), granted);
+    // The same transfers where they are valid take chunks (and a write gets its R2T).
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 16), pattern(65536, 3), 0, false).status, 0);
+    EXPECT_EQ(io.r2ts.size(), 1u);
+    EXPECT_EQ(q.h.buffers.chunks_granted(), granted + 8);
+}
