@@ -403,3 +403,22 @@ TEST(connection, invalid_commands_are_refused_before_r2t_or_buffers) {
     EXPECT_EQ(io.r2ts.size(), 1u);
     EXPECT_EQ(q.h.buffers.chunks_granted(), granted + 8);
 }
+
+TEST(buffer_arbiter, iovec_tables_are_disjoint_bounded_and_reused) {
+    env::dma_pool pool(1u << 20);  // 128 chunks: a slab of 256 entries (16 blocks of 16)
+    tp::buffer_arbiter b(pool);
+    EXPECT_EQ(b.free_table_entries(), 256u);
+    iovec* t1 = b.take_table(128);
+    iovec* t2 = b.take_table(128);
+    ASSERT_NE(t1, nullptr);
+    ASSERT_NE(t2, nullptr);
+    EXPECT_TRUE(t2 >= t1 + 128 || t1 >= t2 + 128);
+    EXPECT_EQ(b.take_table(17), nullptr);  // none left: the request would wait in the FIFO
+    b.give_table(t1, 128);
+    iovec* t3 = b.take_table(17);  // two blocks, first fit
+    EXPECT_EQ(t3, t1);
+    EXPECT_EQ(b.free_table_entries(), 256u - 128 - 32);
+    b.give_table(t2, 128);
+    b.give_table(t3, 17);
+    EXPECT_EQ(b.free_table_entries(), 256u);
+}
