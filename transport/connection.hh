@@ -35,6 +35,7 @@ inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk
 // Chunks a request describes inline (one H2CData PDU's worth); a larger transfer takes an iovec
 // table from its reactor's buffer_arbiter together with its chunks.
 inline constexpr unsigned inline_chunks = maxh2cdata_bytes / env::dma_pool::chunk_size;
+static_assert(max_chunks + 3 <= UINT16_MAX, "request::tx_refs counts a C2HData PDU's entries");
 inline constexpr uint64_t icreq_timeout_ns = 10'000'000'000ull;
 // How long a host may take to send all the data of an R2T (the Linux host sends it at once).
 inline constexpr uint64_t default_r2t_timeout_ns = 15'000'000'000ull;
@@ -66,7 +67,7 @@ struct request {
     uint32_t h2c_received = 0;  // bytes of R2T data received so far
     uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used), listed in iov
     bool data_digest_error = false;
-    uint8_t tx_refs = 0;        // transmit entries still pointing into this request
+    uint16_t tx_refs = 0;  // transmit entries still pointing into this request (up to max_chunks + 3)
     uint16_t iov_count = 0;
     wait_line waiting_in = wait_line::none;
     connection* conn = nullptr;    // owner (the reactor's buffer FIFO spans connections)

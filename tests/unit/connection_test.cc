@@ -422,3 +422,21 @@ TEST(buffer_arbiter, iovec_tables_are_disjoint_bounded_and_reused) {
     b.give_table(t3, 17);
     EXPECT_EQ(b.free_table_entries(), 256u);
 }
+
+TEST(connection, an_8_mib_read_holds_its_chunks_until_all_its_data_is_sent) {
+    // 1,024 chunks in one C2HData PDU: the request counts every transmit entry pointing into it.
+    io_pair q;
+    host_conn& io = q.io;
+    auto d = pattern(8u << 20, 12);
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 2048), d, 0, false).status, 0);
+    const size_t idle = q.h.pool.free_chunks();
+    io.send_capsule(io.rw(nvme::io_opc::read, 1, 0, 2048), {}, true, 8u << 20);
+    const size_t total = sizeof(tp::data_pdu) + d.size() + sizeof(tp::capsule_resp_pdu);
+    std::vector<uint8_t> got(total);
+    ASSERT_TRUE(io.recv_exact(got.data(), 256u << 10));  // a part of the data
+    EXPECT_LE(q.h.pool.free_chunks(), idle - 1024);      // still held: the rest is queued to send
+    ASSERT_TRUE(io.recv_exact(got.data() + (256u << 10), total - (256u << 10)));
+    EXPECT_TRUE(std::equal(d.begin(), d.end(), got.begin() + sizeof(tp::data_pdu)));
+    io.pump();
+    EXPECT_EQ(q.h.pool.free_chunks(), idle);
+}
