@@ -41,9 +41,11 @@ int main(int argc, char** argv) {
     app.add_option("--cpus", cpus,
                    "CPUs for the poll-mode reactor threads, one reactor per CPU, each pinned to it "
                    "(e.g. 0 or 0,1 or 0-3); default: one unpinned reactor");
-    app.add_option("--pool-mib", pool_mib, "DMA buffer pool per reactor in MiB (hugepages when reserved)")
+    app.add_option("--pool-mib", pool_mib,
+                   "DMA buffer pool per reactor in MiB (hugepages when reserved); at least 16: one 8 MiB "
+                   "transfer (MDTS) and the queues' reserved chunks")
         ->capture_default_str()
-        ->check(CLI::Range(4, 65536));
+        ->check(CLI::Range(16, 65536));
     app.add_option("--max-connections", max_connections, "connections accepted at once, all reactors together")
         ->capture_default_str()
         ->check(CLI::Range(1, 65536));
@@ -71,7 +73,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 3600));
     app.add_option("--conn-buffer-mib", conn_buffer_mib,
                    "pool MiB one connection's transfers may hold at once beyond each queue entry's reserved 8 KiB "
-                   "(0 = a quarter of --pool-mib; never less than one 1 MiB transfer)")
+                   "(0 = a quarter of --pool-mib; never less than one 8 MiB transfer)")
         ->capture_default_str()
         ->check(CLI::Range(0, 65536));
     app.add_option("--idle-spin-us", idle_spin_us,

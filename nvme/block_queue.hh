@@ -130,7 +130,9 @@ public:
 
 // RAM-backed store: a private anonymous mapping, populated on first write so a large
 // namespace costs only what has been written. Deallocate returns pages to the kernel.
-std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size);
+// `max_transfer_bytes` (0 = none) makes it take at most that much per command, as an SSD with
+// that MDTS would (tests of the target's command splitting).
+std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size, uint32_t max_transfer_bytes = 0);
 // Null store: reads return zeroes, writes are dropped. For measuring the target alone.
 std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t block_size);
 // A regular file or block device driven through io_uring (O_DIRECT where the file system

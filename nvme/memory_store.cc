@@ -69,7 +69,8 @@ private:
 // stay PROT_NONE. Nothing of it costs memory until written (MAP_NORESERVE).
 class ram_store final : public block_store {
 public:
-    ram_store(uint64_t blocks, uint32_t block_size) : _blocks(blocks), _block_size(block_size) {
+    ram_store(uint64_t blocks, uint32_t block_size, uint32_t max_transfer)
+        : _blocks(blocks), _block_size(block_size), _max_transfer(max_transfer) {
         _bytes = blocks * block_size;
         // Room to grow: 4x, at least 4 GiB, at most 1 TiB beyond the size asked.
         _reserved =
@@ -94,6 +95,7 @@ public:
     uint64_t block_count() const override { return _blocks.load(std::memory_order_acquire); }
     uint32_t block_size() const override { return _block_size; }
     std::string describe() const override { return "ram"; }
+    uint32_t max_transfer_bytes() const override { return _max_transfer; }
     std::unique_ptr<block_queue> create_queue(unsigned, const env::dma_pool*, queue_group*) override {
         return std::make_unique<ram_queue>(*this);
     }
@@ -133,7 +135,8 @@ private:
     static uint64_t page_up(uint64_t n) { return (n + 4095) & ~uint64_t(4095); }
     std::atomic<uint64_t> _blocks;
     uint32_t _block_size;
-    uint64_t _bytes = 0;  // control path only (grow)
+    uint32_t _max_transfer;  // 0 = none; refused above it, as a device refuses beyond its MDTS
+    uint64_t _bytes = 0;     // control path only (grow)
     uint64_t _reserved = 0;
     uint8_t* _base = nullptr;
 };
@@ -145,6 +148,11 @@ void ram_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completio
 
 uint16_t ram_queue::execute(const sqe& cmd, std::span<const iovec> data) {
     uint16_t status = sc::success;
+    if (const uint32_t limit = _store.max_transfer_bytes(); limit && !data.empty()) {
+        uint64_t bytes = 0;
+        for (const iovec& v : data) bytes += v.iov_len;
+        if (bytes > limit) return sc::invalid_field | status_dnr;
+    }
     const host_ordered_access ordered(&_store);
     switch (cmd.opcode) {
         case io_opc::read:
@@ -229,8 +237,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size) {
-    return std::make_unique<ram_store>(block_count, block_size);
+std::unique_ptr<block_store> make_ram_store(uint64_t block_count, uint32_t block_size, uint32_t max_transfer_bytes) {
+    return std::make_unique<ram_store>(block_count, block_size, max_transfer_bytes);
 }
 std::unique_ptr<block_store> make_null_store(uint64_t block_count, uint32_t block_size) {
     return std::make_unique<null_store>(block_count, block_size);

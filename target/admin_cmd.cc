@@ -25,10 +25,10 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     nvme::copy_padded(id.fr, sizeof(id.fr), FERRY_VERSION);
     id.rab = 6;
     id.cmic = discovery ? 0 : 0x0B;  // multi-port, multi-controller, ANA reporting
-    // 2^MDTS * 4 KiB: 1 MiB (transport::max_transfer_bytes) unless a backing SSD allows less.
-    static_assert((4096u << 8) == transport::max_transfer_bytes);
-    id.mdts = 0;
-    while ((4096u << id.mdts) < c.subsys.max_transfer_bytes()) ++id.mdts;
+    // 2^MDTS * 4 KiB = transport::max_transfer_bytes (8 MiB) for every store: the target splits a
+    // command for a store (an SSD) that takes less.
+    static_assert((4096u << 11) == transport::max_transfer_bytes);
+    id.mdts = 11;
     id.cntlid = c.cntlid;
     id.ver = 0x00010400;
     id.oaes = discovery ? disc_aen_mask : io_aen_mask;

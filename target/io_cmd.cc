@@ -2,6 +2,7 @@
 // (reference 4.3). This is the hot path: no allocation, no locks, no info-level logs.
 #include <spdlog/spdlog.h>
 
+#include "target/auth.hh"
 #include "target/queue.hh"
 #include "target/target.hh"
 #include "transport/connection.hh"
@@ -12,49 +13,72 @@ constexpr uint16_t dnr = nvme::status_dnr;
 using nvme::dsm_range;
 }  // namespace
 
-void queue::exec_io(transport::request& req) {
+// The checks that need no data: the transport asks them (check()) before it takes buffers or
+// sends an R2T, and exec_io again once the data is there (a namespace may have gone meanwhile).
+uint16_t queue::check_io(const transport::request& req) {
     const nvme::sqe& c = req.cmd;
-    if (!_ctrl->ready.load(std::memory_order_relaxed)) return finish(req, nvme::sc::command_sequence_error | dnr);
-    if (c.flags & 0x03) return finish(req, nvme::sc::invalid_field | dnr);  // fused operations not offered
+    if (!_ctrl->ready.load(std::memory_order_relaxed)) return nvme::sc::command_sequence_error | dnr;
+    if (c.flags & 0x03) return nvme::sc::invalid_field | dnr;  // fused operations not offered
     // Namespace changes: one load of the subsystem's generation; a resync (this reactor, rare)
     // when it moved.
     if (_ns_generation->load(std::memory_order_acquire) != _ns_seen) resync_namespaces();
     const uint32_t nsid = c.nsid;
     if (nsid == 0 || nsid >= _ns.size() || _ns[nsid].st != ns_binding::state::active) {
         if (nsid != 0 && nsid < _ns.size() && _ns[nsid].st == ns_binding::state::setting_up)
-            return finish(req, nvme::sc::ns_not_ready);  // its backend queue is being made: retry
+            return nvme::sc::ns_not_ready;  // its backend queue is being made: retry
         spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} for unknown NSID {}", _conn.info().id, _qid, +c.cid,
                       +c.opcode, nsid);
-        return finish(req, nvme::sc::invalid_namespace | dnr);
+        return nvme::sc::invalid_namespace | dnr;
     }
-    ns_binding& n = _ns[nsid];
+    const ns_binding& n = _ns[nsid];
     // ANA: one load of the target's change count; the path's state is cached per binding.
     if (_tgt.ana_change_count().load(std::memory_order_acquire) != _ana_seen) refresh_ana();
-    if (n.ana_status) return finish(req, n.ana_status);  // path error, no DNR: the host tries another
+    if (n.ana_status) return n.ana_status;  // path error, no DNR: the host tries another path
     const uint64_t slba = nvme::io_slba(c);
     const uint64_t nlb = nvme::io_nlb(c);
 
     switch (c.opcode) {
         case nvme::io_opc::read:
         case nvme::io_opc::write:
-        case nvme::io_opc::compare: {
-            if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
-            if ((c.cdw12 >> 26) & 0xF) return finish(req, nvme::sc::invalid_field | dnr);  // PRINFO: no PI here
-            if (nlb << n.lbads != req.data_len) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-            if (req.data_len > _ctrl->subsys.max_transfer_bytes())
-                return finish(req, nvme::sc::invalid_field | dnr);  // MDTS
-            break;
-        }
+        case nvme::io_opc::compare:
+            if (slba >= n.blocks || nlb > n.blocks - slba) return nvme::sc::lba_out_of_range | dnr;
+            if ((c.cdw12 >> 26) & 0xF) return nvme::sc::invalid_field | dnr;  // PRINFO: no PI here
+            if (nlb << n.lbads != req.data_len) return nvme::sc::sgl_invalid_data_length | dnr;
+            if (req.data_len > transport::max_transfer_bytes) return nvme::sc::invalid_field | dnr;  // MDTS
+            return 0;
         case nvme::io_opc::write_zeroes:
-            if (slba >= n.blocks || nlb > n.blocks - slba) return finish(req, nvme::sc::lba_out_of_range | dnr);
-            if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-            break;
+            if (slba >= n.blocks || nlb > n.blocks - slba) return nvme::sc::lba_out_of_range | dnr;
+            if (req.data_len != 0) return nvme::sc::sgl_invalid_data_length | dnr;
+            return 0;
         case nvme::io_opc::flush:
-            if (req.data_len != 0) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-            break;
+            if (req.data_len != 0) return nvme::sc::sgl_invalid_data_length | dnr;
+            return 0;
         case nvme::io_opc::dataset_mgmt: {
             const unsigned nr = (c.cdw10 & 0xFF) + 1;
-            if (req.data_len < nr * sizeof(dsm_range)) return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+            if (req.data_len < nr * sizeof(dsm_range)) return nvme::sc::sgl_invalid_data_length | dnr;
+            return 0;
+        }
+        default:
+            return nvme::sc::invalid_opcode | dnr;
+    }
+}
+
+uint16_t queue::check(const transport::request& req) {
+    // Only I/O commands of a live, authenticated controller; on_command answers the rest.
+    if (_qid == 0 || !_ctrl || (_auth && !_auth->authenticated()) || req.cmd.opcode == nvme::admin_opc::fabrics)
+        return 0;
+    const uint16_t status = check_io(req);
+    if (status) note_error(req, status);
+    return status;
+}
+
+void queue::exec_io(transport::request& req) {
+    const nvme::sqe& c = req.cmd;
+    if (const uint16_t status = check_io(req)) return finish(req, status);
+    ns_binding& n = _ns[c.nsid];
+    switch (c.opcode) {
+        case nvme::io_opc::dataset_mgmt: {
+            const unsigned nr = (c.cdw10 & 0xFF) + 1;
             for (unsigned i = 0; i < nr; ++i) {
                 dsm_range r;
                 req.copy_out(&r, sizeof(r), i * sizeof(r));
@@ -64,7 +88,7 @@ void queue::exec_io(transport::request& req) {
             break;
         }
         default:
-            return finish(req, nvme::sc::invalid_opcode | dnr);
+            break;
     }
     io_slot& slot = _slots[req.tag];
     slot.owner = this;
@@ -73,6 +97,16 @@ void queue::exec_io(transport::request& req) {
     slot.arrival_ns = _arrival_ns;  // no clock read here: on_command's
     slot.counters->submitted(_arrival_ns);
     ++_in_flight;
+    slot.piece_limit = 0;
+    if (n.piece_limit && req.data_len > n.piece_limit &&
+        (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write || c.opcode == nvme::io_opc::compare)) {
+        slot.piece_limit = n.piece_limit;
+        slot.bq = n.bq.get();
+        slot.lbads = n.lbads;
+        slot.done_bytes = slot.next_inner = 0;
+        slot.next_iov = 0;
+        return slot.submit_pieces();
+    }
     n.bq->submit(c, req.data(), slot);
 }
 

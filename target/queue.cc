@@ -20,6 +20,66 @@ queue::~queue() {
 }
 
 void queue::io_slot::complete(uint16_t status) {
+    if (piece_limit) {
+        done_bytes += piece_bytes;
+        piece_status = status;
+        if (submitting) {  // completed inside submit(): submit_pieces() goes on
+            piece_completed = true;
+            return;
+        }
+        if ((status & 0x7FF) == nvme::sc::success && done_bytes < req->data_len) {
+            // A closed queue's backend queue takes no more commands (block_queue::close()).
+            if (owner->_closed) return end(nvme::sc::aborted_sq_deletion);
+            submit_pieces();
+            return;
+        }
+    }
+    end(status);
+}
+
+// One piece after another (a loop, not recursion, for stores that complete inside submit());
+// none after a failed one, whose status is the command's.
+void queue::io_slot::submit_pieces() {
+    for (;;) {
+        const std::span<const iovec> data = req->data();
+        std::span<const iovec> piece;
+        const iovec& at = data[next_iov];
+        if (next_inner != 0 || at.iov_len > piece_limit) {
+            // The limit is below a chunk, or a piece ended inside this iovec: a part of it.
+            piece_iov = {static_cast<uint8_t*>(at.iov_base) + next_inner,
+                         std::min<size_t>(at.iov_len - next_inner, piece_limit)};
+            piece = {&piece_iov, 1};
+            piece_bytes = static_cast<uint32_t>(piece_iov.iov_len);
+            next_inner += piece_bytes;
+            if (next_inner == at.iov_len) {
+                next_inner = 0;
+                ++next_iov;
+            }
+        } else {
+            // Whole iovecs (chunks) up to the limit: a sub-span of the request's own list.
+            size_t end = next_iov, bytes = 0;
+            while (end < data.size() && bytes + data[end].iov_len <= piece_limit) bytes += data[end++].iov_len;
+            piece = data.subspan(next_iov, end - next_iov);
+            piece_bytes = static_cast<uint32_t>(bytes);
+            next_iov = static_cast<uint16_t>(end);
+        }
+        const nvme::sqe& c = req->cmd;
+        const uint64_t slba = nvme::io_slba(c) + (done_bytes >> lbads);
+        piece_cmd = c;  // FUA and the other CDW12 bits apply to every piece
+        piece_cmd.cdw10 = static_cast<uint32_t>(slba);
+        piece_cmd.cdw11 = static_cast<uint32_t>(slba >> 32);
+        piece_cmd.cdw12 = (c.cdw12 & 0xFFFF0000u) | ((piece_bytes >> lbads) - 1);
+        submitting = true;
+        piece_completed = false;
+        bq->submit(piece_cmd, piece, *this);
+        submitting = false;
+        if (!piece_completed) return;  // complete() carries on
+        if ((piece_status & 0x7FF) != nvme::sc::success || done_bytes == req->data_len) return end(piece_status);
+        if (owner->_closed) return end(nvme::sc::aborted_sq_deletion);
+    }
+}
+
+void queue::io_slot::end(uint16_t status) {
     --owner->_in_flight;
     // Counters: this queue's own cache lines, written by this reactor only. The one clock read
     // of the completion (steady_clock: clock_gettime through the vDSO, no system call) gives
@@ -91,6 +151,9 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
         b.counters = n->stats->attach(std::move(labels));
         b.blocks = n->block_count();
         b.lbads = n->lbads;
+        // Read/Write/Compare beyond the store's own limit go to it in pieces of whole blocks.
+        if (const uint32_t limit = n->store->max_transfer_bytes(); limit && limit < transport::max_transfer_bytes)
+            b.piece_limit = std::max(limit >> n->lbads, 1u) << n->lbads;
         b.st = st::setting_up;
         ++_bindings_busy;
     }
@@ -172,16 +235,18 @@ void queue::finish(transport::request& req, uint16_t status, uint32_t result0, u
     req.status = status;
     req.result0 = result0;
     req.result1 = result1;
-    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr)) {
-        if (_ctrl) record_error(req, status);
-        // Errors of I/O commands by kind, the ones refused before the store included.
-        if (_qid != 0 && req.cmd.opcode != nvme::admin_opc::fabrics && req.cmd.nsid < _ns.size() &&
-            _ns[req.cmd.nsid].counters)
-            _ns[req.cmd.nsid].counters->count_error(status);
-        spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
-                      +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
-    }
+    if (status != nvme::sc::success && status != (nvme::sc::success | nvme::status_dnr)) note_error(req, status);
     _conn.complete(req);
+}
+
+void queue::note_error(const transport::request& req, uint16_t status) {
+    if (_ctrl) record_error(req, status);
+    // Errors of I/O commands by kind, the ones refused before the store included.
+    if (_qid != 0 && req.cmd.opcode != nvme::admin_opc::fabrics && req.cmd.nsid < _ns.size() &&
+        _ns[req.cmd.nsid].counters)
+        _ns[req.cmd.nsid].counters->count_error(status);
+    spdlog::debug("conn {} qid {}: cid {} opcode {:#04x} nsid {}: {} ({:#x})", _conn.info().id, _qid, +req.cmd.cid,
+                  +req.cmd.opcode, +req.cmd.nsid, nvme::status_name(status), status);
 }
 
 void queue::record_error(const transport::request& req, uint16_t status) {

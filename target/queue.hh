@@ -24,6 +24,7 @@ public:
     ~queue() override;
 
     void on_command(transport::request& req) override;
+    uint16_t check(const transport::request& req) override;
     void on_close() override;
     void on_timer(uint64_t now_ns) override;
     unsigned poll() override;
@@ -40,7 +41,23 @@ private:
         transport::request* req = nullptr;
         ns_io_counters* counters = nullptr;  // the namespace's, of this queue
         uint64_t arrival_ns = 0;             // when the command reached the queue (latency)
+        // A command beyond its store's transfer limit goes to the store in pieces, one after
+        // another, each a sub-span of the request's iovecs (or a part of one: piece_iov).
+        uint32_t piece_limit = 0;  // bytes per piece; 0 = the whole command at once
+        nvme::block_queue* bq = nullptr;
+        nvme::sqe piece_cmd{};
+        iovec piece_iov{};
+        uint32_t done_bytes = 0;   // of the pieces completed
+        uint32_t piece_bytes = 0;  // of the piece in flight
+        uint32_t next_inner = 0;   // where the next piece starts: byte in iovec next_iov
+        uint16_t next_iov = 0;
+        uint16_t piece_status = 0;
+        uint8_t lbads = 0;
+        bool submitting = false;       // inside bq->submit()
+        bool piece_completed = false;  // ... and the piece completed there
         void complete(uint16_t status) override;
+        void submit_pieces();
+        void end(uint16_t status);  // the command is done
     };
 
     // This I/O queue's own view of one namespace: the I/O path reads only this (no lock, no
@@ -60,6 +77,7 @@ private:
         std::shared_ptr<ns_io_counters> counters;
         uint64_t blocks = 0;
         uint8_t lbads = 0;
+        uint32_t piece_limit = 0;  // Read/Write/Compare larger than this are split (0: never)
         uint16_t ana_status = 0;  // non-zero: its ANA group is not accessible through this path
         // Its commands in flight are counters->outstanding (the busy-time count).
     };
@@ -67,6 +85,8 @@ private:
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);
     // Error Information log entry for a command completed with an error (locks: error path only).
     void record_error(const transport::request& req, uint16_t status);
+    // The bookkeeping of a command that failed: error log entry, the namespace's error counter.
+    void note_error(const transport::request& req, uint16_t status);
     void reply_data(transport::request& req, const void* src, size_t len, size_t offset = 0);
 
     // An I/O queue Connect waiting for its backend queues: an SSD's hardware queue is created
@@ -104,6 +124,7 @@ private:
     std::vector<uint8_t> build_log(uint8_t lid, uint32_t nsid, bool& known);
     // io_cmd.cc
     void exec_io(transport::request& req);
+    uint16_t check_io(const transport::request& req);  // 0 or the status; needs no data
     // Namespace table (queue.cc): bind new namespaces, retire removed ones, refresh sizes.
     // `group` gathers the backend queues made now (one Connect's, or one resync's).
     // Returns false if a backend queue could not be made (`why` says which and why).

@@ -200,7 +200,7 @@ subsystem::subsystem(const subsystem_config& cfg, bool discovery)
     auto table = std::make_shared<ns_table>();
     for (const auto& nc : cfg.namespaces) {
         auto n = make_namespace(cfg.nqn, nc);
-        narrow_limits(*n->store);
+        narrow_features(*n->store);
         (*table)[n->nsid] = std::move(n);
     }
     _namespaces = std::move(table);
@@ -245,12 +245,9 @@ std::shared_ptr<ns> subsystem::find_ns(uint32_t nsid) const {
 }
 
 std::string subsystem::admit_store(const ns& n, bool live) const {
-    // Identify MDTS and ONCS are read by hosts once, at controller initialization: a namespace
-    // added later cannot lower them for hosts already connected.
-    const uint32_t m = n.store->max_transfer_bytes();
-    if (live && m && m < max_transfer_bytes())
-        return fmt::format("its store takes at most {} bytes per command, below the {} bytes hosts of {} were told", m,
-                           max_transfer_bytes(), _nqn);
+    // Identify ONCS is read by hosts once, at controller initialization: a namespace added
+    // later cannot lower it for hosts already connected. (A store's smaller transfer limit does
+    // not matter: the target splits commands for it.)
     const uint16_t missing = optional_commands() & ~n.store->optional_commands();
     if (live && missing)
         return fmt::format("its store lacks optional commands (ONCS {:#x}) that hosts of {} were told about", missing,
@@ -260,26 +257,21 @@ std::string subsystem::admit_store(const ns& n, bool live) const {
     return {};
 }
 
-void subsystem::narrow_limits(const nvme::block_store& store) {
+void subsystem::narrow_features(const nvme::block_store& store) {
     _oncs.store(_oncs.load() & store.optional_commands());
     if (store.volatile_write_cache())
         _vwc.store(1);
     else if (_vwc.load() < 0)
         _vwc.store(0);
-    if (uint32_t m = store.max_transfer_bytes(); m && m < _max_transfer.load()) {
-        uint32_t mt = 4096;
-        while (mt * 2 <= m) mt *= 2;  // MDTS is a power of two of pages
-        _max_transfer.store(mt);
-    }
 }
 
 std::string subsystem::add_namespace(std::shared_ptr<ns> n) {
     {
         // Under the lock create_controller() marks the subsystem as having had a controller:
-        // none is made between the check and the narrowing (its host would read the old MDTS).
+        // none is made between the check and the narrowing (its host would read the old ONCS).
         std::lock_guard g(_lock);
         if (auto why = admit_store(*n, _ever_had_controller); !why.empty()) return why;
-        if (!_ever_had_controller) narrow_limits(*n->store);
+        if (!_ever_had_controller) narrow_features(*n->store);
     }
     {
         std::lock_guard g(_ns_lock);

@@ -174,8 +174,6 @@ public:
     std::shared_ptr<ns> find_ns(uint32_t nsid) const;
     // Moves (release) after every namespace change, once the new table is published.
     const std::atomic<uint64_t>& ns_generation() const { return _ns_generation; }
-    // Largest transfer per command (Identify MDTS): the transport's limit or a store's, if lower.
-    uint32_t max_transfer_bytes() const { return _max_transfer.load(std::memory_order_relaxed); }
     // Identify ONCS: the optional commands every namespace's store carries out.
     uint16_t optional_commands() const { return _oncs.load(std::memory_order_relaxed); }
     // Identify VWC: a volatile write cache unless every namespace the first controller saw
@@ -212,9 +210,10 @@ public:
     subsystem_config config() const;               // the current state, everything explicit
 
 private:
-    std::string admit_store(const ns& n, bool live) const;  // MDTS/ONCS compatibility
-    // Lowers MDTS and ONCS to what `store` can do (before any controller exists).
-    void narrow_limits(const nvme::block_store& store);
+    std::string admit_store(const ns& n, bool live) const;  // ONCS and VWC compatibility
+    // Lowers ONCS to what `store` can do and sets VWC if it has a volatile write cache (before
+    // any controller exists).
+    void narrow_features(const nvme::block_store& store);
 
     std::string _nqn;
     bool _discovery;
@@ -234,7 +233,6 @@ private:
     mutable std::mutex _ns_lock;
     std::shared_ptr<const ns_table> _namespaces;
     std::atomic<uint64_t> _ns_generation{1};
-    std::atomic<uint32_t> _max_transfer{1u << 20};
     std::atomic<uint16_t> _oncs{0x01 | 0x04 | 0x08};
     std::atomic<int8_t> _vwc{-1};  // -1 no namespace yet (reported as a cache), 0 none, 1 present
 };

@@ -89,7 +89,36 @@ buffer_arbiter::buffer_arbiter(env::dma_pool& pool, size_t connection_chunks, ui
     : _pool(pool),
       _connection_chunks(connection_chunks ? std::max<size_t>(connection_chunks, max_chunks)
                                            : default_connection_chunks(pool)),
-      _r2t_timeout_ns(r2t_timeout_ns) {}
+      _r2t_timeout_ns(r2t_timeout_ns) {
+    const size_t blocks = 2 * ((pool.total_chunks() + inline_chunks - 1) / inline_chunks);
+    _table_slab.resize(blocks * inline_chunks);
+    _table_used.assign(blocks, 0);
+    _table_free = blocks;
+}
+
+iovec* buffer_arbiter::take_table(unsigned chunks) {
+    const size_t want = (chunks + inline_chunks - 1) / inline_chunks;
+    if (want > _table_free) return nullptr;
+    // First fit over the block map (a few hundred bytes; only transfers over 128 KiB come here).
+    size_t run = 0;
+    for (size_t b = 0; b < _table_used.size(); ++b) {
+        run = _table_used[b] ? 0 : run + 1;
+        if (run == want) {
+            const size_t first = b + 1 - want;
+            std::fill_n(_table_used.begin() + static_cast<ptrdiff_t>(first), want, uint8_t{1});
+            _table_free -= want;
+            return _table_slab.data() + first * inline_chunks;
+        }
+    }
+    return nullptr;
+}
+
+void buffer_arbiter::give_table(iovec* table, unsigned chunks) {
+    const size_t want = (chunks + inline_chunks - 1) / inline_chunks;
+    const size_t first = static_cast<size_t>(table - _table_slab.data()) / inline_chunks;
+    std::fill_n(_table_used.begin() + static_cast<ptrdiff_t>(first), want, uint8_t{0});
+    _table_free += want;
+}
 
 size_t buffer_arbiter::default_connection_chunks(const env::dma_pool& pool) {
     return std::max<size_t>(max_chunks, pool.total_chunks() / 4);
@@ -136,7 +165,7 @@ connection::~connection() {
     drop_waiting_and_r2t();  // nothing of ours may stay in the reactor's FIFO
     if (_info.ticket) _info.ticket->release();  // before the socket closes: admission may shut it down
     for (auto& r : _requests) {
-        if (r->chunk_count) _pool.put(r->iov.data(), r->chunk_count);
+        if (r->chunk_count) put_chunks(*r);
         if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
     }
     if (_fd >= 0) ::close(_fd);
@@ -218,8 +247,8 @@ request* connection::alloc_request() {
 void connection::release(request& req) {
     forget_cid(req);
     if (req.chunk_count) {
-        _pool.put(req.iov.data(), req.chunk_count);
         _extra_chunks -= req.chunk_count;
+        put_chunks(req);
         if (!_parked.empty() && !_closing) unpark();
     }
     req.chunk_count = 0;
@@ -236,13 +265,17 @@ bool connection::on_readable() {
     for (int round = 0; round < 16 && !_closing; ++round) {
         ssize_t n;
         if (_wire == wire_mode::plain && _rx == rx_state::data && _rx_left >= direct_read_threshold) {
-            // Large payload: read straight into the request's buffer, the rest into _rx_buf.
-            std::array<iovec, max_chunks + 1> v;
-            size_t cnt = rx_target_space(v.data(), max_chunks);
+            // Large payload: read straight into the request's buffer (up to one H2CData PDU's
+            // chunks, +1 for a PDU not aligned to them), the rest into _rx_buf (still this
+            // PDU's payload if the list was cut short: process_rx copies it).
+            std::array<iovec, inline_chunks + 2> v;
+            size_t cnt = rx_target_space(v.data(), v.size() - 1);
+            size_t space = 0;
+            for (size_t i = 0; i < cnt; ++i) space += v[i].iov_len;
             v[cnt++] = {_rx_buf.data(), _rx_buf.size()};
             n = ::readv(_fd, v.data(), static_cast<int>(cnt));
             if (n > 0) {
-                size_t to_data = std::min<size_t>(n, _rx_left);
+                size_t to_data = std::min<size_t>(n, space);
                 _rx_offset += to_data;
                 _rx_left -= to_data;
                 if (_rx_left == 0) {
@@ -502,7 +535,7 @@ bool connection::handle_capsule() {
                 req->status = nvme::sc::invalid_field | nvme::status_dnr;
         }
         req->data_len = static_cast<uint32_t>(_cur.data_bytes);
-        req->iov[0] = {req->reserved_chunk.iov_base, _cur.data_bytes};
+        req->iov[0] = {req->reserved_chunk.iov_base, _cur.data_bytes};  // iov is inline_iov here
         req->iov_count = 1;
         _rx_req = req;
         _rx_offset = 0;
@@ -538,6 +571,13 @@ bool connection::handle_capsule() {
         return true;
     }
     req->data_len = len;
+    if (req->dir == nvme::data_direction::host_to_ctrl || len > env::dma_pool::chunk_size) {
+        if (const uint16_t status = _handler->check(*req)) {
+            req->status = status;  // the handler logged it as it does its own errors
+            complete(*req);
+            return !_closing;
+        }
+    }
     request_buffer(*req);
     return !_closing;
 }
@@ -546,6 +586,11 @@ bool connection::handle_capsule() {
 // its connection is at its cap (it parks on the connection) or older requests already wait
 // in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
 void connection::request_buffer(request& req) {
+    if (req.data_len > _pool.bytes()) {
+        // The pool could never hold it: answered at once, or it would block the FIFO for good.
+        respond_now(req, nvme::sc::internal_error | nvme::status_dnr);
+        return;
+    }
     if (req.data_len <= env::dma_pool::chunk_size) {
         req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
         req.iov_count = 1;
@@ -577,12 +622,26 @@ bool connection::over_cap(const request& req) const {
 bool connection::take_chunks(request& req) {
     const uint32_t len = req.data_len;
     const unsigned n = (len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
-    if (!_pool.get(n, req.iov.data())) return false;
+    iovec* table = req.inline_iov.data();
+    if (n > inline_chunks && !(table = _buffers.take_table(n))) return false;
+    if (!_pool.get(n, table)) {
+        if (table != req.inline_iov.data()) _buffers.give_table(table, n);
+        return false;
+    }
+    req.iov = table;
+    _buffers._chunks_granted += n;
     _extra_chunks += n;
     req.chunk_count = static_cast<uint16_t>(n);
     req.iov_count = static_cast<uint16_t>(n);
     req.iov[n - 1].iov_len = len - (n - 1) * env::dma_pool::chunk_size;
     return true;
+}
+
+// Returns a request's extra chunks and its iovec table, if it took one.
+void connection::put_chunks(request& req) {
+    _pool.put(req.iov, req.chunk_count);
+    if (req.iov != req.inline_iov.data()) _buffers.give_table(req.iov, req.chunk_count);
+    req.iov = req.inline_iov.data();
 }
 
 // Chunks came back: parked requests that fit under the cap again join the reactor's FIFO.

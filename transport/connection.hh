@@ -28,10 +28,14 @@ namespace ferry::transport {
 class tls_session;
 
 // Limits shared with the target (which advertises them in Identify).
-inline constexpr uint32_t max_transfer_bytes = 1u << 20;        // MDTS = 8 (2^8 * 4 KiB)
+inline constexpr uint32_t max_transfer_bytes = 8u << 20;                 // MDTS = 11 (2^11 * 4 KiB)
 inline constexpr uint32_t in_capsule_bytes = env::dma_pool::chunk_size;  // admin, fabrics and I/O
 inline constexpr uint32_t maxh2cdata_bytes = 128u << 10;
 inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk_size;
+// Chunks a request describes inline (one H2CData PDU's worth); a larger transfer takes an iovec
+// table from its reactor's buffer_arbiter together with its chunks.
+inline constexpr unsigned inline_chunks = maxh2cdata_bytes / env::dma_pool::chunk_size;
+static_assert(max_chunks + 3 <= UINT16_MAX, "request::tx_refs counts a C2HData PDU's entries");
 inline constexpr uint64_t icreq_timeout_ns = 10'000'000'000ull;
 // How long a host may take to send all the data of an R2T (the Linux host sends it at once).
 inline constexpr uint64_t default_r2t_timeout_ns = 15'000'000'000ull;
@@ -61,9 +65,9 @@ struct request {
     nvme::data_direction dir = nvme::data_direction::none;
     uint32_t data_len = 0;      // from the SGL
     uint32_t h2c_received = 0;  // bytes of R2T data received so far
-    uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used)
+    uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used), listed in iov
     bool data_digest_error = false;
-    uint8_t tx_refs = 0;        // transmit entries still pointing into this request
+    uint16_t tx_refs = 0;  // transmit entries still pointing into this request (up to max_chunks + 3)
     uint16_t iov_count = 0;
     wait_line waiting_in = wait_line::none;
     connection* conn = nullptr;    // owner (the reactor's buffer FIFO spans connections)
@@ -72,7 +76,9 @@ struct request {
     uint64_t r2t_sent_ns = 0;
     bool cid_tracked = false;  // holds its cid's bit in the connection's outstanding set
 
-    std::array<iovec, max_chunks> iov{};
+    // The data's chunks: inline_iov, or (more than inline_chunks) a table of the arbiter's.
+    iovec* iov = inline_iov.data();
+    std::array<iovec, inline_chunks> inline_iov{};
     iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
 
     // Transmit headers for PDUs sent on behalf of this request (+4 for HDGST).
@@ -81,7 +87,7 @@ struct request {
     alignas(8) std::array<uint8_t, sizeof(capsule_resp_pdu) + 4> resp_pdu{};
     uint32_t c2h_ddgst = 0;
 
-    std::span<const iovec> data() const { return {iov.data(), iov_count}; }
+    std::span<const iovec> data() const { return {iov, iov_count}; }
     // Copies up to `len` bytes of the data buffer into `dst`; returns bytes copied.
     size_t copy_out(void* dst, size_t len, size_t offset = 0) const;
     // Copies `len` bytes from `src` into the data buffer at `offset`; returns bytes copied.
@@ -109,7 +115,9 @@ private:
 // by all connections of the reactor, served strictly in arrival order (a request at its
 // connection's cap waits on its connection instead and does not hold up the FIFO). A request
 // whose R2T data has not all arrived within `r2t_timeout_ns` closes its connection, which
-// returns every chunk it held. Not thread-safe: belongs to the reactor thread.
+// returns every chunk it held. A transfer of more than inline_chunks chunks also takes an iovec
+// table (a run of the arbiter's slab, sized to hold every pool chunk twice over so that only
+// fragmentation can make it wait, in the same FIFO). Not thread-safe: belongs to the reactor thread.
 class buffer_arbiter {
 public:
     // connection_chunks 0 = default_connection_chunks(pool).
@@ -128,14 +136,25 @@ public:
     // Requests that had to wait for chunks (FIFO or cap) since creation; requests waiting now.
     uint64_t waits() const { return _waits; }
     size_t waiting_in_fifo() const { return _fifo.size(); }
+    // Extra chunks handed to requests since creation (each grant counted once).
+    uint64_t chunks_granted() const { return _chunks_granted; }
+    // An iovec table for `chunks` entries (more than inline_chunks), or null when the slab has
+    // no free run that long; give_table() returns it.
+    iovec* take_table(unsigned chunks);
+    void give_table(iovec* table, unsigned chunks);
+    size_t free_table_entries() const { return _table_free * inline_chunks; }
 
 private:
     friend class connection;
     env::dma_pool& _pool;
+    std::vector<iovec> _table_slab;    // in blocks of inline_chunks entries
+    std::vector<uint8_t> _table_used;  // per block
+    size_t _table_free = 0;            // free blocks
     size_t _connection_chunks;
     uint64_t _r2t_timeout_ns;
     request_list _fifo;
     uint64_t _waits = 0;
+    uint64_t _chunks_granted = 0;
 };
 
 // Identity of a connection for logs and for discovery (local address the host reached).
@@ -163,6 +182,11 @@ public:
     // A command and its host-to-controller data are ready. The handler fills status/result
     // and calls connection::complete(req), now or later.
     virtual void on_command(request& req) = 0;
+    // A command whose data is to come by R2T, or that needs pool chunks beyond its reserved one,
+    // before either is done: 0 to go on, else the NVMe status it is completed with at once (no
+    // R2T, no chunks). The transport asks; the handler decides what is valid (parse, then
+    // execute). on_command() follows for a command that passed.
+    virtual uint16_t check(const request& /*req*/) { return 0; }
     // The connection is closing; no more commands will arrive.
     virtual void on_close() = 0;
     // Called about every 100 ms from the reactor (keep-alive, teardown checks).
@@ -265,6 +289,7 @@ private:
     void request_buffer(request& req);
     bool over_cap(const request& req) const;
     bool take_chunks(request& req);
+    void put_chunks(request& req);
     void unpark();
     void drop_waiting_and_r2t();
     void check_r2t_timeout(uint64_t now_ns);

@@ -31,7 +31,8 @@ perf() {  # perf NAME ARGS...
 if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1; then
     perf "rw 4k qd32" --rw rw --bs 4k --qd 32
     perf "rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
-    perf "rw 1m qd4 (MDTS)" --rw rw --bs 1m --qd 4
+    perf "rw 1m qd4" --rw rw --bs 1m --qd 4
+    perf "rw 8m qd2 (MDTS)" --rw rw --bs 8m --qd 2
     perf "rw 4k, 512 B LBAs" --rw rw --bs 4k --qd 16 --nsid 2
     perf "rw 8k digests" --rw rw --bs 8k --qd 16 --digest hdr,data
     perf "rw 64k digests 4 queues 2 threads" --rw rw --bs 64k --qd 8 --queues 4 --cpus 0,1 --digest hdr,data

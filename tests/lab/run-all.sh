@@ -6,7 +6,7 @@
 # Exit status 0 only if every scenario passed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath)
+ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath large-transfer)
 
 usage() {
     cat <<EOF2

@@ -31,7 +31,7 @@ TEST(identify, controller_fields_the_linux_host_checks) {
     EXPECT_NE(ic.sgls & 3, 0u);
     EXPECT_EQ(ic.cmic & 2, 2);  // several controllers per subsystem
     EXPECT_EQ(ic.cntrltype, 1);
-    EXPECT_EQ(ic.mdts, 8);
+    EXPECT_EQ(ic.mdts, 11);  // 8 MiB
     EXPECT_EQ(ic.maxcmd, target::max_queue_entries);
     EXPECT_EQ(ic.sqes, 0x66);
     EXPECT_EQ(ic.cqes, 0x44);

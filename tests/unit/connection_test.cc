@@ -369,3 +369,74 @@ TEST(connection, outstanding_cid_reused_gets_command_id_conflict) {
     again.cid = orig.cid;
     EXPECT_EQ(io.cmd(again).status, 0);
 }
+
+TEST(connection, invalid_commands_are_refused_before_r2t_or_buffers) {
+    io_pair q;
+    host_conn& io = q.io;
+    const uint64_t blocks = (16u << 20) / 4096;
+    struct bad {
+        nvme::sqe cmd;
+        uint32_t len;
+        uint16_t status;
+    };
+    const bad cases[] = {
+        {io.rw(nvme::io_opc::write, 2, 0, 16), 65536, nvme::sc::invalid_namespace | nvme::status_dnr},
+        {io.rw(nvme::io_opc::write, 1, blocks - 8, 16), 65536, nvme::sc::lba_out_of_range | nvme::status_dnr},
+        {io.rw(nvme::io_opc::write, 1, 0, 16), 32768, nvme::sc::sgl_invalid_data_length | nvme::status_dnr},
+        {io.rw(nvme::io_opc::read, 9, 0, 256), 1u << 20, nvme::sc::invalid_namespace | nvme::status_dnr},
+        {io.rw(nvme::io_opc::read, 1, blocks, 256), 1u << 20, nvme::sc::lba_out_of_range | nvme::status_dnr},
+    };
+    const uint64_t granted = q.h.buffers.chunks_granted();
+    for (const bad& b : cases) {
+        const bool write = b.cmd.opcode == nvme::io_opc::write;
+        // Answered from the capsule alone (the host would send the data if asked by an R2T).
+        io.send_capsule(b.cmd, {}, false, b.len);
+        auto r = io.wait(b.cmd.cid, std::vector<uint8_t>(b.len, 0x5A));
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, b.status) << "cid " << b.cmd.cid;
+        EXPECT_TRUE(r->data.empty()) << write;
+    }
+    EXPECT_TRUE(io.r2ts.empty());
+    EXPECT_EQ(q.h.buffers.chunks_granted(), granted);
+    // The same transfers where they are valid take chunks (and a write gets its R2T).
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 16), pattern(65536, 3), 0, false).status, 0);
+    EXPECT_EQ(io.r2ts.size(), 1u);
+    EXPECT_EQ(q.h.buffers.chunks_granted(), granted + 8);
+}
+
+TEST(buffer_arbiter, iovec_tables_are_disjoint_bounded_and_reused) {
+    env::dma_pool pool(1u << 20);  // 128 chunks: a slab of 256 entries (16 blocks of 16)
+    tp::buffer_arbiter b(pool);
+    EXPECT_EQ(b.free_table_entries(), 256u);
+    iovec* t1 = b.take_table(128);
+    iovec* t2 = b.take_table(128);
+    ASSERT_NE(t1, nullptr);
+    ASSERT_NE(t2, nullptr);
+    EXPECT_TRUE(t2 >= t1 + 128 || t1 >= t2 + 128);
+    EXPECT_EQ(b.take_table(17), nullptr);  // none left: the request would wait in the FIFO
+    b.give_table(t1, 128);
+    iovec* t3 = b.take_table(17);  // two blocks, first fit
+    EXPECT_EQ(t3, t1);
+    EXPECT_EQ(b.free_table_entries(), 256u - 128 - 32);
+    b.give_table(t2, 128);
+    b.give_table(t3, 17);
+    EXPECT_EQ(b.free_table_entries(), 256u);
+}
+
+TEST(connection, an_8_mib_read_holds_its_chunks_until_all_its_data_is_sent) {
+    // 1,024 chunks in one C2HData PDU: the request counts every transmit entry pointing into it.
+    io_pair q;
+    host_conn& io = q.io;
+    auto d = pattern(8u << 20, 12);
+    ASSERT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 2048), d, 0, false).status, 0);
+    const size_t idle = q.h.pool.free_chunks();
+    io.send_capsule(io.rw(nvme::io_opc::read, 1, 0, 2048), {}, true, 8u << 20);
+    const size_t total = sizeof(tp::data_pdu) + d.size() + sizeof(tp::capsule_resp_pdu);
+    std::vector<uint8_t> got(total);
+    ASSERT_TRUE(io.recv_exact(got.data(), 256u << 10));  // a part of the data
+    EXPECT_LE(q.h.pool.free_chunks(), idle - 1024);      // still held: the rest is queued to send
+    ASSERT_TRUE(io.recv_exact(got.data() + (256u << 10), total - (256u << 10)));
+    EXPECT_TRUE(std::equal(d.begin(), d.end(), got.begin() + sizeof(tp::data_pdu)));
+    io.pump();
+    EXPECT_EQ(q.h.pool.free_chunks(), idle);
+}

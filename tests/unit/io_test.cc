@@ -31,15 +31,15 @@ TEST_F(io_queue_fixture, in_capsule_write_and_read_back) {
     EXPECT_EQ(r.data, d);
 }
 
-TEST_F(io_queue_fixture, one_mib_transfers_and_512_byte_blocks) {
-    auto big = pattern(1u << 20, 2);
+TEST_F(io_queue_fixture, eight_mib_transfers_and_512_byte_blocks) {
+    auto big = pattern(8u << 20, 2);
     EXPECT_EQ(write(1, 1000, big, 4096, false).status, 0);
-    EXPECT_EQ(read(1, 1000, 256).data, big);
+    EXPECT_EQ(read(1, 1000, 2048).data, big);
     auto small = pattern(512 * 3, 3);
     EXPECT_EQ(write(3, 5, small, 512).status, 0);
     EXPECT_EQ(read(3, 5, 3, 512).data, small);
     // Beyond MDTS.
-    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 257), {}, 257 * 4096).status, nvme::sc::invalid_field | dnr);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 2049), {}, 2049 * 4096).status, nvme::sc::invalid_field | dnr);
 }
 
 TEST_F(io_queue_fixture, lba_range_checks) {
@@ -140,4 +140,147 @@ TEST_F(io_queue_fixture, many_outstanding_commands_complete) {
     }
     for (auto& c : cmds) EXPECT_EQ(io.wait(c.cid)->status, 0);
     for (int i = 0; i < 64; ++i) EXPECT_EQ(read(1, 500 + i, 1).data, data[i]);
+}
+
+namespace {
+// Around a RAM store with a transfer limit (an SSD's MDTS): records what the target submits
+// and fails the `fail_at`-th command (1-based; 0 = none) with `fail_status`.
+struct piece_log {
+    std::vector<uint32_t> bytes;  // per command the store received
+    std::vector<uint64_t> slba;
+    std::vector<bool> fua;
+    unsigned fail_at = 0;
+    uint16_t fail_status = nvme::sc::unrecovered_read_error;
+};
+struct recording_queue final : nvme::block_queue {
+    std::unique_ptr<nvme::block_queue> inner;
+    piece_log& log;
+    recording_queue(std::unique_ptr<nvme::block_queue> q, piece_log& l) : inner(std::move(q)), log(l) {}
+    void submit(const nvme::sqe& cmd, std::span<const iovec> data, nvme::io_completion& done) override {
+        uint32_t n = 0;
+        for (const iovec& v : data) n += static_cast<uint32_t>(v.iov_len);
+        log.bytes.push_back(n);
+        log.slba.push_back(nvme::io_slba(cmd));
+        log.fua.push_back(cmd.cdw12 & (1u << 30));
+        if (log.bytes.size() == log.fail_at) return done.complete(log.fail_status);
+        inner->submit(cmd, data, done);
+    }
+};
+struct recording_store final : nvme::block_store {
+    std::unique_ptr<nvme::block_store> inner;
+    piece_log& log;
+    recording_store(std::unique_ptr<nvme::block_store> s, piece_log& l) : inner(std::move(s)), log(l) {}
+    uint64_t block_count() const override { return inner->block_count(); }
+    uint32_t block_size() const override { return inner->block_size(); }
+    uint32_t max_transfer_bytes() const override { return inner->max_transfer_bytes(); }
+    std::string describe() const override { return "recording " + inner->describe(); }
+    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                    nvme::queue_group* group) override {
+        return std::make_unique<recording_queue>(inner->create_queue(depth, buffers, group), log);
+    }
+};
+
+// NSID 1 (16 MiB, 4 KiB blocks) on a RAM store that takes at most `limit` bytes per command,
+// set before the I/O queue connects (its binding reads the limit).
+struct split_fixture : ::testing::Test {
+    harness h;
+    piece_log log;
+    std::unique_ptr<association> a;
+    void serve(uint32_t limit) {
+        auto& n = const_cast<target::ns&>(*h.tgt.find_subsystem(open_nqn)->find_ns(1));
+        n.store = std::make_unique<recording_store>(nvme::make_ram_store((16u << 20) / 4096, 4096, limit), log);
+        a = std::make_unique<association>(h);
+    }
+    host_conn& io() { return a->io; }
+    response write(uint64_t slba, const std::vector<uint8_t>& d, bool fua = false) {
+        auto c = io().rw(nvme::io_opc::write, 1, slba, static_cast<uint32_t>(d.size() / 4096));
+        if (fua) c.cdw12 |= 1u << 30;
+        return io().cmd(c, d, 0, false);
+    }
+    response read(uint64_t slba, uint32_t nlb) {
+        return io().cmd(io().rw(nvme::io_opc::read, 1, slba, nlb), {}, nlb * 4096);
+    }
+    // Reads [slba, slba + bytes) in commands the store takes whole (no split involved).
+    std::vector<uint8_t> read_unsplit(uint64_t slba, size_t bytes, uint32_t limit) {
+        std::vector<uint8_t> out;
+        for (size_t at = 0; at < bytes; at += limit) {
+            const uint32_t n = static_cast<uint32_t>(std::min<size_t>(limit, bytes - at));
+            auto r = read(slba + at / 4096, n / 4096);
+            EXPECT_EQ(r.status, 0);
+            out.insert(out.end(), r.data.begin(), r.data.end());
+        }
+        return out;
+    }
+};
+}  // namespace
+
+TEST_F(split_fixture, eight_mib_and_odd_sizes_reach_a_128k_store_in_pieces) {
+    const uint32_t limit = 128u << 10;
+    serve(limit);
+    for (const size_t size : {size_t(8u << 20), size_t((1u << 20) + 4096), size_t(limit + 4096), size_t(12288)}) {
+        SCOPED_TRACE(size);
+        auto d = pattern(size, static_cast<uint32_t>(size));
+        log.bytes.clear();
+        log.slba.clear();
+        ASSERT_EQ(write(7, d).status, 0);
+        // Pieces of at most the limit, in order, covering the command exactly.
+        uint64_t covered = 0;
+        for (size_t i = 0; i < log.bytes.size(); ++i) {
+            EXPECT_LE(log.bytes[i], limit);
+            EXPECT_EQ(log.slba[i], 7 + covered / 4096);
+            covered += log.bytes[i];
+        }
+        EXPECT_EQ(covered, size);
+        EXPECT_EQ(log.bytes.size(), (size + limit - 1) / limit);
+        // On the medium where it belongs (read back in commands the store takes whole)...
+        EXPECT_EQ(read_unsplit(7, size, limit), d);
+        // ...and read back in one command, split the same way.
+        log.bytes.clear();
+        auto r = read(7, static_cast<uint32_t>(size / 4096));
+        ASSERT_EQ(r.status, 0);
+        EXPECT_EQ(r.data, d);
+        for (uint32_t b : log.bytes) EXPECT_LE(b, limit);
+        EXPECT_EQ(log.bytes.size(), (size + limit - 1) / limit);
+    }
+}
+
+TEST_F(split_fixture, a_limit_below_a_pool_chunk_cuts_inside_chunks) {
+    serve(4096);  // pool chunks are 8 KiB: each is sent in two pieces
+    auto d = pattern(64 << 10, 5);
+    ASSERT_EQ(write(100, d).status, 0);
+    EXPECT_EQ(log.bytes, std::vector<uint32_t>(16, 4096));
+    EXPECT_EQ(read_unsplit(100, d.size(), 4096), d);
+    EXPECT_EQ(read(100, 16).data, d);
+}
+
+TEST_F(split_fixture, fua_applies_to_every_piece) {
+    serve(128u << 10);
+    ASSERT_EQ(write(0, pattern(1u << 20, 6), true).status, 0);
+    ASSERT_EQ(log.fua.size(), 8u);
+    for (bool f : log.fua) EXPECT_TRUE(f);
+}
+
+TEST_F(split_fixture, an_error_in_a_middle_piece_is_the_commands_status_and_stops_it) {
+    serve(128u << 10);
+    log.fail_at = 3;  // of 8
+    EXPECT_EQ(read(0, 256).status, nvme::sc::unrecovered_read_error);
+    EXPECT_EQ(log.bytes.size(), 3u);  // nothing submitted after the failed piece
+    log.bytes.clear();
+    log.fail_at = 4;
+    log.fail_status = nvme::sc::write_fault;
+    EXPECT_EQ(write(0, pattern(1u << 20, 7)).status, nvme::sc::write_fault);
+    EXPECT_EQ(log.bytes.size(), 4u);
+}
+
+TEST_F(split_fixture, compare_is_split_too) {
+    serve(128u << 10);
+    auto d = pattern((1u << 20) + 4096, 8);
+    ASSERT_EQ(write(10, d).status, 0);
+    auto cmp = io().rw(nvme::io_opc::compare, 1, 10, 257);
+    EXPECT_EQ(io().cmd(cmp, d, 0, false).status, 0);
+    d[5 * (128u << 10) + 17] ^= 1;  // in the sixth piece
+    log.bytes.clear();
+    auto cmp2 = io().rw(nvme::io_opc::compare, 1, 10, 257);
+    EXPECT_EQ(io().cmd(cmp2, d, 0, false).status, nvme::sc::compare_failure | dnr);
+    EXPECT_EQ(log.bytes.size(), 6u);
 }

@@ -237,3 +237,28 @@ TEST(PcieTarget, RemovingOneNamespaceOfAnSsdKeepsItsSiblingServed) {
 
 }  // namespace
 }  // namespace ferry::test
+
+namespace ferry::test {
+// The model SSD takes 128 KiB per command (MDTS 5) and refuses more; the target still offers
+// 8 MiB and splits a 1 MiB write and read into pieces the SSD takes.
+TEST(PcieTarget, OneMiBThroughTheTargetToAnSsdWith128KiBMdts) {
+    served_ssd s("model:split", nvme::pcie_controller_options{});
+    ASSERT_EQ(s.ctrl->max_transfer_bytes(), 128u << 10);
+    host_conn admin(dial(s.port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(ssd_nqn, host_a, 0);
+    auto idc = admin.identify(nvme::cns::ctrl);
+    ASSERT_EQ(idc.status, 0);
+    nvme::identify_ctrl ic;
+    std::memcpy(&ic, idc.data.data(), sizeof(ic));
+    EXPECT_EQ(ic.mdts, 11);
+    host_conn q(dial(s.port), false, false);
+    q.icreq();
+    ASSERT_EQ(q.connect(ssd_nqn, host_a, 1, cntlid).status, 0);
+    auto d = pattern(1u << 20, 9);
+    ASSERT_EQ(q.cmd(q.rw(nvme::io_opc::write, 1, 8, 256), d, 0, false).status, 0);
+    EXPECT_EQ(std::memcmp(s.model->media() + 8 * 4096, d.data(), d.size()), 0);
+    auto r = q.cmd(q.rw(nvme::io_opc::read, 1, 8, 256), {}, 1u << 20);
+    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(r.data, d);
+}
+}  // namespace ferry::test

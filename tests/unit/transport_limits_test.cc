@@ -52,7 +52,7 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 TEST(transport_limits, host_that_never_sends_r2t_data_cannot_pin_the_pool) {
     transport::reactor_options o;
-    o.pool_bytes = 16u << 20;  // 2048 chunks; a connection may hold a quarter: 4 MiB
+    o.pool_bytes = 32u << 20;  // 4096 chunks; a connection may hold a quarter: 8 MiB (one maximal transfer)
     o.r2t_timeout_ns = 1'500'000'000ull;
     one_reactor_target st(o);
     host_conn admin(dial(st.port), false, false);
@@ -69,10 +69,10 @@ TEST(transport_limits, host_that_never_sends_r2t_data_cannot_pin_the_pool) {
     const auto hog_start = std::chrono::steady_clock::now();
     for (int i = 0; i < 64; ++i) hog.send_capsule(hog.rw(nvme::io_opc::write, 1, 0, 256), {}, false, 1u << 20);
     ::usleep(100'000);
-    // It holds its cap (4 MiB) and its queue's reserved chunks, not more.
+    // It holds its cap (8 MiB) and its queue's reserved chunks, not more.
     const size_t during = st.free_chunks();
-    EXPECT_LE(during, idle - 512);
-    EXPECT_GE(during, idle - 512 - 129);
+    EXPECT_LE(during, idle - 1024);
+    EXPECT_GE(during, idle - 1024 - 129);
 
     // Meanwhile the other host's 128 KiB writes keep completing.
     auto data = pattern(128 * 1024, 11);
