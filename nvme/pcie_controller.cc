@@ -226,7 +226,8 @@ void pcie_controller::start() {
     enable();
     if (uint16_t st = identify(cns::ctrl, 0, _id.get()); st != sc::success)
         throw std::runtime_error(fmt::format("controller {}: Identify Controller: {}", _name, status_name(st)));
-    // MDTS is in units of the minimum page size; 0 means no limit. ferry's transport caps at 1 MiB.
+    // MDTS is in units of the minimum page size; 0 means no limit. Capped at 1 MiB per command (the
+    // PRP list and segs[] of pcie_store are sized for it); the target splits larger commands.
     _max_transfer = 1u << 20;
     if (_id->mdts)
         _max_transfer = static_cast<uint32_t>(

@@ -75,7 +75,7 @@ public:
         if (_free.empty() || _hw->ring().full()) return done.complete(sc::internal_error);  // caller exceeded depth
         const uint16_t cid = _free.back();
 
-        dma_segment segs[256];  // 1 MiB (the transport's limit) in 8 KiB chunks is 128
+        dma_segment segs[256];  // 1 MiB (the controller cap; the target splits larger commands) in 8 KiB chunks is 128
         size_t n = 0;
         for (const auto& v : data) {
             if (v.iov_len == 0) continue;

@@ -25,7 +25,7 @@ struct reactor_options {
     size_t pool_bytes = 64u << 20;   // DMA buffer pool of this reactor
     unsigned idle_spin_us = 200;     // busy-poll this long after the last work before blocking
     // Extra pool bytes (beyond each queue entry's reserved chunk) one connection's transfers may
-    // hold at once; 0 = a quarter of the pool. Never less than one maximal transfer (1 MiB).
+    // hold at once; 0 = a quarter of the pool. Never less than one maximal transfer (8 MiB).
     size_t connection_buffer_bytes = 0;
     // A write whose R2T data has not all arrived within this closes its connection.
     uint64_t r2t_timeout_ns = default_r2t_timeout_ns;
