@@ -134,7 +134,11 @@ bool buffer_arbiter::serve() {
             c._parked.push_back(*r);
             continue;
         }
-        if (!c.take_chunks(*r)) break;  // strictly in order: nobody behind the oldest passes it
+        if (!c.take_chunks(*r)) {
+            // Queue entries reserved since it came may have left too few chunks for it ever.
+            if (c.refuse_unservable(*r)) continue;
+            break;  // strictly in order: nobody behind the oldest passes it
+        }
         _fifo.remove(*r);
         r->waiting_in = wait_line::none;
         c.start_data(*r);
@@ -166,7 +170,10 @@ connection::~connection() {
     if (_info.ticket) _info.ticket->release();  // before the socket closes: admission may shut it down
     for (auto& r : _requests) {
         if (r->chunk_count) put_chunks(*r);
-        if (r->reserved_chunk.iov_base) _pool.put(&r->reserved_chunk, 1);
+        if (r->reserved_chunk.iov_base) {
+            _pool.put(&r->reserved_chunk, 1);
+            --_buffers._reserved;
+        }
     }
     if (_fd >= 0) ::close(_fd);
 }
@@ -176,6 +183,7 @@ void connection::add_requests(unsigned count) {
         auto r = std::make_unique<request>();
         if (!_pool.get(1, &r->reserved_chunk))
             throw std::runtime_error("buffer pool exhausted (" + std::to_string(_pool.total_chunks()) + " chunks)");
+        ++_buffers._reserved;
         r->tag = static_cast<uint16_t>(_requests.size());
         r->conn = this;
         _free_tags.push_back(r->tag);
@@ -586,11 +594,6 @@ bool connection::handle_capsule() {
 // its connection is at its cap (it parks on the connection) or older requests already wait
 // in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
 void connection::request_buffer(request& req) {
-    if (req.data_len > _pool.bytes()) {
-        // The pool could never hold it: answered at once, or it would block the FIFO for good.
-        respond_now(req, nvme::sc::internal_error | nvme::status_dnr);
-        return;
-    }
     if (req.data_len <= env::dma_pool::chunk_size) {
         req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
         req.iov_count = 1;
@@ -598,6 +601,7 @@ void connection::request_buffer(request& req) {
         start_data(req);
         return;
     }
+    if (refuse_unservable(req)) return;
     req.state = request_state::wait_buffer;
     if (!_parked.empty() || over_cap(req)) {
         req.waiting_in = wait_line::connection_cap;
@@ -612,6 +616,28 @@ void connection::request_buffer(request& req) {
         return;
     }
     start_data(req);
+}
+
+// A transfer larger than the chunks of the pool that no queue entry reserves can never get
+// them while those queues exist (reserved chunks return only when a connection closes):
+// waiting would hold the reactor's FIFO, and every transfer of every connection behind it,
+// for as long. It is answered at once: Internal Error, without DNR if closing connections
+// could make room, with DNR if even the whole pool is too small.
+bool connection::refuse_unservable(request& req) {
+    const size_t n = (req.data_len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
+    if (n <= _buffers.unreserved_chunks()) return false;
+    if (req.waiting_in == wait_line::reactor_fifo) _buffers._fifo.remove(req);
+    req.waiting_in = wait_line::none;
+    const bool never = n > _pool.total_chunks();
+    spdlog::warn(
+        "conn {} ({}, qid {}): cid {} opcode {:#04x}: a {} KiB transfer needs {} buffer chunks; {} of the reactor's "
+        "{} are not reserved by queue entries: Internal Error{} (raise --pool-mib)",
+        _info.id, _info.peer, _qid, +req.cmd.cid, +req.cmd.opcode, req.data_len >> 10, n,
+        _buffers.unreserved_chunks(), _pool.total_chunks(), never ? ", DNR" : "");
+    req.status = nvme::sc::internal_error | (never ? nvme::status_dnr : 0);
+    req.result0 = req.result1 = 0;
+    complete(req);
+    return true;
 }
 
 bool connection::over_cap(const request& req) const {

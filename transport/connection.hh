@@ -77,8 +77,8 @@ struct request {
     bool cid_tracked = false;  // holds its cid's bit in the connection's outstanding set
 
     // The data's chunks: inline_iov, or (more than inline_chunks) a table of the arbiter's.
+    std::array<iovec, inline_chunks> inline_iov{};  // declared first: iov points into it
     iovec* iov = inline_iov.data();
-    std::array<iovec, inline_chunks> inline_iov{};
     iovec reserved_chunk{};  // one chunk of its own: in-capsule data and small transfers
 
     // Transmit headers for PDUs sent on behalf of this request (+4 for HDGST).
@@ -143,6 +143,8 @@ public:
     iovec* take_table(unsigned chunks);
     void give_table(iovec* table, unsigned chunks);
     size_t free_table_entries() const { return _table_free * inline_chunks; }
+    // Chunks of the pool that no queue entry reserves (the most one transfer can ever get).
+    size_t unreserved_chunks() const { return _pool.total_chunks() - _reserved; }
 
 private:
     friend class connection;
@@ -155,6 +157,7 @@ private:
     request_list _fifo;
     uint64_t _waits = 0;
     uint64_t _chunks_granted = 0;
+    size_t _reserved = 0;  // reserved chunks of every queue entry of every connection
 };
 
 // Identity of a connection for logs and for discovery (local address the host reached).
@@ -297,6 +300,7 @@ private:
     void send_r2t(request& req);
     void execute(request& req);
     void respond_now(request& req, uint16_t status);
+    bool refuse_unservable(request& req);  // answers a transfer the pool can never serve
     void release(request& req);
     request* alloc_request();
     void fatal(uint16_t fes, uint32_t fei, const std::string& why);

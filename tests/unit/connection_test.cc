@@ -308,6 +308,47 @@ TEST(connection, large_transfers_wait_for_buffers_instead_of_failing) {
     EXPECT_EQ(h.buffers.waiting_in_fifo(), 0u);
 }
 
+TEST(connection, a_transfer_the_unreserved_pool_cannot_hold_is_refused_not_queued) {
+    // 1100 chunks, 162 reserved by queue entries (admin 33, I/O depth 128 + 1): 938 left, fewer
+    // than the 1024 of an 8 MiB transfer. Waiting would hold the reactor's FIFO for as long as
+    // these queues exist; the command gets Internal Error (no DNR: closing queues frees chunks).
+    harness h(test_config(), 1100 * 8192, /*connection_chunks=*/1024);
+    association a(h, 5000, 127);
+    host_conn& io = a.io;
+    ASSERT_EQ(h.buffers.unreserved_chunks(), 1100u - 162u);
+    const uint32_t big = 8u << 20;
+    auto rd = io.rw(nvme::io_opc::read, 1, 0, big / 4096);
+    io.send_capsule(rd, {}, true, big);
+    auto r = io.wait(rd.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::internal_error);
+    EXPECT_EQ(h.buffers.waiting_in_fifo(), 0u);
+    auto wr = io.rw(nvme::io_opc::write, 1, 0, big / 4096);
+    io.send_capsule(wr, {}, false, big);
+    r = io.wait(wr.cid, pattern(big, 8));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::internal_error);
+    EXPECT_TRUE(io.r2ts.empty());
+    // What fits the unreserved chunks still goes through.
+    auto w = pattern(1u << 20, 9);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 256), w, 0, false).status, 0);
+    auto back = io.rw(nvme::io_opc::read, 1, 0, 256);
+    io.send_capsule(back, {}, true, 1u << 20);
+    r = io.wait(back.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->data, w);
+
+    // With 1200 chunks (1038 unreserved) the same 8 MiB read is served.
+    harness roomy(test_config(), 1200 * 8192, 1024);
+    association b(roomy, 5000, 127);
+    auto rd2 = b.io.rw(nvme::io_opc::read, 1, 0, big / 4096);
+    b.io.send_capsule(rd2, {}, true, big);
+    r = b.io.wait(rd2.cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 0);
+    EXPECT_EQ(r->data.size(), big);
+}
+
 TEST(connection, buffer_waiters_are_served_in_arrival_order_across_connections) {
     // Reserved chunks: admin 33, two I/O queues of depth 128 with 129 each; 200 chunks spare.
     harness h(test_config(), (33 + 129 + 129 + 200) * 8192, /*connection_chunks=*/1024);
