@@ -263,8 +263,9 @@ bool reactor::poll_once(bool may_block) {
         connection& c = *s.conn;
         if (c.closing()) continue;
         work |= c.handler()->poll() > 0;
-        // Backend commands in flight complete without a socket event: keep polling (do not
-        // block) until they are done.
+        // Backend commands in flight complete without a socket event: they count as work, so
+        // the reactor keeps polling for --idle-spin-us after them; a store completing on its
+        // own threads (rbd) pokes it awake when it blocked sooner.
         work |= c.handler()->in_flight() > 0;
         if (_ring) continue;  // io_uring sends are queued by poll_uring
         if (c.wants_write()) work |= c.flush();
