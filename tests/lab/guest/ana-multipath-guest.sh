@@ -53,29 +53,6 @@ io_moves_to() {
 }
 set_ana() { api_expect 200 PUT "/listeners/127.0.0.1:$1/ana/1" -d "{\"state\": \"$2\"}"; }
 
-# fio write+verify passes (16 MiB) until /tmp/stop-fio; passes and failures counted
-fio_passes() { cat /tmp/fio-passes 2>/dev/null || echo 0; }
-ana_fio_loop() {
-    local dev=$1 ok=0 bad=0
-    while [ ! -e /tmp/stop-fio ]; do
-        if fio --name=ana --filename="$dev" --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k \
-               --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-bg.out 2>&1; then
-            ok=$((ok + 1)); echo "$ok" > /tmp/fio-passes
-        else
-            bad=$((bad + 1)); echo "$bad" > /tmp/fio-failures; cp /tmp/fio-bg.out "/tmp/fio-fail.$bad"
-        fi
-    done
-}
-# more_passes N T: N more fio passes complete within T s
-more_passes() {
-    local want=$(($(fio_passes) + $1)) t=$2
-    for ((; t > 0; t--)); do
-        [ "$(fio_passes)" -ge "$want" ] && { echo "    fio passes: $(fio_passes)"; return 0; }
-        sleep 1
-    done
-    echo "    fio passes: $(fio_passes), wanted $want"; return 1
-}
-
 modprobe nvme-tcp
 step native-multipath-on grep -qx Y /sys/module/nvme_core/parameters/multipath || give_up
 for port in "$PORT_A" "$PORT_B"; do
@@ -98,7 +75,7 @@ step path-a-optimized wait_ana "$PORT_A" optimized 10 || true
 step path-b-optimized wait_ana "$PORT_B" optimized 10 || true
 step ana-group-1 test "$(cat "/sys/block/$(path_of "$PORT_A")/ana_grpid")" = 1 || true
 
-ana_fio_loop "$dev" &
+fio_loop "$dev" 16M &
 fio_pid=$!
 step fio-runs more_passes 1 120 || true
 
@@ -120,11 +97,6 @@ step path-b-shows-optimized wait_ana "$PORT_B" optimized 15 || true
 
 touch /tmp/stop-fio
 wait "$fio_pid" || true
-fio_never_failed() {
-    echo "    fio passes: $(fio_passes), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
-    [ ! -e /tmp/fio-failures ] && return 0
-    cat /tmp/fio-fail.1; return 1
-}
 step fio-never-failed fio_never_failed || true
 both_live() {
     local a b

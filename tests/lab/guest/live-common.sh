@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# tests/lab/guest/live-common.sh: helpers shared by the guest sides of live-namespaces.sh and
-# subsystem-recreate.sh. The host prepends API=http://10.0.2.2:PORT/api/v1 and TOKEN=... and
+# tests/lab/guest/live-common.sh: helpers shared by the guest sides of live-namespaces.sh,
+# subsystem-recreate.sh and ana-multipath.sh. The host prepends API=http://10.0.2.2:PORT/api/v1 and TOKEN=... and
 # this file to the guest script it runs (lab/initiator --script takes one file).
 
 # api METHOD PATH [curl args]: the REST call; prints the HTTP status; body in /tmp/api.out
@@ -48,33 +48,37 @@ wait_ns_gone() {
     echo "    namespace $1: still $(ns_dev "$1")"; return 1
 }
 
-# fio_loop DEV: write+verify passes (4k random, 32 MiB) until /tmp/stop-fio exists; counts
-# passes in /tmp/fio-passes, failures in /tmp/fio-failures (output kept in /tmp/fio-fail.N)
+# fio_loop DEV [SIZE]: write+verify passes (4k random, SIZE, default 32M) until /tmp/stop-fio
+# exists; counts passes in /tmp/fio-passes, failures in /tmp/fio-failures (output kept in
+# /tmp/fio-fail.N)
 fio_loop() {
-    local dev=$1 ok=0 bad=0
+    local dev=$1 size=${2:-32M} ok=0 bad=0
     while [ ! -e /tmp/stop-fio ]; do
         if fio --name=bg --filename="$dev" --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k \
-               --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-bg.out 2>&1; then
+               --size="$size" --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-bg.out 2>&1; then
             ok=$((ok + 1)); echo "$ok" > /tmp/fio-passes
         else
             bad=$((bad + 1)); echo "$bad" > /tmp/fio-failures; cp /tmp/fio-bg.out "/tmp/fio-fail.$bad"
         fi
     done
 }
+fio_passes() { cat /tmp/fio-passes 2>/dev/null || echo 0; }
 
 # fio_passes_at_least N T: the background loop completed N passes within T s
 fio_passes_at_least() {
     local n=$1 t=$2
     for ((; t > 0; t--)); do
-        [ "$(cat /tmp/fio-passes 2>/dev/null || echo 0)" -ge "$n" ] && return 0
+        [ "$(fio_passes)" -ge "$n" ] && { echo "    fio passes: $(fio_passes)"; return 0; }
         sleep 1
     done
-    echo "    fio passes: $(cat /tmp/fio-passes 2>/dev/null || echo 0)"; return 1
+    echo "    fio passes: $(fio_passes), wanted $n"; return 1
 }
+# more_passes N T: N more passes than now complete within T s
+more_passes() { fio_passes_at_least $(($(fio_passes) + $1)) "$2"; }
 
 # fio_never_failed: no pass of the background loop failed (shows the first failure)
 fio_never_failed() {
-    echo "    fio passes: $(cat /tmp/fio-passes 2>/dev/null || echo 0), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
+    echo "    fio passes: $(fio_passes), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
     [ ! -e /tmp/fio-failures ] && return 0
     cat /tmp/fio-fail.1; return 1
 }
