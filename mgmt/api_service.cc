@@ -566,7 +566,7 @@ void api_service::add_routes() {
             for (auto it = j.begin(); it != j.end(); ++it)
                 if (it.key() != "size" && it.key() != "ana_group")
                     throw http_error(400, "unknown key (expected: size, ana_group)", "/" + it.key());
-            if (!j.contains("size") && !j.contains("ana_group")) throw http_error(400, "missing", "/size");
+            if (!j.contains("size") && !j.contains("ana_group")) throw http_error(400, "missing: size or ana_group", "/size");
             std::optional<uint32_t> ana_group;
             if (j.contains("ana_group")) {
                 if (!j["ana_group"].is_number_integer()) throw http_error(400, "must be an integer", "/ana_group");

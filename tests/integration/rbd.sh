@@ -43,11 +43,12 @@ echo "cluster: $CEPH_CONF, image $CEPH_POOL/$CEPH_IMAGE"
 IMAGE=ferry-int-$$
 rbd_() { timeout 60 rbd -c "$CEPH_CONF" -p "$CEPH_POOL" "$@"; }
 cleanup_image() { rbd_ rm "$IMAGE" >/dev/null 2>&1 || true; }
-trap 'cleanup_image; cleanup' EXIT
+# ferryd (lab_cleanup) lets go of the image before it is removed, then the cluster stops.
+trap 'lab_cleanup >/dev/null 2>&1 || true; cleanup_image; cleanup' EXIT
 check "rbd create $CEPH_POOL/$IMAGE (256 MiB)" rbd_ create --size 256M "$IMAGE" || true
 
 # The store through the target, in process.
-check "ferry_rbd_tests" "$BUILD/bin/ferry_rbd_tests" || true
+check "ferry_rbd_tests" timeout 600 "$BUILD/bin/ferry_rbd_tests" || true
 
 cat > "$WORK/ferryd.json" <<JSON
 {

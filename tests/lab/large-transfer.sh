@@ -16,16 +16,7 @@ PORT=4432
 NQN=nqn.2026-11.io.ferry:large
 
 lab_begin large-transfer
-cat > "$WORK/ferryd.json" <<JSON
-{
-  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $PORT } ],
-  "subsystems": [
-    { "nqn": "$NQN", "allow_any_host": true,
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "64MiB", "block_size": 4096 } ] }
-  ],
-  "management": { "port": 0 }
-}
-JSON
+write_ram_config "$WORK/ferryd.json" "$PORT" "$NQN" 64MiB
 
 if check "port $PORT free" require_port_free "$PORT" &&
    check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log"; then

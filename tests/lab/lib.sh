@@ -5,7 +5,7 @@
 # results and prints the final "N passed, N failed" line.
 #
 #   lab_begin NAME                 work dir $WORK (configs, logs), traps that kill what we started
-#   write_ram_config FILE PORT NQN one subsystem, one 1 GiB RAM namespace, any host
+#   write_ram_config FILE PORT NQN [SIZE]  one subsystem, one RAM namespace (1GiB), any host
 #   start_ferryd CONFIG LOGFILE [ARGS...]   ferryd in the background, wait for "ferryd: ready"
 #   stop_ferryd                    SIGTERM (FERRYD_STOP_WAIT_S, default 10 s; then the process
 #                                  state, the threads' stacks and SIGKILL); non-zero if ferryd
@@ -103,15 +103,15 @@ require_port_free() {
 }
 
 # ---------------------------------------------------------------- ferryd
-# write_ram_config FILE PORT NQN: one subsystem (any host) with a 1 GiB RAM namespace of
-# 4 KiB blocks, listening on 127.0.0.1:PORT
+# write_ram_config FILE PORT NQN [SIZE]: one subsystem (any host) with a RAM namespace of SIZE
+# (default 1GiB) and 4 KiB blocks, listening on 127.0.0.1:PORT
 write_ram_config() {
     cat > "$1" <<JSON
 {
   "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $2 } ],
   "subsystems": [
     { "nqn": "$3", "allow_any_host": true,
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "1GiB", "block_size": 4096 } ] }
+      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "${4:-1GiB}", "block_size": 4096 } ] }
   ],
   "management": { "port": 0 }
 }

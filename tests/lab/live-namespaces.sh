@@ -19,16 +19,7 @@ NQN=nqn.2026-11.io.ferry:live
 GUEST_DIR=$REPO/tests/lab/guest
 
 lab_begin live-namespaces
-cat > "$WORK/ferryd.json" <<JSON
-{
-  "listeners": [ { "transport": "tcp", "address": "127.0.0.1", "port": $PORT } ],
-  "subsystems": [
-    { "nqn": "$NQN", "allow_any_host": true,
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "512MiB", "block_size": 4096 } ] }
-  ],
-  "management": { "port": 0 }
-}
-JSON
+write_ram_config "$WORK/ferryd.json" "$PORT" "$NQN" 512MiB
 
 if check "port $PORT free" require_port_free "$PORT" &&
    check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" &&

@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
     });
 
     // ---- ns
-    auto* ns = app.add_subcommand("ns", "namespaces: add, list, show, resize, remove")->require_subcommand(1);
+    auto* ns = app.add_subcommand("ns", "namespaces: add, list, show, resize, set-group, remove")->require_subcommand(1);
     namespace_args na;
     na.backend = "ram";
     optional_u32 na_nsid, na_block, na_pcie_nsid, na_ana_group;

@@ -52,6 +52,12 @@ io_moves_to() {
     [ "$on1" -gt "$on0" ] && [ "$off1" -eq "$off0" ]
 }
 set_ana() { api_expect 200 PUT "/listeners/127.0.0.1:$1/ana/1" -d "{\"state\": \"$2\"}"; }
+# rest_shows PORT STATE: GET /listeners lists group 1 of listener PORT in STATE
+rest_shows() {
+    api_expect 200 GET /listeners &&
+        jq -e --argjson p "$1" --arg s "$2" '[.. | objects | select(.port? == $p) | .ana?["1"]?] | any(. == $s)' \
+            /tmp/api.out
+}
 
 modprobe nvme-tcp
 step native-multipath-on grep -qx Y /sys/module/nvme_core/parameters/multipath || give_up
@@ -80,6 +86,7 @@ fio_pid=$!
 step fio-runs more_passes 1 120 || true
 
 step rest-path-a-inaccessible set_ana "$PORT_A" inaccessible || true
+step rest-lists-path-a-inaccessible rest_shows "$PORT_A" inaccessible || true
 step path-a-shows-inaccessible wait_ana "$PORT_A" inaccessible 15 || true
 step path-b-still-optimized wait_ana "$PORT_B" optimized 1 || true
 step list-subsys-shows-inaccessible sh -c "nvme list-subsys '$dev' | tee /dev/stderr | grep -q inaccessible" || true
