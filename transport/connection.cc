@@ -629,11 +629,16 @@ bool connection::refuse_unservable(request& req) {
     if (req.waiting_in == wait_line::reactor_fifo) _buffers._fifo.remove(req);
     req.waiting_in = wait_line::none;
     const bool never = n > _pool.total_chunks();
-    spdlog::warn(
-        "conn {} ({}, qid {}): cid {} opcode {:#04x}: a {} KiB transfer needs {} buffer chunks; {} of the reactor's "
-        "{} are not reserved by queue entries: Internal Error{} (raise --pool-mib)",
-        _info.id, _info.peer, _qid, +req.cmd.cid, +req.cmd.opcode, req.data_len >> 10, n,
-        _buffers.unreserved_chunks(), _pool.total_chunks(), never ? ", DNR" : "");
+    // The host retries (no DNR): one warning a second at most, with the count; each at debug.
+    spdlog::debug("conn {} ({}, qid {}): cid {} opcode {:#04x}: a {} KiB transfer needs {} buffer chunks, {} of the "
+                  "reactor's {} are not reserved by queue entries: Internal Error{}",
+                  _info.id, _info.peer, _qid, +req.cmd.cid, +req.cmd.opcode, req.data_len >> 10, n,
+                  _buffers.unreserved_chunks(), _pool.total_chunks(), never ? ", DNR" : "");
+    _buffers._unservable.add();
+    if (const uint64_t count = _buffers._unservable.take_due(env::now_ns()))
+        spdlog::warn("conn {} ({}): {} transfer(s) refused with Internal Error since the last report: larger than "
+                     "the {} of the reactor's {} buffer chunks that queue entries do not reserve (raise --pool-mib)",
+                     _info.id, _info.peer, count, _buffers.unreserved_chunks(), _pool.total_chunks());
     req.status = nvme::sc::internal_error | (never ? nvme::status_dnr : 0);
     req.result0 = req.result1 = 0;
     complete(req);

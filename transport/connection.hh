@@ -20,6 +20,7 @@
 #include "env/dma_pool.hh"
 #include "nvme/spec.hh"
 #include "transport/admission.hh"
+#include "transport/event_summary.hh"
 #include "transport/pdu.hh"
 #include "transport/tls.hh"
 
@@ -158,6 +159,7 @@ private:
     uint64_t _waits = 0;
     uint64_t _chunks_granted = 0;
     size_t _reserved = 0;  // reserved chunks of every queue entry of every connection
+    event_summary _unservable;  // refuse_unservable()'s warnings
 };
 
 // Identity of a connection for logs and for discovery (local address the host reached).
