@@ -66,8 +66,7 @@ void reactor::start() {
 void reactor::stop() {
     if (!_thread.joinable()) return;
     _running = false;
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
+    write_wake();
     _thread.join();
 }
 
@@ -77,18 +76,17 @@ void reactor::post(std::function<void()> fn) {
         _messages.push_back(std::move(fn));
         _has_messages.store(true);  // seq_cst with _blocked: see prepare_to_block()
     }
-    if (_blocked.load()) {
-        uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
-    }
+    if (_blocked.load()) write_wake();
 }
 
 void reactor::poke() {
     _poked.store(true);  // seen by prepare_to_block() if it runs after this
-    if (_blocked.load()) {
-        uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
-    }
+    if (_blocked.load()) write_wake();
+}
+
+void reactor::write_wake() {
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
 }
 
 void reactor::adopt(int fd, connection_info info, handler_factory& factory) {

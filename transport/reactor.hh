@@ -69,6 +69,7 @@ private:
     bool poll_uring(bool may_block);
     uint64_t prepare_to_block();
     void arm_wake_read();
+    void write_wake();  // makes a blocked epoll_wait / io_uring wait return
     void drain_messages();
     void reap();
     void watch(connection& c, bool want_write);
