@@ -465,7 +465,7 @@ uint32_t parse_ana_group(const std::string& text) {
         !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return 0;
     const unsigned long g = std::stoul(text);
-    return g >= 1 && g <= target::max_ana_groups ? static_cast<uint32_t>(g) : 0;
+    return target::valid_ana_group(static_cast<uint32_t>(g)) ? static_cast<uint32_t>(g) : 0;  // at most 3 digits
 }
 
 std::string ana_state_error(const std::string& name) {

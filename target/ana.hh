@@ -22,7 +22,7 @@ public:
         for (auto& s : _states) s.store(static_cast<uint8_t>(ana_state::optimized), std::memory_order_relaxed);
     }
     ana_state state(uint32_t group) const {
-        if (group == 0 || group > max_ana_groups) return ana_state::inaccessible;
+        if (!valid_ana_group(group)) return ana_state::inaccessible;
         return static_cast<ana_state>(_states[group].load(std::memory_order_acquire));
     }
     void set(uint32_t group, ana_state s) { _states[group].store(static_cast<uint8_t>(s), std::memory_order_release); }

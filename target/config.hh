@@ -33,6 +33,7 @@ enum class ana_state : uint8_t {
     change = 0xF,
 };
 inline constexpr uint32_t max_ana_groups = 32;  // ANAGRPMAX and NANAGRPID: groups 1..32
+constexpr bool valid_ana_group(uint32_t group) { return group >= 1 && group <= max_ana_groups; }
 
 struct namespace_config {
     uint32_t nsid = 1;

@@ -39,6 +39,12 @@ void check_host_keys(const host_keys& k, const std::string& hostnqn) {
     throw change_error(code, what);
 }
 
+// `where` prefixes the message ("listener a:p: " or "").
+void check_ana_group(uint32_t group, const std::string& where = {}) {
+    if (!valid_ana_group(group))
+        refuse(change_errc::invalid, fmt::format("{}ANA group {} is not in 1..{}", where, group, max_ana_groups));
+}
+
 bool printable_ascii(const std::string& s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
 }
@@ -171,8 +177,7 @@ uint32_t target::add_namespace(const std::string& nqn, namespace_config cfg) {
     auto s = find_subsystem(nqn);
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
     if (cfg.nsid > max_nsid) refuse(change_errc::invalid, fmt::format("NSID {} is above {}", cfg.nsid, max_nsid));
-    if (cfg.ana_group == 0 || cfg.ana_group > max_ana_groups)
-        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", cfg.ana_group, max_ana_groups));
+    check_ana_group(cfg.ana_group);
     if (cfg.nsid == 0) {
         cfg.nsid = s->lowest_free_nsid();
         if (!cfg.nsid)
@@ -319,9 +324,7 @@ void target::add_listener(const listener_config& l) {
             if (e.cfg.address == l.address && e.cfg.port == l.port)
                 refuse(change_errc::conflict, fmt::format("listener {}:{} exists already", l.address, l.port));
         for (const auto& [group, state] : l.ana)
-            if (group == 0 || group > max_ana_groups)
-                refuse(change_errc::invalid, fmt::format("listener {}:{}: ANA group {} is not in 1..{}", l.address,
-                                                         l.port, group, max_ana_groups));
+            check_ana_group(group, fmt::format("listener {}:{}: ", l.address, l.port));
         _listeners.push_back(make_listener_entry(l));
         _genctr.fetch_add(1);
     }
@@ -343,8 +346,7 @@ void target::remove_listener(const std::string& address, uint16_t port) {
 
 void target::set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state) {
     std::lock_guard control(_control_lock);
-    if (group == 0 || group > max_ana_groups)
-        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", group, max_ana_groups));
+    check_ana_group(group);
     std::shared_ptr<ana_port> changed;
     ana_state was = ana_state::optimized;
     {
@@ -380,8 +382,7 @@ void target::set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint
     if (!s || s->is_discovery()) refuse(change_errc::not_found, "no subsystem " + nqn);
     auto n = s->find_ns(nsid);
     if (!n) refuse(change_errc::not_found, fmt::format("{} has no namespace {}", nqn, nsid));
-    if (group == 0 || group > max_ana_groups)
-        refuse(change_errc::invalid, fmt::format("ANA group {} is not in 1..{}", group, max_ana_groups));
+    check_ana_group(group);
     const uint32_t was = n->ana_group.exchange(group);
     if (was == group) return;
     spdlog::info("subsystem {}: namespace {} moved from ANA group {} to {}", nqn, nsid, was, group);

@@ -5,6 +5,11 @@
 #include "target/queue.hh"
 
 namespace ferry::target {
+namespace {
+// A listener on every address of its family: discovery names the address the host reached,
+// and a controller that connected through it takes its ANA states.
+bool is_wildcard(const std::string& address) { return address == "0.0.0.0" || address == "::"; }
+}  // namespace
 
 target::target(const target_config& cfg) : _referrals(cfg.referrals) {
     for (const auto& l : cfg.listeners) _listeners.push_back(make_listener_entry(l));
@@ -18,7 +23,7 @@ target::target(const target_config& cfg) : _referrals(cfg.referrals) {
 target::listener_entry target::make_listener_entry(const listener_config& l) {
     listener_entry e{l, _next_portid++, std::make_shared<ana_port>()};
     for (const auto& [group, state] : l.ana)
-        if (group >= 1 && group <= max_ana_groups) e.ana->set(group, state);  // validated by mgmt/
+        if (valid_ana_group(group)) e.ana->set(group, state);  // add_listener and mgmt/ refuse others
     return e;
 }
 
@@ -28,7 +33,7 @@ std::shared_ptr<const ana_port> target::ana_port_for(const transport::connection
     for (const auto& l : _listeners) {
         if (l.cfg.port != via.local_port) continue;
         if (l.cfg.address == via.local_addr) return l.ana;
-        if (l.cfg.address == "0.0.0.0" || l.cfg.address == "::") wildcard = &l;
+        if (is_wildcard(l.cfg.address)) wildcard = &l;
     }
     return wildcard ? wildcard->ana : _unlisted_ana;
 }
@@ -109,7 +114,7 @@ std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const tra
     // The log and its GENCTR are read under the lock every change takes, so they agree.
     std::lock_guard g(_lock);
     for (const auto& l : _listeners) {
-        const bool wildcard = l.cfg.address == "0.0.0.0" || l.cfg.address == "::";
+        const bool wildcard = is_wildcard(l.cfg.address);
         const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
         add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid, l.cfg.tls);
         for (const auto& s : _subsystems)
