@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     unsigned r2t_timeout_s = ferry::transport::default_r2t_timeout_ns / 1'000'000'000ull;
     size_t conn_buffer_mib = 0;
     std::string engine = "posix";
+    std::string c2h_success = "sqflow";
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--state-file", state_path,
                    "where the REST API keeps the live state, rewritten atomically after every change; when it "
@@ -84,6 +85,14 @@ int main(int argc, char** argv) {
                    "(io_uring: one submission per reactor pass for all connections)")
         ->capture_default_str()
         ->check(CLI::IsMember({"posix", "uring"}));
+    app.add_option("--c2h-success", c2h_success,
+                   "when a successful read ends with its C2HData PDU (SUCCESS flag) instead of a CapsuleResp: "
+                   "sqflow = only on queues whose host disabled SQ flow control (as NVMe/TCP and Linux nvmet "
+                   "have it; Linux hosts do so when discovery offers it); always = also on I/O queues that keep it, "
+                   "as SPDK's target does (outside the spec: those completions carry no SQHD, which Linux and SPDK "
+                   "hosts do not use over TCP; doubles 4 KiB reads at queue depth 128 for SPDK's host)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sqflow", "always"}));
     app.add_option("--max-ram-mib", max_ram_mib,
                    "memory in MiB that RAM namespaces may take, all together (a host may write every block); "
                    "a configuration asking more is refused (exit status 2). Default: physical memory minus a "
@@ -158,6 +167,7 @@ int main(int argc, char** argv) {
     try {
         ferry::target::target tgt(cfg);
         tgt.set_dhchap_dhgroups(dhgroups);
+        if (c2h_success == "always") tgt.set_c2h_success(ferry::target::target::c2h_success_policy::always);
         std::vector<std::unique_ptr<ferry::transport::reactor>> reactors;
         if (cpu_list.empty()) cpu_list.push_back(-1);
         for (size_t i = 0; i < cpu_list.size(); ++i) {

@@ -154,7 +154,7 @@ void queue::exec_connect(transport::request& req) {
         }
         // The admission count holds it as pending until it authenticated (auth_cmd.cc).
         if (auth_wanted(*sub, hostnqn)) _conn.set_auth_pending(true);
-        if (!_conn.configure_queue(0, depth, sq_flow_disabled)) {
+        if (!_conn.configure_queue(0, depth, sq_flow_disabled, sq_flow_disabled)) {
             sub->remove_controller(ctrl->cntlid);
             spdlog::warn("conn {} ({}): Connect rejected: buffer pool exhausted", info.id, info.peer);
             finish(req, nvme::sc::connect_ctrl_busy);
@@ -198,7 +198,9 @@ void queue::exec_connect(transport::request& req) {
         return;
     }
     if (auth_wanted(*sub, hostnqn)) _conn.set_auth_pending(true);
-    if (!_conn.configure_queue(c.qid, depth, sq_flow_disabled)) {
+    const bool c2h_success =
+        sq_flow_disabled || _tgt.c2h_success() == target::c2h_success_policy::always;  // I/O queues only
+    if (!_conn.configure_queue(c.qid, depth, sq_flow_disabled, c2h_success)) {
         ctrl->release_queue(c.qid);
         spdlog::warn("conn {} ({}): Connect qid {} rejected: buffer pool exhausted", info.id, info.peer, +c.qid);
         finish(req, nvme::sc::connect_ctrl_busy);

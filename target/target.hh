@@ -143,6 +143,17 @@ public:
     const std::vector<uint8_t>& dhchap_dhgroups() const { return _dhchap_dhgroups; }
     auth::backoff& auth_backoff() { return _auth_backoff; }
 
+    // C2HData SUCCESS (a successful read ends with its data PDU, no CapsuleResp): NVMe/TCP
+    // allows it only on a queue whose host disabled SQ flow control (Connect CATTR bit 2), as
+    // Linux nvmet does. `always` also uses it on I/O queues that keep flow control, as SPDK's
+    // target does by default: those CQEs' SQHD is never sent, which the Linux and SPDK hosts do
+    // not read over TCP, and it spares the SPDK host a second PDU per read (whose 4144-byte
+    // stride against its 8 x 4120-byte receive buffer halves its 4 KiB read rate). Set before
+    // serving.
+    enum class c2h_success_policy { sq_flow_disabled, always };
+    void set_c2h_success(c2h_success_policy p) { _c2h_success = p; }
+    c2h_success_policy c2h_success() const { return _c2h_success; }
+
 private:
     struct listener_entry {
         listener_config cfg;
@@ -171,6 +182,7 @@ private:
     std::vector<uint8_t> _dhchap_dhgroups{auth::dh_ffdhe2048, auth::dh_ffdhe3072, auth::dh_ffdhe4096,
                                           auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};
     auth::backoff _auth_backoff;
+    c2h_success_policy _c2h_success = c2h_success_policy::sq_flow_disabled;
 };
 
 }  // namespace ferry::target

@@ -191,7 +191,7 @@ void connection::add_requests(unsigned count) {
     }
 }
 
-bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled) {
+bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled, bool c2h_success) {
     // One spare slot: a response still being written may hold a slot the host already reused.
     const unsigned want = depth + 1u;
     if (_requests.size() < want) {
@@ -202,6 +202,7 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     _qid = qid;
     _depth = depth;
     _sq_flow_disabled = sq_flow_disabled;
+    _c2h_success = c2h_success;
     if (!_configured && !_auth_pending && _info.ticket) _info.ticket->connected();
     _configured = true;
     return true;
@@ -842,7 +843,7 @@ void connection::complete(request& req) {
     const size_t hd = _digests.header ? 4 : 0;
     const bool ok = (req.status & 0x7FF) == nvme::sc::success;
     if (ok && req.dir == nvme::data_direction::ctrl_to_host && req.data_len > 0) {
-        const bool skip_resp = _sq_flow_disabled && req.result0 == 0 && req.result1 == 0;
+        const bool skip_resp = _c2h_success && req.result0 == 0 && req.result1 == 0;
         const size_t dd = _digests.data ? 4 : 0;
         data_pdu c2h{};
         uint8_t flags = pdu_flag::last_pdu | (skip_resp ? pdu_flag::success : 0);

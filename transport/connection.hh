@@ -240,9 +240,11 @@ public:
 
     // Target entry points.
     void complete(request& req);
-    // After a successful Connect: queue id, depth (sqsize + 1), SQ flow control.
+    // After a successful Connect: queue id, depth (sqsize + 1), SQ flow control (off: every
+    // CQE's SQHD is 0xFFFF), and whether a successful read with DW0/DW1 0 ends with a
+    // C2HData SUCCESS instead of a CapsuleResp (the target's policy; nvme-reference.md 1.11).
     // Grows the request table; returns false if the buffer pool cannot back it.
-    bool configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled);
+    bool configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled, bool c2h_success);
     // In-band authentication follows the Connect (set before configure_queue): the admission
     // ticket counts the connection as pending until set_auth_pending(false).
     void set_auth_pending(bool pending);
@@ -331,6 +333,7 @@ private:
     bool _auth_pending = false;  // set_auth_pending()
     bool _closing = false;
     bool _sq_flow_disabled = false;
+    bool _c2h_success = false;  // configure_queue()
     digests _digests;
     uint16_t _qid = 0;
     uint32_t _sqhd = 0;

@@ -481,3 +481,25 @@ TEST(connection, an_8_mib_read_holds_its_chunks_until_all_its_data_is_sent) {
     io.pump();
     EXPECT_EQ(q.h.pool.free_chunks(), idle);
 }
+
+TEST(connection, success_optimisation_on_io_queues_with_flow_control_when_the_target_says_always) {
+    harness h;
+    h.tgt.set_c2h_success(target::target::c2h_success_policy::always);
+    association a(h);  // CATTR 0: the host keeps SQ flow control
+    auto data = pattern(4096, 5);
+    EXPECT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::write, 1, 3, 1), data).status, 0);
+    auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 3, 1), {}, 4096);
+    EXPECT_FALSE(r.got_resp);
+    EXPECT_EQ(r.last_c2h_flags & (tp::pdu_flag::success | tp::pdu_flag::last_pdu),
+              tp::pdu_flag::success | tp::pdu_flag::last_pdu);
+    EXPECT_EQ(r.data, data);
+    // A failing read still gets a CapsuleResp, with a real SQHD (flow control is on).
+    auto bad = a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096);
+    EXPECT_TRUE(bad.got_resp);
+    EXPECT_EQ(bad.status, nvme::sc::lba_out_of_range | nvme::status_dnr);
+    EXPECT_NE(bad.cqe.sqhd, 0xFFFF);
+    // The admin queue keeps its CapsuleResps.
+    auto id = a.admin.identify(nvme::cns::ctrl);
+    EXPECT_EQ(id.status, 0);
+    EXPECT_TRUE(id.got_resp);
+}
