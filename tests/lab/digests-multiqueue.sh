@@ -4,7 +4,10 @@
 # lab/initiator scenarios against it: header+data digests (-g -G); 2 I/O queues of
 # depth 128 with 4 fio jobs at iodepth 32; both together. ferryd runs two reactors
 # (--cpus 0,1), so one controller's queues live on different threads. ferryd must survive
-# each run and stop cleanly. Last line: "N passed, N failed".
+# each run and stop cleanly. Then ferryd again with --c2h-success always: reads end with
+# C2HData SUCCESS although the kernel keeps SQ flow control (nvme connect without
+# --disable-sqflow), with digests and 2 queues; fio verify must pass.
+# Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -31,5 +34,11 @@ if check "port $PORT free" require_port_free "$PORT" &&
     run_initiator digests-multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
         --connect-opts "-g -G -i 2 -Q 128" --jobs 4 --iodepth 32 || true
     check "ferryd still running at the end, stops cleanly" stop_ferryd || true
+fi
+if check "ferryd starts with --c2h-success always" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd-always.log" \
+        --cpus 0,1 --c2h-success always; then
+    run_initiator c2h-success-always --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-g -G -i 2" --jobs 2 --iodepth 32 || true
+    check "ferryd (--c2h-success always) stops cleanly" stop_ferryd || true
 fi
 lab_finish
