@@ -13,6 +13,7 @@
 
 #include "target/auth.hh"
 #include "target/config.hh"
+#include "target/ns_reaper.hh"
 #include "target/subsystem.hh"
 #include "transport/connection.hh"
 
@@ -171,6 +172,7 @@ private:
     std::vector<uint8_t> _dhchap_dhgroups{auth::dh_ffdhe2048, auth::dh_ffdhe3072, auth::dh_ffdhe4096,
                                           auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};
     auth::backoff _auth_backoff;
+    ns_reaper _reaper;  // removed namespaces still held by queues: closed off the reactors
 };
 
 }  // namespace ferry::target
