@@ -139,14 +139,12 @@ elif check "a third ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferry
     sleep 1
     osd_paused=$(cat "$OSD_PIDFILE")
     kill -STOP "$osd_paused"
-    sleep 1
+    sleep 0.2  # SIGTERM well before librbd's 15 s OSD timeout fails the writes held
     pid=$FERRYD_PID
     kill -TERM "$pid"
     FERRYD_PID=""
     check "after 10 s the rbd queues wait for the commands held in librbd" \
         wait_log "$WORK/ferryd3.log" "librbd call(s) outstanding" 20 || true
-    sleep 1
-    check "ferryd is still waiting for them" kill -0 "$pid" || true
     resume_osd
     ferryd_exited() {
         local i st=0
