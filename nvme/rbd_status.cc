@@ -20,6 +20,8 @@ uint16_t rbd_error_status(int err, uint8_t opcode) {
             return sc::capacity_exceeded | status_dnr;  // pool full or quota reached
         case -EROFS:
             return sc::write_fault | status_dnr;  // image is read-only (snapshot, mirror secondary)
+        case -ENOMEM:
+            return sc::internal_error;  // no completion could be made: not the data's fault
         default:
             break;
     }

@@ -11,11 +11,14 @@
 #include <rbd/librbd.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "env/thread.hh"
@@ -28,6 +31,11 @@ namespace {
 class rbd_store;
 class rbd_queue;
 
+// A Compare is read into the queue's one bounce buffer of this size, piece by piece, and
+// compared on the reactor after each piece: memory bounded per queue whatever the MDTS and
+// queue depth, allocated with the queue (not on a command).
+constexpr size_t compare_piece_bytes = 128 * 1024;
+
 // One command in flight. Preallocated per queue; `next` links it into the completion list.
 struct rbd_op {
     rbd_queue* queue = nullptr;
@@ -38,9 +46,13 @@ struct rbd_op {
     uint64_t expect = 0;          // bytes a read must return
     std::atomic<int> pending{0};  // librbd calls outstanding (Dataset Management: one per range)
     std::atomic<int> error{0};    // first negative result
+    // librbd completions made whose callback has not returned yet (pending drops to 0, and
+    // the command may complete, before the callback is done with the queue).
+    std::atomic<int> unreturned{0};
     std::atomic<rbd_op*> next{nullptr};
-    std::unique_ptr<uint8_t[]> bounce;  // Compare: the blocks as stored, grown on first use
-    size_t bounce_size = 0;
+    // Compare: the command's first byte on the image, its length, what has been compared.
+    uint64_t offset = 0, length = 0, compared = 0;
+    rbd_op* waiting_next = nullptr;  // Compare: queued for the bounce buffer
 };
 
 class rbd_store final : public block_store {
@@ -126,15 +138,20 @@ private:
 class rbd_queue final : public block_queue {
 public:
     rbd_queue(rbd_store& store, unsigned depth)
-        : _store(store), _wake(env::thread_wake_hook()), _ops(depth ? depth : 1) {
+        : _store(store),
+          _wake(env::thread_wake_hook()),
+          _ops(depth ? depth : 1),
+          _compare_buffer(std::make_unique<uint8_t[]>(compare_piece_bytes)) {
         for (auto& o : _ops) o.queue = this;
         _free.reserve(_ops.size());
         for (size_t i = _ops.size(); i-- > 0;) _free.push_back(&_ops[i]);
     }
-    ~rbd_queue() override = default;  // the owner waits for in_flight() == 0
+    ~rbd_queue() override { wait_for_callbacks(); }
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
     unsigned poll() override;
     unsigned in_flight() const override { return _in_flight; }
+    // A command completes through poll() before its librbd callback has returned.
+    bool released() const override { return _in_flight == 0 && unreturned() == 0; }
     std::string describe() const override { return _store.name(); }
 
     // librbd thread: a call of `op` finished with `r`.
@@ -150,6 +167,8 @@ public:
             op->error.compare_exchange_strong(expected, -EIO, std::memory_order_relaxed);
         }
         if (op->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) op->queue->push_done(op);
+        // The last touch of the queue: ~rbd_queue may free it (and its reactor go) right after.
+        op->unreturned.fetch_sub(1, std::memory_order_release);
     }
 
 private:
@@ -181,13 +200,15 @@ private:
         rbd_completion_t c = nullptr;
         if (::rbd_aio_create_completion(op, &rbd_queue::on_complete, &c) < 0) return nullptr;
         op->pending.fetch_add(1, std::memory_order_relaxed);
+        op->unreturned.fetch_add(1, std::memory_order_relaxed);
         return c;
     }
     // A librbd call refused at once: undo what completion() counted, keep the error.
-    static void refused(rbd_op* op, int rc, rbd_completion_t c) {
+    void refused(rbd_op* op, int rc, rbd_completion_t c) {
         if (c) {
             ::rbd_aio_release(c);
             op->pending.fetch_sub(1, std::memory_order_relaxed);
+            op->unreturned.fetch_sub(1, std::memory_order_relaxed);
         }
         int expected = 0;
         op->error.compare_exchange_strong(expected, rc, std::memory_order_relaxed);
@@ -198,14 +219,45 @@ private:
         if (op->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) push_done(op);
     }
     bool finish(rbd_op* op);
+    void read_compare_piece(rbd_op* op);
+    bool compare_piece(const rbd_op* op) const;
+    void wait_for_callbacks();
+    // Callbacks not returned, all commands together (teardown only: reads every slot).
+    unsigned unreturned() const {
+        unsigned n = 0;
+        for (const rbd_op& o : _ops) n += static_cast<unsigned>(o.unreturned.load(std::memory_order_acquire));
+        return n;
+    }
 
     rbd_store& _store;
     const env::wake_hook _wake;  // of the reactor that owns the queue
     std::vector<rbd_op> _ops;
     std::vector<rbd_op*> _free;
     unsigned _in_flight = 0;
+    std::unique_ptr<uint8_t[]> _compare_buffer;  // compare_piece_bytes, of _compare_owner
+    rbd_op* _compare_owner = nullptr;
+    rbd_op* _compare_waiting = nullptr;  // FIFO through waiting_next
+    rbd_op* _compare_waiting_last = nullptr;
     alignas(64) std::atomic<rbd_op*> _done{nullptr};
 };
+
+// Normally nothing to wait for (the owner waited for released()). At shutdown the reactor
+// gives up on its connections after 10 s, sooner than librbd fails an op to an unreachable
+// OSD (rados_osd_op_timeout, 15 s by default): the callbacks would then write into this
+// queue, poke a freed reactor and copy read data into a freed pool. librbd bounds the wait.
+void rbd_queue::wait_for_callbacks() {
+    unsigned left = unreturned();
+    if (left == 0) return;
+    spdlog::warn(
+        "{}: queue freed with {} librbd call(s) outstanding ({} command(s)): waiting for librbd to "
+        "return them (at most its OSD op timeout)",
+        _store.name(), left, _in_flight);
+    const auto start = std::chrono::steady_clock::now();
+    while (unreturned() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    spdlog::warn(
+        "{}: the outstanding librbd calls returned after {} ms", _store.name(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+}
 
 std::unique_ptr<block_queue> rbd_store::create_queue(unsigned depth, const env::dma_pool*, queue_group*) {
     return std::make_unique<rbd_queue>(*this, depth);
@@ -247,19 +299,21 @@ void rbd_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completio
             if ((c = completion(op))) rc = ::rbd_aio_write_zeroes(img, offset, len, c, 0, 0);
             break;
         case io_opc::compare:
-            // librbd 16.2 has no vectored compare-and-write: read into a bounce buffer, compare
-            // on the reactor. Rare; the buffer is kept for the next one.
-            if (op->bounce_size < len) {
-                op->bounce.reset(new (std::nothrow) uint8_t[len]);
-                op->bounce_size = op->bounce ? len : 0;
-            }
-            if (!op->bounce) break;
+            // librbd 16.2 has no vectored compare-and-write: read into the queue's bounce buffer,
+            // compare on the reactor, a piece at a time. Rare: one Compare at a time per queue,
+            // the others wait their turn.
             op->data = data;
-            op->expect = len;
-            if ((c = completion(op)))
-                rc =
-                    ::rbd_aio_read(img, offset, static_cast<size_t>(len), reinterpret_cast<char*>(op->bounce.get()), c);
-            break;
+            op->offset = offset;
+            op->length = len;
+            op->compared = 0;
+            if (_compare_owner) {
+                op->waiting_next = nullptr;
+                (_compare_waiting ? _compare_waiting_last->waiting_next : _compare_waiting) = op;
+                _compare_waiting_last = op;
+                return;
+            }
+            _compare_owner = op;
+            return read_compare_piece(op);
         case io_opc::dataset_mgmt: {
             rc = 0;
             if (!(cmd.cdw11 & 4)) break;  // hints only
@@ -292,7 +346,39 @@ void rbd_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completio
     release_submitter(op);
 }
 
-// On the reactor: completes `op`, or sends the flush of a FUA write and returns false.
+// The next piece of the Compare owning the bounce buffer; op->pending holds the submitter's
+// reference.
+void rbd_queue::read_compare_piece(rbd_op* op) {
+    op->expect = std::min<uint64_t>(compare_piece_bytes, op->length - op->compared);
+    rbd_completion_t c = completion(op);
+    const int rc = c ? ::rbd_aio_read(_store.image(), op->offset + op->compared, static_cast<size_t>(op->expect),
+                                      reinterpret_cast<char*>(_compare_buffer.get()), c)
+                     : -ENOMEM;
+    if (rc < 0) refused(op, rc, c);
+    release_submitter(op);
+}
+
+// Whether the piece just read equals the host's bytes at op->compared.
+bool rbd_queue::compare_piece(const rbd_op* op) const {
+    uint64_t skip = op->compared, left = op->expect;
+    const uint8_t* stored = _compare_buffer.get();
+    for (const iovec& v : op->data) {
+        if (skip >= v.iov_len) {
+            skip -= v.iov_len;
+            continue;
+        }
+        const size_t n = std::min<uint64_t>(v.iov_len - skip, left);
+        if (std::memcmp(static_cast<const uint8_t*>(v.iov_base) + skip, stored, n) != 0) return false;
+        stored += n;
+        left -= n;
+        skip = 0;
+        if (left == 0) break;
+    }
+    return true;
+}
+
+// On the reactor: completes `op`, or sends the flush of a FUA write (the next piece of a
+// Compare) and returns false.
 bool rbd_queue::finish(rbd_op* op) {
     const int err = op->error.load(std::memory_order_relaxed);
     uint16_t status = sc::success;
@@ -307,13 +393,21 @@ bool rbd_queue::finish(rbd_op* op) {
         release_submitter(op);
         return false;
     } else if (op->opcode == io_opc::compare) {
-        size_t at = 0;
-        for (const iovec& v : op->data) {
-            if (std::memcmp(op->bounce.get() + at, v.iov_base, v.iov_len) != 0) {
-                status = sc::compare_failure | status_dnr;
-                break;
-            }
-            at += v.iov_len;
+        if (!compare_piece(op)) {
+            status = sc::compare_failure | status_dnr;
+        } else if ((op->compared += op->expect) < op->length) {
+            op->pending.store(1, std::memory_order_relaxed);
+            read_compare_piece(op);
+            return false;
+        }
+    }
+    if (op->opcode == io_opc::compare) {
+        // The buffer to the next Compare, before this one completes (its completion may submit
+        // another, which must not overtake those waiting).
+        _compare_owner = _compare_waiting;
+        if (_compare_waiting) {
+            _compare_waiting = _compare_waiting->waiting_next;
+            read_compare_piece(_compare_owner);
         }
     }
     if (err < 0)
@@ -328,7 +422,8 @@ bool rbd_queue::finish(rbd_op* op) {
 }
 
 unsigned rbd_queue::poll() {
-    if (_in_flight == 0 || !_done.load(std::memory_order_relaxed)) return 0;
+    // seq_cst: ordered after the reactor's _poked exchange (see reactor::poke()).
+    if (_in_flight == 0 || !_done.load()) return 0;
     rbd_op* list = _done.exchange(nullptr, std::memory_order_acquire);
     // Oldest first: the stack holds them newest first.
     rbd_op* ordered = nullptr;

@@ -387,7 +387,8 @@ void queue::exec_set_features(transport::request& req) {
             _ctrl->kato_ms = v;
             return finish(req, nvme::sc::success);
         case nvme::fid::volatile_wc:
-            if (discovery) break;
+            // Not supported without a volatile write cache (Identify VWC bit 0 clear: rbd).
+            if (discovery || !_ctrl->subsys.volatile_write_cache()) break;
             // The write cache is always on (Flush is honoured); disabling it is not offered.
             if (!(v & 1)) return finish(req, nvme::sc::feature_not_changeable | dnr);
             return finish(req, nvme::sc::success);
@@ -419,7 +420,7 @@ void queue::exec_get_features(transport::request& req) {
         case nvme::fid::keep_alive:
             return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms.load());
         case nvme::fid::volatile_wc:
-            if (discovery) break;
+            if (discovery || !_ctrl->subsys.volatile_write_cache()) break;  // as Set Features
             return finish(req, nvme::sc::success, caps ? 0 : 1);
         case nvme::fid::arbitration:
         case nvme::fid::power_mgmt:

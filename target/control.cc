@@ -139,6 +139,11 @@ void target::remove_subsystem(const std::string& nqn) {
     // its stores live on until the last of its queues is gone.
     s->mark_removed();
     drop_controllers(*s, teardown::subsystem_removed);
+    // The namespaces the queues still hold go to the reaper: the last reference, which closes
+    // the store, is then never dropped on a reactor.
+    for (const auto& [nsid, n] : s->namespaces().table()) _reaper.hold(n);
+    s.reset();
+    _reaper.sweep();  // those no queue holds: closed now, as before this returns
     spdlog::info("subsystem {} removed", nqn);
     notify_discovery_change();
 }
@@ -218,7 +223,9 @@ void target::remove_namespace(const std::string& nqn, uint32_t nsid) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const long holders = n.use_count() - 1;
     if (holders > 0) {
-        // Never close a store commands may still use: the last holder closes it.
+        // Never close a store commands may still use; never on a reactor: the reaper closes
+        // it once the queues let go.
+        _reaper.hold(n);
         spdlog::error(
             "subsystem {}: namespace {} removed, but {} queue(s) still hold it after {} ms; its store is "
             "closed when they let go",

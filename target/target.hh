@@ -13,6 +13,7 @@
 
 #include "target/auth.hh"
 #include "target/config.hh"
+#include "target/ns_reaper.hh"
 #include "target/subsystem.hh"
 #include "transport/connection.hh"
 
@@ -183,6 +184,7 @@ private:
                                           auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};
     auth::backoff _auth_backoff;
     c2h_success_policy _c2h_success = c2h_success_policy::sq_flow_disabled;
+    ns_reaper _reaper;  // removed namespaces still held by queues: closed off the reactors
 };
 
 }  // namespace ferry::target

@@ -80,7 +80,11 @@ void reactor::post(std::function<void()> fn) {
 }
 
 void reactor::poke() {
-    _poked.store(true);  // seen by prepare_to_block() if it runs after this
+    // Stored only when no poke is pending: rbd calls this on every completion, and the store
+    // would dirty the line holding _blocked and _has_messages, which the reactor reads every
+    // pass. A pending poke suffices: the first prepare_to_block() after this load takes it and
+    // does not block, and the pass after it sees what the caller published before (seq_cst).
+    if (!_poked.load()) _poked.store(true);  // seen by prepare_to_block() if it runs after this
     if (_blocked.load()) write_wake();
 }
 

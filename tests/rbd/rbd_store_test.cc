@@ -132,6 +132,49 @@ TEST_F(rbd_fixture, write_zeroes_dsm_compare_flush_as_on_ram) {
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
 }
 
+// A Compare is read and compared in pieces of the queue's 128 KiB bounce buffer.
+TEST_F(rbd_fixture, a_compare_larger_than_the_bounce_buffer_compares_every_piece) {
+    auto d = pattern(1u << 20, 7);  // 8 pieces
+    ASSERT_EQ(write(2000, d).status, 0);
+    auto compare = [&](const std::vector<uint8_t>& host) {
+        return io.cmd(io.rw(nvme::io_opc::compare, 1, 2000, 256), host, 0, false).status;
+    };
+    EXPECT_EQ(compare(d), 0);
+    for (size_t at :
+         {size_t(200) << 10, size_t(128) << 10, (size_t(1) << 20) - 1}) {  // 2nd piece, its first byte, the last
+        auto other = d;
+        other[at] ^= 0x10;
+        EXPECT_EQ(compare(other), nvme::sc::compare_failure | dnr) << at;
+    }
+    EXPECT_EQ(compare(d), 0);  // the buffer was handed on after the failures
+}
+
+// Compares sent together (each of its own blocks) take the bounce buffer one after the
+// other, in the order they came; none reads into the buffer while another uses it.
+TEST_F(rbd_fixture, compares_sent_together_wait_for_the_buffer_in_order) {
+    constexpr int n = 6;
+    std::vector<std::vector<uint8_t>> stored, host;
+    for (int i = 0; i < n; ++i) {
+        stored.push_back(pattern(8192, 20 + i));  // in-capsule: at most one 8 KiB chunk
+        ASSERT_EQ(write(3000 + 2 * i, stored.back()).status, 0);
+        host.push_back(stored.back());
+        if (i % 2) host.back()[5000 + i] ^= 1;  // every other one differs
+    }
+    for (int round = 0; round < 20; ++round) {
+        std::vector<uint16_t> cids;
+        for (int i = 0; i < n; ++i) {
+            auto c = io.rw(nvme::io_opc::compare, 1, 3000 + 2 * i, 2);
+            cids.push_back(c.cid);
+            io.send_capsule(c, host[i], true, 8192);
+        }
+        for (int i = 0; i < n; ++i) {
+            auto r = io.wait(cids[i]);  // throws on another cid: the answers come in order
+            ASSERT_TRUE(r) << i;
+            EXPECT_EQ(r->status, i % 2 ? (nvme::sc::compare_failure | dnr) : 0) << "round " << round << " " << i;
+        }
+    }
+}
+
 TEST(rbd_store, data_survives_a_new_target) {
     auto d = pattern(64 * 1024, 11);
     {

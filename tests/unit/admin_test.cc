@@ -412,6 +412,49 @@ TEST(features, number_of_queues_async_config_kato) {
     EXPECT_EQ(c.cmd(save).status, nvme::sc::feature_not_saveable | nvme::status_dnr);
 }
 
+namespace {
+// A RAM store that says it has no volatile write cache (as rbd with rbd_cache=false).
+struct no_cache_store final : nvme::block_store {
+    std::unique_ptr<nvme::block_store> ram = nvme::make_ram_store(256, 4096);
+    uint64_t block_count() const override { return ram->block_count(); }
+    uint32_t block_size() const override { return ram->block_size(); }
+    std::string describe() const override { return "RAM without a volatile write cache"; }
+    bool volatile_write_cache() const override { return false; }
+    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                    nvme::queue_group* group) override {
+        return ram->create_queue(depth, buffers, group);
+    }
+};
+}  // namespace
+
+// Feature 06h exists only with a volatile write cache (Identify VWC bit 0).
+TEST(features, no_volatile_write_cache_feature_without_a_cache) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces.clear();
+    harness h(cfg);
+    auto n = std::make_shared<target::ns>();
+    n->nsid = 1;
+    n->store = std::make_unique<no_cache_store>();
+    n->blocks = n->store->block_count();
+    n->block_size = 4096;
+    n->lbads = 12;
+    ASSERT_EQ(h.tgt.find_subsystem(open_nqn)->add_namespace(n), "");
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data).vwc & 1, 0);
+    for (uint8_t sel : {0, 1, 3}) {
+        auto g = c.make(nvme::admin_opc::get_features);
+        g.cdw10 = nvme::fid::volatile_wc | (uint32_t(sel) << 8);
+        EXPECT_EQ(c.cmd(g).status, nvme::sc::invalid_field | nvme::status_dnr) << +sel;
+    }
+    for (uint32_t wce : {1u, 0u}) {
+        auto s = c.make(nvme::admin_opc::set_features);
+        s.cdw10 = nvme::fid::volatile_wc;
+        s.cdw11 = wce;
+        EXPECT_EQ(c.cmd(s).status, nvme::sc::invalid_field | nvme::status_dnr) << wce;
+    }
+}
+
 TEST(async_events, namespace_change_completes_a_parked_aer) {
     harness h;
     host_conn c(h);

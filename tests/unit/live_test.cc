@@ -3,9 +3,11 @@
 // hosts and controllers removed, discovery log changes, and the errors that change nothing.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cctype>
 #include <functional>
 #include <future>
 #include <thread>
@@ -74,6 +76,7 @@ uint16_t write_read_verify(host_conn& q, uint32_t nsid, uint64_t slba, uint32_t 
 struct gate_state {
     std::atomic<bool> open{false};
     std::atomic<bool> destroyed{false};
+    std::atomic<bool> destroyed_on_reactor{false};  // by a thread named ferry-r<id>
     std::atomic<int> held{0};
 };
 class gated_queue final : public nvme::block_queue {
@@ -110,7 +113,14 @@ class gated_store final : public nvme::block_store {
 public:
     gated_store(std::unique_ptr<nvme::block_store> inner, std::shared_ptr<gate_state> g)
         : _inner(std::move(inner)), _g(std::move(g)) {}
-    ~gated_store() override { _g->destroyed.store(true); }
+    ~gated_store() override {
+        char name[16] = {};
+        ::pthread_getname_np(::pthread_self(), name, sizeof(name));
+        const std::string thread = name;
+        _g->destroyed_on_reactor.store(thread.size() > 7 && thread.compare(0, 7, "ferry-r") == 0 &&
+                                       std::isdigit(static_cast<unsigned char>(thread[7])));
+        _g->destroyed.store(true);
+    }
     uint64_t block_count() const override { return _inner->block_count(); }
     uint32_t block_size() const override { return _inner->block_size(); }
     std::string describe() const override { return "gated test store"; }
@@ -242,6 +252,69 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
     // The NSID can be used again, by a new namespace.
     EXPECT_EQ(lt.tgt.add_namespace(open_nqn, ram_ns(1)), 1u);
     EXPECT_EQ(write_read_verify(q, 1, 0, 11), 0);
+}
+
+namespace {
+// Four writes to namespace 1 held by its gated store; returns them.
+std::vector<nvme::sqe> hold_writes(host_conn& q, gate_state& gate) {
+    std::vector<nvme::sqe> writes;
+    for (uint32_t i = 0; i < 4; ++i) {
+        writes.push_back(q.rw(nvme::io_opc::write, 1, i, 1));
+        q.send_capsule(writes.back(), pattern(4096, i), true, 4096);
+    }
+    for (int i = 0; i < 2000 && gate.held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return writes;
+}
+bool wait_destroyed(gate_state& gate) {
+    for (int i = 0; i < 5000 && !gate.destroyed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return gate.destroyed.load();
+}
+}  // namespace
+
+// Closing a store may block (rbd joins librbd's threads): never on a reactor, whose queue
+// held the namespace last after remove_namespace gave up waiting.
+TEST(live, a_namespace_whose_removal_timed_out_is_closed_off_the_reactors) {
+    auto gate = std::make_shared<gate_state>();
+    serve_options o;
+    o.prepare = [&](target::target& t) {
+        auto n = t.find_subsystem(open_nqn)->find_ns(1);
+        n->store = std::make_unique<gated_store>(std::move(n->store), gate);
+        t.set_release_timeout_ms(100);
+    };
+    served_target lt(2, o);
+    tcp_association a(lt.port, open_nqn, host_a, 1);
+    host_conn& q = *a.io[0];
+    auto writes = hold_writes(q, *gate);
+    ASSERT_EQ(gate->held.load(), 4);
+    EXPECT_EQ(code_of([&] { lt.tgt.remove_namespace(open_nqn, 1); }), target::change_errc::failed);
+    EXPECT_FALSE(gate->destroyed.load());  // the queue still uses it
+    gate->open.store(true);
+    for (const auto& w : writes) {
+        auto r = q.wait(w.cid);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 0);
+    }
+    ASSERT_TRUE(wait_destroyed(*gate));
+    EXPECT_FALSE(gate->destroyed_on_reactor.load());
+}
+
+// The same for a removed subsystem whose queues had commands in flight.
+TEST(live, a_removed_subsystems_stores_are_closed_off_the_reactors) {
+    auto gate = std::make_shared<gate_state>();
+    serve_options o;
+    o.prepare = [&](target::target& t) {
+        auto n = t.find_subsystem(open_nqn)->find_ns(1);
+        n->store = std::make_unique<gated_store>(std::move(n->store), gate);
+    };
+    served_target lt(2, o);
+    tcp_association a(lt.port, open_nqn, host_a, 1);
+    hold_writes(*a.io[0], *gate);
+    ASSERT_EQ(gate->held.load(), 4);
+    lt.tgt.remove_subsystem(open_nqn);
+    EXPECT_FALSE(gate->destroyed.load());  // its queue still has the writes
+    gate->open.store(true);
+    ASSERT_TRUE(wait_destroyed(*gate));
+    EXPECT_FALSE(gate->destroyed_on_reactor.load());
 }
 
 TEST(live, remove_namespace_of_idle_queues_returns_within_a_timer_tick) {

@@ -26,3 +26,9 @@ TEST(rbd_status, media_errors_by_command_and_a_full_pool) {
     EXPECT_EQ(nvme::rbd_error_status(-EDQUOT, nvme::io_opc::write), nvme::sc::capacity_exceeded | nvme::status_dnr);
     EXPECT_EQ(nvme::rbd_error_status(-EROFS, nvme::io_opc::write), nvme::sc::write_fault | nvme::status_dnr);
 }
+
+TEST(rbd_status, out_of_memory_is_an_internal_error_not_a_media_error) {
+    for (uint8_t op : {nvme::io_opc::read, nvme::io_opc::compare, nvme::io_opc::write, nvme::io_opc::write_zeroes,
+                       nvme::io_opc::flush, nvme::io_opc::dataset_mgmt})
+        EXPECT_EQ(nvme::rbd_error_status(-ENOMEM, op), nvme::sc::internal_error) << +op;
+}
