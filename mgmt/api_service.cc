@@ -770,6 +770,8 @@ void api_service::add_routes() {
             if (!j["state"].is_string()) throw http_error(400, "must be a string", "/state");
             const auto state = target::parse_ana_state(j["state"].get<std::string>());
             if (!state) throw http_error(422, ana_state_error(j["state"].get<std::string>()), "/state");
+            if (!target::ana_state_settable(*state))
+                throw http_error(400, std::string(target::ana_change_refusal), "/state");
             std::lock_guard lock(_change_lock);
             const target::target_config before = c.current_config();
             target::target_config after = before;

@@ -470,7 +470,8 @@ uint32_t parse_ana_group(const std::string& text) {
 
 std::string ana_state_error(const std::string& name) {
     std::string list;
-    for (const auto& [s, n] : target::ana_state_names) list += (list.empty() ? "" : ", ") + std::string(n);
+    for (const auto& [s, n] : target::ana_state_names)
+        if (target::ana_state_settable(s)) list += (list.empty() ? "" : ", ") + std::string(n);
     return "'" + name + "' is not an ANA state (" + list + ")";
 }
 
@@ -502,6 +503,9 @@ target::listener_config parse_listener(const json& l, const std::string& p, cons
             if (!it.value().is_string()) r.malformed(gp, "must be a string");
             const auto state = target::parse_ana_state(it.value().get<std::string>());
             if (!state) r.fail(gp, ana_state_error(it.value().get<std::string>()));
+            if (!target::ana_state_settable(*state))
+                r.fail(gp, "listener " + lc.address + ":" + std::to_string(lc.port) + " ANA group " +
+                               std::to_string(group) + ": " + std::string(target::ana_change_refusal));
             if (*state != target::ana_state::optimized) lc.ana[group] = *state;
         }
     }

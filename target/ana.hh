@@ -48,7 +48,19 @@ constexpr uint16_t ana_io_status(ana_state s) {
     return nvme::sc::ana_inaccessible;
 }
 
-// The names the management API and ferryctl use.
+// ANA Change is transitional (base spec 8.1.1.5): Linux arms its ANATT timer (2 x ANATT) when a
+// group shows it and resets the controller if it is still there at expiry, so a group left in
+// change would reset every controller of its listener every 20 s. ferry does not move groups
+// through change itself and refuses it as a state to set (config file, state file, API).
+constexpr bool ana_state_settable(ana_state s) {
+    return s != ana_state::change;
+}
+inline constexpr std::string_view ana_change_refusal =
+    "'change' cannot be set: ANA Change is a transitional state and a Linux host resets its "
+    "controllers when a group stays in it past twice ANATT (10 s); set the state the group is "
+    "moving to (optimized, non_optimized, inaccessible, persistent_loss)";
+
+// The names the management API and ferryctl use ("change" only in the refusal).
 inline constexpr std::array<std::pair<ana_state, std::string_view>, 5> ana_state_names{{
     {ana_state::optimized, "optimized"},
     {ana_state::non_optimized, "non_optimized"},

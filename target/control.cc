@@ -45,6 +45,12 @@ void check_ana_group(uint32_t group, const std::string& where = {}) {
         refuse(change_errc::invalid, fmt::format("{}ANA group {} is not in 1..{}", where, group, max_ana_groups));
 }
 
+// `where` prefixes the message ("listener a:p: ").
+void check_ana_state(ana_state state, uint32_t group, const std::string& where) {
+    if (!ana_state_settable(state))
+        refuse(change_errc::invalid, fmt::format("{}ANA group {}: {}", where, group, ana_change_refusal));
+}
+
 bool printable_ascii(const std::string& s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
 }
@@ -330,8 +336,10 @@ void target::add_listener(const listener_config& l) {
         for (const auto& e : _listeners)
             if (e.cfg.address == l.address && e.cfg.port == l.port)
                 refuse(change_errc::conflict, fmt::format("listener {}:{} exists already", l.address, l.port));
-        for (const auto& [group, state] : l.ana)
+        for (const auto& [group, state] : l.ana) {
             check_ana_group(group, fmt::format("listener {}:{}: ", l.address, l.port));
+            check_ana_state(state, group, fmt::format("listener {}:{}: ", l.address, l.port));
+        }
         _listeners.push_back(make_listener_entry(l));
         _genctr.fetch_add(1);
     }
@@ -354,6 +362,7 @@ void target::remove_listener(const std::string& address, uint16_t port) {
 void target::set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state) {
     std::lock_guard control(_control_lock);
     check_ana_group(group);
+    check_ana_state(state, group, fmt::format("listener {}:{}: ", address, port));
     std::shared_ptr<ana_port> changed;
     ana_state was = ana_state::optimized;
     {

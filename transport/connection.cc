@@ -199,6 +199,8 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
         if (_pool.free_chunks() < need) return false;
         add_requests(static_cast<unsigned>(need));
     }
+    // Sized once here (the Connect path, not per command): every request's entries fit.
+    if (_tx.size() < tx_ring_entries(_requests.size())) resize_tx(tx_ring_entries(_requests.size()));
     _qid = qid;
     _depth = depth;
     _sq_flow_disabled = sq_flow_disabled;
@@ -857,7 +859,7 @@ void connection::complete(request& req) {
         std::memcpy(req.c2h_pdu.data(), &c2h, sizeof(c2h));
         if (hd) put_hdgst(req.c2h_pdu.data(), sizeof(data_pdu));
         push_tx(req.c2h_pdu.data(), sizeof(data_pdu) + hd, &req);
-        for (unsigned i = 0; i < req.iov_count; ++i) push_tx(req.iov[i].iov_base, req.iov[i].iov_len, &req);
+        push_tx_data(req);
         if (dd) {
             req.c2h_ddgst = iov_crc(req.data(), 0, req.data_len);
             push_tx(&req.c2h_ddgst, 4, &req);
@@ -895,17 +897,43 @@ void connection::fatal(uint16_t fes_code, uint32_t fei, const std::string& why) 
     close("protocol error: " + why);
 }
 
+void connection::resize_tx(size_t entries) {
+    std::vector<tx_entry> resized(entries);
+    for (size_t i = 0; i < _tx_count; ++i) resized[i] = _tx[(_tx_head + i) % _tx.size()];
+    _tx.swap(resized);
+    _tx_head = 0;
+}
+
 void connection::push_tx(const void* base, size_t len, request* owner) {
-    if (_tx_count == _tx.size()) {
-        // Grow (rare: only until the ring fits the queue's working set).
-        std::vector<tx_entry> bigger(_tx.size() * 2);
-        for (size_t i = 0; i < _tx_count; ++i) bigger[i] = _tx[(_tx_head + i) % _tx.size()];
-        _tx.swap(bigger);
-        _tx_head = 0;
-    }
+    // Unreachable once configure_queue sized the ring (tx_ring_entries); kept so that a miscount
+    // costs memory, not a corrupted stream.
+    if (_tx_count == _tx.size()) resize_tx(_tx.size() * 2);
     _tx[(_tx_head + _tx_count) % _tx.size()] = {{const_cast<void*>(base), len}, owner};
     ++_tx_count;
     if (owner) ++owner->tx_refs;
+}
+
+void connection::push_tx_data(request& req) {
+    push_tx(req.iov[0].iov_base, req.iov[0].iov_len, &req);
+    tx_entry& e = _tx[(_tx_head + _tx_count - 1) % _tx.size()];
+    e.run_next = 1;
+    e.run_end = req.iov_count;
+}
+
+size_t connection::gather_tx(size_t& total_bytes) {
+    const size_t max = _tx_iov.size();
+    size_t cnt = 0;
+    total_bytes = 0;
+    for (size_t i = 0; i < _tx_count && cnt < max; ++i) {
+        const tx_entry& e = _tx[(_tx_head + i) % _tx.size()];
+        _tx_iov[cnt++] = e.iov;
+        total_bytes += e.iov.iov_len;
+        for (uint16_t k = e.run_next; k < e.run_end && cnt < max; ++k) {
+            _tx_iov[cnt++] = e.owner->iov[k];
+            total_bytes += e.owner->iov[k].iov_len;
+        }
+    }
+    return cnt;
 }
 
 void connection::sent(size_t bytes) {
@@ -917,7 +945,20 @@ void connection::sent(size_t bytes) {
             return;
         }
         bytes -= e.iov.iov_len;
+        if (e.run_next != e.run_end) {  // the data run's next chunk
+            e.iov = e.owner->iov[e.run_next++];
+            continue;
+        }
         request* owner = e.owner;
+        _tx_head = (_tx_head + 1) % _tx.size();
+        --_tx_count;
+        if (owner && --owner->tx_refs == 0 && owner->state == request_state::responding) release(*owner);
+    }
+}
+
+void connection::discard_tx() {
+    while (_tx_count) {
+        request* owner = _tx[_tx_head].owner;
         _tx_head = (_tx_head + 1) % _tx.size();
         --_tx_count;
         if (owner && --owner->tx_refs == 0 && owner->state == request_state::responding) release(*owner);
@@ -933,11 +974,8 @@ bool connection::flush() {
     if (_tls) return flush_tls();
     bool progress = false;
     while (_tx_count > 0) {
-        size_t cnt = 0, total = 0;
-        for (; cnt < _tx_count && cnt < _tx_iov.size(); ++cnt) {
-            _tx_iov[cnt] = _tx[(_tx_head + cnt) % _tx.size()].iov;
-            total += _tx_iov[cnt].iov_len;
-        }
+        size_t total = 0;
+        const size_t cnt = gather_tx(total);
         msghdr msg{};
         msg.msg_iov = _tx_iov.data();
         msg.msg_iovlen = cnt;
@@ -947,7 +985,7 @@ bool connection::flush() {
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             if (!_closing) close(std::string("send failed: ") + std::strerror(errno));
             // Nothing more will be sent: drop the queue so requests can be released.
-            sent(total);
+            discard_tx();
             continue;
         }
         sent(static_cast<size_t>(n));
@@ -1071,7 +1109,7 @@ bool connection::flush_tls() {
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             if (!_closing) close(std::string("send failed: ") + std::strerror(errno));
             _tls_out_len = 0;  // nothing more will be sent
-            while (_tx_count) sent(_tx[_tx_head].iov.iov_len);
+            discard_tx();
             break;
         }
         _tls_out_off += static_cast<size_t>(n);
@@ -1117,8 +1155,8 @@ bool connection::prepare_send(msghdr*& msg) {
         return true;
     }
     if (_send_in_flight || _tx_count == 0) return false;
-    size_t cnt = 0;
-    for (; cnt < _tx_count && cnt < _tx_iov.size(); ++cnt) _tx_iov[cnt] = _tx[(_tx_head + cnt) % _tx.size()].iov;
+    size_t total = 0;
+    const size_t cnt = gather_tx(total);
     _tx_msg = {};
     _tx_msg.msg_iov = _tx_iov.data();
     _tx_msg.msg_iovlen = cnt;
@@ -1138,7 +1176,7 @@ bool connection::on_send_done(int result) {
         if (result == -EAGAIN || result == -EINTR) return false;
         if (!_closing) close(std::string("send failed: ") + std::strerror(-result));
         _tls_out_len = 0;
-        while (_tx_count) sent(_tx[_tx_head].iov.iov_len);
+        discard_tx();
         return true;
     }
     if (result >= 0) {
@@ -1147,7 +1185,7 @@ bool connection::on_send_done(int result) {
     }
     if (result == -EAGAIN || result == -EINTR) return false;
     if (!_closing) close(std::string("send failed: ") + std::strerror(-result));
-    while (_tx_count) sent(_tx[_tx_head].iov.iov_len);  // nothing more will be sent
+    discard_tx();  // nothing more will be sent
     return true;
 }
 

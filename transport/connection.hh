@@ -36,7 +36,7 @@ inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk
 // Chunks a request describes inline (one H2CData PDU's worth); a larger transfer takes an iovec
 // table from its reactor's buffer_arbiter together with its chunks.
 inline constexpr unsigned inline_chunks = maxh2cdata_bytes / env::dma_pool::chunk_size;
-static_assert(max_chunks + 3 <= UINT16_MAX, "request::tx_refs counts a C2HData PDU's entries");
+static_assert(max_chunks <= UINT16_MAX, "a transmit data run indexes a request's chunks in 16 bits");
 inline constexpr uint64_t icreq_timeout_ns = 10'000'000'000ull;
 // How long a host may take to send all the data of an R2T (the Linux host sends it at once).
 inline constexpr uint64_t default_r2t_timeout_ns = 15'000'000'000ull;
@@ -68,7 +68,7 @@ struct request {
     uint32_t h2c_received = 0;  // bytes of R2T data received so far
     uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used), listed in iov
     bool data_digest_error = false;
-    uint16_t tx_refs = 0;  // transmit entries still pointing into this request (up to max_chunks + 3)
+    uint16_t tx_refs = 0;  // transmit entries still pointing into this request (up to 4)
     uint16_t iov_count = 0;
     wait_line waiting_in = wait_line::none;
     connection* conn = nullptr;    // owner (the reactor's buffer FIFO spans connections)
@@ -270,13 +270,26 @@ public:
     // the socket. Returns false if the connection decided to close.
     bool feed(const uint8_t* data, size_t len);
 
+    // Transmit ring entries one request holds at most: a C2HData header, its data (one entry
+    // however many chunks), the data digest and the response; or an R2T.
+    static constexpr size_t tx_entries_per_request = 4;
+    // The transmit ring a connection with `requests` request objects needs (+2: ICResp and
+    // C2HTermReq); configure_queue sizes it so, so that it never grows while serving.
+    static constexpr size_t tx_ring_entries(size_t requests) { return tx_entries_per_request * requests + 2; }
+    size_t tx_ring_capacity() const { return _tx.size(); }
+
 private:
     friend class buffer_arbiter;
     enum class rx_state : uint8_t { header, pad, data, ddgst, term_data };
 
+    // One transmit ring entry: bytes, or a request's data run (every chunk of owner->data(): the
+    // current piece in iov, then owner->iov[run_next..run_end)), so that an 8 MiB C2HData takes
+    // one entry, not 1,024.
     struct tx_entry {
         iovec iov;
-        request* owner;  // decremented when sent; nullptr for connection-level PDUs
+        request* owner;         // decremented when sent; nullptr for connection-level PDUs
+        uint16_t run_next = 0;  // data run: the next of owner's chunks to send after iov
+        uint16_t run_end = 0;   // data run: owner->iov_count; run_next == run_end otherwise
     };
 
     bool process_rx(const uint8_t*& p, const uint8_t* end);
@@ -309,7 +322,12 @@ private:
     request* alloc_request();
     void fatal(uint16_t fes, uint32_t fei, const std::string& why);
     void push_tx(const void* base, size_t len, request* owner);
+    void push_tx_data(request& req);
+    void resize_tx(size_t entries);
+    // Fills _tx_iov from the ring (data runs expanded, at most IOV_MAX); returns the count.
+    size_t gather_tx(size_t& total_bytes);
     void sent(size_t bytes);
+    void discard_tx();  // nothing more will be sent: drops every entry
     size_t rx_target_space(iovec* out, size_t max) const;
     void add_requests(unsigned count);
 

@@ -183,8 +183,6 @@ TEST(ana, io_on_an_inaccessible_path_fails_with_path_status_the_other_path_serve
     EXPECT_EQ(p0.admin.identify(nvme::cns::ns, 1).status, 0);
     h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::persistent_loss);
     EXPECT_EQ(p0.write(1), nvme::sc::ana_persistent_loss);
-    h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::change);
-    EXPECT_EQ(p0.read(1), nvme::sc::ana_transition);
     h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::non_optimized);
     EXPECT_EQ(p0.read(1), 0);
     // A namespace moved into a group that is inaccessible here follows its group.
@@ -266,6 +264,19 @@ TEST(ana, control_path_refuses_bad_groups_and_listeners) {
     n.size_bytes = 1 << 20;
     n.ana_group = 40;
     EXPECT_EQ(code([&] { h.tgt.add_namespace(open_nqn, n); }), ec::invalid);
+    // ANA Change is transitional: a group left in it would have Linux reset the controllers of
+    // that listener every 2 x ANATT. Refused, and the group keeps its state.
+    h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::inaccessible);
+    EXPECT_EQ(code([&] { h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::change); }), ec::invalid);
+    EXPECT_EQ(h.tgt.current_config().listeners[0].ana,
+              (std::map<uint32_t, target::ana_state>{{1, target::ana_state::inaccessible}}));
+    target::listener_config in_change;
+    in_change.address = "127.0.0.1";
+    in_change.port = 4422;
+    in_change.ana[3] = target::ana_state::change;
+    EXPECT_EQ(code([&] { h.tgt.add_listener(in_change); }), ec::invalid);
+    EXPECT_EQ(h.tgt.current_config().listeners.size(), 2u);
+    h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::optimized);
     // The states are the listener's configuration (persisted with it).
     h.tgt.set_ana_state("127.0.0.1", 4421, 2, target::ana_state::non_optimized);
     auto cfg = h.tgt.current_config();

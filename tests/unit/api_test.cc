@@ -289,6 +289,10 @@ TEST_F(api_fixture, bad_input_gets_the_documented_status_and_changes_nothing) {
          R"({"address": "127.0.0.1", "port": 4421, "ana": {"x": "inaccessible"}})", std::nullopt, 422, "/ana/x"},
         {"ANA: listener added with a bad state", "POST", "/api/v1/listeners",
          R"({"address": "127.0.0.1", "port": 4421, "ana": {"2": "gone"}})", std::nullopt, 422, "/ana/2"},
+        {"ANA: change (transitional)", "PUT", "/api/v1/listeners/127.0.0.1:4420/ana/1", R"({"state": "change"})",
+         std::nullopt, 400, "/state"},
+        {"ANA: listener added in change", "POST", "/api/v1/listeners",
+         R"({"address": "127.0.0.1", "port": 4421, "ana": {"2": "change"}})", std::nullopt, 422, "/ana/2"},
         {"ANA: namespace group out of range", "POST", ns, R"({"size": "1MiB", "ana_group": 33})", std::nullopt, 422,
          "/ana_group"},
         {"ANA: namespace moved to group 0", "PATCH", ns + "/1", R"({"ana_group": 0})", std::nullopt, 422, "/ana_group"},
@@ -345,6 +349,23 @@ TEST_F(api_fixture, changes_are_persisted_and_read_back) {
 
     ASSERT_EQ(call("DELETE", "/api/v1/subsystems/testnqn").status, 204u);
     EXPECT_TRUE(ferry::mgmt::parse_config_file(state_text(), "state.json").target.subsystems.empty());
+}
+
+TEST_F(api_fixture, ana_change_is_refused_with_the_reason_and_nothing_changes) {
+    ASSERT_EQ(call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/2", R"({"state": "inaccessible"})").status, 200u);
+    const std::string state_before = state_text();
+    const reply r = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/2", R"({"state": "change"})");
+    EXPECT_EQ(r.status, 400u) << r.body;
+    EXPECT_EQ(r.js.value("path", ""), "/state");
+    EXPECT_NE(r.js.value("error", "").find("transitional"), std::string::npos) << r.body;
+    EXPECT_NE(r.js.value("error", "").find("ANATT"), std::string::npos) << r.body;
+    EXPECT_EQ(call("GET", "/api/v1/listeners").js[0]["ana"], json::parse(R"({"2": "inaccessible"})"));
+    EXPECT_EQ(state_text(), state_before);
+    // The list of states a bad name gets does not offer it.
+    const reply bad = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/2", R"({"state": "asleep"})");
+    EXPECT_EQ(bad.status, 422u);
+    EXPECT_EQ(bad.js.value("error", ""),
+              "'asleep' is not an ANA state (optimized, non_optimized, inaccessible, persistent_loss)");
 }
 
 TEST_F(api_fixture, ana_states_and_groups_are_set_shown_and_persisted) {

@@ -59,6 +59,20 @@ TEST(config, errors_name_file_and_path) {
     EXPECT_NE(error_of("{ not json").find("cfg.json: not valid JSON"), std::string::npos);
 }
 
+// A config or state file with a group in ANA Change would have Linux hosts reset the listener's
+// controllers every 2 x ANATT for as long as ferryd runs: refused, naming listener and group.
+TEST(config, ana_change_is_refused_naming_listener_and_group) {
+    const std::string err = error_of(
+        R"({"listeners": [{"address": "10.0.0.1", "port": 4421, "ana": {"1": "inaccessible", "3": "change"}}],
+            "subsystems": []})");
+    EXPECT_EQ(
+        err.rfind("cfg.json: /listeners/0/ana/3: listener 10.0.0.1:4421 ANA group 3: 'change' cannot be set: ", 0), 0u)
+        << err;
+    EXPECT_EQ(error_of(R"({"listeners": [{"address": "10.0.0.1", "ana": {"1": "persistent_loss", "2": "non_optimized",
+                                         "3": "inaccessible", "4": "optimized"}}], "subsystems": []})"),
+              "");
+}
+
 TEST(config, rejects_duplicates_and_unreachable_subsystems) {
     EXPECT_EQ(error_of(R"({"listeners": [{"address": "127.0.0.1"}], "subsystems": [{"nqn": "nqn.2026-11.io.x:a",
                  "allow_any_host": true, "namespaces": [{"nsid": 1, "size": 4096}, {"nsid": 1, "size": 4096}]}]})"),

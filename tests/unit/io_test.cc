@@ -42,6 +42,32 @@ TEST_F(io_queue_fixture, eight_mib_transfers_and_512_byte_blocks) {
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 2049), {}, 2049 * 4096).status, nvme::sc::invalid_field | dnr);
 }
 
+// An 8 MiB C2HData is one transmit ring entry for its 1,024 chunks: the ring stays at the size
+// configure_queue gave it (4 entries per request) with several 8 MiB reads queued behind a full
+// socket, with and without digests.
+TEST(io_transmit_ring, eight_mib_reads_at_depth_keep_the_ring_at_its_bound) {
+    harness h;
+    auto big = pattern(8u << 20, 7);
+    for (bool digests : {false, true}) {
+        association a(h, 5000, 127, digests, digests);
+        const size_t bound = transport::connection::tx_ring_entries(128 + 1);
+        EXPECT_LE(a.io.conn->tx_ring_capacity(), bound);
+        ASSERT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::write, 1, 0, 2048), big, 0, false).status, 0);
+        std::vector<nvme::sqe> reads;
+        for (int i = 0; i < 6; ++i) {
+            reads.push_back(a.io.rw(nvme::io_opc::read, 1, 0, 2048));
+            a.io.send_capsule(reads.back(), {}, false, 8u << 20);
+        }
+        for (const auto& c : reads) {
+            auto r = a.io.wait(c.cid);
+            ASSERT_TRUE(r);
+            EXPECT_EQ(r->status, 0);
+            EXPECT_TRUE(r->data == big) << "digests " << digests;
+        }
+        EXPECT_LE(a.io.conn->tx_ring_capacity(), bound) << "digests " << digests;
+    }
+}
+
 TEST_F(io_queue_fixture, lba_range_checks) {
     const uint64_t blocks = (16u << 20) / 4096;
     EXPECT_EQ(read(1, blocks - 1, 1).status, 0);

@@ -421,7 +421,9 @@ int main(int argc, char** argv) {
         ana->add_subcommand("set", "the state of an ANA group through one listener (hosts get an ANA notice)");
     a_set->add_option("--listener", ana_listener, "ADDRESS:PORT, [IPv6]:PORT or ADDRESS (port 4420)")->required();
     a_set->add_option("--group", ana_group, "ANA group, 1..32")->required();
-    a_set->add_option("--state", ana_state, "optimized, non_optimized, inaccessible, persistent_loss or change")
+    a_set
+        ->add_option("--state", ana_state,
+                     "optimized, non_optimized, inaccessible or persistent_loss (change: refused, transitional)")
         ->required();
     on(a_set, [&] {
         json res = s.call("PUT", "/listeners/" + listener_segment(ana_listener) + "/ana/" + std::to_string(ana_group),
