@@ -36,6 +36,8 @@ if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/fe
     perf "rw 4k, 512 B LBAs" --rw rw --bs 4k --qd 16 --nsid 2
     perf "rw 8k digests" --rw rw --bs 8k --qd 16 --digest hdr,data
     perf "rw 64k digests 4 queues 2 threads" --rw rw --bs 64k --qd 8 --queues 4 --cpus 0,1 --digest hdr,data
+    # 64 H2CData PDUs per write: more PDUs in flight than ferry-perf has header slots per command.
+    perf "rw 8m qd8 digests" --rw rw --bs 8m --qd 8 --digest hdr,data
     perf "sequential write then rw 4k" --rw write --bs 4k --qd 16 --size 16m
     # A null namespace drops writes: the verifier must report lost blocks and fail.
     if "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf --nsid 3 --verify -t 1 --rw rw --bs 4k --qd 8 \

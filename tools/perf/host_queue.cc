@@ -237,13 +237,16 @@ void host_queue::submit(const nvme::sqe& cmd_in, std::span<uint8_t> data) {
         uint32_t c = tp::crc32c(h, hlen);
         std::memcpy(h + hlen, &c, 4);
     }
+    // Header slot hi also holds the PDU's data digest (_ddgst[hi]): it is freed when the last
+    // of the two is sent, or a later PDU would overwrite a digest still queued behind the data.
     const int hi = static_cast<int>((h - _hdr_mem.data()) / hdr_buf);
-    queue_tx(h, hlen + hd, hi);
+    const bool digest_follows = in_capsule && dd;
+    queue_tx(h, hlen + hd, digest_follows ? -1 : hi);
     if (in_capsule) {
         queue_tx(data.data(), data.size());
         if (dd) {
             _ddgst[hi] = iov_crc(data.data(), data.size());
-            queue_tx(&_ddgst[hi], 4);
+            queue_tx(&_ddgst[hi], 4, hi);
         }
     }
 }
@@ -270,11 +273,11 @@ void host_queue::send_h2c(slot& s, uint16_t cid, uint16_t ttag, uint32_t offset,
             std::memcpy(h + sizeof(tp::data_pdu), &c, 4);
         }
         const int hi = static_cast<int>((h - _hdr_mem.data()) / hdr_buf);
-        queue_tx(h, sizeof(tp::data_pdu) + hd, hi);
+        queue_tx(h, sizeof(tp::data_pdu) + hd, dd ? -1 : hi);  // the slot stays taken until its digest is sent
         queue_tx(s.data.data() + off, n);
         if (dd) {
             _ddgst[hi] = iov_crc(s.data.data() + off, n);
-            queue_tx(&_ddgst[hi], 4);
+            queue_tx(&_ddgst[hi], 4, hi);
         }
         off += n;
     }
