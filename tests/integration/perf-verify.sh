@@ -2,7 +2,8 @@
 # tests/integration/perf-verify.sh: ferry-perf --verify against the real ferryd on loopback
 # (no guest): mixed random I/O on 4 KiB and 512 B LBA namespaces, large transfers over R2T,
 # header and data digests, several queues on several threads, two reactors. A null namespace
-# (writes dropped) must make --verify fail: the verifier can fail end to end.
+# (writes dropped) must make --verify fail: the verifier can fail end to end. Last, ferryd is
+# stopped under load: ferry-perf must exit 2 with the error, not abort.
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -46,7 +47,16 @@ if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/fe
     else
         check "verify detects dropped writes (null namespace)" grep -q 'block lost' "$WORK/null.out" || true
     fi
-    check "ferryd stops cleanly" stop_ferryd || true
+    # ferryd stopped under load: ferry-perf reports the lost target (exit status 2) instead of
+    # aborting (a failed keep-alive thrown past its running worker threads was SIGABRT, 134).
+    "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf -t 8 --rw rw --bs 4k --qd 8 > "$WORK/gone.out" 2>&1 &
+    perf_pid=$!
+    sleep 1
+    check "ferryd stops cleanly (ferry-perf still running)" stop_ferryd || true
+    st=0
+    wait "$perf_pid" || st=$?
+    check "ferry-perf exits 2 when the target goes away (got $st), saying why" \
+        bash -c "[ $st = 2 ] && grep -q '^ferry-perf: ' '$WORK/gone.out'" || cat "$WORK/gone.out"
 fi
 echo "ferryd log: $WORK/ferryd.log"
 summary

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -376,18 +377,26 @@ int main(int argc, char** argv) {
             threads.emplace_back(run_worker, mine, gen, std::ref(vm), std::cref(p), cpus.empty() ? -1 : cpus[w],
                                  std::ref(results[w]));
         }
-        // Keep the association alive while the workers run.
+        // Keep the association alive while the workers run. A failed keep-alive (the target went
+        // away) is reported after the workers are joined: thrown past joinable threads, it would
+        // abort the program instead of printing the error.
         uint64_t next_ka = t0 + 2'000'000'000ull;
-        while (ferry::env::now_ns() < p.deadline_ns) {
+        std::exception_ptr admin_error;
+        while (!admin_error && ferry::env::now_ns() < p.deadline_ns) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (ferry::env::now_ns() >= next_ka) {
                 nvme::sqe ka{};
                 ka.opcode = nvme::admin_opc::keep_alive;
-                admin.execute(ka, {});
+                try {
+                    admin.execute(ka, {});
+                } catch (const std::exception&) {
+                    admin_error = std::current_exception();
+                }
                 next_ka += 2'000'000'000ull;
             }
         }
         for (auto& t : threads) t.join();
+        if (admin_error) std::rethrow_exception(admin_error);
         if (!o.verify_state.empty()) {
             for (unsigned w = 0; w < nworkers; ++w)
                 for (uint64_t i = 0; i < slice; ++i) known[w * slice + i] = vms[w]->expected(first_lba + w * slice + i);
