@@ -242,20 +242,27 @@ TEST(connection, h2c_larger_than_maxh2cdata_is_fatal) {
     EXPECT_EQ(t->fes, tp::fes::data_limit_exceeded);
 }
 
-TEST(connection, success_optimisation_only_with_sq_flow_control_disabled) {
-    io_pair q(false, false, nvme::cattr_disable_sqflow);
-    auto data = pattern(4096, 4);
-    EXPECT_EQ(q.io.cmd(q.io.rw(nvme::io_opc::write, 1, 3, 1), data).status, 0);
-    auto r = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 3, 1), {}, 4096);
+namespace {
+// A 4 KiB write then read on `io`: the read must end with C2HData SUCCESS|LAST and no
+// CapsuleResp. Returns a failing read's answer, which must have a CapsuleResp.
+response read_ends_with_success_but_a_failure_does_not(host_conn& io, uint32_t seed) {
+    auto data = pattern(4096, seed);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 3, 1), data).status, 0);
+    auto r = io.cmd(io.rw(nvme::io_opc::read, 1, 3, 1), {}, 4096);
     EXPECT_FALSE(r.got_resp);
     EXPECT_EQ(r.last_c2h_flags & (tp::pdu_flag::success | tp::pdu_flag::last_pdu),
               tp::pdu_flag::success | tp::pdu_flag::last_pdu);
     EXPECT_EQ(r.data, data);
-    // A failing read still gets a CapsuleResp.
-    auto bad = q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096);
+    auto bad = io.cmd(io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096);
     EXPECT_TRUE(bad.got_resp);
     EXPECT_EQ(bad.status, nvme::sc::lba_out_of_range | nvme::status_dnr);
-    EXPECT_EQ(bad.cqe.sqhd, 0xFFFF);
+    return bad;
+}
+}  // namespace
+
+TEST(connection, success_optimisation_only_with_sq_flow_control_disabled) {
+    io_pair q(false, false, nvme::cattr_disable_sqflow);
+    EXPECT_EQ(read_ends_with_success_but_a_failure_does_not(q.io, 4).cqe.sqhd, 0xFFFF);
 }
 
 TEST(connection, sqhd_advances_and_sqid_is_the_queue) {
@@ -486,18 +493,8 @@ TEST(connection, success_optimisation_on_io_queues_with_flow_control_when_the_ta
     harness h;
     h.tgt.set_c2h_success(target::target::c2h_success_policy::always);
     association a(h);  // CATTR 0: the host keeps SQ flow control
-    auto data = pattern(4096, 5);
-    EXPECT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::write, 1, 3, 1), data).status, 0);
-    auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 3, 1), {}, 4096);
-    EXPECT_FALSE(r.got_resp);
-    EXPECT_EQ(r.last_c2h_flags & (tp::pdu_flag::success | tp::pdu_flag::last_pdu),
-              tp::pdu_flag::success | tp::pdu_flag::last_pdu);
-    EXPECT_EQ(r.data, data);
-    // A failing read still gets a CapsuleResp, with a real SQHD (flow control is on).
-    auto bad = a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 1u << 30, 1), {}, 4096);
-    EXPECT_TRUE(bad.got_resp);
-    EXPECT_EQ(bad.status, nvme::sc::lba_out_of_range | nvme::status_dnr);
-    EXPECT_NE(bad.cqe.sqhd, 0xFFFF);
+    // The failing read's CapsuleResp has a real SQHD (flow control is on).
+    EXPECT_NE(read_ends_with_success_but_a_failure_does_not(a.io, 5).cqe.sqhd, 0xFFFF);
     // The admin queue keeps its CapsuleResps.
     auto id = a.admin.identify(nvme::cns::ctrl);
     EXPECT_EQ(id.status, 0);

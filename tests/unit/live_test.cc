@@ -206,6 +206,23 @@ TEST(live, add_namespace_raises_aen_lists_changed_nsid_and_is_usable) {
     EXPECT_FALSE(nss[1].eui64);
 }
 
+namespace {
+// Four writes to namespace 1 held by its gated store; returns them.
+std::vector<nvme::sqe> hold_writes(host_conn& q, gate_state& gate) {
+    std::vector<nvme::sqe> writes;
+    for (uint32_t i = 0; i < 4; ++i) {
+        writes.push_back(q.rw(nvme::io_opc::write, 1, i, 1));
+        q.send_capsule(writes.back(), pattern(4096, i), true, 4096);
+    }
+    for (int i = 0; i < 2000 && gate.held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return writes;
+}
+bool wait_destroyed(gate_state& gate) {
+    for (int i = 0; i < 5000 && !gate.destroyed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return gate.destroyed.load();
+}
+}  // namespace
+
 TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_store) {
     auto gate = std::make_shared<gate_state>();
     serve_options o;
@@ -217,13 +234,7 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
     tcp_association a(lt.port, open_nqn, host_a, 1);
     host_conn& q = *a.io[0];
     ASSERT_EQ(set_aen(*a.admin, nvme::aen::cfg_ns_attr), 0);
-    // Four writes held by the store: in flight.
-    std::vector<nvme::sqe> writes;
-    for (uint32_t i = 0; i < 4; ++i) {
-        writes.push_back(q.rw(nvme::io_opc::write, 1, i, 1));
-        q.send_capsule(writes.back(), pattern(4096, i), true, 4096);
-    }
-    for (int i = 0; i < 2000 && gate->held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto writes = hold_writes(q, *gate);  // in flight
     ASSERT_EQ(gate->held.load(), 4);
     auto removal = std::async(std::launch::async, [&] { lt.tgt.remove_namespace(open_nqn, 1); });
     for (int i = 0; i < 2000 && lt.tgt.find_subsystem(open_nqn)->find_ns(1); ++i)
@@ -253,23 +264,6 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
     EXPECT_EQ(lt.tgt.add_namespace(open_nqn, ram_ns(1)), 1u);
     EXPECT_EQ(write_read_verify(q, 1, 0, 11), 0);
 }
-
-namespace {
-// Four writes to namespace 1 held by its gated store; returns them.
-std::vector<nvme::sqe> hold_writes(host_conn& q, gate_state& gate) {
-    std::vector<nvme::sqe> writes;
-    for (uint32_t i = 0; i < 4; ++i) {
-        writes.push_back(q.rw(nvme::io_opc::write, 1, i, 1));
-        q.send_capsule(writes.back(), pattern(4096, i), true, 4096);
-    }
-    for (int i = 0; i < 2000 && gate.held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return writes;
-}
-bool wait_destroyed(gate_state& gate) {
-    for (int i = 0; i < 5000 && !gate.destroyed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return gate.destroyed.load();
-}
-}  // namespace
 
 // Closing a store may block (rbd joins librbd's threads): never on a reactor, whose queue
 // held the namespace last after remove_namespace gave up waiting.
