@@ -18,9 +18,12 @@ ns_reaper::~ns_reaper() {
 }
 
 void ns_reaper::hold(std::shared_ptr<ns> n) {
-    std::lock_guard g(_lock);
-    _held.push_back(std::move(n));
-    if (!_thread.joinable()) _thread = std::thread([this] { run(); });
+    {
+        std::lock_guard g(_lock);
+        _held.push_back(std::move(n));
+        if (!_thread.joinable()) _thread = std::thread([this] { run(); });
+    }
+    _wake.notify_one();  // it sleeps without a timeout while it holds nothing
 }
 
 void ns_reaper::sweep() {
@@ -64,7 +67,11 @@ void ns_reaper::run() {
     env::name_current_thread("ferry-ns-reaper");
     std::unique_lock g(_lock);
     while (!_stop) {
-        _wake.wait_for(g, std::chrono::milliseconds(100));
+        // A queue drops its reference without telling anyone: poll while something is held.
+        if (_held.empty())
+            _wake.wait(g);
+        else
+            _wake.wait_for(g, std::chrono::milliseconds(100));
         auto last = take_unheld();
         if (last.empty()) continue;
         g.unlock();  // closing may take seconds: hold() must not wait for it

@@ -21,8 +21,8 @@ public:
     ns_reaper& operator=(const ns_reaper&) = delete;
     // Stops the thread and drops what is left (ferryd: after the reactors are gone).
     ~ns_reaper();
-    // Keeps `n` until it is the last reference (checked every 100 ms). Thread-safe; starts the
-    // thread on first use.
+    // Keeps `n` until it is the last reference (checked every 100 ms while anything is held;
+    // idle, the thread sleeps until the next hold()). Thread-safe; starts the thread on first use.
     void hold(std::shared_ptr<ns> n);
     // Drops, on the calling thread, those nothing else holds now.
     void sweep();
