@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "mgmt/api.hh"
 #include "mgmt/config.hh"
 #include "mgmt/control_plane.hh"
+#include "mgmt/gateway_group.hh"
 #include "target/target.hh"
 #include "transport/listener.hh"
 #include "transport/reactor.hh"
@@ -103,6 +105,12 @@ int main(int argc, char** argv) {
                    "DH-HMAC-CHAP: the DH groups the controller picks from those a host offers, in order of "
                    "preference (null, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192)")
         ->capture_default_str();
+    std::string gateway_path;
+    app.add_option("--gateway", gateway_path,
+                   "JSON file making this ferryd a gateway of a gateway group: it serves one subsystem of rbd "
+                   "images with other gateways, coordinated through a RADOS object (deploy/gateway-group.md): the "
+                   "ANA groups follow who holds the images' locks, and a dead gateway's groups are taken over")
+        ->check(CLI::ExistingFile);
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -129,6 +137,7 @@ int main(int argc, char** argv) {
     }
 
     ferry::mgmt::config_file file;
+    std::optional<ferry::mgmt::gateway_config> gateway_cfg;
     ferry::target::target_config& cfg = file.target;
     ferry::mgmt::ram_budget budget;
     std::vector<int> cpu_list;
@@ -147,6 +156,7 @@ int main(int argc, char** argv) {
                 loaded_from, st.st_mode & 07777);
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
         dhgroups = ferry::target::auth::parse_dhgroups(dhchap_dhgroups);
+        if (!gateway_path.empty()) gateway_cfg = ferry::mgmt::load_gateway_config(gateway_path);
         const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
         budget = max_ram_mib
                      ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
@@ -168,6 +178,17 @@ int main(int argc, char** argv) {
         ferry::target::target tgt(cfg);
         tgt.set_dhchap_dhgroups(dhgroups);
         if (c2h_success == "always") tgt.set_c2h_success(ferry::target::target::c2h_success_policy::always);
+        // Before the reactors (whose threads pin themselves) and the listeners: librados' threads
+        // get this thread's affinity, and no host sees a group optimized before its locks are held.
+        std::unique_ptr<ferry::mgmt::gateway_group> gateway;
+        if (gateway_cfg) {
+            try {
+                gateway = ferry::mgmt::make_gateway_group(*gateway_cfg, tgt);
+            } catch (const std::exception& e) {
+                spdlog::error("ferryd: {}", e.what());
+                return 2;
+            }
+        }
         std::vector<std::unique_ptr<ferry::transport::reactor>> reactors;
         if (cpu_list.empty()) cpu_list.push_back(-1);
         for (size_t i = 0; i < cpu_list.size(); ++i) {
@@ -187,6 +208,7 @@ int main(int argc, char** argv) {
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
         for (auto& r : reactors) r->start();
         acc.start();
+        if (gateway) gateway->start();
         for (const auto& s : tgt.subsystems()) {
             std::string hosts = s->host_allowed("") ? "any host" : "allowed hosts only";
             for (const auto& [nsid, n] : s->namespaces())
@@ -225,6 +247,7 @@ int main(int argc, char** argv) {
                 spdlog::info("ferryd: state file {}", state_path);
             } catch (const std::exception& e) {
                 spdlog::error("ferryd: {}", e.what());
+                if (gateway) gateway->stop();
                 acc.stop();
                 for (auto& r : reactors) r->stop();
                 return 1;
@@ -237,6 +260,7 @@ int main(int argc, char** argv) {
         sigwait(&stop_signals, &sig);
         spdlog::info("ferryd: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         if (api_http) api_http->stop();  // no change runs while the target goes
+        if (gateway) gateway->stop();     // hands its groups over while hosts are still connected
         acc.stop();
         for (auto& r : reactors) r->stop();
     } catch (const std::exception& e) {

@@ -118,6 +118,20 @@ public:
     virtual void grow(uint64_t block_count) {
         throw std::runtime_error(describe() + ": cannot grow to " + std::to_string(block_count) + " blocks");
     }
+    // Fencing among gateways that serve one shared store (rbd: the image's managed exclusive
+    // lock; Ceph blocklists the holder whose lock is broken, so its late writes fail). Blocking
+    // calls for the management side, never a reactor; throw std::runtime_error saying why.
+    // The default: the store cannot be shared (supports_exclusive_lock() false, calls throw).
+    virtual bool supports_exclusive_lock() const { return false; }
+    // Takes the lock for this store's client. `break_holder`: first breaks (and so fences) a
+    // lock another client holds; otherwise a held lock fails the call. Returns the holders
+    // broken ("" = none). Holding it already is success.
+    virtual std::string acquire_exclusive_lock(bool break_holder) {
+        (void)break_holder;
+        throw std::runtime_error(describe() + ": has no exclusive lock");
+    }
+    // Lets go of the lock (after its in-flight writes); not holding it is success.
+    virtual void release_exclusive_lock() { throw std::runtime_error(describe() + ": has no exclusive lock"); }
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for

@@ -71,6 +71,9 @@ public:
     bool volatile_write_cache() const override { return false; }  // rbd_cache=false: acked = stored
     std::string describe() const override { return fmt::format("rbd image {}/{}", _pool, _image_name); }
     std::unique_ptr<block_queue> create_queue(unsigned depth, const env::dma_pool*, queue_group*) override;
+    bool supports_exclusive_lock() const override { return true; }
+    std::string acquire_exclusive_lock(bool break_holder) override;
+    void release_exclusive_lock() override;
     rbd_image_t image() const { return _image; }
     const std::string& name() const { return _name; }
 
@@ -134,6 +137,46 @@ private:
     rados_ioctx_t _io = nullptr;
     rbd_image_t _image = nullptr;
 };
+
+// librbd's managed lock (rbd_lock_acquire) switches the image to a policy under which its
+// holder refuses to hand the lock to another client that asks for it: only a break takes it,
+// and a break blocklists the holder's client address (rbd_blocklist_on_break_lock, default on).
+std::string rbd_store::acquire_exclusive_lock(bool break_holder) {
+    int owner = 0;
+    int rc = ::rbd_is_exclusive_lock_owner(_image, &owner);
+    if (rc < 0) fail("cannot tell whether this client holds the exclusive lock", rc);
+    if (owner) return {};
+    std::string broken;
+    rbd_lock_mode_t mode{};
+    char* owners[8] = {};
+    size_t n = 8;
+    rc = ::rbd_lock_get_owners(_image, &mode, owners, &n);
+    if (rc == -ENOENT) n = 0;  // nobody holds it
+    else if (rc < 0)
+        fail("cannot read the exclusive lock's holders (is the exclusive-lock feature on?)", rc);
+    if (n > 0) {
+        std::vector<std::string> holders(owners, owners + n);
+        ::rbd_lock_get_owners_cleanup(owners, n);
+        if (!break_holder) fail(fmt::format("the exclusive lock is held by {}", holders.front()), -EBUSY);
+        for (const auto& h : holders) {
+            rc = ::rbd_lock_break(_image, RBD_LOCK_MODE_EXCLUSIVE, h.c_str());
+            if (rc < 0 && rc != -ENOENT) fail("cannot break the exclusive lock held by " + h, rc);
+            broken += (broken.empty() ? "" : ", ") + h;
+        }
+    }
+    rc = ::rbd_lock_acquire(_image, RBD_LOCK_MODE_EXCLUSIVE);
+    if (rc < 0) fail("cannot take the exclusive lock", rc);
+    return broken;
+}
+
+void rbd_store::release_exclusive_lock() {
+    int owner = 0;
+    int rc = ::rbd_is_exclusive_lock_owner(_image, &owner);
+    if (rc < 0) fail("cannot tell whether this client holds the exclusive lock", rc);
+    if (!owner) return;
+    rc = ::rbd_lock_release(_image);
+    if (rc < 0) fail("cannot release the exclusive lock", rc);
+}
 
 class rbd_queue final : public block_queue {
 public:

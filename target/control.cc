@@ -111,6 +111,7 @@ void target::add_subsystem(const subsystem_config& cfg) {
     std::shared_ptr<subsystem> s;
     try {
         s = std::make_shared<subsystem>(c, false);
+        s->set_cntlid_range(_cntlid_min, _cntlid_max);
     } catch (const std::exception& e) {
         refuse(change_errc::failed, e.what());
     }
@@ -362,6 +363,11 @@ void target::remove_listener(const std::string& address, uint16_t port) {
 void target::set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state) {
     std::lock_guard control(_control_lock);
     check_ana_group(group);
+    if (std::find(_managed_ana_groups.begin(), _managed_ana_groups.end(), group) != _managed_ana_groups.end())
+        refuse(change_errc::conflict,
+               fmt::format("listener {}:{}: ANA group {} is run by {}: its state follows who holds its images' "
+                           "locks and cannot be set by hand",
+                           address, port, group, _ana_manager));
     check_ana_state(state, group, fmt::format("listener {}:{}: ", address, port));
     std::shared_ptr<ana_port> changed;
     ana_state was = ana_state::optimized;
@@ -390,6 +396,57 @@ void target::set_ana_state(const std::string& address, uint16_t port, uint32_t g
             }
     spdlog::info("listener {}:{}: ANA group {} {} -> {} (change count {}, {} controller(s) notified)", address, port,
                  group, ana_state_name(was), ana_state_name(state), count, notified);
+}
+
+void target::set_ana_manager(std::vector<uint32_t> groups, std::string manager) {
+    std::lock_guard control(_control_lock);
+    std::lock_guard g(_lock);  // make_listener_entry reads the groups under it
+    _managed_ana_groups = std::move(groups);
+    _ana_manager = std::move(manager);
+}
+
+void target::set_managed_ana_state(uint32_t group, ana_state state, bool log) {
+    std::lock_guard control(_control_lock);
+    check_ana_group(group);
+    std::vector<std::shared_ptr<ana_port>> changed;
+    {
+        std::lock_guard g(_lock);
+        for (auto& l : _listeners)
+            if (l.ana->state(group) != state) {
+                l.ana->set(group, state);
+                changed.push_back(l.ana);
+            }
+        if (_unlisted_ana->state(group) != state) {
+            _unlisted_ana->set(group, state);
+            changed.push_back(_unlisted_ana);
+        }
+    }
+    if (changed.empty()) return;
+    const uint64_t count = _ana_change_count.fetch_add(1, std::memory_order_acq_rel) + 1;
+    unsigned notified = 0;
+    for (const auto& s : subsystems())
+        for (const auto& c : s->controllers())
+            if (std::find(changed.begin(), changed.end(), c->ana) != changed.end()) {
+                c->notify_ana_changed();
+                ++notified;
+            }
+    if (log)
+        spdlog::info("{}: ANA group {} -> {} on {} listener(s) (change count {}, {} controller(s) notified)",
+                 _ana_manager, group, ana_state_name(state), changed.size(), count, notified);
+}
+
+ana_state target::managed_ana_state(uint32_t group) const {
+    std::lock_guard g(_lock);
+    return _unlisted_ana->state(group);
+}
+
+void target::set_cntlid_range(uint16_t min, uint16_t max) {
+    std::lock_guard control(_control_lock);
+    if (min < 1 || max > 0xFFEF || min > max)
+        refuse(change_errc::invalid, fmt::format("CNTLID range {}..{} is not within 1..65519", min, max));
+    _cntlid_min = min;
+    _cntlid_max = max;
+    for (const auto& s : subsystems()) s->set_cntlid_range(min, max);
 }
 
 void target::set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) {

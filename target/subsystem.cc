@@ -384,10 +384,11 @@ std::shared_ptr<controller> subsystem::create_controller(const std::string& host
     // or a host disallowed, after the Connect looked gets no controller it would not drop.
     if (_removed) return nullptr;
     if (!_discovery && !_allow_any && std::find(_hosts.begin(), _hosts.end(), hostnqn) == _hosts.end()) return nullptr;
-    // Dynamic controller model: CNTLIDs 1..0xFFEF, never two live ones alike.
-    for (unsigned tries = 0; tries < 0xFFEF; ++tries) {
+    // Dynamic controller model: CNTLIDs in the range (1..0xFFEF), never two live ones alike.
+    const unsigned span = unsigned(_cntlid_max) - _cntlid_min + 1;
+    for (unsigned tries = 0; tries < span; ++tries) {
         uint16_t id = _next_cntlid;
-        _next_cntlid = _next_cntlid >= 0xFFEF ? 1 : _next_cntlid + 1;
+        _next_cntlid = _next_cntlid >= _cntlid_max ? _cntlid_min : _next_cntlid + 1;
         if (_controllers.count(id)) continue;
         auto c = std::make_shared<controller>(*this, id, hostnqn, hostid, kato_ms, ana);
         _controllers.emplace(id, c);
@@ -395,6 +396,13 @@ std::shared_ptr<controller> subsystem::create_controller(const std::string& host
         return c;
     }
     return nullptr;
+}
+
+void subsystem::set_cntlid_range(uint16_t min, uint16_t max) {
+    std::lock_guard g(_lock);
+    _cntlid_min = min;
+    _cntlid_max = max;
+    if (_next_cntlid < min || _next_cntlid > max) _next_cntlid = min;
 }
 
 std::shared_ptr<controller> subsystem::find_controller(uint16_t cntlid) {

@@ -208,6 +208,7 @@ public:
     host_keys keys_of(const std::string& hostnqn) const;
     void set_keys(const std::string& hostnqn, const host_keys& keys);  // empty keys = none
     subsystem_config config() const;               // the current state, everything explicit
+    void set_cntlid_range(uint16_t min, uint16_t max);  // new controllers' IDs (target::set_cntlid_range)
 
 private:
     std::string admit_store(const ns& n, bool live) const;  // ONCS and VWC compatibility
@@ -227,6 +228,7 @@ private:
     std::map<std::string, host_keys> _keys;  // of listed hosts only
     std::map<uint16_t, std::shared_ptr<controller>> _controllers;
     uint16_t _next_cntlid = 1;
+    uint16_t _cntlid_min = 1, _cntlid_max = 0xFFEF;
     bool _ever_had_controller = false;
     bool _removed = false;
 

@@ -24,6 +24,8 @@ target::listener_entry target::make_listener_entry(const listener_config& l) {
     listener_entry e{l, _next_portid++, std::make_shared<ana_port>()};
     for (const auto& [group, state] : l.ana)
         if (valid_ana_group(group)) e.ana->set(group, state);  // add_listener and mgmt/ refuse others
+    // A gateway group's groups: as on every other listener (tracked by _unlisted_ana too).
+    for (uint32_t group : _managed_ana_groups) e.ana->set(group, _unlisted_ana->state(group));
     return e;
 }
 

@@ -106,6 +106,19 @@ public:
     // I/O queues see the new state at their next command.
     void set_ana_state(const std::string& address, uint16_t port, uint32_t group, ana_state state);
     void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group);
+    // A gateway group (mgmt/gateway_group) runs these groups' states: set_ana_state refuses
+    // them (conflict, naming `manager`), and set_managed_ana_state sets one on every listener,
+    // `change` included (the gateway moves a group through it while it takes the group's
+    // locks, bounded well inside ANATT). Not written to cfg.ana: a restart starts a managed group
+    // inaccessible until its gateway has the locks, whatever the state file says.
+    void set_ana_manager(std::vector<uint32_t> groups, std::string manager);
+    void set_managed_ana_state(uint32_t group, ana_state state, bool log = true);
+    ana_state managed_ana_state(uint32_t group) const;
+    // CNTLIDs this target gives its controllers (every subsystem, also those added later):
+    // gateways of one group serve one subsystem and a host's controllers through them must not
+    // share an ID (Linux refuses a path whose CNTLID another path of the subsystem has).
+    // Default 1..0xFFEF. Set before serving.
+    void set_cntlid_range(uint16_t min, uint16_t max);
     // The ANA log page's change count: moves (release) after every state or membership change.
     const std::atomic<uint64_t>& ana_change_count() const { return _ana_change_count; }
     // The ANA states of the listener a connection came through: the listener of its local
@@ -184,6 +197,9 @@ private:
                                           auth::dh_ffdhe6144, auth::dh_ffdhe8192, auth::dh_null};
     auth::backoff _auth_backoff;
     c2h_success_policy _c2h_success = c2h_success_policy::sq_flow_disabled;
+    std::vector<uint32_t> _managed_ana_groups;  // written under _control_lock and _lock
+    std::string _ana_manager;
+    uint16_t _cntlid_min = 1, _cntlid_max = 0xFFEF;
     ns_reaper _reaper;  // removed namespaces still held by queues: closed off the reactors
 };
 
