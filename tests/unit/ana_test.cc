@@ -285,3 +285,67 @@ TEST(ana, control_path_refuses_bad_groups_and_listeners) {
     EXPECT_EQ(cfg.listeners[1].ana, (std::map<uint32_t, target::ana_state>{{2, target::ana_state::non_optimized}}));
     EXPECT_EQ(cfg.subsystems[0].namespaces[1].ana_group, 2u);
 }
+
+// A gateway group (mgmt/gateway_group) runs every group's state: set by hand is refused, its own
+// setter reaches every listener (change included, with the AEN), a listener added later starts
+// in the managed state, and nothing of it is written into the listeners' configuration.
+TEST(ana, groups_run_by_a_gateway_group_refuse_manual_states_and_follow_the_gateway) {
+    harness h(two_listeners());
+    path p1(h, 4421);
+    ASSERT_EQ(p1.set_aen(nvme::aen::cfg_ana), 0);
+    std::vector<uint32_t> all;
+    for (uint32_t g = 1; g <= target::max_ana_groups; ++g) all.push_back(g);
+    h.tgt.set_ana_manager(all, "gateway gw-a of group g");
+    try {
+        h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::inaccessible);
+        ADD_FAILURE() << "a managed group's state was set by hand";
+    } catch (const target::change_error& e) {
+        EXPECT_EQ(e.code, target::change_errc::conflict);
+        EXPECT_NE(std::string(e.what()).find("gateway gw-a of group g"), std::string::npos) << e.what();
+    }
+    auto aer = p1.admin.make(nvme::admin_opc::async_event);
+    p1.admin.send_capsule(aer, {}, true, 0);
+    h.tgt.set_managed_ana_state(1, target::ana_state::change);
+    auto ka = p1.admin.make(nvme::admin_opc::keep_alive);
+    p1.admin.send_capsule(ka, {}, true, 0);
+    auto ev = p1.admin.wait(aer.cid);
+    ASSERT_TRUE(ev);
+    EXPECT_EQ(ev->cqe.dw0, nvme::aen::ana_changed);
+    ASSERT_TRUE(p1.admin.wait(ka.cid));
+    auto l = parse(p1.ana_log(4096).data);
+    ASSERT_FALSE(l.groups.empty());
+    EXPECT_EQ(l.groups[0].group, 1u);
+    EXPECT_EQ(l.groups[0].state, 0x0F);  // change
+    EXPECT_EQ(p1.read(1), nvme::sc::ana_transition);
+    h.tgt.set_managed_ana_state(1, target::ana_state::inaccessible);
+    EXPECT_EQ(p1.read(1), nvme::sc::ana_inaccessible);
+    EXPECT_EQ(h.tgt.managed_ana_state(1), target::ana_state::inaccessible);
+    // A listener added now starts as the others are.
+    target::listener_config late;
+    late.address = "127.0.0.1";
+    late.port = 4422;
+    h.tgt.add_listener(late);
+    path p2(h, 4422);
+    EXPECT_EQ(p2.read(1), nvme::sc::ana_inaccessible);
+    h.tgt.set_managed_ana_state(1, target::ana_state::optimized);
+    EXPECT_EQ(p2.read(1), 0);
+    EXPECT_EQ(p1.read(1), 0);
+    // Runtime only: a restart starts managed groups inaccessible until the gateway holds locks.
+    for (const auto& lc : h.tgt.current_config().listeners) EXPECT_TRUE(lc.ana.empty());
+}
+
+// Gateways of one group give out disjoint CNTLIDs (Linux refuses a second path with a CNTLID
+// it has seen in the subsystem).
+TEST(ana, cntlid_range_bounds_the_controller_ids) {
+    harness h(two_listeners());
+    h.tgt.set_cntlid_range(1001, 1002);
+    path a(h, 4420), b(h, 4421);
+    EXPECT_EQ(a.cntlid, 1001);
+    EXPECT_EQ(b.cntlid, 1002);
+    // Both in use: the next Connect gets no controller.
+    host_conn c(h);
+    c.icreq();
+    EXPECT_NE(c.connect(open_nqn, host_a, 0, 0xFFFF, 31, 5000).status, 0);
+    EXPECT_THROW(h.tgt.set_cntlid_range(5, 4), target::change_error);
+    EXPECT_THROW(h.tgt.set_cntlid_range(0, 4), target::change_error);
+}

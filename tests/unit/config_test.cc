@@ -1,4 +1,5 @@
 #include "mgmt/config.hh"
+#include "mgmt/gateway_group.hh"
 
 #include <gtest/gtest.h>
 
@@ -399,4 +400,40 @@ TEST(config, errors_are_malformed_or_invalid_with_a_path) {
         EXPECT_EQ(e.error_kind, r.k) << r.text << ": " << e.what();
         EXPECT_EQ(e.path, r.path) << r.text << ": " << e.what();
     }
+}
+
+TEST(config, gateway_file_is_checked_field_by_field) {
+    const std::string good = R"({"group": "g1", "name": "gw-a", "subsystem": "nqn.2026-11.io.ferry:gw",
+        "ana_group": 1, "cntlid_min": 1, "cntlid_max": 1000, "pool": "rbd"})";
+    auto c = ferry::mgmt::parse_gateway_config(good, "gw.json");
+    EXPECT_EQ(c.group, "g1");
+    EXPECT_EQ(c.name, "gw-a");
+    EXPECT_EQ(c.ana_group, 1u);
+    EXPECT_EQ(c.cntlid_max, 1000);
+    EXPECT_EQ(c.client, "admin");
+    EXPECT_EQ(c.heartbeat_ms, 1000u);
+    EXPECT_EQ(c.dead_after_ms, 4000u);
+    auto error = [&](const std::string& from, const std::string& to) {
+        std::string text = good;
+        const size_t at = text.find(from);
+        if (at == std::string::npos) return std::string("test error: no ") + from;
+        text.replace(at, from.size(), to);
+        try {
+            ferry::mgmt::parse_gateway_config(text, "gw.json");
+        } catch (const ferry::mgmt::config_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_EQ(error(R"("cntlid_max": 1000)", R"("cntlid_max": 0)"), "gw.json: /cntlid_max: 0 is not in 1..65519");
+    EXPECT_EQ(error(R"("cntlid_min": 1)", R"("cntlid_min": 2000)"), "gw.json: /cntlid_max: is below cntlid_min");
+    EXPECT_EQ(error(R"("ana_group": 1)", R"("ana_group": 33)"), "gw.json: /ana_group: 33 is not in 1..32");
+    EXPECT_EQ(error(R"("name": "gw-a")", R"("name": "gw a")"),
+              "gw.json: /name: 'gw a': only letters, digits, '-', '_' and '.' are allowed");
+    EXPECT_EQ(error(R"("pool": "rbd")", R"("pool": "rbd", "heartbeat_ms": 3000)"),
+              "gw.json: /dead_after_ms: must be at least twice heartbeat_ms (a peer misses one beat without being "
+              "dead)");
+    EXPECT_EQ(error(R"("pool": "rbd")", R"("pool": "rbd", "owner": "x")"), "gw.json: /owner: is not a gateway field");
+    EXPECT_EQ(error(R"("group": "g1", )", ""), "gw.json: /group: is required");
+    EXPECT_EQ(error(R"("ana_group": 1)", R"("ana_group": "1")"), "gw.json: /ana_group: must be a non-negative integer");
 }
