@@ -1,12 +1,13 @@
 #!/bin/bash
 # tests/lab/run-all.sh: run the lab scenarios one after the other (demo,
 # digests-multiqueue, host-access, initiator-loss, file-backend, pcie-vfio, perf-kernel-target,
-# live-namespaces, subsystem-recreate, dhchap, tls, secure-channel by default; one QEMU guest at a time),
+# live-namespaces, subsystem-recreate, dhchap, tls, secure-channel, ana-multipath, large-transfer,
+# gateway-failover by default; one QEMU guest at a time),
 # print each one's result and end with the summed "N passed, N failed" line.
 # Exit status 0 only if every scenario passed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath large-transfer)
+ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath large-transfer gateway-failover)
 
 usage() {
     cat <<EOF2

@@ -1,0 +1,90 @@
+#!/bin/bash
+# tests/lab/guest/gateway-failover-guest.sh: guest side of tests/lab/gateway-failover.sh
+# (issue 12, done when 3). Two ferryd gateways of one group serve $LAB_NQN: A through $LAB_PORT
+# (owns ANA group 1, the image's namespace: optimized), B through $PORT_B (inaccessible).
+# Connects both with native NVMe multipath, runs fio write+verify passes on the multipath head,
+# prints KILL-GATEWAY-A (the host then kills A with -9), and checks that path B becomes
+# optimized, fio goes on without an I/O error and its verify passes, and B's controller is live.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR/../../../../shared/lab source=guest-lib.sh
+source /lab/lib.sh
+: "${PORT_B:?}"
+PORT_A=$LAB_PORT
+
+give_up() { echo "--- dmesg (tail) ---"; dmesg | tail -40; summary || true; exit 1; }
+
+ctrl_of() {
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
+        grep -q "trsvcid=$1\(,\|$\)" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
+    done
+    return 1
+}
+path_of() {
+    local c p
+    c=$(ctrl_of "$1") || return 1
+    for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ -e "$p" ] && { echo "${p##*/}"; return 0; }; done
+    return 1
+}
+ana_of() { cat "/sys/block/$(path_of "$1")/ana_state" 2>/dev/null || echo "?"; }
+wait_ana() {
+    local t=$3
+    for ((; t > 0; t--)); do
+        [ "$(ana_of "$1")" = "$2" ] && { echo "    port $1 ($(path_of "$1")): $2"; return 0; }
+        sleep 1
+    done
+    echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
+}
+ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
+
+modprobe nvme-tcp
+step native-multipath-on grep -qx Y /sys/module/nvme_core/parameters/multipath || give_up
+for port in "$PORT_A" "$PORT_B"; do
+    step "connect-gateway-port-$port" nvme connect -t tcp -a "$LAB_ADDR" -s "$port" -n "$LAB_NQN" \
+        --hostnqn="$LAB_HOSTNQN" --hostid="$(cat /etc/nvme/hostid)" || give_up
+done
+step namespace-1-appears wait_ns 1 30 || give_up
+dev=$(ns_dev 1)
+one_subsystem_two_paths() {
+    local subsys=0 s
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] && subsys=$((subsys + 1))
+    done
+    nvme list-subsys "$dev" | sed 's/^/    /'
+    echo "    subsystems: $subsys; paths: $(path_of "$PORT_A") $(path_of "$PORT_B"); head $dev"
+    [ "$subsys" = 1 ] && path_of "$PORT_A" >/dev/null && path_of "$PORT_B" >/dev/null
+}
+step one-subsystem-two-paths one_subsystem_two_paths || give_up
+distinct_cntlids() {
+    local a b
+    a=$(cat "/sys/class/nvme/$(ctrl_of "$PORT_A")/cntlid"); b=$(cat "/sys/class/nvme/$(ctrl_of "$PORT_B")/cntlid")
+    echo "    CNTLID through A: $a, through B: $b"
+    [ "$a" -ge 1 ] && [ "$a" -le 1000 ] && [ "$b" -ge 1001 ] && [ "$b" -le 2000 ]
+}
+step cntlids-from-each-gateways-range distinct_cntlids || true
+step path-a-optimized wait_ana "$PORT_A" optimized 10 || true
+step path-b-inaccessible wait_ana "$PORT_B" inaccessible 10 || true
+
+fio_loop "$dev" 16M &
+fio_pid=$!
+step fio-runs-through-gateway-a more_passes 1 180 || true
+io_b0=$(ios_of "$PORT_B")
+echo "KILL-GATEWAY-A"
+step path-b-becomes-optimized wait_ana "$PORT_B" optimized 90 || true
+step fio-continues-through-gateway-b more_passes 2 240 || true
+io_b1=$(ios_of "$PORT_B")
+step io-went-through-gateway-b sh -c "echo '    I/Os through B: $io_b0 -> $io_b1'; [ $io_b1 -gt $io_b0 ]" || true
+touch /tmp/stop-fio
+wait "$fio_pid" || true
+step fio-never-failed fio_never_failed || true
+b_live() {
+    local b; b=$(cat "/sys/class/nvme/$(ctrl_of "$PORT_B")/state")
+    echo "    controller through B: $b"
+    nvme list-subsys "$dev" | sed 's/^/    /'
+    [ "$b" = live ]
+}
+step surviving-path-live b_live || true
+dmesg | grep -iE 'nvme|ana' | tail -25 || true
+step disconnect nvme disconnect -n "$LAB_NQN" || true
+summary
