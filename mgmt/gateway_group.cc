@@ -4,6 +4,14 @@
 //   hb.<name>     its heartbeat: a counter it moves every heartbeat_ms, "stopped" when it stopped
 //   owner.<g>     the gateway that owns ANA group g ("" or absent: nobody)
 //   want.<g>      g's home gateway asks its owner to hand g back
+//   ns.<nsid>     a namespace of the subsystem, as the configuration file has it ("nsmap" says
+//                 the group has a namespace map at all)
+//
+// The namespace map is the group's: a gateway that starts takes it (adds what it lacks,
+// removes what the group no longer has) before it serves; the first gateway of a group seeds
+// it from its configuration. Afterwards a namespace added or removed through one gateway's
+// REST API is published and the others follow at their next look (rbd images opened by each
+// gateway itself, with its own ceph_conf and client).
 //
 // Liveness is judged by each gateway on its own clock (a peer is dead when its counter has not
 // moved for dead_after_ms), so no clocks need to agree. Ownership moves only by compare-and-set
@@ -29,6 +37,7 @@
 #include <vector>
 
 #include "env/thread.hh"
+#include "mgmt/config.hh"
 #include "nvme/block_queue.hh"
 #include "target/ana.hh"
 #include "target/subsystem.hh"
@@ -51,6 +60,7 @@ public:
         try {
             connect();
             register_member();
+            take_namespace_map();
         } catch (...) {
             disconnect();
             throw;
@@ -192,6 +202,146 @@ private:
                              {"cntlid_max", _cfg.cntlid_max},
                              {"subsystem", _cfg.subsystem}};
         set_keys({{"gw." + _cfg.name, me.dump()}, {"hb." + _cfg.name, "0"}});
+    }
+
+    // ---- The namespace map ------------------------------------------------------------------
+
+    static std::string ns_key(uint32_t nsid) { return fmt::format("ns.{}", nsid); }
+
+    // What the group object says of one namespace, as this gateway opens it (its own Ceph
+    // configuration file and client: the publishing gateway's paths need not exist here).
+    target::namespace_config shared_namespace(uint32_t nsid, const std::string& text) const {
+        auto j = nlohmann::json::parse(text, nullptr, false);
+        if (!j.is_object()) throw std::runtime_error(fmt::format("{}: {} in {} is not JSON", _who, ns_key(nsid), _oid));
+        auto cfg = parse_namespace(j, "/" + ns_key(nsid), _oid, nsid);
+        if (cfg.backend != target::backend_kind::rbd)
+            throw std::runtime_error(fmt::format("{}: {} in {} is not an rbd namespace", _who, ns_key(nsid), _oid));
+        cfg.rbd.ceph_conf = _cfg.ceph_conf;
+        cfg.rbd.client = _cfg.client;
+        return cfg;
+    }
+
+    std::map<uint32_t, target::namespace_config> local_namespaces() const {
+        std::map<uint32_t, target::namespace_config> out;
+        if (auto s = find_subsystem())
+            for (const auto& [nsid, n] : s->namespaces()) {
+                out[nsid] = n.config;
+                out[nsid].ana_group = n.ana_group.load();
+            }
+        return out;
+    }
+
+    std::map<uint32_t, std::string> shared_namespaces(const std::map<std::string, std::string>& kv) const {
+        std::map<uint32_t, std::string> out;
+        for (const auto& [key, value] : kv)
+            if (key.rfind("ns.", 0) == 0) {
+                char* end = nullptr;
+                const unsigned long nsid = std::strtoul(key.c_str() + 3, &end, 10);
+                if (end && *end == 0 && nsid >= 1 && nsid <= 0xFFFFFFFEul) out[uint32_t(nsid)] = value;
+            }
+        return out;
+    }
+
+    static bool same_image(const target::namespace_config& a, const target::namespace_config& b) {
+        return a.rbd.pool == b.rbd.pool && a.rbd.image == b.rbd.image;
+    }
+
+    std::string publish_text(const target::namespace_config& n) const {
+        auto j = to_json(n);
+        j.erase("ceph_conf");  // each gateway uses its own
+        j.erase("client");
+        return j.dump();
+    }
+
+    // At start, before serving: the group's map wins (a gateway that was down missed changes).
+    // The first gateway of a group publishes its configuration's namespaces instead. A
+    // namespace whose NSID the group gives another image is refused (the operator decides).
+    void take_namespace_map() {
+        const auto kv = read_all();
+        auto local = local_namespaces();
+        if (!kv.count("nsmap")) {
+            std::vector<std::pair<std::string, std::string>> put{{"nsmap", "1"}};
+            for (const auto& [nsid, n] : local) put.emplace_back(ns_key(nsid), publish_text(n));
+            set_keys(put);
+            for (const auto& [nsid, n] : local) _synced.insert(nsid);
+            spdlog::info("{}: seeded the group's namespace map with {} namespace(s) of {}", _who, local.size(),
+                         _cfg.subsystem);
+            return;
+        }
+        const auto shared = shared_namespaces(kv);
+        for (const auto& [nsid, text] : shared) {
+            auto cfg = shared_namespace(nsid, text);
+            auto it = local.find(nsid);
+            if (it != local.end() && !same_image(it->second, cfg))
+                throw std::runtime_error(fmt::format(
+                    "{}: namespace {} is {}/{} here but {}/{} in the group's namespace map ({}); fix the "
+                    "configuration or remove the namespace through a running gateway",
+                    _who, nsid, it->second.rbd.pool, it->second.rbd.image, cfg.rbd.pool, cfg.rbd.image, _oid));
+        }
+        for (const auto& [nsid, n] : local)
+            if (!shared.count(nsid)) {
+                spdlog::warn(
+                    "{}: namespace {} ({}/{}) is not in the group's namespace map: removed (it was removed "
+                    "through another gateway, or add it through the REST API)",
+                    _who, nsid, n.rbd.pool, n.rbd.image);
+                _tgt.remove_namespace(_cfg.subsystem, nsid);
+            }
+        for (const auto& [nsid, text] : shared) {
+            if (!local.count(nsid)) {
+                _tgt.add_namespace(_cfg.subsystem, shared_namespace(nsid, text));
+                spdlog::info("{}: namespace {} added from the group's namespace map", _who, nsid);
+            }
+            _synced.insert(nsid);
+        }
+    }
+
+    // Two-way: a namespace both had at the last look and one side lost was removed there.
+    void sync_namespaces(const std::map<std::string, std::string>& kv) {
+        const auto local = local_namespaces();
+        const auto shared = shared_namespaces(kv);
+        std::set<uint32_t> all;
+        for (const auto& [nsid, n] : local) all.insert(nsid);
+        for (const auto& [nsid, t] : shared) all.insert(nsid);
+        bool changed = false;
+        std::set<uint32_t> synced;
+        for (uint32_t nsid : all) {
+            const bool here = local.count(nsid), there = shared.count(nsid), was = _synced.count(nsid);
+            try {
+                if (here && there) {
+                    synced.insert(nsid);
+                } else if (here && was) {
+                    spdlog::info("{}: namespace {} was removed through another gateway: removing it", _who, nsid);
+                    _tgt.remove_namespace(_cfg.subsystem, nsid);
+                } else if (here) {
+                    const auto& n = local.at(nsid);
+                    if (n.backend != target::backend_kind::rbd) {
+                        if (_unshared.insert(nsid).second)
+                            spdlog::warn("{}: namespace {} is not an rbd image: served by this gateway alone", _who,
+                                         nsid);
+                        continue;
+                    }
+                    set_keys({{ns_key(nsid), publish_text(n)}});
+                    spdlog::info("{}: namespace {} ({}/{}) published to the group", _who, nsid, n.rbd.pool,
+                                 n.rbd.image);
+                    synced.insert(nsid);
+                    changed = true;
+                } else if (was) {
+                    if (int rc = write_keys({}, {ns_key(nsid)}); rc < 0) fail("cannot remove " + ns_key(nsid), rc);
+                    spdlog::info("{}: namespace {} removed here: removed from the group", _who, nsid);
+                    changed = true;
+                } else {
+                    _tgt.add_namespace(_cfg.subsystem, shared_namespace(nsid, shared.at(nsid)));
+                    spdlog::info("{}: namespace {} added through another gateway: added", _who, nsid);
+                    synced.insert(nsid);
+                }
+            } catch (const std::exception& e) {
+                if (_failed_ns.insert(nsid).second) spdlog::error("{}: namespace {}: {}", _who, nsid, e.what());
+                continue;
+            }
+            _failed_ns.erase(nsid);
+        }
+        _synced = std::move(synced);
+        if (changed) notify_peers();
     }
 
     // ---- RADOS object access (the coordination thread, or setup/stop) ----------------------
@@ -349,6 +499,7 @@ private:
     }
 
     void reconcile(const std::map<std::string, std::string>& kv, clock::time_point now) {
+        sync_namespaces(kv);
         // Peers: who is registered, whose beat moved.
         std::set<std::string> members;
         for (const auto& [key, value] : kv) {
@@ -573,6 +724,9 @@ private:
     // The coordination thread's (and stop()'s after the join).
     std::map<std::string, peer> _peers;
     std::set<std::string> _reported_dead;
+    std::set<uint32_t> _synced;                      // NSIDs here and in the group's map at the last look
+    std::set<uint32_t> _unshared;                    // non-rbd namespaces (warned about once)
+    std::set<uint32_t> _failed_ns;                   // namespaces whose sync failed (logged once)
     std::set<uint32_t> _held;                        // groups this gateway serves optimized
     std::map<uint32_t, std::set<uint32_t>> _locked;  // their namespaces whose lock it holds
 };

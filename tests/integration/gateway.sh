@@ -38,6 +38,7 @@ cleanup() {
         timeout 60 rbd -c "$CEPH_CONF" -p "$CEPH_POOL" rm "$IMAGE" >/dev/null 2>&1 || true
         timeout 30 rados -c "$CEPH_CONF" -p "$CEPH_POOL" rm "ferry.gateway_group.$GROUP" >/dev/null 2>&1 || true
     fi
+    if [ -n "${CEPH_CONF:-}" ]; then timeout 60 rbd -c "$CEPH_CONF" -p "$CEPH_POOL" rm "$IMAGE-2" >/dev/null 2>&1 || true; fi
     if [ "$own_cluster" = 1 ]; then CEPH_MICRO_DIR=$WORK/ceph "$MICRO" stop >/dev/null 2>&1 || true; fi
 }
 IMAGE=ferry-gw-$$
@@ -59,22 +60,23 @@ echo "cluster: $CEPH_CONF, pool $CEPH_POOL, image $IMAGE, group object ferry.gat
 check "rbd create $CEPH_POOL/$IMAGE (128 MiB, exclusive-lock)" \
     timeout 60 rbd -c "$CEPH_CONF" -p "$CEPH_POOL" create --size 128M --image-feature layering,exclusive-lock "$IMAGE" || true
 
-# gateway NAME PORT HOME_GROUP CNTLID_MIN CNTLID_MAX: its ferryd config and gateway file.
+# gateway NAME PORT HOME_GROUP CNTLID_MIN CNTLID_MAX [NAMESPACES [MANAGEMENT]]: its ferryd config
+# and gateway file. A gateway that lists no namespaces gets the group's map.
+NS1='{ "nsid": 1, "backend": "rbd", "pool": "'$CEPH_POOL'", "image": "'$IMAGE'", "ceph_conf": "'$CEPH_CONF'", "ana_group": 1 }'
 gateway() {
+    local management=${7:-'{ "enabled": false }'}
     cat > "$WORK/$1.json" <<JSON
 { "listeners": [ { "address": "127.0.0.1", "port": $2 } ],
-  "subsystems": [ { "nqn": "$NQN", "allow_any_host": true,
-      "namespaces": [ { "nsid": 1, "backend": "rbd", "pool": "$CEPH_POOL", "image": "$IMAGE",
-                        "ceph_conf": "$CEPH_CONF", "ana_group": 1 } ] } ],
-  "management": { "enabled": false } }
+  "subsystems": [ { "nqn": "$NQN", "allow_any_host": true, "namespaces": [ ${6-$NS1} ] } ],
+  "management": $management }
 JSON
     cat > "$WORK/gw-$1.json" <<JSON
 { "group": "$GROUP", "name": "$1", "subsystem": "$NQN", "ana_group": $3,
   "cntlid_min": $4, "cntlid_max": $5, "pool": "$CEPH_POOL", "ceph_conf": "$CEPH_CONF" }
 JSON
 }
-gateway gw-a "$PORT_A" 1 1 1000
-gateway gw-b "$PORT_B" 2 1001 2000
+gateway gw-a "$PORT_A" 1 1 1000 "$NS1" '{ "port": 0 }'
+gateway gw-b "$PORT_B" 2 1001 2000 ""
 gateway gw-c 4449 3 900 1100
 
 log_has() { grep -qF "$2" "$1"; }
@@ -95,6 +97,21 @@ if check "gateway A starts" start_gw gw-a "$WORK/a.log"; then PID_A=$PID; fi
 check "A takes its ANA group 1 (nobody owned it)" wait_log "$WORK/a.log" "ANA group 1 -> optimized" 15 || true
 if check "gateway B starts" start_gw gw-b "$WORK/b.log"; then PID_B=$PID; fi
 check "B takes its ANA group 2" wait_log "$WORK/b.log" "ANA group 2 -> optimized" 15 || true
+check "B (no namespace in its file) took namespace 1 from the group's map" \
+    grep -q "namespace 1 added from the group's namespace map" "$WORK/b.log" || true
+
+# A namespace added through A's REST API appears on B, and goes when it is removed there.
+API_PORT=$(sed -n 's|.*ferryd: REST API on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$WORK/a.log" | head -1)
+api() {  # api METHOD PATH [BODY]: curl against A's REST API, prints the status
+    curl -sS -o "$WORK/api.out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $(cat "$WORK/api-token")" \
+        -H 'Content-Type: application/json' ${3:+-d "$3"} "http://127.0.0.1:$API_PORT/api/v1$2"
+}
+timeout 60 rbd -c "$CEPH_CONF" -p "$CEPH_POOL" create --size 16M "$IMAGE-2" || true
+check "POST namespace 2 (image $IMAGE-2) through A's REST API" test "$(api POST "/subsystems/$NQN/namespaces" \
+    '{"nsid": 2, "backend": "rbd", "pool": "'"$CEPH_POOL"'", "image": "'"$IMAGE-2"'", "ceph_conf": "'"$CEPH_CONF"'", "ana_group": 1}')" = 201 || cat "$WORK/api.out"
+check "B adds namespace 2" wait_log "$WORK/b.log" "namespace 2 added through another gateway" 15 || true
+check "DELETE namespace 2 through A's REST API" test "$(api DELETE "/subsystems/$NQN/namespaces/2")" = 204 || cat "$WORK/api.out"
+check "B removes namespace 2" wait_log "$WORK/b.log" "namespace 2 was removed through another gateway" 15 || true
 
 # CNTLIDs 900..1100 overlap both: refused before it serves.
 st=0
