@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 using ferry::mgmt::config_error;
 using ferry::mgmt::parse_config;
 
@@ -436,4 +438,25 @@ TEST(config, gateway_file_is_checked_field_by_field) {
     EXPECT_EQ(error(R"("pool": "rbd")", R"("pool": "rbd", "owner": "x")"), "gw.json: /owner: is not a gateway field");
     EXPECT_EQ(error(R"("group": "g1", )", ""), "gw.json: /group: is required");
     EXPECT_EQ(error(R"("ana_group": 1)", R"("ana_group": "1")"), "gw.json: /ana_group: must be a non-negative integer");
+}
+
+// deploy/'s gateway examples are what deploy/gateway-group.md tells operators to copy.
+TEST(config, deploy_gateway_examples_parse_and_fit_together) {
+    const std::string dir = std::string(FERRY_SOURCE_DIR) + "/deploy/";
+    auto a = ferry::mgmt::load_gateway_config(dir + "gateway-a.json");
+    auto b = ferry::mgmt::load_gateway_config(dir + "gateway-b.json");
+    EXPECT_EQ(a.group, b.group);
+    EXPECT_EQ(a.subsystem, b.subsystem);
+    EXPECT_NE(a.name, b.name);
+    EXPECT_NE(a.ana_group, b.ana_group);
+    EXPECT_TRUE(a.cntlid_max < b.cntlid_min || b.cntlid_max < a.cntlid_min);
+    auto node = ferry::mgmt::load_config(dir + "gateway-node.json");
+    ASSERT_EQ(node.target.subsystems.size(), 1u);
+    EXPECT_EQ(node.target.subsystems[0].nqn, a.subsystem);
+    std::set<uint32_t> groups;
+    for (const auto& n : node.target.subsystems[0].namespaces) {
+        EXPECT_EQ(n.backend, ferry::target::backend_kind::rbd);
+        groups.insert(n.ana_group);
+    }
+    EXPECT_EQ(groups, (std::set<uint32_t>{a.ana_group, b.ana_group}));
 }
