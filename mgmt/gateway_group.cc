@@ -179,7 +179,19 @@ private:
 
     // Refuses a member whose CNTLIDs or home group another member has, then writes gw.<name>.
     void register_member() {
-        const auto kv = read_all();
+        auto kv = read_all();
+        // Two live gateways of one name would each take the other's groups (and break each
+        // other's locks) forever: a beat that still moves means the name is in use.
+        if (auto hb = kv.find("hb." + _cfg.name); hb != kv.end() && hb->second != "stopped") {
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::min(_cfg.dead_after_ms, 2 * _cfg.heartbeat_ms)));
+            kv = read_all();
+            auto again = kv.find("hb." + _cfg.name);
+            if (again != kv.end() && again->second != hb->second && again->second != "stopped")
+                throw std::runtime_error(fmt::format(
+                    "{}: another gateway named {} is alive in this group (its heartbeat moves); each gateway needs "
+                    "its own name",
+                    _who, _cfg.name));
+        }
         for (const auto& [key, value] : kv) {
             if (key.rfind("gw.", 0) != 0 || key == "gw." + _cfg.name) continue;
             const std::string other = key.substr(3);

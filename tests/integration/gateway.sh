@@ -118,6 +118,12 @@ st=0
 "$BUILD/bin/ferryd" -c "$WORK/gw-c.json" --gateway "$WORK/gw-gw-c.json" > "$WORK/c.log" 2>&1 || st=$?
 check "a gateway with overlapping CNTLIDs exits 2" test "$st" = 2 || true
 check "... naming the clash" grep -q "CNTLIDs 900..1100 overlap gateway gw-" "$WORK/c.log" || true
+# A second live gateway of A's name: refused (they would fence each other forever).
+sed 's/"name": "gw-c"/"name": "gw-a"/' "$WORK/gw-gw-c.json" > "$WORK/gw-dup.json"
+st=0
+"$BUILD/bin/ferryd" -c "$WORK/gw-c.json" --gateway "$WORK/gw-dup.json" > "$WORK/dup.log" 2>&1 || st=$?
+check "a second live gateway named gw-a exits 2" test "$st" = 2 || true
+check "... saying the name is in use" grep -q "another gateway named gw-a is alive" "$WORK/dup.log" || true
 
 rm -f "$WORK/state"
 check "ferry-perf --verify writes through A (state saved)" "$PERF" -p "$PORT_A" -n "$NQN" --verify -t 3 \
