@@ -31,6 +31,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -49,6 +50,12 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr uint32_t watch_timeout_s = 30;
+constexpr unsigned ana_transition_time_s = 10;  // Identify ANATT (target/admin_cmd.cc)
+
+std::string random_token() {
+    std::random_device rd;
+    return fmt::format("{:08x}{:08x}", rd(), rd());
+}
 using target::ana_state;
 
 class rados_gateway_group final : public gateway_group {
@@ -61,15 +68,15 @@ public:
             connect();
             register_member();
             take_namespace_map();
+            std::vector<uint32_t> all;
+            for (uint32_t g = 1; g <= target::max_ana_groups; ++g) all.push_back(g);
+            _tgt.set_ana_manager(all, _who);
+            for (uint32_t g : all) _tgt.set_managed_ana_state(g, ana_state::inaccessible, false);
+            _tgt.set_cntlid_range(_cfg.cntlid_min, _cfg.cntlid_max);
         } catch (...) {
-            disconnect();
+            disconnect();  // before this object goes: the watch's callbacks point at it
             throw;
         }
-        std::vector<uint32_t> all;
-        for (uint32_t g = 1; g <= target::max_ana_groups; ++g) all.push_back(g);
-        _tgt.set_ana_manager(all, _who);
-        for (uint32_t g : all) _tgt.set_managed_ana_state(g, ana_state::inaccessible, false);
-        _tgt.set_cntlid_range(_cfg.cntlid_min, _cfg.cntlid_max);
         spdlog::info(
             "{}: member of RADOS object {}/{} (CNTLIDs {}..{}, home ANA group {}); every ANA group is "
             "inaccessible until this gateway holds its images' locks",
@@ -81,6 +88,10 @@ public:
     }
 
     void start() override {
+        _beat_thread = std::thread([this] {
+            env::name_current_thread("ferry-gw-beat");
+            beat_loop();
+        });
         _thread = std::thread([this] {
             env::name_current_thread("ferry-gateway");
             run();
@@ -94,7 +105,9 @@ public:
             _stopping = true;
         }
         _wake.notify_all();
+        _beat_wake.notify_all();
         if (_thread.joinable()) _thread.join();
+        if (_beat_thread.joinable()) _beat_thread.join();
         if (_io) hand_over_all();
     }
 
@@ -103,6 +116,7 @@ private:
         std::string beat;  // last hb value seen
         clock::time_point moved{};
         uint32_t home = 0;
+        unsigned heartbeat_ms = 1000;
     };
 
     // ---- Setup ---------------------------------------------------------------------------
@@ -110,6 +124,14 @@ private:
     void check_subsystem() {
         auto s = find_subsystem();
         if (!s) throw std::runtime_error(_who + ": subsystem " + _cfg.subsystem + " is not in the configuration");
+        // ANA states are per listener and group, whatever the subsystem: another subsystem on
+        // this gateway's listeners would follow the group's states.
+        for (const auto& other : _tgt.subsystems())
+            if (other->nqn() != _cfg.subsystem)
+                throw std::runtime_error(fmt::format(
+                    "{}: the configuration also has subsystem {}: a gateway serves its group's subsystem only (ANA "
+                    "states are per listener, so another subsystem would follow the group's)",
+                    _who, other->nqn()));
         for (const auto& [nsid, n] : s->namespaces())
             if (!n.store->supports_exclusive_lock())
                 throw std::runtime_error(fmt::format(
@@ -183,10 +205,11 @@ private:
         // Two live gateways of one name would each take the other's groups (and break each
         // other's locks) forever: a beat that still moves means the name is in use.
         if (auto hb = kv.find("hb." + _cfg.name); hb != kv.end() && hb->second != "stopped") {
+            const std::string seen = hb->second;  // kv is read again below
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min(_cfg.dead_after_ms, 2 * _cfg.heartbeat_ms)));
             kv = read_all();
             auto again = kv.find("hb." + _cfg.name);
-            if (again != kv.end() && again->second != hb->second && again->second != "stopped")
+            if (again != kv.end() && again->second != seen && again->second != "stopped")
                 throw std::runtime_error(fmt::format(
                     "{}: another gateway named {} is alive in this group (its heartbeat moves); each gateway needs "
                     "its own name",
@@ -209,11 +232,15 @@ private:
                     "it has seen in the subsystem)",
                     _who, _cfg.cntlid_min, _cfg.cntlid_max, other, lo, hi));
         }
+        _token = random_token();
+        _last_beat = _token + ":0";
+        _last_beat_ok.store(clock::now().time_since_epoch().count());
         nlohmann::json me = {{"ana_group", _cfg.ana_group},
+                             {"heartbeat_ms", _cfg.heartbeat_ms},
                              {"cntlid_min", _cfg.cntlid_min},
                              {"cntlid_max", _cfg.cntlid_max},
                              {"subsystem", _cfg.subsystem}};
-        set_keys({{"gw." + _cfg.name, me.dump()}, {"hb." + _cfg.name, "0"}});
+        set_keys({{"gw." + _cfg.name, me.dump()}, {"hb." + _cfg.name, _last_beat}});
     }
 
     // ---- The namespace map ------------------------------------------------------------------
@@ -254,8 +281,9 @@ private:
         return out;
     }
 
-    static bool same_image(const target::namespace_config& a, const target::namespace_config& b) {
-        return a.rbd.pool == b.rbd.pool && a.rbd.image == b.rbd.image;
+    // One NSID names one image in one ANA group on every gateway (hosts see one NGUID for it).
+    static bool same_namespace(const target::namespace_config& a, const target::namespace_config& b) {
+        return a.rbd.pool == b.rbd.pool && a.rbd.image == b.rbd.image && a.ana_group == b.ana_group;
     }
 
     std::string publish_text(const target::namespace_config& n) const {
@@ -269,26 +297,33 @@ private:
     // The first gateway of a group publishes its configuration's namespaces instead. A
     // namespace whose NSID the group gives another image is refused (the operator decides).
     void take_namespace_map() {
-        const auto kv = read_all();
+        auto kv = read_all();
         auto local = local_namespaces();
         if (!kv.count("nsmap")) {
+            // Seeded once: two first gateways starting together cannot both (compare-and-set).
             std::vector<std::pair<std::string, std::string>> put{{"nsmap", "1"}};
             for (const auto& [nsid, n] : local) put.emplace_back(ns_key(nsid), publish_text(n));
-            set_keys(put);
-            for (const auto& [nsid, n] : local) _synced.insert(nsid);
-            spdlog::info("{}: seeded the group's namespace map with {} namespace(s) of {}", _who, local.size(),
-                         _cfg.subsystem);
-            return;
+            const std::string key = "nsmap", none;
+            const int rc = write_keys(put, {}, &key, &none);
+            if (rc == 0) {
+                for (const auto& [nsid, n] : local) _synced.insert(nsid);
+                spdlog::info("{}: seeded the group's namespace map with {} namespace(s) of {}", _who, local.size(),
+                             _cfg.subsystem);
+                return;
+            }
+            if (rc != -ECANCELED) fail("cannot seed the namespace map in " + _oid, rc);
+            kv = read_all();  // another gateway seeded it meanwhile: take that one
         }
         const auto shared = shared_namespaces(kv);
         for (const auto& [nsid, text] : shared) {
             auto cfg = shared_namespace(nsid, text);
             auto it = local.find(nsid);
-            if (it != local.end() && !same_image(it->second, cfg))
+            if (it != local.end() && !same_namespace(it->second, cfg))
                 throw std::runtime_error(fmt::format(
-                    "{}: namespace {} is {}/{} here but {}/{} in the group's namespace map ({}); fix the "
-                    "configuration or remove the namespace through a running gateway",
-                    _who, nsid, it->second.rbd.pool, it->second.rbd.image, cfg.rbd.pool, cfg.rbd.image, _oid));
+                    "{}: namespace {} is {}/{} in ANA group {} here but {}/{} in ANA group {} in the group's "
+                    "namespace map ({}); fix the configuration or remove the namespace through a running gateway",
+                    _who, nsid, it->second.rbd.pool, it->second.rbd.image, it->second.ana_group, cfg.rbd.pool,
+                    cfg.rbd.image, cfg.ana_group, _oid));
         }
         for (const auto& [nsid, n] : local)
             if (!shared.count(nsid)) {
@@ -320,6 +355,17 @@ private:
             const bool here = local.count(nsid), there = shared.count(nsid), was = _synced.count(nsid);
             try {
                 if (here && there) {
+                    if (!same_namespace(local.at(nsid), shared_namespace(nsid, shared.at(nsid)))) {
+                        // The group's record wins (added through another gateway at the same time
+                        // under this NSID, or replaced there): this one goes, the next look adds the
+                        // group's.
+                        spdlog::error(
+                            "{}: namespace {} differs from the group's record of it: removed here, the "
+                            "group's is added next",
+                            _who, nsid);
+                        _tgt.remove_namespace(_cfg.subsystem, nsid);
+                        continue;
+                    }
                     synced.insert(nsid);
                 } else if (here && was) {
                     spdlog::info("{}: namespace {} was removed through another gateway: removing it", _who, nsid);
@@ -332,7 +378,19 @@ private:
                                          nsid);
                         continue;
                     }
-                    set_keys({{ns_key(nsid), publish_text(n)}});
+                    // Only if the NSID is still free in the group: the same NSID added through
+                    // two gateways at once must not name two images.
+                    const std::string key = ns_key(nsid), none;
+                    const int rc = write_keys({{key, publish_text(n)}}, {}, &key, &none);
+                    if (rc == -ECANCELED) {
+                        spdlog::error(
+                            "{}: namespace {} ({}/{}) was added through another gateway at the same time "
+                            "with another image: removed here, the group's is added next",
+                            _who, nsid, n.rbd.pool, n.rbd.image);
+                        _tgt.remove_namespace(_cfg.subsystem, nsid);
+                        continue;
+                    }
+                    if (rc < 0) fail("cannot publish " + key, rc);
                     spdlog::info("{}: namespace {} ({}/{}) published to the group", _who, nsid, n.rbd.pool,
                                  n.rbd.image);
                     synced.insert(nsid);
@@ -464,14 +522,49 @@ private:
 
     // ---- The coordination loop ------------------------------------------------------------
 
+    // The heartbeat has a thread of its own, so that a long take (many images, a slow break)
+    // does not make this gateway look dead. Each beat is a compare-and-set on the previous one:
+    // another live process of this name (a second instance, or this one's successor after a
+    // pause) makes it fail, and this one then stops coordinating.
+    void beat_loop() {
+        for (;;) {
+            {
+                std::unique_lock g(_wake_lock);
+                _beat_wake.wait_for(g, std::chrono::milliseconds(_cfg.heartbeat_ms), [&] { return _stopping; });
+                if (_stopping) return;
+            }
+            const auto issued = clock::now();
+            const std::string key = "hb." + _cfg.name;
+            const std::string next = fmt::format("{}{}:{}", _fenced.load() ? "fenced:" : "", _token, ++_beat);
+            const int rc = write_keys({{key, next}}, {}, &key, &_last_beat);
+            if (rc == 0) {
+                _last_beat = next;
+                _last_beat_ok.store(issued.time_since_epoch().count());
+            } else if (rc == -ECANCELED) {
+                if (!_displaced.exchange(true))
+                    spdlog::error(
+                        "{}: another ferryd wrote this gateway's heartbeat: it runs under the same name; "
+                        "this one gives its groups up and stops coordinating",
+                        _who);
+                wake();
+                return;
+            } else {
+                spdlog::warn("{}: heartbeat not written: {}", _who, std::strerror(-rc));
+            }
+        }
+    }
+
     void run() {
-        auto last_beat_ok = clock::now();
         for (;;) {
             {
                 std::unique_lock g(_wake_lock);
                 _wake.wait_for(g, std::chrono::milliseconds(_cfg.heartbeat_ms), [&] { return _woken || _stopping; });
                 if (_stopping) return;
                 _woken = false;
+            }
+            if (_displaced.load()) {
+                give_up_all("another ferryd runs under this gateway's name");
+                continue;
             }
             if (_rewatch.exchange(false)) {
                 if (_watch) ::rados_unwatch2(_io, _watch);
@@ -484,30 +577,38 @@ private:
                     spdlog::warn("{}: cannot watch the group object again: {}", _who, std::strerror(-rc));
                 }
             }
-            const auto now = clock::now();
-            int rc = write_keys({{"hb." + _cfg.name, std::to_string(++_beat)}});
-            if (rc < 0) {
-                spdlog::warn("{}: heartbeat not written: {}", _who, std::strerror(-rc));
-                // Peers take over a gateway whose beat stops: once that may have happened, this
-                // one stops reporting its groups optimized (their locks may be broken already).
-                if (now - last_beat_ok > std::chrono::milliseconds(_cfg.dead_after_ms))
-                    give_up_all("its heartbeat has not been written for dead_after_ms");
+            // Peers may take over once this beat has stood still for their dead_after_ms: give
+            // the groups up a beat before that (their locks may be broken next).
+            const auto last_ok = clock::time_point(clock::duration(_last_beat_ok.load()));
+            if (clock::now() - last_ok > std::chrono::milliseconds(_cfg.dead_after_ms - _cfg.heartbeat_ms)) {
+                give_up_all("its heartbeat has not been written for dead_after_ms less one beat");
                 continue;
             }
-            last_beat_ok = now;
             try {
-                reconcile(read_all(), now);
+                reconcile(read_all(), clock::now());
             } catch (const std::exception& e) {
                 spdlog::warn("{}", e.what());
             }
         }
     }
 
+    // A peer is dead when its beat stood still longer than this gateway's dead_after_ms, or three
+    // of the peer's own beats, whichever is longer (gateways may be configured differently).
+    std::chrono::milliseconds dead_after(const peer& p) const {
+        return std::chrono::milliseconds(std::max<uint64_t>(_cfg.dead_after_ms, 3ull * p.heartbeat_ms));
+    }
     bool alive(const std::string& name, clock::time_point now) const {
         if (name == _cfg.name) return true;
         auto it = _peers.find(name);
         if (it == _peers.end() || it->second.beat == "stopped") return false;
-        return now - it->second.moved < std::chrono::milliseconds(_cfg.dead_after_ms);
+        return now - it->second.moved < dead_after(it->second);
+    }
+    // Alive and able to hold locks: a fenced gateway (blocklisted, waiting for a restart) beats
+    // "fenced:..." and is given no group.
+    bool eligible(const std::string& name, clock::time_point now) const {
+        if (name == _cfg.name) return !_fenced.load() && !_displaced.load();
+        auto it = _peers.find(name);
+        return alive(name, now) && it->second.beat.rfind("fenced:", 0) != 0;
     }
 
     void reconcile(const std::map<std::string, std::string>& kv, clock::time_point now) {
@@ -524,7 +625,8 @@ private:
             const std::string beat = hb == kv.end() ? "" : hb->second;
             auto [it, fresh] = _peers.try_emplace(name);
             it->second.home = j.is_object() ? j.value("ana_group", 0u) : 0;
-            // First sight counts as a move: a peer is given dead_after_ms before it is judged.
+            it->second.heartbeat_ms = j.is_object() ? j.value("heartbeat_ms", 1000u) : 1000u;
+            // First sight counts as a move: a peer is given its dead time before it is judged.
             if (fresh || beat != it->second.beat) {
                 const bool was_alive = !fresh && alive(name, now);
                 it->second.beat = beat;
@@ -534,10 +636,10 @@ private:
                 } else if (!fresh && !was_alive) {
                     spdlog::info("{}: gateway {} is alive again", _who, name);
                 }
-            } else if (it->second.beat != "stopped" &&
-                       now - it->second.moved >= std::chrono::milliseconds(_cfg.dead_after_ms) &&
+            } else if (it->second.beat != "stopped" && now - it->second.moved >= dead_after(it->second) &&
                        _reported_dead.insert(name).second) {
-                spdlog::warn("{}: gateway {} is dead (no heartbeat for {} ms)", _who, name, _cfg.dead_after_ms);
+                spdlog::warn("{}: gateway {} is dead (no heartbeat for {} ms)", _who, name,
+                             dead_after(it->second).count());
             }
             if (alive(name, now)) _reported_dead.erase(name);
         }
@@ -565,20 +667,32 @@ private:
             const std::string want = value(fmt::format("want.{}", g));
             const std::string home = home_of(g);
             const bool held = _held.count(g);
+            // Given up because this gateway's beat stood still: if the group has another owner
+            // now, this gateway was judged dead and its locks broken (blocklisted).
+            const bool lost = _lost.erase(g) > 0;
             if (owner == _cfg.name) {
-                if (!held) {
+                if (_fenced.load()) {
+                    // Blocklisted: it cannot hold the locks; let a peer have the group.
+                    if (held) give_up(g, "this gateway is fenced");
+                    if (move_owner(g, _cfg.name, "", false)) {
+                        spdlog::error(
+                            "{}: ANA group {} given up: this gateway's Ceph clients are blocklisted; "
+                            "restart ferryd to serve again",
+                            _who, g);
+                        notify_peers();
+                    }
+                } else if (!held) {
                     take(g);
-                } else {
-                    lock_new_namespaces(g);
-                    if (!home.empty() && home != _cfg.name && want == home && alive(home, now))
+                } else if (check_locks(g)) {
+                    if (!home.empty() && home != _cfg.name && want == home && eligible(home, now))
                         hand_over(g, home, "its home gateway asked for it back");
                 }
                 continue;
             }
-            if (held) {
-                // Another gateway owns it now: this one was judged dead and its locks are broken.
-                _tgt.set_managed_ana_state(g, ana_state::inaccessible);
-                _held.erase(g);
+            if (held || lost) {
+                // Another gateway owns it now: this one was judged dead and its locks broken.
+                if (held) give_up(g, "another gateway owns it");
+                _fenced.store(true);
                 spdlog::error(
                     "{}: gateway {} took ANA group {} over (this gateway was judged dead); its images' "
                     "locks were broken and this gateway's clients of them are blocklisted: restart ferryd "
@@ -587,11 +701,11 @@ private:
                 continue;
             }
             if (owner.empty() || !alive(owner, now)) {
-                std::string taker = (!home.empty() && alive(home, now)) ? home : std::string();
+                std::string taker = (!home.empty() && eligible(home, now)) ? home : std::string();
                 if (taker.empty())
                     for (const auto& m : members)
-                        if (alive(m, now)) {
-                            taker = m;  // the first live member by name: every gateway picks the same
+                        if (eligible(m, now)) {
+                            taker = m;  // the first eligible member by name: every gateway picks the same
                             break;
                         }
                 if (taker == _cfg.name && move_owner(g, owner, _cfg.name, true)) {
@@ -602,7 +716,7 @@ private:
                 }
                 continue;
             }
-            if (g == _cfg.ana_group && want != _cfg.name) {
+            if (g == _cfg.ana_group && want != _cfg.name && eligible(_cfg.name, now)) {
                 spdlog::info("{}: asks gateway {} to hand its home ANA group {} back", _who, owner, g);
                 set_keys({{fmt::format("want.{}", g), _cfg.name}});
                 notify_peers();
@@ -610,20 +724,38 @@ private:
         }
     }
 
+    // The group's namespaces whose store can be fenced (others are served by this gateway alone
+    // and need no lock).
     std::vector<std::shared_ptr<const target::ns>> namespaces_of(uint32_t g) const {
         std::vector<std::shared_ptr<const target::ns>> out;
         auto s = find_subsystem();
         if (!s) return out;
         auto snap = s->namespaces();
         for (const auto& [nsid, n] : snap.table())
-            if (n->ana_group.load() == g) out.push_back(n);
+            if (n->ana_group.load() == g && n->store->supports_exclusive_lock()) out.push_back(n);
         return out;
     }
 
+    // owner.<g> still names this gateway (a compare that writes nothing).
+    bool still_owner(uint32_t g) {
+        const std::string key = fmt::format("owner.{}", g);
+        const int rc = write_keys({}, {}, &key, &_cfg.name);
+        if (rc == 0) return true;
+        if (rc != -ECANCELED)
+            spdlog::warn("{}: ANA group {}: cannot confirm ownership: {}", _who, g, std::strerror(-rc));
+        return false;
+    }
+
     // Owner of `g` by the group object: through change, take every image's lock (breaking, and
-    // so fencing, a previous holder), then optimized. On failure the group stays inaccessible
-    // and the next look tries again.
+    // so fencing, a previous holder), then optimized. Ownership is confirmed before the first
+    // break and before optimized (a peer may have moved it since the look began). Change lasts
+    // at most half of ANATT: a slower take goes on with the group inaccessible. On failure the
+    // group stays inaccessible and the next look tries again; a blocklisted client fences this
+    // gateway.
     void take(uint32_t g) {
+        if (!still_owner(g)) return;
+        const auto start = clock::now();
+        bool in_change = true;
         _tgt.set_managed_ana_state(g, ana_state::change);
         try {
             for (const auto& n : namespaces_of(g)) {
@@ -631,27 +763,60 @@ private:
                 if (!broken.empty())
                     spdlog::warn("{}: ANA group {}: broke the lock of {} held by {} (that client is blocklisted)", _who,
                                  g, n->store->describe(), broken);
-                _locked[g].insert(n->nsid);
+                _locked[g].insert(n->store.get());
+                if (in_change && clock::now() - start > std::chrono::seconds(ana_transition_time_s / 2)) {
+                    _tgt.set_managed_ana_state(g, ana_state::inaccessible);
+                    in_change = false;
+                }
             }
+        } catch (const nvme::fenced_error& e) {
+            _tgt.set_managed_ana_state(g, ana_state::inaccessible);
+            _fenced.store(true);
+            spdlog::error("{}: ANA group {}: {}: this gateway is fenced; restart ferryd to serve again", _who, g,
+                          e.what());
+            return;
         } catch (const std::exception& e) {
             _tgt.set_managed_ana_state(g, ana_state::inaccessible);
             spdlog::error("{}: ANA group {} stays inaccessible: {}", _who, g, e.what());
+            return;
+        }
+        if (!still_owner(g)) {
+            _tgt.set_managed_ana_state(g, ana_state::inaccessible);
+            release_locks(g);
             return;
         }
         _held.insert(g);
         _tgt.set_managed_ana_state(g, ana_state::optimized);
     }
 
-    void lock_new_namespaces(uint32_t g) {
+    // A held group: namespaces added since are locked, and every lock is still this client's
+    // (librbd can lose one; a break by a peer blocklists it). False when the group was given up.
+    bool check_locks(uint32_t g) {
         for (const auto& n : namespaces_of(g)) {
-            if (_locked[g].count(n->nsid)) continue;
             try {
+                if (_locked[g].count(n->store.get())) {
+                    if (n->store->holds_exclusive_lock()) continue;
+                    give_up(g, fmt::format("the lock of {} is no longer this gateway's", n->store->describe()).c_str());
+                    return false;
+                }
                 n->store->acquire_exclusive_lock(true);
-                _locked[g].insert(n->nsid);
+                _locked[g].insert(n->store.get());
+            } catch (const nvme::fenced_error& e) {
+                give_up(g, e.what());
+                _fenced.store(true);
+                return false;
             } catch (const std::exception& e) {
                 spdlog::error("{}: ANA group {}: namespace {}: {}", _who, g, n->nsid, e.what());
             }
         }
+        return true;
+    }
+
+    void give_up(uint32_t g, const char* why) {
+        _tgt.set_managed_ana_state(g, ana_state::inaccessible);
+        _held.erase(g);
+        _locked.erase(g);
+        spdlog::error("{}: ANA group {} made inaccessible: {}", _who, g, why);
     }
 
     void release_locks(uint32_t g) {
@@ -676,12 +841,10 @@ private:
     }
 
     void give_up_all(const char* why) {
-        for (uint32_t g : _held) {
-            _tgt.set_managed_ana_state(g, ana_state::inaccessible);
-            spdlog::error("{}: ANA group {} made inaccessible: {}", _who, g, why);
+        for (uint32_t g : std::vector<uint32_t>(_held.begin(), _held.end())) {
+            give_up(g, why);
+            _lost.insert(g);
         }
-        _held.clear();
-        _locked.clear();
     }
 
     // At stop: each owned group to a live peer (its home first), else just its locks released
@@ -698,10 +861,10 @@ private:
         for (uint32_t g : std::vector<uint32_t>(_held.begin(), _held.end())) {
             std::string to;
             for (const auto& [name, p] : _peers)
-                if (p.home == g && alive(name, now)) to = name;
+                if (p.home == g && eligible(name, now)) to = name;
             if (to.empty())
                 for (const auto& [name, p] : _peers)
-                    if (alive(name, now)) {
+                    if (eligible(name, now)) {
                         to = name;
                         break;
                     }
@@ -728,7 +891,14 @@ private:
     rados_ioctx_t _io = nullptr;
     uint64_t _watch = 0;
     std::atomic<bool> _rewatch{false};
-    uint64_t _beat = 0;
+    uint64_t _beat = 0;                        // the heartbeat thread's
+    std::string _token;                        // this process's, in its heartbeat
+    std::string _last_beat;                    // the value it wrote last (compared before the next write)
+    std::atomic<clock::rep> _last_beat_ok{0};  // when the last successful beat was issued
+    std::atomic<bool> _fenced{false};          // blocklisted: gives its groups up until restarted
+    std::atomic<bool> _displaced{false};       // another process beats under this name
+    std::thread _beat_thread;
+    std::condition_variable _beat_wake;
     std::thread _thread;
     std::mutex _wake_lock;
     std::condition_variable _wake;
@@ -736,11 +906,12 @@ private:
     // The coordination thread's (and stop()'s after the join).
     std::map<std::string, peer> _peers;
     std::set<std::string> _reported_dead;
-    std::set<uint32_t> _synced;                      // NSIDs here and in the group's map at the last look
-    std::set<uint32_t> _unshared;                    // non-rbd namespaces (warned about once)
-    std::set<uint32_t> _failed_ns;                   // namespaces whose sync failed (logged once)
-    std::set<uint32_t> _held;                        // groups this gateway serves optimized
-    std::map<uint32_t, std::set<uint32_t>> _locked;  // their namespaces whose lock it holds
+    std::set<uint32_t> _synced;     // NSIDs here and in the group's map at the last look
+    std::set<uint32_t> _unshared;   // non-rbd namespaces (warned about once)
+    std::set<uint32_t> _failed_ns;  // namespaces whose sync failed (logged once)
+    std::set<uint32_t> _lost;       // given up by give_up_all, not yet looked at again
+    std::set<uint32_t> _held;       // groups this gateway serves optimized
+    std::map<uint32_t, std::set<const nvme::block_store*>> _locked;  // their stores whose lock it holds
 };
 
 }  // namespace

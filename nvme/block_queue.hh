@@ -91,6 +91,13 @@ struct device_health {
     uint64_t error_log_entries = 0;
 };
 
+// The store's client was fenced (Ceph blocklisted it after another client broke its lock): it
+// can hold no lock again until it is reopened.
+class fenced_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 // A backing store: geometry plus a factory of per-reactor queues.
 class block_store {
 public:
@@ -132,6 +139,8 @@ public:
     }
     // Lets go of the lock (after its in-flight writes); not holding it is success.
     virtual void release_exclusive_lock() { throw std::runtime_error(describe() + ": has no exclusive lock"); }
+    // Whether this store's client holds the lock now (it can lose it: a break by another).
+    virtual bool holds_exclusive_lock() const { return false; }
     // `depth` is the number of commands the caller may have outstanding on the queue (on all
     // queues of its group together). `buffers` is the pool the caller's data buffers come
     // from: a device needs their addresses (software stores ignore it; it may be null for

@@ -74,12 +74,18 @@ public:
     bool supports_exclusive_lock() const override { return true; }
     std::string acquire_exclusive_lock(bool break_holder) override;
     void release_exclusive_lock() override;
+    bool holds_exclusive_lock() const override {
+        int owner = 0;
+        return ::rbd_is_exclusive_lock_owner(_image, &owner) == 0 && owner;
+    }
     rbd_image_t image() const { return _image; }
     const std::string& name() const { return _name; }
 
 private:
     [[noreturn]] void fail(const std::string& what, int rc) {
-        throw std::runtime_error(fmt::format("rbd image {}/{}: {}: {}", _pool, _image_name, what, std::strerror(-rc)));
+        const std::string text = fmt::format("rbd image {}/{}: {}: {}", _pool, _image_name, what, std::strerror(-rc));
+        if (rc == -ESHUTDOWN) throw fenced_error(text + " (this client is blocklisted)");  // = EBLOCKLISTED
+        throw std::runtime_error(text);
     }
     void open(const rbd_options& o) {
         const std::string client = o.client.empty() ? "admin" : o.client;

@@ -456,6 +456,13 @@ void target::set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint
     auto n = s->find_ns(nsid);
     if (!n) refuse(change_errc::not_found, fmt::format("{} has no namespace {}", nqn, nsid));
     check_ana_group(group);
+    // A gateway group's namespaces are in the group's namespace map with their ANA group, and a
+    // move would report the namespace optimized where its image's lock is not held.
+    if (!_ana_manager.empty())
+        refuse(change_errc::conflict,
+               fmt::format("{} namespace {}: ANA groups are run by {}: remove the namespace and add it in the "
+                           "other group",
+                           nqn, nsid, _ana_manager));
     const uint32_t was = n->ana_group.exchange(group);
     if (was == group) return;
     spdlog::info("subsystem {}: namespace {} moved from ANA group {} to {}", nqn, nsid, was, group);

@@ -12,6 +12,8 @@
 #     through B (ferry-perf --verify-state)
 #   - A restarted asks for its group back and B hands it over cleanly; SIGTERM of B hands
 #     group 2 to A; data still verifies through A
+#   - A paused (SIGSTOP) past dead_after: the restarted B takes group 1 and breaks A's lock;
+#     resumed, A knows it is fenced and leaves the group to B; data verifies through B
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -152,5 +154,24 @@ st=0; wait "${PID_B:-0}" 2>/dev/null || st=$?
 check "B exits 0 on SIGTERM" test "$st" = 0 || true
 check "B handed group 2 to A as it stopped" grep -q "hands ANA group 2 to gateway gw-a (this gateway stops)" "$WORK/b.log" || true
 check "A took group 2" wait_log "$WORK/a2.log" "ANA group 2 -> optimized" 10 || true
+
+# A paused past dead_after (not dead): B (restarted) takes group 1 and breaks A's lock, which
+# blocklists A's image client. Resumed, A must see it lost the group, call itself fenced and
+# leave it to B (not ask for it back, not take group 2's images while fenced).
+if check "gateway B restarts" start_gw gw-b "$WORK/b2.log"; then PID_B=$PID; fi
+check "B gets its group 2 back from A" wait_log "$WORK/b2.log" "ANA group 2 -> optimized" 20 || true
+check "SIGSTOP gateway A" kill -STOP "${PID_A:-0}" || true
+check "B takes group 1 from the paused A" wait_log "$WORK/b2.log" "takes ANA group 1 over from dead gateway gw-a" 20 || true
+check "B broke the paused A's lock" wait_log "$WORK/b2.log" "broke the lock of rbd image" 20 || true
+a_at=$(stat -c %s "$WORK/a2.log"); b_at=$(stat -c %s "$WORK/b2.log")
+check "SIGCONT gateway A" kill -CONT "${PID_A:-0}" || true
+check "A, resumed, knows it was taken over" wait_log "$WORK/a2.log" "took ANA group 1 over (this gateway was judged dead)" 20 || true
+sleep 4
+check "A, fenced, did not ask for group 1 back" \
+    bash -c "! tail -c +$((a_at + 1)) '$WORK/a2.log' | grep -q 'asks gateway gw-b to hand its home ANA group 1 back'" || true
+check "B still serves group 1 (no hand-back)" \
+    bash -c "! tail -c +$((b_at + 1)) '$WORK/b2.log' | grep -q 'hands ANA group 1 to gateway gw-a'" || true
+check "data written through A reads back through B after the pause" "$PERF" -p "$PORT_B" -n "$NQN" --verify -t 2 \
+    --rw rw --bs 4k --qd 8 --size 32m --verify-state "$WORK/state" || true
 stop_all
 summary
