@@ -1,5 +1,6 @@
 #include "transport/connection.hh"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -8,143 +9,24 @@
 #include <cstring>
 #include <stdexcept>
 
-#include <spdlog/spdlog.h>
-
-#include "env/thread.hh"
+#include "transport/connection_inline.hh"
 #include "transport/tls_session.hh"
 
 namespace ferry::transport {
 namespace {
 constexpr size_t rx_buffer_bytes = 32 << 10;
-constexpr const char* shed_reason = "shed: too many connections without ICReq, TLS, Connect and authentication from its address or overall";
 constexpr size_t direct_read_threshold = 4096;  // payload left at which we read straight into buffers
-
-void put_hdgst(uint8_t* pdu, size_t hlen) {
-    uint32_t d = crc32c(pdu, hlen);
-    std::memcpy(pdu + hlen, &d, 4);
-}
-
-// Calls fn(pointer, bytes) for each piece of the byte range [offset, offset + len) of an
-// iovec list; returns the bytes visited (less than len if the list is shorter).
-template <typename Fn>
-size_t for_each_piece(std::span<const iovec> iov, size_t offset, size_t len, Fn&& fn) {
-    size_t done = 0;
-    for (const iovec& v : iov) {
-        if (done == len) break;
-        if (offset >= v.iov_len) {
-            offset -= v.iov_len;
-            continue;
-        }
-        const size_t n = std::min(v.iov_len - offset, len - done);
-        fn(static_cast<uint8_t*>(v.iov_base) + offset, n, done);
-        done += n;
-        offset = 0;
-    }
-    return done;
-}
-
-// CRC32C over `len` bytes of an iovec list starting at `offset`.
-uint32_t iov_crc(std::span<const iovec> iov, size_t offset, size_t len) {
-    uint32_t s = crc32c_begin();
-    for_each_piece(iov, offset, len, [&](const uint8_t* p, size_t n, size_t) { s = crc32c_update(s, p, n); });
-    return crc32c_end(s);
-}
 }  // namespace
 
 size_t request::copy_out(void* dst, size_t len, size_t offset) const {
     auto* d = static_cast<uint8_t*>(dst);
-    return for_each_piece(data(), offset, len, [&](const uint8_t* p, size_t n, size_t at) { std::memcpy(d + at, p, n); });
+    return for_each_piece(data(), offset, len,
+                          [&](const uint8_t* p, size_t n, size_t at) { std::memcpy(d + at, p, n); });
 }
 
 size_t request::copy_in(const void* src, size_t len, size_t offset) {
     auto* s = static_cast<const uint8_t*>(src);
     return for_each_piece(data(), offset, len, [&](uint8_t* p, size_t n, size_t at) { std::memcpy(p, s + at, n); });
-}
-
-void request_list::push_back(request& r) {
-    r.wait_next = nullptr;
-    r.wait_prev = _tail;
-    if (_tail)
-        _tail->wait_next = &r;
-    else
-        _head = &r;
-    _tail = &r;
-    ++_size;
-}
-
-void request_list::remove(request& r) {
-    if (r.wait_prev)
-        r.wait_prev->wait_next = r.wait_next;
-    else
-        _head = r.wait_next;
-    if (r.wait_next)
-        r.wait_next->wait_prev = r.wait_prev;
-    else
-        _tail = r.wait_prev;
-    r.wait_prev = r.wait_next = nullptr;
-    --_size;
-}
-
-buffer_arbiter::buffer_arbiter(env::dma_pool& pool, size_t connection_chunks, uint64_t r2t_timeout_ns)
-    : _pool(pool),
-      _connection_chunks(connection_chunks ? std::max<size_t>(connection_chunks, max_chunks)
-                                           : default_connection_chunks(pool)),
-      _r2t_timeout_ns(r2t_timeout_ns) {
-    const size_t blocks = 2 * ((pool.total_chunks() + inline_chunks - 1) / inline_chunks);
-    _table_slab.resize(blocks * inline_chunks);
-    _table_used.assign(blocks, 0);
-    _table_free = blocks;
-}
-
-iovec* buffer_arbiter::take_table(unsigned chunks) {
-    const size_t want = (chunks + inline_chunks - 1) / inline_chunks;
-    if (want > _table_free) return nullptr;
-    // First fit over the block map (a few hundred bytes; only transfers over 128 KiB come here).
-    size_t run = 0;
-    for (size_t b = 0; b < _table_used.size(); ++b) {
-        run = _table_used[b] ? 0 : run + 1;
-        if (run == want) {
-            const size_t first = b + 1 - want;
-            std::fill_n(_table_used.begin() + static_cast<ptrdiff_t>(first), want, uint8_t{1});
-            _table_free -= want;
-            return _table_slab.data() + first * inline_chunks;
-        }
-    }
-    return nullptr;
-}
-
-void buffer_arbiter::give_table(iovec* table, unsigned chunks) {
-    const size_t want = (chunks + inline_chunks - 1) / inline_chunks;
-    const size_t first = static_cast<size_t>(table - _table_slab.data()) / inline_chunks;
-    std::fill_n(_table_used.begin() + static_cast<ptrdiff_t>(first), want, uint8_t{0});
-    _table_free += want;
-}
-
-size_t buffer_arbiter::default_connection_chunks(const env::dma_pool& pool) {
-    return std::max<size_t>(max_chunks, pool.total_chunks() / 4);
-}
-
-bool buffer_arbiter::serve() {
-    bool started = false;
-    while (request* r = _fifo.front()) {
-        connection& c = *r->conn;
-        if (c.over_cap(*r)) {  // its connection took chunks meanwhile: wait there, not here
-            _fifo.remove(*r);
-            r->waiting_in = wait_line::connection_cap;
-            c._parked.push_back(*r);
-            continue;
-        }
-        if (!c.take_chunks(*r)) {
-            // Queue entries reserved since it came may have left too few chunks for it ever.
-            if (c.refuse_unservable(*r)) continue;
-            break;  // strictly in order: nobody behind the oldest passes it
-        }
-        _fifo.remove(*r);
-        r->waiting_in = wait_line::none;
-        c.start_data(*r);
-        started = true;
-    }
-    return started;
 }
 
 connection::connection(int fd, connection_info info, buffer_arbiter& buffers, handler_factory& factory, uint64_t now_ns)
@@ -166,7 +48,7 @@ connection::connection(int fd, connection_info info, buffer_arbiter& buffers, ha
 connection::~connection() {
     _handler.reset();
     _closing = true;
-    drop_waiting_and_r2t();  // nothing of ours may stay in the reactor's FIFO
+    drop_waiting_and_r2t();                     // nothing of ours may stay in the reactor's FIFO
     if (_info.ticket) _info.ticket->release();  // before the socket closes: admission may shut it down
     for (auto& r : _requests) {
         if (r->chunk_count) put_chunks(*r);
@@ -176,19 +58,6 @@ connection::~connection() {
         }
     }
     if (_fd >= 0) ::close(_fd);
-}
-
-void connection::add_requests(unsigned count) {
-    for (unsigned i = 0; i < count; ++i) {
-        auto r = std::make_unique<request>();
-        if (!_pool.get(1, &r->reserved_chunk))
-            throw std::runtime_error("buffer pool exhausted (" + std::to_string(_pool.total_chunks()) + " chunks)");
-        ++_buffers._reserved;
-        r->tag = static_cast<uint16_t>(_requests.size());
-        r->conn = this;
-        _free_tags.push_back(r->tag);
-        _requests.push_back(std::move(r));
-    }
 }
 
 bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disabled, bool c2h_success) {
@@ -248,26 +117,6 @@ void connection::on_timer(uint64_t now_ns) {
     _handler->on_timer(now_ns);
 }
 
-request* connection::alloc_request() {
-    if (_free_tags.empty()) return nullptr;
-    request* r = _requests[_free_tags.back()].get();
-    _free_tags.pop_back();
-    return r;
-}
-
-void connection::release(request& req) {
-    forget_cid(req);
-    if (req.chunk_count) {
-        _extra_chunks -= req.chunk_count;
-        put_chunks(req);
-        if (!_parked.empty() && !_closing) unpark();
-    }
-    req.chunk_count = 0;
-    req.iov_count = 0;
-    req.state = request_state::free;
-    _free_tags.push_back(req.tag);
-}
-
 // ---------------------------------------------------------------- receive
 
 bool connection::on_readable() {
@@ -310,9 +159,7 @@ bool connection::on_readable() {
             }
         }
         if (n == 0) {
-            close(_info.ticket && _info.ticket->shed()
-                      ? shed_reason
-                      : "host closed the connection");
+            close(_info.ticket && _info.ticket->shed() ? shed_reason : "host closed the connection");
             return true;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -340,87 +187,89 @@ bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
     while (p < end) {
         if (_closing) return false;
         switch (_rx) {
-        case rx_state::header: {
-            size_t target = _hdr_have < sizeof(common_header) ? sizeof(common_header) : _cur.header_bytes;
-            size_t n = std::min<size_t>(target - _hdr_have, end - p);
-            std::memcpy(_hdr.data() + _hdr_have, p, n);
-            _hdr_have += n;
-            p += n;
-            if (_hdr_have == sizeof(common_header) && target == sizeof(common_header)) {
-                common_header ch;
-                std::memcpy(&ch, _hdr.data(), sizeof(ch));
-                _cur = check_h2c_header(ch, _ic_done, _digests);
-                if (_cur.fes && ch.type == pdu_type::h2c_term_req) {
-                    // The host is already terminating: close, never answer with a C2HTermReq.
-                    spdlog::warn(
-                        "conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen {})",
-                        _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
-                    close("host sent H2CTermReq (invalid header)");
+            case rx_state::header: {
+                size_t target = _hdr_have < sizeof(common_header) ? sizeof(common_header) : _cur.header_bytes;
+                size_t n = std::min<size_t>(target - _hdr_have, end - p);
+                std::memcpy(_hdr.data() + _hdr_have, p, n);
+                _hdr_have += n;
+                p += n;
+                if (_hdr_have == sizeof(common_header) && target == sizeof(common_header)) {
+                    common_header ch;
+                    std::memcpy(&ch, _hdr.data(), sizeof(ch));
+                    _cur = check_h2c_header(ch, _ic_done, _digests);
+                    if (_cur.fes && ch.type == pdu_type::h2c_term_req) {
+                        // The host is already terminating: close, never answer with a C2HTermReq.
+                        spdlog::warn(
+                            "conn {} ({}, qid {}): host sent H2CTermReq with an invalid header (hlen {} pdo {} plen "
+                            "{})",
+                            _info.id, _info.peer, _qid, +ch.hlen, +ch.pdo, +ch.plen);
+                        close("host sent H2CTermReq (invalid header)");
+                        return false;
+                    }
+                    if (_cur.fes) {
+                        fatal(_cur.fes, _cur.fei,
+                              fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
+                                          +ch.flags, +ch.hlen, +ch.pdo, +ch.plen));
+                        return false;
+                    }
+                }
+                if (_hdr_have >= sizeof(common_header) && _hdr_have == _cur.header_bytes) {
+                    _hdr_have = 0;
+                    if (!handle_header()) return false;
+                }
+                break;
+            }
+            case rx_state::pad: {
+                size_t n = std::min<size_t>(_skip, end - p);
+                p += n;
+                _skip -= n;
+                if (_skip == 0) _rx = rx_state::data;
+                break;
+            }
+            case rx_state::data: {
+                size_t n = std::min<size_t>(_rx_left, end - p);
+                _rx_req->copy_in(p, n, _rx_offset);
+                p += n;
+                _rx_offset += n;
+                _rx_left -= n;
+                if (_rx_left == 0) {
+                    if (_cur.has_ddgst)
+                        _rx = rx_state::ddgst;
+                    else if (!finish_data())
+                        return false;
+                }
+                break;
+            }
+            case rx_state::ddgst: {
+                size_t n = std::min<size_t>(4 - _ddgst_have, end - p);
+                std::memcpy(_ddgst.data() + _ddgst_have, p, n);
+                _ddgst_have += n;
+                p += n;
+                if (_ddgst_have == 4) {
+                    _ddgst_have = 0;
+                    uint32_t got;
+                    std::memcpy(&got, _ddgst.data(), 4);
+                    uint32_t want = iov_crc(_rx_req->data(), _rx_pdu_start, _rx_offset - _rx_pdu_start);
+                    if (got != want) {
+                        spdlog::warn(
+                            "conn {} ({}, qid {}): data digest error on cid {} (got {:#010x}, computed {:#010x})",
+                            _info.id, _info.peer, _qid, +_rx_req->cmd.cid, got, want);
+                        _rx_req->data_digest_error = true;
+                    }
+                    if (!finish_data()) return false;
+                }
+                break;
+            }
+            case rx_state::term_data: {
+                size_t n = std::min<size_t>(_skip, end - p);
+                p += n;
+                _skip -= n;
+                if (_skip == 0) {
+                    close("host sent H2CTermReq");
                     return false;
                 }
-                if (_cur.fes) {
-                    fatal(_cur.fes, _cur.fei,
-                          fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
-                                      +ch.flags, +ch.hlen, +ch.pdo, +ch.plen));
-                    return false;
-                }
+                break;
             }
-            if (_hdr_have >= sizeof(common_header) && _hdr_have == _cur.header_bytes) {
-                _hdr_have = 0;
-                if (!handle_header()) return false;
-            }
-            break;
-        }
-        case rx_state::pad: {
-            size_t n = std::min<size_t>(_skip, end - p);
-            p += n;
-            _skip -= n;
-            if (_skip == 0) _rx = rx_state::data;
-            break;
-        }
-        case rx_state::data: {
-            size_t n = std::min<size_t>(_rx_left, end - p);
-            _rx_req->copy_in(p, n, _rx_offset);
-            p += n;
-            _rx_offset += n;
-            _rx_left -= n;
-            if (_rx_left == 0) {
-                if (_cur.has_ddgst)
-                    _rx = rx_state::ddgst;
-                else if (!finish_data())
-                    return false;
-            }
-            break;
-        }
-        case rx_state::ddgst: {
-            size_t n = std::min<size_t>(4 - _ddgst_have, end - p);
-            std::memcpy(_ddgst.data() + _ddgst_have, p, n);
-            _ddgst_have += n;
-            p += n;
-            if (_ddgst_have == 4) {
-                _ddgst_have = 0;
-                uint32_t got;
-                std::memcpy(&got, _ddgst.data(), 4);
-                uint32_t want = iov_crc(_rx_req->data(), _rx_pdu_start, _rx_offset - _rx_pdu_start);
-                if (got != want) {
-                    spdlog::warn("conn {} ({}, qid {}): data digest error on cid {} (got {:#010x}, computed {:#010x})",
-                                 _info.id, _info.peer, _qid, +_rx_req->cmd.cid, got, want);
-                    _rx_req->data_digest_error = true;
-                }
-                if (!finish_data()) return false;
-            }
-            break;
-        }
-        case rx_state::term_data: {
-            size_t n = std::min<size_t>(_skip, end - p);
-            p += n;
-            _skip -= n;
-            if (_skip == 0) {
-                close("host sent H2CTermReq");
-                return false;
-            }
-            break;
-        }
         }
     }
     return !_closing;
@@ -438,15 +287,15 @@ bool connection::handle_header() {
         }
     }
     switch (ch.type) {
-    case pdu_type::ic_req:
-        return handle_ic_req();
-    case pdu_type::capsule_cmd:
-        return handle_capsule();
-    case pdu_type::h2c_data:
-        return handle_h2c_data();
-    case pdu_type::h2c_term_req:
-        handle_term_req();
-        return !_closing;
+        case pdu_type::ic_req:
+            return handle_ic_req();
+        case pdu_type::capsule_cmd:
+            return handle_capsule();
+        case pdu_type::h2c_data:
+            return handle_h2c_data();
+        case pdu_type::h2c_term_req:
+            handle_term_req();
+            return !_closing;
     }
     return false;  // unreachable: check_h2c_header admits only the types above
 }
@@ -529,8 +378,8 @@ bool connection::handle_capsule() {
     if (_cur.data_bytes > 0) {
         if (_cur.data_bytes > in_capsule_bytes) {
             fatal(fes::data_limit_exceeded, 0,
-                  fmt::format("cid {}: {} bytes of in-capsule data exceed the {} byte limit", +cmd.cid,
-                              _cur.data_bytes, in_capsule_bytes));
+                  fmt::format("cid {}: {} bytes of in-capsule data exceed the {} byte limit", +cmd.cid, _cur.data_bytes,
+                              in_capsule_bytes));
             return false;
         }
         // The data is on the wire and must be consumed; errors are reported after it.
@@ -593,158 +442,6 @@ bool connection::handle_capsule() {
     return !_closing;
 }
 
-// A transfer that fits the reserved chunk starts now. A larger one takes extra chunks, unless
-// its connection is at its cap (it parks on the connection) or older requests already wait
-// in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
-void connection::request_buffer(request& req) {
-    if (req.data_len <= env::dma_pool::chunk_size) {
-        req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
-        req.iov_count = 1;
-        req.chunk_count = 0;
-        start_data(req);
-        return;
-    }
-    if (refuse_unservable(req)) return;
-    req.state = request_state::wait_buffer;
-    if (!_parked.empty() || over_cap(req)) {
-        req.waiting_in = wait_line::connection_cap;
-        _parked.push_back(req);
-        ++_buffers._waits;
-        return;
-    }
-    if (!_buffers._fifo.empty() || !take_chunks(req)) {
-        req.waiting_in = wait_line::reactor_fifo;
-        _buffers._fifo.push_back(req);
-        ++_buffers._waits;
-        return;
-    }
-    start_data(req);
-}
-
-// A transfer larger than the chunks of the pool that no queue entry reserves can never get
-// them while those queues exist (reserved chunks return only when a connection closes):
-// waiting would hold the reactor's FIFO, and every transfer of every connection behind it,
-// for as long. It is answered at once: Internal Error, without DNR if closing connections
-// could make room, with DNR if even the whole pool is too small.
-bool connection::refuse_unservable(request& req) {
-    const size_t n = (req.data_len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
-    if (n <= _buffers.unreserved_chunks()) return false;
-    if (req.waiting_in == wait_line::reactor_fifo) _buffers._fifo.remove(req);
-    req.waiting_in = wait_line::none;
-    const bool never = n > _pool.total_chunks();
-    // The host retries (no DNR): one warning a second at most, with the count; each at debug.
-    spdlog::debug("conn {} ({}, qid {}): cid {} opcode {:#04x}: a {} KiB transfer needs {} buffer chunks, {} of the "
-                  "reactor's {} are not reserved by queue entries: Internal Error{}",
-                  _info.id, _info.peer, _qid, +req.cmd.cid, +req.cmd.opcode, req.data_len >> 10, n,
-                  _buffers.unreserved_chunks(), _pool.total_chunks(), never ? ", DNR" : "");
-    _buffers._unservable.add();
-    if (const uint64_t count = _buffers._unservable.take_due(env::now_ns()))
-        spdlog::warn("conn {} ({}): {} transfer(s) refused with Internal Error since the last report: larger than "
-                     "the {} of the reactor's {} buffer chunks that queue entries do not reserve (raise --pool-mib)",
-                     _info.id, _info.peer, count, _buffers.unreserved_chunks(), _pool.total_chunks());
-    req.status = nvme::sc::internal_error | (never ? nvme::status_dnr : 0);
-    req.result0 = req.result1 = 0;
-    complete(req);
-    return true;
-}
-
-bool connection::over_cap(const request& req) const {
-    const size_t n = (req.data_len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
-    return _extra_chunks + n > _buffers._connection_chunks;
-}
-
-bool connection::take_chunks(request& req) {
-    const uint32_t len = req.data_len;
-    const unsigned n = (len + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size;
-    iovec* table = req.inline_iov.data();
-    if (n > inline_chunks && !(table = _buffers.take_table(n))) return false;
-    if (!_pool.get(n, table)) {
-        if (table != req.inline_iov.data()) _buffers.give_table(table, n);
-        return false;
-    }
-    req.iov = table;
-    _buffers._chunks_granted += n;
-    _extra_chunks += n;
-    req.chunk_count = static_cast<uint16_t>(n);
-    req.iov_count = static_cast<uint16_t>(n);
-    req.iov[n - 1].iov_len = len - (n - 1) * env::dma_pool::chunk_size;
-    return true;
-}
-
-// Returns a request's extra chunks and its iovec table, if it took one.
-void connection::put_chunks(request& req) {
-    _pool.put(req.iov, req.chunk_count);
-    if (req.iov != req.inline_iov.data()) _buffers.give_table(req.iov, req.chunk_count);
-    req.iov = req.inline_iov.data();
-}
-
-// Chunks came back: parked requests that fit under the cap again join the reactor's FIFO.
-void connection::unpark() {
-    while (request* r = _parked.front()) {
-        if (over_cap(*r)) break;
-        _parked.remove(*r);
-        r->waiting_in = wait_line::reactor_fifo;
-        _buffers._fifo.push_back(*r);
-    }
-}
-
-// On close: requests waiting for chunks leave their line, and requests waiting for R2T data
-// give their chunks back now (the host will not send the data any more).
-void connection::drop_waiting_and_r2t() {
-    for (auto& rp : _requests) {
-        request& r = *rp;
-        if (r.state == request_state::wait_buffer) {
-            if (r.waiting_in == wait_line::connection_cap)
-                _parked.remove(r);
-            else if (r.waiting_in == wait_line::reactor_fifo)
-                _buffers._fifo.remove(r);
-            r.waiting_in = wait_line::none;
-            release(r);
-        } else if (r.state == request_state::wait_h2c) {
-            release(r);
-        }
-    }
-    _rx_req = nullptr;
-}
-
-void connection::check_r2t_timeout(uint64_t now_ns) {
-    const uint64_t limit = _buffers._r2t_timeout_ns;
-    for (auto& rp : _requests) {
-        const request& r = *rp;
-        if (r.state != request_state::wait_h2c || now_ns - r.r2t_sent_ns <= limit) continue;
-        spdlog::warn(
-            "conn {} ({}, qid {}): cid {}: R2T data timeout: {} of {} bytes arrived in {} ms (limit {} ms); "
-            "closing",
-            _info.id, _info.peer, _qid, +r.cmd.cid, r.h2c_received, r.data_len, (now_ns - r.r2t_sent_ns) / 1'000'000,
-            limit / 1'000'000);
-        close(fmt::format("R2T data timeout on cid {}", +r.cmd.cid));
-        return;
-    }
-}
-
-void connection::start_data(request& req) {
-    if (req.dir == nvme::data_direction::host_to_ctrl)
-        send_r2t(req);
-    else
-        execute(req);
-}
-
-void connection::send_r2t(request& req) {
-    req.state = request_state::wait_h2c;
-    req.r2t_sent_ns = env::now_ns();
-    const size_t hd = _digests.header ? 4 : 0;
-    data_pdu r2t{};
-    fill_header(r2t.ch, pdu_type::r2t, _digests.header ? pdu_flag::hdgst : 0, sizeof(data_pdu), 0,
-                static_cast<uint32_t>(sizeof(data_pdu) + hd));
-    r2t.cccid = req.cmd.cid;
-    r2t.ttag = req.tag;
-    r2t.offset = 0;
-    r2t.length = req.data_len;
-    std::memcpy(req.r2t_pdu.data(), &r2t, sizeof(r2t));
-    if (hd) put_hdgst(req.r2t_pdu.data(), sizeof(data_pdu));
-    push_tx(req.r2t_pdu.data(), sizeof(data_pdu) + hd, &req);
-}
-
 bool connection::handle_h2c_data() {
     data_pdu h;
     std::memcpy(&h, _hdr.data(), sizeof(h));
@@ -760,8 +457,9 @@ bool connection::handle_h2c_data() {
         return false;
     }
     if (h.length == 0 || h.length != _cur.data_bytes) {
-        fatal(fes::invalid_header_field, offsetof(data_pdu, length),
-              fmt::format("cid {}: H2CData DATAL {} but the PDU carries {} bytes", +h.cccid, +h.length, _cur.data_bytes));
+        fatal(
+            fes::invalid_header_field, offsetof(data_pdu, length),
+            fmt::format("cid {}: H2CData DATAL {} but the PDU carries {} bytes", +h.cccid, +h.length, _cur.data_bytes));
         return false;
     }
     if (h.length > maxh2cdata_bytes) {
@@ -821,24 +519,15 @@ bool connection::finish_data() {
     return !_closing;
 }
 
-void connection::execute(request& req) {
-    req.state = request_state::executing;
-    _handler->on_command(req);
-}
-
 // ---------------------------------------------------------------- transmit
-
-void connection::forget_cid(request& req) {
-    if (!req.cid_tracked) return;
-    req.cid_tracked = false;
-    _cids_outstanding[req.cmd.cid / 64] &= ~(uint64_t(1) << (req.cmd.cid % 64));
-}
 
 void connection::complete(request& req) {
     forget_cid(req);  // the host may reuse the CID once it sees this response
     if (_closing) {
-        if (req.tx_refs == 0) release(req);
-        else req.state = request_state::responding;
+        if (req.tx_refs == 0)
+            release(req);
+        else
+            req.state = request_state::responding;
         return;
     }
     req.state = request_state::responding;
@@ -881,8 +570,8 @@ void connection::complete(request& req) {
 }
 
 void connection::fatal(uint16_t fes_code, uint32_t fei, const std::string& why) {
-    spdlog::warn("conn {} ({}, qid {}): protocol error, sending C2HTermReq FES {:#x} FEI {}: {}", _info.id,
-                 _info.peer, _qid, fes_code, fei, why);
+    spdlog::warn("conn {} ({}, qid {}): protocol error, sending C2HTermReq FES {:#x} FEI {}: {}", _info.id, _info.peer,
+                 _qid, fes_code, fei, why);
     common_header ch;
     std::memcpy(&ch, _hdr.data(), sizeof(ch));
     size_t copy = std::min<size_t>({static_cast<size_t>(ch.hlen), term_req_max_error_data, _hdr.size()});
@@ -902,22 +591,6 @@ void connection::resize_tx(size_t entries) {
     for (size_t i = 0; i < _tx_count; ++i) resized[i] = _tx[(_tx_head + i) % _tx.size()];
     _tx.swap(resized);
     _tx_head = 0;
-}
-
-void connection::push_tx(const void* base, size_t len, request* owner) {
-    // Unreachable once configure_queue sized the ring (tx_ring_entries); kept so that a miscount
-    // costs memory, not a corrupted stream.
-    if (_tx_count == _tx.size()) resize_tx(_tx.size() * 2);
-    _tx[(_tx_head + _tx_count) % _tx.size()] = {{const_cast<void*>(base), len}, owner};
-    ++_tx_count;
-    if (owner) ++owner->tx_refs;
-}
-
-void connection::push_tx_data(request& req) {
-    push_tx(req.iov[0].iov_base, req.iov[0].iov_len, &req);
-    tx_entry& e = _tx[(_tx_head + _tx_count - 1) % _tx.size()];
-    e.run_next = 1;
-    e.run_end = req.iov_count;
 }
 
 size_t connection::gather_tx(size_t& total_bytes) {
