@@ -305,7 +305,7 @@ private:
     bool handle_h2c_data();
     void handle_term_req();
     bool finish_data();
-    void start_data(request& req);
+    inline void start_data(request& req);
     void request_buffer(request& req);
     bool over_cap(const request& req) const;
     bool take_chunks(request& req);
@@ -313,16 +313,16 @@ private:
     void unpark();
     void drop_waiting_and_r2t();
     void check_r2t_timeout(uint64_t now_ns);
-    void forget_cid(request& req);
-    void send_r2t(request& req);
-    void execute(request& req);
+    inline void forget_cid(request& req);
+    inline void send_r2t(request& req);
+    inline void execute(request& req);
     void respond_now(request& req, uint16_t status);
     bool refuse_unservable(request& req);  // answers a transfer the pool can never serve
     void release(request& req);
-    request* alloc_request();
+    inline request* alloc_request();
     void fatal(uint16_t fes, uint32_t fei, const std::string& why);
-    void push_tx(const void* base, size_t len, request* owner);
-    void push_tx_data(request& req);
+    inline void push_tx(const void* base, size_t len, request* owner);
+    inline void push_tx_data(request& req);
     void resize_tx(size_t entries);
     // Fills _tx_iov from the ring (data runs expanded, at most IOV_MAX); returns the count.
     size_t gather_tx(size_t& total_bytes);
