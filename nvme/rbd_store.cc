@@ -79,6 +79,9 @@ public:
         return ::rbd_is_exclusive_lock_owner(_image, &owner) == 0 && owner;
     }
     rbd_image_t image() const { return _image; }
+    // Its lock is managed by a gateway group: -EROFS then means the lock went to another
+    // gateway while a write was on its way (see rbd_queue::finish).
+    bool lock_managed() const { return _lock_managed.load(std::memory_order_relaxed); }
     const std::string& name() const { return _name; }
 
 private:
@@ -142,12 +145,14 @@ private:
     rados_t _cluster = nullptr;
     rados_ioctx_t _io = nullptr;
     rbd_image_t _image = nullptr;
+    std::atomic<bool> _lock_managed{false};
 };
 
 // librbd's managed lock (rbd_lock_acquire) switches the image to a policy under which its
 // holder refuses to hand the lock to another client that asks for it: only a break takes it,
 // and a break blocklists the holder's client address (rbd_blocklist_on_break_lock, default on).
 std::string rbd_store::acquire_exclusive_lock(bool break_holder) {
+    _lock_managed.store(true, std::memory_order_relaxed);
     int owner = 0;
     int rc = ::rbd_is_exclusive_lock_owner(_image, &owner);
     if (rc < 0) fail("cannot tell whether this client holds the exclusive lock", rc);
@@ -431,7 +436,12 @@ bool rbd_queue::compare_piece(const rbd_op* op) const {
 bool rbd_queue::finish(rbd_op* op) {
     const int err = op->error.load(std::memory_order_relaxed);
     uint16_t status = sc::success;
-    if (err < 0) {
+    if (err == -EROFS && _store.lock_managed()) {
+        // A write that passed the ANA check before a hand-over and reached librbd after the
+        // lock was released: not the data's fault. ANA Transition, without DNR: the host reads
+        // the ANA log and retries it through the gateway that owns the image now.
+        status = sc::ana_transition;
+    } else if (err < 0) {
         status = rbd_error_status(err, op->opcode);
     } else if (op->opcode == io_opc::write && op->fua) {
         op->fua = false;
