@@ -1,7 +1,9 @@
 // The gateway group's coordination (mgmt/gateway_group.hh) through one RADOS object's OMAP:
 //
-//   gw.<name>     {"ana_group", "cntlid_min", "cntlid_max"}: a member (written at its start)
-//   hb.<name>     its heartbeat: a counter it moves every heartbeat_ms, "stopped" when it stopped
+//   gw.<name>     {"ana_group", "heartbeat_ms", "cntlid_min", "cntlid_max", "subsystem"}: a
+//                 member (written at its start)
+//   hb.<name>     its heartbeat: "<token>:<counter>", moved every heartbeat_ms by compare-and-set
+//                 on the last value; "fenced:..." while blocklisted; "stopped" when it stopped
 //   owner.<g>     the gateway that owns ANA group g ("" or absent: nobody)
 //   want.<g>      g's home gateway asks its owner to hand g back
 //   ns.<nsid>     a namespace of the subsystem, as the configuration file has it ("nsmap" says
@@ -13,8 +15,8 @@
 // REST API is published and the others follow at their next look (rbd images opened by each
 // gateway itself, with its own ceph_conf and client).
 //
-// Liveness is judged by each gateway on its own clock (a peer is dead when its counter has not
-// moved for dead_after_ms), so no clocks need to agree. Ownership moves only by compare-and-set
+// Liveness is judged by each gateway on its own clock (a peer is dead when its beat has not
+// moved for dead_after_ms, or three of its own beats), so no clocks need to agree. Ownership moves only by compare-and-set
 // on owner.<g>; the new owner then breaks the image locks, which fences the old one even when
 // it was only slow (a false "dead" costs a fail-over, never data). Watch/notify wakes peers when
 // ownership moves, so a hand-over does not wait for their next look.

@@ -15,7 +15,7 @@ namespace {
 constexpr uint16_t dnr = nvme::status_dnr;
 
 constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr | nvme::aen::cfg_ana;
-constexpr uint8_t ana_transition_time_s = 10;  // ANATT; no group is ever in "change" (target/ana.hh)
+constexpr uint8_t ana_transition_time_s = 10;  // ANATT; only a gateway group shows "change", for at most half of it
 constexpr uint32_t disc_aen_mask = nvme::aen::cfg_discovery;
 
 void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool discovery) {
