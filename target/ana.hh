@@ -50,8 +50,9 @@ constexpr uint16_t ana_io_status(ana_state s) {
 
 // ANA Change is transitional (base spec 8.1.1.5): Linux arms its ANATT timer (2 x ANATT) when a
 // group shows it and resets the controller if it is still there at expiry, so a group left in
-// change would reset every controller of its listener every 20 s. ferry does not move groups
-// through change itself and refuses it as a state to set (config file, state file, API).
+// change would reset every controller of its listener every 20 s. It is refused as a state to
+// set (config file, state file, API); only a gateway group moves a group through it, for at
+// most half of ANATT (target::set_managed_ana_state).
 constexpr bool ana_state_settable(ana_state s) {
     return s != ana_state::change;
 }
