@@ -24,6 +24,9 @@ MICRO=${CEPH_MICRO:-$REPO/../shared/ceph/micro}
 MARKER=KILL-GATEWAY-A
 
 lab_begin gateway-failover
+# This scenario's cluster only: an inherited CEPH_KEYRING (another cluster's, e.g. from
+# `micro env`) makes the OSD's mkfs and every client fail to authenticate.
+unset CEPH_CONF CEPH_KEYRING CEPH_CLIENT
 CEPH_DIR=$WORK/ceph
 GW_PIDS=()
 stop_gateways() {
