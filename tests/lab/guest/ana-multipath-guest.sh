@@ -12,35 +12,6 @@ PORT_A=$LAB_PORT
 
 give_up() { echo "--- dmesg (tail) ---"; dmesg | tail -40; summary || true; exit 1; }
 
-# ctrl_of PORT: the controller (nvmeN) of $LAB_NQN connected through that port
-ctrl_of() {
-    local c
-    for c in /sys/class/nvme/nvme*; do
-        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
-        grep -q "trsvcid=$1\(,\|$\)" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
-    done
-    return 1
-}
-# path_of PORT: namespace 1's path device (nvmeXcYnZ) through that port
-path_of() {
-    local c p
-    c=$(ctrl_of "$1") || return 1
-    for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ -e "$p" ] && { echo "${p##*/}"; return 0; }; done
-    return 1
-}
-ana_of() { cat "/sys/block/$(path_of "$1")/ana_state" 2>/dev/null || echo "?"; }
-# wait_ana PORT STATE T: the path through PORT shows STATE within T s
-wait_ana() {
-    local t=$3
-    for ((; t > 0; t--)); do
-        [ "$(ana_of "$1")" = "$2" ] && { echo "    port $1 ($(path_of "$1")): $2"; return 0; }
-        sleep 1
-    done
-    echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
-}
-# ios_of PORT: completed reads + writes on that path (sysfs stat fields 1 and 5; fio's
-# verify phase only reads)
-ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
 # io_moves_to ON OFF: over 4 s, I/O grows on the path through ON and not through OFF
 io_moves_to() {
     local on0 off0 on1 off1
@@ -67,15 +38,6 @@ for port in "$PORT_A" "$PORT_B"; do
 done
 step namespace-1-appears wait_ns 1 30 || give_up
 dev=$(ns_dev 1)
-one_subsystem_two_paths() {
-    local subsys=0 s
-    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
-        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] && subsys=$((subsys + 1))
-    done
-    nvme list-subsys "$dev" | sed 's/^/    /'
-    echo "    subsystems: $subsys; paths: $(path_of "$PORT_A") $(path_of "$PORT_B"); head $dev"
-    [ "$subsys" = 1 ] && path_of "$PORT_A" >/dev/null && path_of "$PORT_B" >/dev/null
-}
 step one-subsystem-two-paths one_subsystem_two_paths || give_up
 step path-a-optimized wait_ana "$PORT_A" optimized 10 || true
 step path-b-optimized wait_ana "$PORT_B" optimized 10 || true

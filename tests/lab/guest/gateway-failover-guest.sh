@@ -13,31 +13,6 @@ PORT_A=$LAB_PORT
 
 give_up() { echo "--- dmesg (tail) ---"; dmesg | tail -40; summary || true; exit 1; }
 
-ctrl_of() {
-    local c
-    for c in /sys/class/nvme/nvme*; do
-        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
-        grep -q "trsvcid=$1\(,\|$\)" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
-    done
-    return 1
-}
-path_of() {
-    local c p
-    c=$(ctrl_of "$1") || return 1
-    for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ -e "$p" ] && { echo "${p##*/}"; return 0; }; done
-    return 1
-}
-ana_of() { cat "/sys/block/$(path_of "$1")/ana_state" 2>/dev/null || echo "?"; }
-wait_ana() {
-    local t=$3
-    for ((; t > 0; t--)); do
-        [ "$(ana_of "$1")" = "$2" ] && { echo "    port $1 ($(path_of "$1")): $2"; return 0; }
-        sleep 1
-    done
-    echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
-}
-ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
-
 modprobe nvme-tcp
 step native-multipath-on grep -qx Y /sys/module/nvme_core/parameters/multipath || give_up
 for port in "$PORT_A" "$PORT_B"; do
@@ -46,15 +21,6 @@ for port in "$PORT_A" "$PORT_B"; do
 done
 step namespace-1-appears wait_ns 1 30 || give_up
 dev=$(ns_dev 1)
-one_subsystem_two_paths() {
-    local subsys=0 s
-    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
-        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] && subsys=$((subsys + 1))
-    done
-    nvme list-subsys "$dev" | sed 's/^/    /'
-    echo "    subsystems: $subsys; paths: $(path_of "$PORT_A") $(path_of "$PORT_B"); head $dev"
-    [ "$subsys" = 1 ] && path_of "$PORT_A" >/dev/null && path_of "$PORT_B" >/dev/null
-}
 step one-subsystem-two-paths one_subsystem_two_paths || give_up
 distinct_cntlids() {
     local a b

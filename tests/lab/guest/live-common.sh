@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # tests/lab/guest/live-common.sh: helpers shared by the guest sides of live-namespaces.sh,
-# subsystem-recreate.sh and ana-multipath.sh. The host prepends API=http://10.0.2.2:PORT/api/v1 and TOKEN=... and
+# subsystem-recreate.sh, ana-multipath.sh and gateway-failover.sh. The host prepends API=http://10.0.2.2:PORT/api/v1 and TOKEN=... and
 # this file to the guest script it runs (lab/initiator --script takes one file).
 
 # api METHOD PATH [curl args]: the REST call; prints the HTTP status; body in /tmp/api.out
@@ -85,3 +85,45 @@ fio_never_failed() {
 
 # ctrl_state CTRL: live, connecting, resetting, ...
 ctrl_state() { cat "/sys/class/nvme/${1##*/}/state" 2>/dev/null || echo gone; }
+
+# ---- multipath paths of $LAB_NQN, by the target port they go through
+# ctrl_of PORT: the controller (nvmeN) of $LAB_NQN connected through that port
+ctrl_of() {
+    local c
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] || continue
+        grep -q "trsvcid=$1\(,\|$\)" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
+    done
+    return 1
+}
+# path_of PORT: namespace 1's path device (nvmeXcYnZ) through that port
+path_of() {
+    local c p
+    c=$(ctrl_of "$1") || return 1
+    for p in /sys/class/nvme/"$c"/nvme*c*n*; do [ -e "$p" ] && { echo "${p##*/}"; return 0; }; done
+    return 1
+}
+ana_of() { cat "/sys/block/$(path_of "$1")/ana_state" 2>/dev/null || echo "?"; }
+# wait_ana PORT STATE T: the path through PORT shows STATE within T s
+wait_ana() {
+    local t=$3
+    for ((; t > 0; t--)); do
+        [ "$(ana_of "$1")" = "$2" ] && { echo "    port $1 ($(path_of "$1")): $2"; return 0; }
+        sleep 1
+    done
+    echo "    port $1: $(ana_of "$1"), wanted $2"; return 1
+}
+# ios_of PORT: completed reads + writes on that path (sysfs stat fields 1 and 5; fio's
+# verify phase only reads)
+ios_of() { awk '{print $1 + $5}' "/sys/block/$(path_of "$1")/stat" 2>/dev/null || echo 0; }
+# one_subsystem_two_paths: $dev (the multipath head) is one subsystem of $LAB_NQN with a path
+# through $PORT_A and one through $PORT_B
+one_subsystem_two_paths() {
+    local subsys=0 s
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$LAB_NQN" ] && subsys=$((subsys + 1))
+    done
+    nvme list-subsys "$dev" | sed 's/^/    /'
+    echo "    subsystems: $subsys; paths: $(path_of "$PORT_A") $(path_of "$PORT_B"); head $dev"
+    [ "$subsys" = 1 ] && path_of "$PORT_A" >/dev/null && path_of "$PORT_B" >/dev/null
+}
