@@ -254,7 +254,7 @@ private:
     target::namespace_config shared_namespace(uint32_t nsid, const std::string& text) const {
         auto j = nlohmann::json::parse(text, nullptr, false);
         if (!j.is_object()) throw std::runtime_error(fmt::format("{}: {} in {} is not JSON", _who, ns_key(nsid), _oid));
-        auto cfg = parse_namespace(j, "/" + ns_key(nsid), _oid, nsid);
+        auto cfg = parse_namespace(j, fmt::format("/ns.{}", nsid), _oid, nsid);
         if (cfg.backend != target::backend_kind::rbd)
             throw std::runtime_error(fmt::format("{}: {} in {} is not an rbd namespace", _who, ns_key(nsid), _oid));
         cfg.rbd.ceph_conf = _cfg.ceph_conf;
