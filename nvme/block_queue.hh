@@ -41,6 +41,11 @@ public:
     virtual unsigned poll() { return 0; }
     // Commands submitted but not yet completed.
     virtual unsigned in_flight() const { return 0; }
+    // True if its commands complete on the store's own threads, which poke the owning reactor
+    // (env::thread_wake_hook()) as they do: the owner may sleep while they are in flight rather
+    // than poll for them (rbd: a completion takes hundreds of microseconds to milliseconds,
+    // and a reactor spinning through that takes the CPU librbd's threads need).
+    virtual bool completes_by_wakeup() const { return false; }
     // What backs the queue, for logs ("hardware queue 3 of 0000:00:04.0"); empty if nothing to say.
     virtual std::string describe() const { return {}; }
 

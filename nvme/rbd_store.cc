@@ -162,7 +162,8 @@ std::string rbd_store::acquire_exclusive_lock(bool break_holder) {
     char* owners[8] = {};
     size_t n = 8;
     rc = ::rbd_lock_get_owners(_image, &mode, owners, &n);
-    if (rc == -ENOENT) n = 0;  // nobody holds it
+    if (rc == -ENOENT)
+        n = 0;  // nobody holds it
     else if (rc < 0)
         fail("cannot read the exclusive lock's holders (is the exclusive-lock feature on?)", rc);
     if (n > 0) {
@@ -204,6 +205,7 @@ public:
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
     unsigned poll() override;
     unsigned in_flight() const override { return _in_flight; }
+    bool completes_by_wakeup() const override { return true; }  // push_done() pokes the reactor
     // A command completes through poll() before its librbd callback has returned.
     bool released() const override { return _in_flight == 0 && unreturned() == 0; }
     std::string describe() const override { return _store.name(); }

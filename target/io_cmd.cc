@@ -97,6 +97,8 @@ void queue::exec_io(transport::request& req) {
     slot.arrival_ns = _arrival_ns;  // no clock read here: on_command's
     slot.counters->submitted(_arrival_ns);
     ++_in_flight;
+    slot.wakes_owner = n.wakes_owner;
+    _in_flight_waking += n.wakes_owner;
     slot.piece_limit = 0;
     if (n.piece_limit && req.data_len > n.piece_limit &&
         (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write || c.opcode == nvme::io_opc::compare)) {

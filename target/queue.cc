@@ -81,6 +81,7 @@ void queue::io_slot::submit_pieces() {
 
 void queue::io_slot::end(uint16_t status) {
     --owner->_in_flight;
+    owner->_in_flight_waking -= wakes_owner;
     // Counters: this queue's own cache lines, written by this reactor only. The one clock read
     // of the completion (steady_clock: clock_gettime through the vDSO, no system call) gives
     // the latency and the end of a busy period.
@@ -110,6 +111,10 @@ unsigned queue::poll() {
 
 unsigned queue::in_flight() const {
     return _in_flight + (_backend_busy || _bindings_busy ? 1u : 0u);
+}
+
+bool queue::wants_polling() const {
+    return _in_flight > _in_flight_waking || _backend_busy || _bindings_busy;
 }
 
 bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
@@ -146,6 +151,7 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
             continue;
         }
         b.n = n;
+        b.wakes_owner = b.bq->completes_by_wakeup();
         counter_labels labels = _counter_labels;
         labels.nsid = nsid;
         b.counters = n->stats->attach(std::move(labels));

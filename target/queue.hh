@@ -29,6 +29,7 @@ public:
     void on_timer(uint64_t now_ns) override;
     unsigned poll() override;
     unsigned in_flight() const override;
+    bool wants_polling() const override;
 
     const std::shared_ptr<controller>& ctrl() const { return _ctrl; }
     // Queues an async event for the host (admin queue of an I/O or discovery controller).
@@ -53,6 +54,7 @@ private:
         uint16_t next_iov = 0;
         uint16_t piece_status = 0;
         uint8_t lbads = 0;
+        bool wakes_owner = false;      // its store pokes the reactor when it completes
         bool submitting = false;       // inside bq->submit()
         bool piece_completed = false;  // ... and the piece completed there
         void complete(uint16_t status) override;
@@ -78,7 +80,8 @@ private:
         uint64_t blocks = 0;
         uint8_t lbads = 0;
         uint32_t piece_limit = 0;  // Read/Write/Compare larger than this are split (0: never)
-        uint16_t ana_status = 0;  // non-zero: its ANA group is not accessible through this path
+        uint16_t ana_status = 0;   // non-zero: its ANA group is not accessible through this path
+        bool wakes_owner = false;  // bq->completes_by_wakeup()
         // Its commands in flight are counters->outstanding (the busy-time count).
     };
 
@@ -155,6 +158,7 @@ private:
     bool _resync_pending = false;  // a namespace waits for its NSID's old binding to go
     std::vector<transport::request*> _aers;  // parked Async Event Requests
     unsigned _in_flight = 0;
+    unsigned _in_flight_waking = 0;  // of _in_flight, those whose store pokes the reactor
     uint64_t _arrival_ns = 0;        // clock read when the current command arrived (on_command)
     counter_labels _counter_labels;  // subsystem, host, cntlid and qid of this I/O queue's counters
     std::optional<pending_connect> _connecting;

@@ -200,6 +200,9 @@ public:
     virtual unsigned poll() { return 0; }
     // Backend commands still outstanding: the connection is not destroyed before 0.
     virtual unsigned in_flight() const { return 0; }
+    // The reactor must keep polling (not sleep): backend work that only poll() advances is
+    // outstanding. Commands whose store wakes the reactor when they complete do not count.
+    virtual bool wants_polling() const { return in_flight() > 0; }
 };
 
 class handler_factory {

@@ -265,10 +265,11 @@ bool reactor::poll_once(bool may_block) {
         connection& c = *s.conn;
         if (c.closing()) continue;
         work |= c.handler()->poll() > 0;
-        // Backend commands in flight complete without a socket event: they count as work, so
-        // the reactor keeps polling for --idle-spin-us after them; a store completing on its
-        // own threads (rbd) pokes it awake when it blocked sooner.
-        work |= c.handler()->in_flight() > 0;
+        // Backend commands in flight complete without a socket event: those only poll() sees
+        // (SSD queue pairs, io_uring files) count as work, so the reactor does not sleep while
+        // they are out. A store completing on its own threads (rbd) pokes the reactor instead:
+        // it may sleep once --idle-spin-us passed, leaving the CPU to those threads.
+        work |= c.handler()->wants_polling();
         if (_ring) continue;  // io_uring sends are queued by poll_uring
         if (c.wants_write()) work |= c.flush();
         const bool want = c.wants_write();

@@ -78,6 +78,12 @@ struct gate_state {
     std::atomic<bool> destroyed{false};
     std::atomic<bool> destroyed_on_reactor{false};  // by a thread named ferry-r<id>
     std::atomic<int> held{0};
+    bool wakes = false;   // the queue says its completions wake the reactor (as rbd's do)
+    env::wake_hook hook;  // the reactor's, taken at the first submit (before `held` moves)
+    void open_gate() {
+        open.store(true);
+        if (wakes) hook();  // as rbd's push_done(): the reactor may be asleep
+    }
 };
 class gated_queue final : public nvme::block_queue {
 public:
@@ -85,6 +91,7 @@ public:
         : _inner(std::move(inner)), _g(std::move(g)) {}
     void submit(const nvme::sqe& cmd, std::span<const iovec> data, nvme::io_completion& done) override {
         _held.push_back({cmd, std::vector<iovec>(data.begin(), data.end()), &done});
+        if (!_g->hook.wake) _g->hook = env::thread_wake_hook();
         _g->held.fetch_add(1);
     }
     unsigned poll() override {
@@ -98,6 +105,7 @@ public:
         return static_cast<unsigned>(held.size());
     }
     unsigned in_flight() const override { return static_cast<unsigned>(_held.size()); }
+    bool completes_by_wakeup() const override { return _g->wakes; }
 
 private:
     struct held_cmd {
@@ -263,6 +271,43 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
     // The NSID can be used again, by a new namespace.
     EXPECT_EQ(lt.tgt.add_namespace(open_nqn, ram_ns(1)), 1u);
     EXPECT_EQ(write_read_verify(q, 1, 0, 11), 0);
+}
+
+// A reactor whose only work is commands in flight on a store that wakes it when they complete
+// (rbd: librbd's threads) sleeps instead of polling, leaving the CPU to those threads; with a
+// store only poll() advances (an SSD queue pair) it keeps polling. Seen through the reactor's
+// busy time (wall-clock length of the passes that found work) over 400 ms with 4 writes held.
+TEST(live, a_reactor_sleeps_while_only_waking_stores_have_commands_in_flight) {
+    for (bool wakes : {true, false}) {
+        SCOPED_TRACE(wakes ? "store wakes the reactor" : "store is polled");
+        auto gate = std::make_shared<gate_state>();
+        gate->wakes = wakes;
+        serve_options o;
+        o.prepare = [&](target::target& t) {
+            auto n = t.find_subsystem(open_nqn)->find_ns(1);
+            n->store = std::make_unique<gated_store>(std::move(n->store), gate);
+        };
+        served_target lt(1, o);
+        tcp_association a(lt.port, open_nqn, host_a, 1);
+        host_conn& q = *a.io[0];
+        auto writes = hold_writes(q, *gate);
+        ASSERT_EQ(gate->held.load(), 4);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past --idle-spin-us
+        const uint64_t busy0 = lt.reactors[0]->busy_ns();
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        const uint64_t busy_ms = (lt.reactors[0]->busy_ns() - busy0) / 1'000'000;
+        if (wakes)
+            EXPECT_LT(busy_ms, 100u);
+        else
+            EXPECT_GT(busy_ms, 300u);
+        gate->open_gate();
+        for (const auto& w : writes) {
+            auto r = q.wait(w.cid);
+            ASSERT_TRUE(r);
+            EXPECT_EQ(r->status, 0);
+        }
+        EXPECT_EQ(write_read_verify(q, 1, 8, 4), 0);
+    }
 }
 
 // Closing a store may block (rbd joins librbd's threads): never on a reactor, whose queue
