@@ -566,7 +566,8 @@ void api_service::add_routes() {
             for (auto it = j.begin(); it != j.end(); ++it)
                 if (it.key() != "size" && it.key() != "ana_group")
                     throw http_error(400, "unknown key (expected: size, ana_group)", "/" + it.key());
-            if (!j.contains("size") && !j.contains("ana_group")) throw http_error(400, "missing: size or ana_group", "/size");
+            if (!j.contains("size") && !j.contains("ana_group"))
+                throw http_error(400, "missing: size or ana_group", "/size");
             std::optional<uint32_t> ana_group;
             if (j.contains("ana_group")) {
                 if (!j["ana_group"].is_number_integer()) throw http_error(400, "must be an integer", "/ana_group");
@@ -725,9 +726,22 @@ void api_service::add_routes() {
     });
 
     // ---- listeners and referrals
-    add("GET", "/api/v1/listeners", get_list, [&c = _control](context&) {
+    // A listener as GET shows it: its configuration and, under a gateway group, the live states
+    // of the groups the gateway runs (not configuration: set by the group, refused to PUT).
+    auto listener_json = [&c = _control](const target::listener_config& l) {
+        json j = to_json(l);
+        const auto managed = c.managed_ana();
+        if (!managed.manager.empty()) {
+            json groups = json::object();
+            for (const auto& [group, state] : managed.groups)
+                groups[std::to_string(group)] = target::ana_state_name(state);
+            j["ana_managed"] = {{"by", managed.manager}, {"groups", groups}};
+        }
+        return j;
+    };
+    add("GET", "/api/v1/listeners", get_list, [&c = _control, listener_json](context&) {
         json out = json::array();
-        for (const auto& l : c.current_config().listeners) out.push_back(to_json(l));
+        for (const auto& l : c.current_config().listeners) out.push_back(listener_json(l));
         return json_response(200, out);
     });
     add("POST", "/api/v1/listeners", create_top, [this, &c = _control, commit_addition](context& ctx) {
@@ -756,7 +770,7 @@ void api_service::add_routes() {
         });
     // ANA state of one group through one listener: {"state": "inaccessible"}; optimized is the default.
     add("PUT", "/api/v1/listeners/{address}:{port}/ana/{group}", patch,
-        [this, &c = _control, persist_then_apply](context& ctx) {
+        [this, &c = _control, persist_then_apply, listener_json](context& ctx) {
             std::string address;
             uint16_t port = 0;
             if (!split_endpoint(ctx.params[0], address, port)) throw http_error(404, "no listener " + ctx.params[0]);
@@ -789,7 +803,7 @@ void api_service::add_routes() {
                 l->ana[group] = *state;
             persist_then_apply(before, after, [&] { c.set_ana_state(address, port, group, *state); });
             for (const auto& now : c.current_config().listeners)
-                if (now.address == address && now.port == port) return json_response(200, to_json(now));
+                if (now.address == address && now.port == port) return json_response(200, listener_json(now));
             throw http_error(404, "no listener " + ctx.params[0]);
         });
     add("GET", "/api/v1/referrals", get_list, [&c = _control](context&) {

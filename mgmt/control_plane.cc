@@ -69,6 +69,7 @@ public:
     void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) override {
         _tgt.set_namespace_ana_group(nqn, nsid, group);
     }
+    target::target::managed_ana_view managed_ana() const override { return _tgt.managed_ana(); }
     void add_referral(const target::referral_config& r) override { _tgt.add_referral(r); }
     void remove_referral(const std::string& address, uint16_t port) override { _tgt.remove_referral(address, port); }
     target::target_config current_config() const override { return _tgt.current_config(); }

@@ -41,6 +41,8 @@ public:
     // ANA: a group's state through a listener; a namespace's group (target/target.hh).
     virtual void set_ana_state(const std::string& address, uint16_t port, uint32_t group, target::ana_state s) = 0;
     virtual void set_namespace_ana_group(const std::string& nqn, uint32_t nsid, uint32_t group) = 0;
+    // A gateway group's live ANA states (none without one), shown with the listeners.
+    virtual target::target::managed_ana_view managed_ana() const { return {}; }
     virtual void add_referral(const target::referral_config& r) = 0;
     virtual void remove_referral(const std::string& address, uint16_t port) = 0;
     virtual target::target_config current_config() const = 0;

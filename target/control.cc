@@ -440,6 +440,20 @@ ana_state target::managed_ana_state(uint32_t group) const {
     return _unlisted_ana->state(group);
 }
 
+target::managed_ana_view target::managed_ana() const {
+    managed_ana_view v;
+    std::vector<uint32_t> used;
+    for (const auto& s : subsystems())
+        for (const auto& [nsid, n] : s->namespaces()) used.push_back(n.ana_group.load(std::memory_order_relaxed));
+    std::lock_guard g(_lock);
+    if (_ana_manager.empty()) return v;
+    v.manager = _ana_manager;
+    for (uint32_t group : used)
+        if (std::find(_managed_ana_groups.begin(), _managed_ana_groups.end(), group) != _managed_ana_groups.end())
+            v.groups[group] = _unlisted_ana->state(group);
+    return v;
+}
+
 void target::set_cntlid_range(uint16_t min, uint16_t max) {
     std::lock_guard control(_control_lock);
     if (min < 1 || max > 0xFFEF || min > max)

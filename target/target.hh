@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -114,6 +115,13 @@ public:
     void set_ana_manager(std::vector<uint32_t> groups, std::string manager);
     void set_managed_ana_state(uint32_t group, ana_state state, bool log = true);
     ana_state managed_ana_state(uint32_t group) const;
+    // What the REST API shows of a gateway group's live states (they are not in the
+    // configuration): the manager, and each managed group a namespace uses with its state.
+    struct managed_ana_view {
+        std::string manager;  // empty: no gateway group
+        std::map<uint32_t, ana_state> groups;
+    };
+    managed_ana_view managed_ana() const;
     // CNTLIDs this target gives its controllers (every subsystem, also those added later):
     // gateways of one group serve one subsystem and a host's controllers through them must not
     // share an ID (Linux refuses a path whose CNTLID another path of the subsystem has).

@@ -114,6 +114,12 @@ check "POST namespace 2 (image $IMAGE-2) through A's REST API" test "$(api POST 
 check "B adds namespace 2" wait_log "$WORK/b.log" "namespace 2 added through another gateway" 15 || true
 check "DELETE namespace 2 through A's REST API" test "$(api DELETE "/subsystems/$NQN/namespaces/2")" = 204 || cat "$WORK/api.out"
 check "B removes namespace 2" wait_log "$WORK/b.log" "namespace 2 was removed through another gateway" 15 || true
+# The live states the group gives A's listener (not configuration): group 1 (namespace 1) optimized.
+check "GET listeners on A shows the gateway group's live ANA states" test "$(api GET /listeners)" = 200 || true
+check "... group 1 optimized, run by gw-a" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))[0]["ana_managed"]
+sys.exit(0 if m["groups"] == {"1": "optimized"} and "gw-a" in m["by"] else f"ana_managed: {m}")' "$WORK/api.out" || true
 
 # CNTLIDs 900..1100 overlap both: refused before it serves.
 st=0

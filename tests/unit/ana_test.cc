@@ -295,6 +295,7 @@ TEST(ana, groups_run_by_a_gateway_group_refuse_manual_states_and_follow_the_gate
     ASSERT_EQ(p1.set_aen(nvme::aen::cfg_ana), 0);
     std::vector<uint32_t> all;
     for (uint32_t g = 1; g <= target::max_ana_groups; ++g) all.push_back(g);
+    EXPECT_TRUE(h.tgt.managed_ana().manager.empty());  // no gateway group: nothing to show
     h.tgt.set_ana_manager(all, "gateway gw-a of group g");
     try {
         h.tgt.set_ana_state("127.0.0.1", 4420, 1, target::ana_state::inaccessible);
@@ -332,6 +333,12 @@ TEST(ana, groups_run_by_a_gateway_group_refuse_manual_states_and_follow_the_gate
     EXPECT_EQ(p1.read(1), 0);
     // Runtime only: a restart starts managed groups inaccessible until the gateway holds locks.
     for (const auto& lc : h.tgt.current_config().listeners) EXPECT_TRUE(lc.ana.empty());
+    // What the REST API shows instead: the live state of each group a namespace uses.
+    h.tgt.set_managed_ana_state(2, target::ana_state::inaccessible);
+    const auto view = h.tgt.managed_ana();
+    EXPECT_EQ(view.manager, "gateway gw-a of group g");
+    using states = std::map<uint32_t, target::ana_state>;
+    EXPECT_EQ(view.groups, (states{{1, target::ana_state::optimized}, {2, target::ana_state::inaccessible}}));
 }
 
 // Gateways of one group give out disjoint CNTLIDs (Linux refuses a second path with a CNTLID

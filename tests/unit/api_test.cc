@@ -121,6 +121,8 @@ public:
             }
         throw change_error(change_errc::not_found, "no namespace");
     }
+    ferry::target::target::managed_ana_view managed;
+    ferry::target::target::managed_ana_view managed_ana() const override { return managed; }
     void add_referral(const ferry::target::referral_config& r) override { cfg.referrals.push_back(r); }
     void remove_referral(const std::string& a, uint16_t p) override {
         if (!std::erase_if(cfg.referrals, [&](auto& r) { return r.address == a && r.port == p; }))
@@ -349,6 +351,31 @@ TEST_F(api_fixture, changes_are_persisted_and_read_back) {
 
     ASSERT_EQ(call("DELETE", "/api/v1/subsystems/testnqn").status, 204u);
     EXPECT_TRUE(ferry::mgmt::parse_config_file(state_text(), "state.json").target.subsystems.empty());
+}
+
+// Under a gateway group the listeners also show the group's live ANA states, which are not
+// configuration: not in "ana", not in the state file, not accepted in a request.
+TEST_F(api_fixture, listeners_show_a_gateway_groups_live_ana_states) {
+    EXPECT_FALSE(call("GET", "/api/v1/listeners").js[0].contains("ana_managed"));
+    const std::string state_before = state_text();
+    model.managed.manager = "gateway gw-a of group g";
+    model.managed.groups = {{1, ferry::target::ana_state::optimized}, {2, ferry::target::ana_state::inaccessible}};
+    const reply r = call("GET", "/api/v1/listeners");
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_EQ(r.js[0]["ana_managed"],
+              json::parse(R"({"by": "gateway gw-a of group g", "groups": {"1": "optimized", "2": "inaccessible"}})"));
+    EXPECT_EQ(r.js[0]["ana"], json::object());
+    // A PUT's answer is the listener as GET shows it.
+    const reply put = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/3", R"({"state": "inaccessible"})");
+    EXPECT_EQ(put.status, 200u) << put.body;
+    EXPECT_EQ(put.js["ana_managed"]["by"], "gateway gw-a of group g");
+    EXPECT_EQ(put.js["ana"], json::parse(R"({"3": "inaccessible"})"));
+    EXPECT_EQ(state_text().find("ana_managed"), std::string::npos);
+    EXPECT_NE(state_text(), state_before);  // the PUT itself was stored
+    const reply post = call("POST", "/api/v1/listeners",
+                            R"({"address": "127.0.0.1", "port": 4421, "ana_managed": {"by": "me", "groups": {}}})");
+    EXPECT_EQ(post.status, 400u) << post.body;
+    EXPECT_EQ(post.js.value("path", ""), "/ana_managed");
 }
 
 TEST_F(api_fixture, ana_change_is_refused_with_the_reason_and_nothing_changes) {

@@ -332,6 +332,13 @@ TEST(FerryctlAna, ListenerOptionAndShowView) {
               "10.0.0.2:4420  1      optimized     nqn.a/1 nqn.a/3\n"
               "10.0.0.2:4420  2      optimized     nqn.a/2\n"
               "10.0.0.2:4420  5      change        -\n");
+    // A gateway's listener: the group's live states, and who sets them.
+    const json gateway = json::parse(R"([{"address": "10.0.0.3", "port": 4420, "ana": {},
+        "ana_managed": {"by": "gateway gw-a of group g", "groups": {"1": "optimized", "2": "inaccessible"}}}])");
+    EXPECT_EQ(ana_table(ana_view(gateway, subsystems)),
+              "LISTENER       GROUP  STATE                                   NAMESPACES\n"
+              "10.0.0.3:4420  1      optimized (gateway gw-a of group g)     nqn.a/1 nqn.a/3\n"
+              "10.0.0.3:4420  2      inaccessible (gateway gw-a of group g)  nqn.a/2\n");
 }
 
 // deploy/ferry.example.json is what ferryd's own validator accepts (comments included) and holds

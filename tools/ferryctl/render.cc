@@ -236,6 +236,15 @@ json ana_view(const json& listeners, const json& subsystems) {
                 if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
                     !it.key().empty() && it.key().size() < 6)
                     states[std::stoull(it.key())] = it.value().get<std::string>();
+        // Under a gateway group its live states win: the group, not the configuration, sets them.
+        std::string managed_by;
+        if (const json& m = field(l, "ana_managed"); m.is_object() && field(m, "groups").is_object()) {
+            managed_by = cell(m, "by");
+            for (auto it = field(m, "groups").begin(); it != field(m, "groups").end(); ++it)
+                if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
+                    !it.key().empty() && it.key().size() < 6)
+                    states[std::stoull(it.key())] = it.value().get<std::string>() + " (" + managed_by + ")";
+        }
         const std::string where = cell(l, "address").find(':') != std::string::npos
                                       ? "[" + cell(l, "address") + "]:" + cell(l, "port")
                                       : cell(l, "address") + ":" + cell(l, "port");
