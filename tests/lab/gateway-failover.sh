@@ -6,7 +6,9 @@
 # (guest/gateway-failover-guest.sh) connects to both with native NVMe multipath and runs fio
 # write+verify on the multipath head; when it prints KILL-GATEWAY-A, A is killed with -9. B
 # must take the group over (break A's lock, change -> optimized, AEN), the host must move to
-# B by itself, and fio must finish every pass without an I/O error or a verify failure.
+# B by itself; at RESTART-GATEWAY-A, A is started again and B must hand the group back while
+# fio writes through B, and the host must move back to A. fio must finish every pass without
+# an I/O error or a verify failure.
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,6 +24,7 @@ NQN=nqn.2026-11.io.ferry:gateway-lab
 GUEST_DIR=$REPO/tests/lab/guest
 MICRO=${CEPH_MICRO:-$REPO/../shared/ceph/micro}
 MARKER=KILL-GATEWAY-A
+MARKER2=RESTART-GATEWAY-A
 
 lab_begin gateway-failover
 # This scenario's cluster only: an inherited CEPH_KEYRING (another cluster's, e.g. from
@@ -90,6 +93,16 @@ log = open(sys.argv[1], errors="replace").read()
 m = re.findall(r"ANA group 1 -> optimized on \d+ listener\(s\) \(change count \d+, (\d+) controller", log)
 print("    controllers notified when group 1 became optimized:", m)
 sys.exit(0 if m and int(m[-1]) >= 1 else 1)' "$WORK/b.log" || true
+        # Hand-back under load: A restarts while fio writes through B.
+        if check "guest asks for A back (console shows $MARKER2)" \
+                wait_console "$run/console.log" "^$MARKER2" 400 "$guest_pid"; then
+            check "gateway A restarts" start_gateway gw-a "$WORK/a2.log" || true
+            check "B hands group 1 back to A (fio writing through B)" \
+                wait_text "$WORK/b.log" "hands ANA group 1 to gateway gw-a" 60 || true
+            check "A serves group 1 again" wait_text "$WORK/a2.log" "ANA group 1 -> optimized" 60 || true
+        else
+            fail_check "gateway A restarts" "the guest never got to $MARKER2"
+        fi
     else
         fail_check "kill -9 gateway A" "the guest never got to $MARKER"
     fi

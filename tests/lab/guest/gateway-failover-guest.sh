@@ -4,7 +4,9 @@
 # (owns ANA group 1, the image's namespace: optimized), B through $PORT_B (inaccessible).
 # Connects both with native NVMe multipath, runs fio write+verify passes on the multipath head,
 # prints KILL-GATEWAY-A (the host then kills A with -9), and checks that path B becomes
-# optimized, fio goes on without an I/O error and its verify passes, and B's controller is live.
+# optimized and fio goes on; then prints RESTART-GATEWAY-A (the host restarts A) and checks that
+# the host reconnects A, B hands group 1 back under fio's writes, path A is optimized again and
+# fio goes on through it; fio never fails a pass (verify included) and both controllers are live.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR/../../../../shared/lab source=guest-lib.sh
 source /lab/lib.sh
@@ -41,6 +43,23 @@ step path-b-becomes-optimized wait_ana "$PORT_B" optimized 90 || true
 step fio-continues-through-gateway-b more_passes 2 240 || true
 io_b1=$(ios_of "$PORT_B")
 step io-went-through-gateway-b sh -c "echo '    I/Os through B: $io_b0 -> $io_b1'; [ $io_b1 -gt $io_b0 ]" || true
+# A restarted (the host does that at RESTART-GATEWAY-A): the kernel reconnects path A by itself,
+# B hands group 1 back while fio writes through B (none of those writes may fail), and fio goes
+# on through A.
+a_live() { [ "$(ctrl_state "$(ctrl_of "$PORT_A")")" = live ]; }
+wait_a_live() {
+    local i
+    for ((i = 0; i < $1; i++)); do a_live && return 0; sleep 1; done
+    echo "    controller through A: $(ctrl_state "$(ctrl_of "$PORT_A")") after $1 s"; return 1
+}
+io_a0=$(ios_of "$PORT_A")
+echo "RESTART-GATEWAY-A"
+step path-a-reconnects wait_a_live 90 || true
+step path-a-optimized-again wait_ana "$PORT_A" optimized 90 || true
+step path-b-inaccessible-again wait_ana "$PORT_B" inaccessible 30 || true
+step fio-continues-through-gateway-a more_passes 2 240 || true
+io_a1=$(ios_of "$PORT_A")
+step io-went-through-gateway-a sh -c "echo '    I/Os through A: $io_a0 -> $io_a1'; [ $io_a1 -gt $io_a0 ]" || true
 touch /tmp/stop-fio
 wait "$fio_pid" || true
 step fio-never-failed fio_never_failed || true
@@ -51,6 +70,7 @@ b_live() {
     [ "$b" = live ]
 }
 step surviving-path-live b_live || true
+step restarted-path-live a_live || true
 dmesg | grep -iE 'nvme|ana' | tail -25 || true
 step disconnect nvme disconnect -n "$LAB_NQN" || true
 summary
