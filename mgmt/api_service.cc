@@ -727,21 +727,21 @@ void api_service::add_routes() {
 
     // ---- listeners and referrals
     // A listener as GET shows it: its configuration and, under a gateway group, the live states
-    // of the groups the gateway runs (not configuration: set by the group, refused to PUT).
-    auto listener_json = [&c = _control](const target::listener_config& l) {
-        json j = to_json(l);
-        const auto managed = c.managed_ana();
+    // of the groups the gateway runs (not configuration: set by the group; PUT of one is 409).
+    add("GET", "/api/v1/listeners", get_list, [&c = _control](context&) {
+        const auto managed = c.managed_ana();  // one view for every listener of the answer
+        json ana_managed;
         if (!managed.manager.empty()) {
             json groups = json::object();
             for (const auto& [group, state] : managed.groups)
                 groups[std::to_string(group)] = target::ana_state_name(state);
-            j["ana_managed"] = {{"by", managed.manager}, {"groups", groups}};
+            ana_managed = {{"by", managed.manager}, {"groups", groups}};
         }
-        return j;
-    };
-    add("GET", "/api/v1/listeners", get_list, [&c = _control, listener_json](context&) {
         json out = json::array();
-        for (const auto& l : c.current_config().listeners) out.push_back(listener_json(l));
+        for (const auto& l : c.current_config().listeners) {
+            out.push_back(to_json(l));
+            if (!ana_managed.is_null()) out.back()["ana_managed"] = ana_managed;
+        }
         return json_response(200, out);
     });
     add("POST", "/api/v1/listeners", create_top, [this, &c = _control, commit_addition](context& ctx) {
@@ -770,7 +770,7 @@ void api_service::add_routes() {
         });
     // ANA state of one group through one listener: {"state": "inaccessible"}; optimized is the default.
     add("PUT", "/api/v1/listeners/{address}:{port}/ana/{group}", patch,
-        [this, &c = _control, persist_then_apply, listener_json](context& ctx) {
+        [this, &c = _control, persist_then_apply](context& ctx) {
             std::string address;
             uint16_t port = 0;
             if (!split_endpoint(ctx.params[0], address, port)) throw http_error(404, "no listener " + ctx.params[0]);
@@ -803,7 +803,7 @@ void api_service::add_routes() {
                 l->ana[group] = *state;
             persist_then_apply(before, after, [&] { c.set_ana_state(address, port, group, *state); });
             for (const auto& now : c.current_config().listeners)
-                if (now.address == address && now.port == port) return json_response(200, listener_json(now));
+                if (now.address == address && now.port == port) return json_response(200, to_json(now));
             throw http_error(404, "no listener " + ctx.params[0]);
         });
     add("GET", "/api/v1/referrals", get_list, [&c = _control](context&) {

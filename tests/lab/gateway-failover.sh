@@ -79,7 +79,7 @@ if check "ports $PORT_A and $PORT_B free" ports_free &&
    check "A owns ANA group 1" wait_text "$WORK/a.log" "ANA group 1 -> optimized" 15 &&
    check "gateway B starts" start_gateway gw-b "$WORK/b.log"; then
     { echo "PORT_B=$PORT_B"; cat "$GUEST_DIR/live-common.sh" "$GUEST_DIR/gateway-failover-guest.sh"; } > "$WORK/guest.sh"
-    start_initiator_bg gateway-failover --port "$PORT_A" --nqn "$NQN" --script "$WORK/guest.sh" --timeout 900
+    start_initiator_bg gateway-failover --port "$PORT_A" --nqn "$NQN" --script "$WORK/guest.sh" --timeout 1200
     guest_pid=$BG_PID guest_out=$BG_OUT
     run=$(initiator_run_dir "$guest_out" 60) || run=""
     if [ -n "$run" ] && check "guest fio runs through A (console shows $MARKER)" \

@@ -26,6 +26,7 @@ using ferry::target::change_error;
 class model_control final : public ferry::mgmt::control_plane {
 public:
     ferry::target::target_config cfg;
+    ferry::target::target::managed_ana_view managed;  // a gateway group's, when set
 
     ferry::target::subsystem_config& sub(const std::string& nqn) {
         for (auto& s : cfg.subsystems)
@@ -103,6 +104,9 @@ public:
             throw change_error(change_errc::not_found, "no listener");
     }
     void set_ana_state(const std::string& a, uint16_t p, uint32_t group, ferry::target::ana_state s) override {
+        if (!managed.manager.empty())  // as target::set_ana_state: a gateway group runs all 32
+            throw change_error(change_errc::conflict, "ANA group " + std::to_string(group) + " is run by " +
+                                                          managed.manager);
         for (auto& l : cfg.listeners) {
             if (l.address != a || l.port != p) continue;
             if (s == ferry::target::ana_state::optimized)
@@ -121,7 +125,6 @@ public:
             }
         throw change_error(change_errc::not_found, "no namespace");
     }
-    ferry::target::target::managed_ana_view managed;
     ferry::target::target::managed_ana_view managed_ana() const override { return managed; }
     void add_referral(const ferry::target::referral_config& r) override { cfg.referrals.push_back(r); }
     void remove_referral(const std::string& a, uint16_t p) override {
@@ -357,7 +360,6 @@ TEST_F(api_fixture, changes_are_persisted_and_read_back) {
 // configuration: not in "ana", not in the state file, not accepted in a request.
 TEST_F(api_fixture, listeners_show_a_gateway_groups_live_ana_states) {
     EXPECT_FALSE(call("GET", "/api/v1/listeners").js[0].contains("ana_managed"));
-    const std::string state_before = state_text();
     model.managed.manager = "gateway gw-a of group g";
     model.managed.groups = {{1, ferry::target::ana_state::optimized}, {2, ferry::target::ana_state::inaccessible}};
     const reply r = call("GET", "/api/v1/listeners");
@@ -365,13 +367,15 @@ TEST_F(api_fixture, listeners_show_a_gateway_groups_live_ana_states) {
     EXPECT_EQ(r.js[0]["ana_managed"],
               json::parse(R"({"by": "gateway gw-a of group g", "groups": {"1": "optimized", "2": "inaccessible"}})"));
     EXPECT_EQ(r.js[0]["ana"], json::object());
-    // A PUT's answer is the listener as GET shows it.
+    // Set by the group: a PUT is a conflict naming it, and nothing is stored.
     const reply put = call("PUT", "/api/v1/listeners/127.0.0.1:4420/ana/3", R"({"state": "inaccessible"})");
-    EXPECT_EQ(put.status, 200u) << put.body;
-    EXPECT_EQ(put.js["ana_managed"]["by"], "gateway gw-a of group g");
-    EXPECT_EQ(put.js["ana"], json::parse(R"({"3": "inaccessible"})"));
-    EXPECT_EQ(state_text().find("ana_managed"), std::string::npos);
-    EXPECT_NE(state_text(), state_before);  // the PUT itself was stored
+    EXPECT_EQ(put.status, 409u) << put.body;
+    EXPECT_NE(put.js.value("error", "").find("gateway gw-a of group g"), std::string::npos) << put.body;
+    const std::string state_after = state_text();  // the rolled-back configuration, if written
+    if (!state_after.empty()) {
+        EXPECT_EQ(json::parse(state_after)["listeners"][0]["ana"], json::object());
+    }
+    EXPECT_EQ(state_after.find("ana_managed"), std::string::npos);
     const reply post = call("POST", "/api/v1/listeners",
                             R"({"address": "127.0.0.1", "port": 4421, "ana_managed": {"by": "me", "groups": {}}})");
     EXPECT_EQ(post.status, 400u) << post.body;

@@ -335,7 +335,11 @@ TEST(FerryctlAna, ListenerOptionAndShowView) {
     // A gateway's listener: the group's live states, and who sets them.
     const json gateway = json::parse(R"([{"address": "10.0.0.3", "port": 4420, "ana": {},
         "ana_managed": {"by": "gateway gw-a of group g", "groups": {"1": "optimized", "2": "inaccessible"}}}])");
-    EXPECT_EQ(ana_table(ana_view(gateway, subsystems)),
+    const json gw_view = ana_view(gateway, subsystems);
+    EXPECT_EQ(gw_view[0]["state"], "optimized");  // --json: a state name, who sets it apart
+    EXPECT_EQ(gw_view[0]["set_by"], "gateway gw-a of group g");
+    EXPECT_FALSE(ana_view(listeners, subsystems)[0].contains("set_by"));
+    EXPECT_EQ(ana_table(gw_view),
               "LISTENER       GROUP  STATE                                   NAMESPACES\n"
               "10.0.0.3:4420  1      optimized (gateway gw-a of group g)     nqn.a/1 nqn.a/3\n"
               "10.0.0.3:4420  2      inaccessible (gateway gw-a of group g)  nqn.a/2\n");

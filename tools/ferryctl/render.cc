@@ -237,14 +237,14 @@ json ana_view(const json& listeners, const json& subsystems) {
                     !it.key().empty() && it.key().size() < 6)
                     states[std::stoull(it.key())] = it.value().get<std::string>();
         // Under a gateway group its live states win: the group, not the configuration, sets them.
-        std::string managed_by;
-        if (const json& m = field(l, "ana_managed"); m.is_object() && field(m, "groups").is_object()) {
-            managed_by = cell(m, "by");
+        std::map<uint64_t, std::string> set_by;
+        if (const json& m = field(l, "ana_managed"); m.is_object() && field(m, "groups").is_object())
             for (auto it = field(m, "groups").begin(); it != field(m, "groups").end(); ++it)
                 if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
-                    !it.key().empty() && it.key().size() < 6)
-                    states[std::stoull(it.key())] = it.value().get<std::string>() + " (" + managed_by + ")";
-        }
+                    !it.key().empty() && it.key().size() < 6) {
+                    states[std::stoull(it.key())] = it.value().get<std::string>();
+                    set_by[std::stoull(it.key())] = cell(m, "by");
+                }
         const std::string where = cell(l, "address").find(':') != std::string::npos
                                       ? "[" + cell(l, "address") + "]:" + cell(l, "port")
                                       : cell(l, "address") + ":" + cell(l, "port");
@@ -252,7 +252,9 @@ json ana_view(const json& listeners, const json& subsystems) {
             json ns = json::array();
             if (auto m = members.find(g); m != members.end())
                 for (const auto& x : m->second) ns.push_back(x);
-            view.push_back({{"listener", where}, {"group", g}, {"state", state}, {"namespaces", ns}});
+            json row = {{"listener", where}, {"group", g}, {"state", state}, {"namespaces", ns}};
+            if (auto b = set_by.find(g); b != set_by.end()) row["set_by"] = b->second;
+            view.push_back(std::move(row));
         }
     }
     return view;
@@ -264,7 +266,9 @@ std::string ana_table(const json& view) {
         for (const auto& r : view) {
             std::string ns;
             for (const auto& x : field(r, "namespaces")) ns += (ns.empty() ? "" : " ") + x.get<std::string>();
-            rows.push_back({cell(r, "listener"), cell(r, "group"), cell(r, "state"), ns.empty() ? "-" : ns});
+            std::string state = cell(r, "state");
+            if (field(r, "set_by").is_string()) state += " (" + cell(r, "set_by") + ")";
+            rows.push_back({cell(r, "listener"), cell(r, "group"), state, ns.empty() ? "-" : ns});
         }
     return format_table({"LISTENER", "GROUP", "STATE", "NAMESPACES"}, rows);
 }
