@@ -105,8 +105,8 @@ public:
     }
     void set_ana_state(const std::string& a, uint16_t p, uint32_t group, ferry::target::ana_state s) override {
         if (!managed.manager.empty())  // as target::set_ana_state: a gateway group runs all 32
-            throw change_error(change_errc::conflict, "ANA group " + std::to_string(group) + " is run by " +
-                                                          managed.manager);
+            throw change_error(change_errc::conflict,
+                               "ANA group " + std::to_string(group) + " is run by " + managed.manager);
         for (auto& l : cfg.listeners) {
             if (l.address != a || l.port != p) continue;
             if (s == ferry::target::ana_state::optimized)
