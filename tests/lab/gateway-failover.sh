@@ -110,6 +110,7 @@ sys.exit(0 if m and int(m[-1]) >= 1 else 1)' "$WORK/b.log" || true
     wait_initiator "$guest_pid" || rc=$?
     sed 's/^/    /' "$guest_out"
     console=$(initiator_console "$guest_out")
+    rc=$(guest_exit_status "$rc" "$console")
     _print_guest_steps "$console"
     line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$guest_out" | tail -1 || true)
     _report_run gateway-failover lab/initiator "$rc" "$line" "$console" 0 60

@@ -274,6 +274,24 @@ wait_initiator() {
     return "$rc"
 }
 
+# guest_exit_status RC CONSOLE: the lab run's exit status, RC, except in one harness race:
+# ../shared/lab reads the guest's exit code from its console's "LAB-EXIT: N" line, and a kernel
+# message printed into that line ("LAB-EXIT: 0[   44.636630] sysrq: Power Off", seen in CI)
+# makes it `return` a non-number: status 2. Then the guest's own code is the number before the
+# message's timestamp; anything else stays RC.
+guest_exit_status() {
+    local rc=$1 console=$2 l
+    if [ "$rc" = 2 ] && [ -r "$console" ]; then
+        l=$(tr -d '\r' < "$console" | grep -a '^LAB-EXIT: ' | tail -1 || true)
+        if [[ $l =~ ^LAB-EXIT:\ ([0-9]+)\[\ *[0-9]+\.[0-9]+\]\  ]]; then
+            echo "    [lab] exit status 2 was the harness misreading '$l': the guest exited ${BASH_REMATCH[1]}" >&2
+            echo "${BASH_REMATCH[1]}"
+            return
+        fi
+    fi
+    echo "$rc"
+}
+
 # _report_run NAME TOOL RC LINE CONSOLE T0 TAIL: print a lab run's result line and add its
 # "N passed, N failed" LINE to the totals. No summary line, or a non-zero exit with 0 failures
 # reported, counts as one more failure. On a failed run, show the last TAIL console lines.
@@ -302,6 +320,7 @@ run_initiator() {
     wait_initiator "$BG_PID" || rc=$?
     sed 's/^/    /' "$BG_OUT"
     console=$(initiator_console "$BG_OUT")
+    rc=$(guest_exit_status "$rc" "$console")
     _print_guest_steps "$console"
     line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$BG_OUT" | tail -1 || true)
     _report_run "$name" lab/initiator "$rc" "$line" "$console" "$t0" 40
@@ -317,6 +336,7 @@ run_guest() {
     wait_initiator "$BG_PID" || rc=$?
     sed 's/^/    /' "$BG_OUT"
     GUEST_CONSOLE=$(initiator_console "$BG_OUT")
+    rc=$(guest_exit_status "$rc" "$GUEST_CONSOLE")
     _print_guest_steps "$GUEST_CONSOLE"
     [ -r "$GUEST_CONSOLE" ] &&
         line=$(tr -d '\r' < "$GUEST_CONSOLE" | grep -aE '^[0-9]+ passed, [0-9]+ failed$' | tail -1 || true)
