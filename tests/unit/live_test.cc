@@ -142,6 +142,12 @@ private:
     std::shared_ptr<gate_state> _g;
 };
 
+// Namespace 1 of the open subsystem behind `gate` (a serve_options::prepare step).
+void gate_namespace_1(target::target& t, const std::shared_ptr<gate_state>& gate) {
+    auto n = t.find_subsystem(open_nqn)->find_ns(1);
+    n->store = std::make_unique<gated_store>(std::move(n->store), gate);
+}
+
 // Everything of a configuration, for "nothing changed" comparisons.
 std::string dump(const target::target_config& c) {
     std::string s;
@@ -234,10 +240,7 @@ bool wait_destroyed(gate_state& gate) {
 TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_store) {
     auto gate = std::make_shared<gate_state>();
     serve_options o;
-    o.prepare = [&](target::target& t) {
-        auto n = t.find_subsystem(open_nqn)->find_ns(1);
-        n->store = std::make_unique<gated_store>(std::move(n->store), gate);
-    };
+    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
     served_target lt(2, o);
     tcp_association a(lt.port, open_nqn, host_a, 1);
     host_conn& q = *a.io[0];
@@ -283,10 +286,7 @@ TEST(live, a_reactor_sleeps_while_only_waking_stores_have_commands_in_flight) {
         auto gate = std::make_shared<gate_state>();
         gate->wakes = wakes;
         serve_options o;
-        o.prepare = [&](target::target& t) {
-            auto n = t.find_subsystem(open_nqn)->find_ns(1);
-            n->store = std::make_unique<gated_store>(std::move(n->store), gate);
-        };
+        o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
         served_target lt(1, o);
         tcp_association a(lt.port, open_nqn, host_a, 1);
         host_conn& q = *a.io[0];
@@ -316,8 +316,7 @@ TEST(live, a_namespace_whose_removal_timed_out_is_closed_off_the_reactors) {
     auto gate = std::make_shared<gate_state>();
     serve_options o;
     o.prepare = [&](target::target& t) {
-        auto n = t.find_subsystem(open_nqn)->find_ns(1);
-        n->store = std::make_unique<gated_store>(std::move(n->store), gate);
+        gate_namespace_1(t, gate);
         t.set_release_timeout_ms(100);
     };
     served_target lt(2, o);
@@ -341,10 +340,7 @@ TEST(live, a_namespace_whose_removal_timed_out_is_closed_off_the_reactors) {
 TEST(live, a_removed_subsystems_stores_are_closed_off_the_reactors) {
     auto gate = std::make_shared<gate_state>();
     serve_options o;
-    o.prepare = [&](target::target& t) {
-        auto n = t.find_subsystem(open_nqn)->find_ns(1);
-        n->store = std::make_unique<gated_store>(std::move(n->store), gate);
-    };
+    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
     served_target lt(2, o);
     tcp_association a(lt.port, open_nqn, host_a, 1);
     hold_writes(*a.io[0], *gate);

@@ -216,6 +216,19 @@ std::string listeners_table(const json& listeners) {
     return format_table({"TRANSPORT", "ADDRESS", "PORT", "TLS"}, rows);
 }
 
+namespace {
+// Calls take(group, state) for each "<group>": "<state>" entry of an ANA object; keys that are
+// not group numbers, and states that are not strings, are skipped.
+template <typename Take>
+void each_group_state(const json& ana, Take&& take) {
+    if (!ana.is_object()) return;
+    for (auto it = ana.begin(); it != ana.end(); ++it)
+        if (it.value().is_string() && !it.key().empty() && it.key().size() < 6 &&
+            it.key().find_first_not_of("0123456789") == std::string::npos)
+            take(std::stoull(it.key()), it.value().get<std::string>());
+}
+}  // namespace
+
 json ana_view(const json& listeners, const json& subsystems) {
     std::map<uint64_t, std::vector<std::string>> members;  // group -> "NQN/NSID"
     if (subsystems.is_array())
@@ -231,20 +244,14 @@ json ana_view(const json& listeners, const json& subsystems) {
     for (const auto& l : listeners) {
         std::map<uint64_t, std::string> states;
         for (const auto& [g, unused] : members) states[g] = "optimized";
-        if (field(l, "ana").is_object())
-            for (auto it = field(l, "ana").begin(); it != field(l, "ana").end(); ++it)
-                if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
-                    !it.key().empty() && it.key().size() < 6)
-                    states[std::stoull(it.key())] = it.value().get<std::string>();
+        each_group_state(field(l, "ana"), [&](uint64_t g, const std::string& state) { states[g] = state; });
         // Under a gateway group its live states win: the group, not the configuration, sets them.
         std::map<uint64_t, std::string> set_by;
-        if (const json& m = field(l, "ana_managed"); m.is_object() && field(m, "groups").is_object())
-            for (auto it = field(m, "groups").begin(); it != field(m, "groups").end(); ++it)
-                if (it.value().is_string() && it.key().find_first_not_of("0123456789") == std::string::npos &&
-                    !it.key().empty() && it.key().size() < 6) {
-                    states[std::stoull(it.key())] = it.value().get<std::string>();
-                    set_by[std::stoull(it.key())] = cell(m, "by");
-                }
+        if (const json& m = field(l, "ana_managed"); m.is_object())
+            each_group_state(field(m, "groups"), [&](uint64_t g, const std::string& state) {
+                states[g] = state;
+                set_by[g] = cell(m, "by");
+            });
         const std::string where = cell(l, "address").find(':') != std::string::npos
                                       ? "[" + cell(l, "address") + "]:" + cell(l, "port")
                                       : cell(l, "address") + ":" + cell(l, "port");
