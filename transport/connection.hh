@@ -230,12 +230,16 @@ public:
     bool on_readable();
     bool flush();
 
-    // io_uring socket engine: the reactor prepares at most one receive and one send per
-    // connection (into the connection's own buffers) and hands their results back here.
-    // Returns false when the operation need not (or must not) be issued now.
-    bool prepare_recv(iovec& into);
+    // io_uring socket engine: the reactor keeps one multishot receive armed per connection
+    // (arm_recv: true when it must be (re)armed now) and at most one send in flight
+    // (prepare_send: false when there is nothing to send or one is in flight), and hands
+    // their results back here. on_received gets one completion's bytes, which live in the
+    // reactor's provided buffer only for the call; on_recv_ended the result of the
+    // completion that ended the receive (0, -errno, or bytes when the kernel stopped early).
+    bool arm_recv();
+    bool on_received(const uint8_t* p, size_t n);
+    bool on_recv_ended(int result);
     bool prepare_send(msghdr*& msg);
-    bool on_recv_done(int result);  // bytes received or -errno
     bool on_send_done(int result);  // bytes sent or -errno
     unsigned engine_ops_in_flight() const { return _recv_in_flight + _send_in_flight; }
     bool retry_waiting() { return _buffers.serve(); }  // the reactor's requests waiting for buffers

@@ -1,5 +1,6 @@
-// The io_uring socket engine's side of a connection: at most one receive and one send in
-// flight, into and out of the connection's own buffers; the reactor hands the results back.
+// The io_uring socket engine's side of a connection: one multishot receive stays armed and
+// hands over bytes the kernel put in the reactor's provided buffers; at most one send is in
+// flight, out of the transmit ring. The reactor owns the ring and the buffers.
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -11,25 +12,30 @@
 
 namespace ferry::transport {
 
-bool connection::prepare_recv(iovec& into) {
+bool connection::arm_recv() {
     if (_closing || _recv_in_flight) return false;
-    into = {_rx_buf.data(), _rx_buf.size()};
     _recv_in_flight = 1;
     return true;
 }
 
-bool connection::on_recv_done(int result) {
+bool connection::on_received(const uint8_t* p, size_t n) {
+    if (_closing) return false;
+    on_wire(p, n);
+    return true;
+}
+
+bool connection::on_recv_ended(int result) {
     _recv_in_flight = 0;
     if (_closing) return false;
-    if (result > 0) {
-        on_wire(_rx_buf.data(), static_cast<size_t>(result));
-        return true;
-    }
+    // The kernel ran out of provided buffers before the reactor gave them back (ENOBUFS), or
+    // ended the receive after data: armed again next pass, nothing lost (the data stays in
+    // the socket).
+    if (result > 0 || result == -ENOBUFS || result == -EAGAIN || result == -EINTR) return false;
     if (result == 0)
-        close("host closed the connection");
-    else if (result != -EAGAIN && result != -EINTR)
+        close(_info.ticket && _info.ticket->shed() ? shed_reason : "host closed the connection");
+    else
         close(std::string("receive failed: ") + std::strerror(-result));
-    return result == 0;
+    return true;
 }
 
 bool connection::prepare_send(msghdr*& msg) {

@@ -3,8 +3,10 @@
 #include <liburing.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -13,6 +15,72 @@
 #include "env/thread.hh"
 
 namespace ferry::transport {
+
+// Receive buffers provided to the kernel through a registered buffer ring (io_uring): each
+// multishot receive completion fills one and names it; the reactor gives it back as soon as
+// the connection has taken the bytes (same pass), so the kernel never waits for a slow
+// consumer and an idle connection holds none. Fixed size: count x size per reactor (8 MiB).
+// liburing 2.3 (Debian 12) has no io_uring_setup_buf_ring(): the ring memory is mapped here.
+class provided_buffers {
+public:
+    static constexpr uint16_t group = 0;
+    static constexpr unsigned count = 256;      // a power of two (ring mask)
+    static constexpr unsigned size = 32 << 10;  // like the posix engine's per-connection receive buffer
+
+    explicit provided_buffers(::io_uring* ring) : _ring(ring) {
+        _ring_bytes = (count * sizeof(::io_uring_buf) + 4095) & ~size_t(4095);
+        void* r = ::mmap(nullptr, _ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r == MAP_FAILED) throw std::runtime_error(std::string("cannot map its buffer ring: ") + std::strerror(errno));
+        _br = static_cast<::io_uring_buf_ring*>(r);
+        void* d = ::mmap(nullptr, size_t(count) * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (d == MAP_FAILED) {
+            const std::string err = std::strerror(errno);
+            ::munmap(_br, _ring_bytes);
+            throw std::runtime_error("cannot map its receive buffers: " + err);
+        }
+        _data = static_cast<uint8_t*>(d);
+        ::io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<uint64_t>(_br);
+        reg.ring_entries = count;
+        reg.bgid = group;
+        ::io_uring_buf_ring_init(_br);
+        const int rc = ::io_uring_register_buf_ring(_ring, &reg, 0);
+        if (rc < 0) {
+            ::munmap(_data, size_t(count) * size);
+            ::munmap(_br, _ring_bytes);
+            throw std::runtime_error(std::string("cannot register its buffer ring: ") + std::strerror(-rc));
+        }
+        for (unsigned bid = 0; bid < count; ++bid) give_back(bid);
+        publish();
+    }
+    ~provided_buffers() {
+        ::io_uring_unregister_buf_ring(_ring, group);
+        ::munmap(_data, size_t(count) * size);
+        ::munmap(_br, _ring_bytes);
+    }
+    provided_buffers(const provided_buffers&) = delete;
+    provided_buffers& operator=(const provided_buffers&) = delete;
+
+    uint8_t* at(unsigned bid) const { return _data + size_t(bid) * size; }
+    // Queued, then made visible to the kernel in one store by publish() (once per pass).
+    void give_back(unsigned bid) {
+        ::io_uring_buf_ring_add(_br, at(bid), size, static_cast<unsigned short>(bid),
+                                ::io_uring_buf_ring_mask(count), _pending++);
+    }
+    void publish() {
+        if (!_pending) return;
+        ::io_uring_buf_ring_advance(_br, _pending);
+        _pending = 0;
+    }
+
+private:
+    ::io_uring* _ring;
+    ::io_uring_buf_ring* _br = nullptr;
+    size_t _ring_bytes = 0;
+    uint8_t* _data = nullptr;
+    int _pending = 0;
+};
+
 namespace {
 constexpr uint64_t timer_period_ns = 100'000'000;  // keep-alive and handshake checks
 constexpr int max_events = 64;
@@ -27,16 +95,15 @@ reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
         *_pool, (opts.connection_buffer_bytes + env::dma_pool::chunk_size - 1) / env::dma_pool::chunk_size,
         opts.r2t_timeout_ns);
     if (opts.engine == socket_engine::uring) {
-        _ring = std::make_unique<::io_uring>();
-        int rc = ::io_uring_queue_init(1024, _ring.get(), 0);
-        if (rc < 0) {
-            _ring.reset();
-            throw std::runtime_error(std::string("reactor: io_uring_queue_init: ") + std::strerror(-rc));
-        }
+        // The ring itself is made by the reactor thread (run()): a single-issuer ring belongs
+        // to the thread that makes it. Here only whether this kernel lets us have one at all.
+        ::io_uring probe;
+        int rc = ::io_uring_queue_init(8, &probe, 0);
+        if (rc < 0) throw std::runtime_error(std::string("reactor: io_uring_queue_init: ") + std::strerror(-rc));
+        ::io_uring_queue_exit(&probe);
     }
     auto fail = [&](const char* what) {
         const std::string err = std::strerror(errno);
-        if (_ring) ::io_uring_queue_exit(_ring.get());
         if (_epoll >= 0) ::close(_epoll);
         if (_wake >= 0) ::close(_wake);
         throw std::runtime_error("reactor " + std::to_string(id) + ": " + what + ": " + err);
@@ -53,7 +120,6 @@ reactor::reactor(unsigned id, reactor_options opts) : _id(id), _opts(opts) {
 
 reactor::~reactor() {
     stop();
-    if (_ring) ::io_uring_queue_exit(_ring.get());
     if (_epoll >= 0) ::close(_epoll);
     if (_wake >= 0) ::close(_wake);
 }
@@ -183,20 +249,72 @@ void reactor::arm_wake_read() {
     _wake_armed = true;
 }
 
-// One pass of the io_uring engine: queue a receive for every connection without one and a
-// send for every connection with data waiting, submit them all with one system call (which
-// also waits when idle), then handle the completions.
+// Makes the reactor's ring on its own thread, with the features that let one system call per
+// pass do all the socket work: single issuer + deferred task work (receives run when the
+// reactor enters the ring, not as interrupts of whatever it is doing), submit-all, and a
+// provided buffer ring for multishot receives. Falls back to fewer setup flags on an older
+// kernel; false (the reactor then uses the posix engine) when even that fails.
+bool reactor::start_uring() {
+    const unsigned tries[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+                              IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN, 0};
+    auto ring = std::make_unique<::io_uring>();
+    int rc = -EINVAL;
+    unsigned flags = 0;
+    for (unsigned f : tries) {
+        ::io_uring_params p{};
+        p.flags = f;
+        p.cq_entries = 4096;  // room for every provided buffer's completion plus the sends
+        p.flags |= IORING_SETUP_CQSIZE;
+        rc = ::io_uring_queue_init_params(1024, ring.get(), &p);
+        if (rc == 0) {
+            flags = f;
+            break;
+        }
+    }
+    if (rc < 0) {
+        spdlog::error("reactor {}: cannot make its io_uring ({}): using the posix socket engine", _id,
+                      std::strerror(-rc));
+        return false;
+    }
+    try {
+        _rx_buffers = std::make_unique<provided_buffers>(ring.get());
+    } catch (const std::exception& e) {
+        spdlog::error("reactor {}: io_uring: {} (multishot receive needs Linux 6.0): using the posix socket engine",
+                      _id, e.what());
+        ::io_uring_queue_exit(ring.get());
+        return false;
+    }
+    ::io_uring_register_ring_fd(ring.get());  // saves a file lookup per enter; optional
+    _ring = std::move(ring);
+    spdlog::debug("reactor {}: io_uring setup flags {:#x}, {} x {} KiB provided receive buffers", _id, flags,
+                  provided_buffers::count, provided_buffers::size >> 10);
+    return true;
+}
+
+void reactor::stop_uring() {
+    if (!_ring) return;
+    _rx_buffers.reset();  // unregistered by the thread that owns the ring
+    ::io_uring_queue_exit(_ring.get());
+    _ring.reset();
+}
+
+// One pass of the io_uring engine: arm a multishot receive on every connection without one,
+// queue a send for every connection with data waiting and no send in flight, then one
+// system call submits them, runs the receives the kernel deferred to this thread (filling
+// provided buffers) and, when idle, waits. Then the completions: received bytes go to their
+// connection and their buffer straight back to the kernel.
 bool reactor::poll_uring(bool may_block) {
     bool work = false;
     ::io_uring* ring = _ring.get();
     arm_wake_read();
     for (auto& s : _conns) {
         connection& c = *s.conn;
-        iovec into;
         msghdr* msg;
-        if (c.prepare_recv(into)) {
+        if (c.arm_recv()) {
             ::io_uring_sqe* sqe = next_sqe(ring);
-            ::io_uring_prep_recv(sqe, c.fd(), into.iov_base, into.iov_len, 0);
+            ::io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
+            sqe->flags |= IOSQE_BUFFER_SELECT;
+            sqe->buf_group = provided_buffers::group;
             ::io_uring_sqe_set_data64(sqe, tag(&c, op_recv));
         }
         if (c.wants_write() && c.prepare_send(msg)) {
@@ -212,7 +330,7 @@ bool reactor::poll_uring(bool may_block) {
         ::io_uring_cqe* cqe = nullptr;
         ::io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
     } else {
-        ::io_uring_submit(ring);
+        ::io_uring_submit_and_get_events(ring);  // enters even with nothing to submit: deferred receives
     }
     _blocked.store(false, std::memory_order_relaxed);
     unsigned head, seen = 0;
@@ -225,11 +343,18 @@ bool reactor::poll_uring(bool may_block) {
             continue;
         }
         auto* c = reinterpret_cast<connection*>(data & ~uint64_t(3));
-        if ((data & 3) == op_recv)
-            work |= c->on_recv_done(cqe->res);
-        else
+        if ((data & 3) == op_send) {
             work |= c->on_send_done(cqe->res);
+            continue;
+        }
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            const unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            if (cqe->res > 0) work |= c->on_received(_rx_buffers->at(bid), static_cast<size_t>(cqe->res));
+            _rx_buffers->give_back(bid);
+        }
+        if (!(cqe->flags & IORING_CQE_F_MORE)) work |= c->on_recv_ended(cqe->res);
     }
+    _rx_buffers->publish();
     ::io_uring_cq_advance(ring, seen);
     return work || seen > 0;
 }
@@ -309,9 +434,13 @@ void reactor::run() {
         std::string err = env::pin_current_thread(_opts.cpu);
         if (!err.empty()) spdlog::warn("reactor {}: cannot pin to CPU {}: {}", _id, _opts.cpu, err);
     }
+    if (_opts.engine == socket_engine::uring) start_uring();  // after pinning: the ring's memory near its CPU
     spdlog::info("reactor {} running{} with {} sockets and a {} MiB buffer pool ({})", _id,
                  _opts.cpu >= 0 ? " on CPU " + std::to_string(_opts.cpu) : std::string(),
-                 _ring ? "io_uring" : "posix", _pool->bytes() >> 20,
+                 _ring ? fmt::format("io_uring (multishot receive, {} MiB of provided receive buffers)",
+                                     (size_t(provided_buffers::count) * provided_buffers::size) >> 20)
+                       : std::string("posix"),
+                 _pool->bytes() >> 20,
                  _pool->hugepages() ? "hugepages" : "regular pages: no hugepages reserved");
     const uint64_t spin_ns = uint64_t(_opts.idle_spin_us) * 1000;
     uint64_t last_work = env::now_ns();
@@ -344,6 +473,7 @@ void reactor::run() {
     }
     _conns.clear();
     _conn_count.store(0);
+    stop_uring();
 }
 
 }  // namespace ferry::transport

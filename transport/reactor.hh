@@ -17,6 +17,8 @@ struct io_uring;
 
 namespace ferry::transport {
 
+class provided_buffers;  // reactor.cc
+
 enum class socket_engine { posix, uring };
 
 struct reactor_options {
@@ -100,7 +102,12 @@ private:
     };
     std::vector<slot> _conns;
     uint64_t _next_timer_ns = 0;
-    std::unique_ptr<::io_uring> _ring;  // socket_engine::uring only
+    // socket_engine::uring only: the ring (made on the reactor thread: single issuer) and the
+    // receive buffers provided to it.
+    bool start_uring();
+    void stop_uring();
+    std::unique_ptr<::io_uring> _ring;
+    std::unique_ptr<provided_buffers> _rx_buffers;
     uint64_t _wake_value = 0;
     bool _wake_armed = false;
 };

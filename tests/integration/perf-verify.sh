@@ -58,5 +58,23 @@ if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/fe
     check "ferry-perf exits 2 when the target goes away (got $st), saying why" \
         bash -c "[ $st = 2 ] && grep -q '^ferry-perf: ' '$WORK/gone.out'" || cat "$WORK/gone.out"
 fi
-echo "ferryd log: $WORK/ferryd.log"
+# The same data checks through the io_uring socket engine (multishot receives into provided
+# buffers, sends through the ring), and its shutdown under load.
+if check "ferryd starts (2 reactors, --socket-engine uring)" start_ferryd "$WORK/ferryd.json" \
+        "$WORK/ferryd-uring.log" --cpus 0,1 --socket-engine uring; then
+    check "ferryd says it uses multishot receives" grep -q 'io_uring (multishot receive' "$WORK/ferryd-uring.log" || true
+    perf "uring: rw 4k qd32" --rw rw --bs 4k --qd 32
+    perf "uring: rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
+    perf "uring: rw 8m qd8 digests" --rw rw --bs 8m --qd 8 --digest hdr,data
+    perf "uring: rw 64k digests 4 queues 2 threads" --rw rw --bs 64k --qd 8 --queues 4 --cpus 0,1 --digest hdr,data
+    "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf -t 8 --rw rw --bs 4k --qd 8 > "$WORK/gone-uring.out" 2>&1 &
+    perf_pid=$!
+    sleep 1
+    check "uring: ferryd stops cleanly (ferry-perf still running)" stop_ferryd || true
+    st=0
+    wait "$perf_pid" || st=$?
+    check "uring: ferry-perf exits 2 when the target goes away (got $st)" bash -c "[ $st = 2 ]" ||
+        cat "$WORK/gone-uring.out"
+fi
+echo "ferryd logs: $WORK/ferryd.log $WORK/ferryd-uring.log"
 summary
