@@ -435,7 +435,7 @@ void reactor::run() {
         if (!err.empty()) spdlog::warn("reactor {}: cannot pin to CPU {}: {}", _id, _opts.cpu, err);
     }
     if (_opts.engine == socket_engine::uring) start_uring();  // after pinning: the ring's memory near its CPU
-    spdlog::info("reactor {} running{} with {} sockets and a {} MiB buffer pool ({})", _id,
+    spdlog::info("reactor {} running{}: {} sockets, a {} MiB buffer pool ({})", _id,
                  _opts.cpu >= 0 ? " on CPU " + std::to_string(_opts.cpu) : std::string(),
                  _ring ? fmt::format("io_uring (multishot receive, {} MiB of provided receive buffers)",
                                      (size_t(provided_buffers::count) * provided_buffers::size) >> 20)

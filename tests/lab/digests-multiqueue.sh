@@ -6,7 +6,8 @@
 # (--cpus 0,1), so one controller's queues live on different threads. ferryd must survive
 # each run and stop cleanly. Then ferryd again with --c2h-success always: reads end with
 # C2HData SUCCESS although the kernel keeps SQ flow control (nvme connect without
-# --disable-sqflow), with digests and 2 queues; fio verify must pass.
+# --disable-sqflow), with digests and 2 queues; fio verify must pass. Then ferryd with
+# --socket-engine uring: digests + 2 queues of depth 128 + 4 fio jobs, and 2 plain queues.
 # Last line: "N passed, N failed".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -40,5 +41,17 @@ if check "ferryd starts with --c2h-success always" start_ferryd "$WORK/ferryd.js
     run_initiator c2h-success-always --port "$PORT" --nqn "$NQN" --fio-size 16M \
         --connect-opts "-g -G -i 2" --jobs 2 --iodepth 32 || true
     check "ferryd (--c2h-success always) stops cleanly" stop_ferryd || true
+fi
+# The io_uring socket engine (multishot receives into provided buffers) under the kernel
+# initiator: digests, 2 queues of depth 128, 4 fio jobs (4 KiB and 128 KiB write+verify).
+if check "ferryd starts with --socket-engine uring" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd-uring.log" \
+        --cpus 0,1 --socket-engine uring; then
+    check "reactors use io_uring with multishot receives" grep -q 'io_uring (multishot receive' \
+        "$WORK/ferryd-uring.log" || true
+    run_initiator uring-digests-multiqueue --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-g -G -i 2 -Q 128" --jobs 4 --iodepth 32 || true
+    run_initiator uring-plain --port "$PORT" --nqn "$NQN" --fio-size 16M \
+        --connect-opts "-i 2" --jobs 2 --iodepth 32 || true
+    check "ferryd (--socket-engine uring) stops cleanly" stop_ferryd || true
 fi
 lab_finish
