@@ -219,7 +219,7 @@ namespace {
 constexpr uint64_t op_recv = 0, op_send = 1, wake_tag = 2;
 uint64_t tag(connection* c, uint64_t op) { return reinterpret_cast<uint64_t>(c) | op; }
 // A free submission entry; a full ring is submitted first (the ring holds 1024 entries and
-// each connection queues at most two per pass).
+// each connection queues at most two per pass). Null if that submit could not free one.
 ::io_uring_sqe* next_sqe(::io_uring* ring) {
     ::io_uring_sqe* sqe = ::io_uring_get_sqe(ring);
     if (!sqe) {
@@ -255,15 +255,19 @@ void reactor::arm_wake_read() {
 // provided buffer ring for multishot receives. Falls back to fewer setup flags on an older
 // kernel; false (the reactor then uses the posix engine) when even that fails.
 bool reactor::start_uring() {
+    // Both need Linux 6.0 (single issuer), as multishot receive does: a ring made here can
+    // take the receives below (5.19 would make the ring and fail every receive).
     const unsigned tries[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
-                              IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN, 0};
+                              IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN};
     auto ring = std::make_unique<::io_uring>();
     int rc = -EINVAL;
     unsigned flags = 0;
     for (unsigned f : tries) {
         ::io_uring_params p{};
         p.flags = f;
-        p.cq_entries = 4096;  // room for every provided buffer's completion plus the sends
+        // A pass's completions: one per provided buffer, one send and one ended receive per
+        // connection. More than this waits in the kernel's overflow list (no CQE is dropped).
+        p.cq_entries = 4096;
         p.flags |= IORING_SETUP_CQSIZE;
         rc = ::io_uring_queue_init_params(1024, ring.get(), &p);
         if (rc == 0) {
@@ -272,15 +276,15 @@ bool reactor::start_uring() {
         }
     }
     if (rc < 0) {
-        spdlog::error("reactor {}: cannot make its io_uring ({}): using the posix socket engine", _id,
-                      std::strerror(-rc));
+        spdlog::error("reactor {}: cannot make its io_uring ({}; the uring engine needs Linux 6.0): using the posix "
+                      "socket engine",
+                      _id, std::strerror(-rc));
         return false;
     }
     try {
         _rx_buffers = std::make_unique<provided_buffers>(ring.get());
     } catch (const std::exception& e) {
-        spdlog::error("reactor {}: io_uring: {} (multishot receive needs Linux 6.0): using the posix socket engine",
-                      _id, e.what());
+        spdlog::error("reactor {}: io_uring: {}: using the posix socket engine", _id, e.what());
         ::io_uring_queue_exit(ring.get());
         return false;
     }
@@ -312,6 +316,10 @@ bool reactor::poll_uring(bool may_block) {
         msghdr* msg;
         if (c.arm_recv()) {
             ::io_uring_sqe* sqe = next_sqe(ring);
+            if (!sqe) {  // the ring would not take more now (its submit failed): next pass
+                c.on_recv_ended(-EAGAIN);
+                continue;
+            }
             ::io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
             sqe->flags |= IOSQE_BUFFER_SELECT;
             sqe->buf_group = provided_buffers::group;
@@ -319,6 +327,10 @@ bool reactor::poll_uring(bool may_block) {
         }
         if (c.wants_write() && c.prepare_send(msg)) {
             ::io_uring_sqe* sqe = next_sqe(ring);
+            if (!sqe) {
+                c.on_send_done(-EAGAIN);  // nothing was sent; the data stays queued
+                continue;
+            }
             ::io_uring_prep_sendmsg(sqe, c.fd(), msg, MSG_NOSIGNAL);
             ::io_uring_sqe_set_data64(sqe, tag(&c, op_send));
         }
