@@ -68,6 +68,8 @@ private:
     void add_connection(int fd, connection_info info, handler_factory& factory);
     bool poll_once(bool may_block);
     bool poll_posix(bool may_block);
+    bool start_uring();  // on the reactor thread; false: it uses the posix engine
+    void stop_uring();
     bool poll_uring(bool may_block);
     uint64_t prepare_to_block();
     void arm_wake_read();
@@ -104,8 +106,6 @@ private:
     uint64_t _next_timer_ns = 0;
     // socket_engine::uring only: the ring (made on the reactor thread: single issuer) and the
     // receive buffers provided to it.
-    bool start_uring();
-    void stop_uring();
     std::unique_ptr<::io_uring> _ring;
     std::unique_ptr<provided_buffers> _rx_buffers;
     uint64_t _wake_value = 0;

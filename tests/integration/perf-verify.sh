@@ -29,6 +29,18 @@ perf() {  # perf NAME ARGS...
     local name=$1; shift
     check "ferry-perf --verify $name" "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf --verify -t 2 "$@" || true
 }
+# ferryd stopped under load: ferry-perf reports the lost target (exit status 2) instead of
+# aborting (a failed keep-alive thrown past its running worker threads was SIGABRT, 134).
+stop_under_load() {  # stop_under_load LABEL_PREFIX OUTPUT_FILE
+    local st=0 perf_pid
+    "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf -t 8 --rw rw --bs 4k --qd 8 > "$2" 2>&1 &
+    perf_pid=$!
+    sleep 1
+    check "${1}ferryd stops cleanly (ferry-perf still running)" stop_ferryd || true
+    wait "$perf_pid" || st=$?
+    check "${1}ferry-perf exits 2 when the target goes away (got $st), saying why" \
+        bash -c "[ $st = 2 ] && grep -q '^ferry-perf: ' '$2'" || cat "$2"
+}
 if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1; then
     perf "rw 4k qd32" --rw rw --bs 4k --qd 32
     perf "rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
@@ -47,16 +59,7 @@ if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/fe
     else
         check "verify detects dropped writes (null namespace)" grep -q 'block lost' "$WORK/null.out" || true
     fi
-    # ferryd stopped under load: ferry-perf reports the lost target (exit status 2) instead of
-    # aborting (a failed keep-alive thrown past its running worker threads was SIGABRT, 134).
-    "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf -t 8 --rw rw --bs 4k --qd 8 > "$WORK/gone.out" 2>&1 &
-    perf_pid=$!
-    sleep 1
-    check "ferryd stops cleanly (ferry-perf still running)" stop_ferryd || true
-    st=0
-    wait "$perf_pid" || st=$?
-    check "ferry-perf exits 2 when the target goes away (got $st), saying why" \
-        bash -c "[ $st = 2 ] && grep -q '^ferry-perf: ' '$WORK/gone.out'" || cat "$WORK/gone.out"
+    stop_under_load "" "$WORK/gone.out"
 fi
 # The same data checks through the io_uring socket engine (multishot receives into provided
 # buffers, sends through the ring), and its shutdown under load.
@@ -67,14 +70,7 @@ if check "ferryd starts (2 reactors, --socket-engine uring)" start_ferryd "$WORK
     perf "uring: rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
     perf "uring: rw 8m qd8 digests" --rw rw --bs 8m --qd 8 --digest hdr,data
     perf "uring: rw 64k digests 4 queues 2 threads" --rw rw --bs 64k --qd 8 --queues 4 --cpus 0,1 --digest hdr,data
-    "$PERF" -p "$PORT" -n nqn.2026-11.io.ferry:perf -t 8 --rw rw --bs 4k --qd 8 > "$WORK/gone-uring.out" 2>&1 &
-    perf_pid=$!
-    sleep 1
-    check "uring: ferryd stops cleanly (ferry-perf still running)" stop_ferryd || true
-    st=0
-    wait "$perf_pid" || st=$?
-    check "uring: ferry-perf exits 2 when the target goes away (got $st)" bash -c "[ $st = 2 ]" ||
-        cat "$WORK/gone-uring.out"
+    stop_under_load "uring: " "$WORK/gone-uring.out"
 fi
 echo "ferryd logs: $WORK/ferryd.log $WORK/ferryd-uring.log"
 summary
