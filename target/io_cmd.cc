@@ -76,6 +76,7 @@ void queue::exec_io(transport::request& req) {
     const nvme::sqe& c = req.cmd;
     if (const uint16_t status = check_io(req)) return finish(req, status);
     ns_binding& n = _ns[c.nsid];
+    req.zero_data = n.reads_zeroes && c.opcode == nvme::io_opc::read;
     switch (c.opcode) {
         case nvme::io_opc::dataset_mgmt: {
             const unsigned nr = (c.cdw10 & 0xFF) + 1;

@@ -152,6 +152,7 @@ bool queue::resync_namespaces(nvme::queue_group& group, std::string& why) {
         }
         b.n = n;
         b.wakes_owner = b.bq->completes_by_wakeup();
+        b.reads_zeroes = n->store->reads_zeroes();
         counter_labels labels = _counter_labels;
         labels.nsid = nsid;
         b.counters = n->stats->attach(std::move(labels));

@@ -79,9 +79,10 @@ private:
         std::shared_ptr<ns_io_counters> counters;
         uint64_t blocks = 0;
         uint8_t lbads = 0;
-        uint32_t piece_limit = 0;  // Read/Write/Compare larger than this are split (0: never)
-        uint16_t ana_status = 0;   // non-zero: its ANA group is not accessible through this path
-        bool wakes_owner = false;  // bq->completes_by_wakeup()
+        uint32_t piece_limit = 0;   // Read/Write/Compare larger than this are split (0: never)
+        uint16_t ana_status = 0;    // non-zero: its ANA group is not accessible through this path
+        bool wakes_owner = false;   // bq->completes_by_wakeup()
+        bool reads_zeroes = false;  // store->reads_zeroes(): a Read's data is sent from zero_bytes()
         // Its commands in flight are counters->outstanding (the busy-time count).
     };
 

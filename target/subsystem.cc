@@ -7,6 +7,7 @@
 #include <string>
 
 #include "env/thread.hh"
+#include "transport/connection.hh"
 
 namespace ferry::target {
 
@@ -140,6 +141,7 @@ std::shared_ptr<ns> make_namespace(const std::string& subnqn, const namespace_co
         switch (nc.backend) {
             case backend_kind::null:
                 n->store = nvme::make_null_store(nc.size_bytes / nc.block_size, nc.block_size);
+                transport::zero_bytes();  // its reads' data: mapped now, not by a reactor's first Read
                 break;
             case backend_kind::ram:
                 n->store = nvme::make_ram_store(nc.size_bytes / nc.block_size, nc.block_size);

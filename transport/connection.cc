@@ -1,6 +1,7 @@
 #include "transport/connection.hh"
 
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -115,6 +116,19 @@ void connection::respond_now(request& req, uint16_t status) {
 
 // ---------------------------------------------------------------- transmit
 
+const uint8_t* zero_bytes() {
+    static const uint8_t* const region = [] {
+        void* p = ::mmap(nullptr, max_transfer_bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED)
+            throw std::runtime_error(std::string("cannot map the zero region for reads: ") + std::strerror(errno));
+        std::memset(p, 0, max_transfer_bytes);         // written: real pages, not the kernel's zero page
+        ::mprotect(p, max_transfer_bytes, PROT_READ);  // nothing may change them (failing leaves them writable)
+        return static_cast<const uint8_t*>(p);
+    }();
+    return region;
+}
+
 void connection::complete(request& req) {
     forget_cid(req);  // the host may reuse the CID once it sees this response
     if (_closing) {
@@ -142,9 +156,16 @@ void connection::complete(request& req) {
         std::memcpy(req.c2h_pdu.data(), &c2h, sizeof(c2h));
         if (hd) put_hdgst(req.c2h_pdu.data(), sizeof(data_pdu));
         push_tx(req.c2h_pdu.data(), sizeof(data_pdu) + hd, &req);
-        push_tx_data(req);
+        if (req.zero_data) {
+            // One entry: zero_bytes() holds a whole transfer.
+            push_tx(zero_bytes(), req.data_len, &req);
+        } else {
+            push_tx_data(req);
+        }
         if (dd) {
-            req.c2h_ddgst = iov_crc(req.data(), 0, req.data_len);
+            const iovec zeroes{const_cast<uint8_t*>(zero_bytes()), req.data_len};
+            req.c2h_ddgst =
+                req.zero_data ? iov_crc({&zeroes, 1}, 0, req.data_len) : iov_crc(req.data(), 0, req.data_len);
             push_tx(&req.c2h_ddgst, 4, &req);
         }
         if (skip_resp) return;

@@ -258,6 +258,7 @@ bool connection::handle_capsule() {
     req->result0 = req->result1 = 0;
     req->h2c_received = 0;
     req->data_digest_error = false;
+    req->zero_data = false;
     req->data_len = 0;
     req->iov_count = 0;
     req->chunk_count = 0;

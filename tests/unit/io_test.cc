@@ -168,6 +168,30 @@ TEST_F(io_queue_fixture, many_outstanding_commands_complete) {
     for (int i = 0; i < 64; ++i) EXPECT_EQ(read(1, 500 + i, 1).data, data[i]);
 }
 
+// A null namespace's reads are zeroes however they are sent, although its store never fills
+// the read buffers: the pool chunks they get last held a RAM namespace's data (a small pool,
+// so the same chunks come back), which must not reach the host.
+TEST(null_namespace, reads_are_zeroes_whatever_the_buffers_held) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces.push_back(
+        {2, target::backend_kind::null, 64u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
+    harness h(cfg, 12u << 20);
+    const auto data = pattern(8u << 20, 9);
+    for (bool digests : {false, true}) {
+        association a(h, 5000, 127, digests, digests);
+        for (uint32_t nlb : {1u, 2u, 32u, 2048u}) {
+            const std::vector<uint8_t> part(data.begin(), data.begin() + nlb * 4096);
+            ASSERT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::write, 1, 0, nlb), part, 0, false).status, 0);
+            ASSERT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 0, nlb), {}, nlb * 4096).data, part);
+            auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 2, 7, nlb), {}, nlb * 4096);
+            EXPECT_EQ(r.status, 0);
+            ASSERT_EQ(r.data.size(), nlb * 4096u) << nlb << " blocks, digests " << digests;
+            EXPECT_TRUE(std::all_of(r.data.begin(), r.data.end(), [](uint8_t x) { return x == 0; }))
+                << nlb << " blocks, digests " << digests;
+        }
+    }
+}
+
 namespace {
 // Around a RAM store with a transfer limit (an SSD's MDTS): records what the target submits
 // and fails the `fail_at`-th command (1-based; 0 = none) with `fail_status`.
