@@ -156,16 +156,15 @@ void connection::complete(request& req) {
         std::memcpy(req.c2h_pdu.data(), &c2h, sizeof(c2h));
         if (hd) put_hdgst(req.c2h_pdu.data(), sizeof(data_pdu));
         push_tx(req.c2h_pdu.data(), sizeof(data_pdu) + hd, &req);
-        if (req.zero_data) {
-            // One entry: zero_bytes() holds a whole transfer.
-            push_tx(zero_bytes(), req.data_len, &req);
-        } else {
+        // The data: the request's chunks, or zeroes as one entry (zero_bytes() holds a whole transfer).
+        const iovec zeroes{const_cast<uint8_t*>(req.zero_data ? zero_bytes() : nullptr), req.data_len};
+        const std::span<const iovec> data = req.zero_data ? std::span<const iovec>(&zeroes, 1) : req.data();
+        if (req.zero_data)
+            push_tx(zeroes.iov_base, zeroes.iov_len, &req);
+        else
             push_tx_data(req);
-        }
         if (dd) {
-            const iovec zeroes{const_cast<uint8_t*>(zero_bytes()), req.data_len};
-            req.c2h_ddgst =
-                req.zero_data ? iov_crc({&zeroes, 1}, 0, req.data_len) : iov_crc(req.data(), 0, req.data_len);
+            req.c2h_ddgst = iov_crc(data, 0, req.data_len);
             push_tx(&req.c2h_ddgst, 4, &req);
         }
         if (skip_resp) return;

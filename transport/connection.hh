@@ -178,7 +178,7 @@ struct connection_info {
     std::string local_addr;  // address the host connected to
     uint16_t local_port = 0;
     bool ipv6 = false;
-    unsigned reactor = 0;                    // id of the reactor serving it (set by the reactor)
+    unsigned reactor = 0;  // id of the reactor serving it (set by the reactor)
     tls_mode listener_tls = tls_mode::none;  // what the listener it came through allows
     // Set once a TLS handshake succeeded: the NQNs of the PSK identity the host used. The
     // target holds the Connect to them (a PSK proves only the host it was configured for).
@@ -220,7 +220,8 @@ public:
     virtual std::unique_ptr<queue_handler> make_handler(connection& conn) = 0;
     // TLS handshake (reactor thread, must not block): the configured PSK of (hostnqn,
     // subnqn) named by the host's PSK identity; none = the handshake fails.
-    virtual std::optional<configured_psk> find_tls_psk(const std::string& /*hostnqn*/, const std::string& /*subnqn*/) {
+    virtual std::optional<configured_psk> find_tls_psk(const std::string& /*hostnqn*/,
+                                                       const std::string& /*subnqn*/) {
         return std::nullopt;
     }
 };
@@ -378,11 +379,11 @@ private:
     std::array<uint8_t, max_header_len + 4> _hdr{};
     size_t _hdr_have = 0;
     header_check _cur{};
-    size_t _skip = 0;            // pad / term data bytes left to skip
-    request* _rx_req = nullptr;  // request receiving data
-    uint32_t _rx_offset = 0;     // where in its buffer
-    uint32_t _rx_left = 0;       // payload bytes left in this PDU
-    uint32_t _rx_pdu_start = 0;  // payload offset where this PDU began (for DDGST)
+    size_t _skip = 0;                // pad / term data bytes left to skip
+    request* _rx_req = nullptr;      // request receiving data
+    uint32_t _rx_offset = 0;         // where in its buffer
+    uint32_t _rx_left = 0;           // payload bytes left in this PDU
+    uint32_t _rx_pdu_start = 0;      // payload offset where this PDU began (for DDGST)
     std::array<uint8_t, 4> _ddgst{};
     size_t _ddgst_have = 0;
     std::vector<uint8_t> _rx_buf;
