@@ -51,6 +51,10 @@ std::string pin_current_thread(int cpu) {
     return rc == 0 ? std::string() : std::string(std::strerror(rc));
 }
 
+namespace detail {
+thread_local uint64_t pass_clock_ns = 0;
+}
+
 namespace {
 thread_local wake_hook this_thread_wake_hook;
 }

@@ -95,7 +95,7 @@ public:
         std::memcpy(reinterpret_cast<uint8_t*>(&d) + 32, &prp2, sizeof(prp2));
         _hw->ring().push(d);
         _free.pop_back();
-        _slots[cid] = {&done, env::now_ns(), false};
+        _slots[cid] = {&done, env::pass_now_ns(), false};  // the reactor's pass clock
         ++_in_flight;
     }
 

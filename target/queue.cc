@@ -284,8 +284,9 @@ constexpr uint64_t traffic_granularity_ns = 100'000'000;
 
 void queue::on_command(transport::request& req) {
     if (_ctrl) {
-        // Read for keep-alive anyway; also the command's arrival time for the latency counters.
-        const uint64_t now = env::now_ns();
+        // For keep-alive, and the command's arrival time for the latency counters: the reactor's
+        // pass clock, no clock read per command (the start of the pass that received it).
+        const uint64_t now = env::pass_now_ns();
         _arrival_ns = now;
         auto& last = _ctrl->last_traffic_ns;
         if (now > last.load(std::memory_order_relaxed) + traffic_granularity_ns)

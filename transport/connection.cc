@@ -99,7 +99,7 @@ void connection::on_timer(uint64_t now_ns) {
     }
     check_r2t_timeout(now_ns);
     if (_closing) return;
-    if (!_configured && now_ns - _created_ns > icreq_timeout_ns) {
+    if (!_configured && now_ns > _created_ns + icreq_timeout_ns) {  // now_ns may be a pass clock, older
         close(_ic_done ? "no Connect within 10 s" : "no ICReq within 10 s");
         return;
     }

@@ -73,7 +73,7 @@ inline void connection::start_data(request& req) {
 
 inline void connection::send_r2t(request& req) {
     req.state = request_state::wait_h2c;
-    req.r2t_sent_ns = env::now_ns();
+    req.r2t_sent_ns = env::pass_now_ns();
     const size_t hd = _digests.header ? 4 : 0;
     data_pdu r2t{};
     fill_header(r2t.ch, pdu_type::r2t, _digests.header ? pdu_flag::hdgst : 0, sizeof(data_pdu), 0,

@@ -243,7 +243,7 @@ void connection::check_r2t_timeout(uint64_t now_ns) {
     const uint64_t limit = _buffers._r2t_timeout_ns;
     for (auto& rp : _requests) {
         const request& r = *rp;
-        if (r.state != request_state::wait_h2c || now_ns - r.r2t_sent_ns <= limit) continue;
+        if (r.state != request_state::wait_h2c || now_ns <= r.r2t_sent_ns + limit) continue;
         spdlog::warn(
             "conn {} ({}, qid {}): cid {}: R2T data timeout: {} of {} bytes arrived in {} ms (limit {} ms); "
             "closing",

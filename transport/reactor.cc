@@ -167,7 +167,7 @@ void reactor::add_connection(int fd, connection_info info, handler_factory& fact
     info.reactor = _id;
     std::unique_ptr<connection> c;
     try {
-        c = std::make_unique<connection>(fd, info, *_buffers, factory, env::now_ns());
+        c = std::make_unique<connection>(fd, info, *_buffers, factory, env::pass_now_ns());
     } catch (const std::exception& e) {
         spdlog::warn("reactor {}: refusing connection {} from {}: {}", _id, info.id, info.peer, e.what());
         if (info.ticket) info.ticket->release();
@@ -341,6 +341,7 @@ bool reactor::poll_uring(bool may_block) {
                              static_cast<long long>(wait_ns % 1'000'000'000)};
         ::io_uring_cqe* cqe = nullptr;
         ::io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+        env::set_pass_clock(env::now_ns());  // it may have slept: what it received arrived now
     } else {
         ::io_uring_submit_and_get_events(ring);  // enters even with nothing to submit: deferred receives
     }
@@ -381,6 +382,7 @@ bool reactor::poll_posix(bool may_block) {
         const uint64_t wait_ns = may_block ? prepare_to_block() : 0;
         n = ::epoll_wait(_epoll, events, max_events, wait_ns ? static_cast<int>(wait_ns / 1'000'000) + 1 : 0);
         _blocked.store(false, std::memory_order_relaxed);
+        if (wait_ns) env::set_pass_clock(env::now_ns());  // it may have slept: what it received arrived now
     }
     for (int i = 0; i < n; ++i) {
         auto* c = static_cast<connection*>(events[i].data.ptr);
@@ -415,7 +417,7 @@ bool reactor::poll_once(bool may_block) {
             s.write_watched = want;
         }
     }
-    const uint64_t now = env::now_ns();
+    const uint64_t now = env::pass_now_ns();
     if (now >= _next_timer_ns) {
         _next_timer_ns = now + timer_period_ns;
         for (auto& s : _conns) s.conn->on_timer(now);
@@ -457,19 +459,27 @@ void reactor::run() {
     const uint64_t spin_ns = uint64_t(_opts.idle_spin_us) * 1000;
     uint64_t last_work = env::now_ns();
     _started_ns.store(last_work, std::memory_order_relaxed);
+    // One clock read per pass: it is the pass clock (env::set_pass_clock) for everything the
+    // pass timestamps, and it ends the previous pass. A pass that found work adds its duration,
+    // from its start (after any sleep: poll_uring/poll_posix re-read the clock when they wake)
+    // to the next pass's start, to the busy time.
+    uint64_t worked_since = 0;  // the start of the last pass if it found work
+    auto account = [&](uint64_t now) {
+        if (!worked_since) return;
+        _busy_ns.store(_busy_ns.load(std::memory_order_relaxed) + (now - worked_since), std::memory_order_relaxed);
+        last_work = now;
+    };
     while (_running.load(std::memory_order_relaxed)) {
-        // The two clock reads of a pass were there before the counters: a pass that found
-        // work adds its duration to the busy time.
-        const uint64_t pass_start = env::now_ns();
-        bool may_block = pass_start - last_work > spin_ns;
-        if (poll_once(may_block)) {
-            last_work = env::now_ns();
-            _busy_ns.store(_busy_ns.load(std::memory_order_relaxed) + (last_work - pass_start),
-                           std::memory_order_relaxed);
-        }
+        const uint64_t now = env::now_ns();
+        env::set_pass_clock(now);
+        account(now);
+        const bool may_block = now - last_work > spin_ns;
+        worked_since = poll_once(may_block) ? env::pass_now_ns() : 0;
         // Every pass (a closing connection may give its chunks back in one that found no work).
         _chunks_in_use.store(_pool->total_chunks() - _pool->free_chunks(), std::memory_order_relaxed);
     }
+    account(env::now_ns());
+    env::set_pass_clock(0);  // the drain below reads the clock itself
     for (auto& s : _conns) s.conn->close("ferryd shutting down");
     // Socket operations (io_uring) and backend commands (file I/O into pool buffers) still in
     // flight reference the connections: let them finish first (bounded: 10 s).
