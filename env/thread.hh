@@ -48,7 +48,9 @@ inline uint64_t now_ns() {
 namespace detail {
 extern thread_local uint64_t pass_clock_ns;
 }
-inline void set_pass_clock(uint64_t ns) { detail::pass_clock_ns = ns; }
+inline void set_pass_clock(uint64_t ns) {
+    detail::pass_clock_ns = ns;
+}
 inline uint64_t pass_now_ns() {
     const uint64_t ns = detail::pass_clock_ns;
     return ns ? ns : now_ns();
