@@ -120,7 +120,8 @@ public:
     // Every Read returns zeroes and the store leaves the caller's read buffers as they are: the
     // caller sends zeroes of its own rather than the buffers (the null store). A memset of each
     // read buffer was 11% of a reactor at 128 KiB reads; not filling them at all would send
-    // whatever the pool chunks last held, another host's data.
+    // whatever the pool chunks last held, another host's data. Such a store also takes a Read
+    // with no buffers at all (an empty data list): the target gives it none.
     virtual bool reads_zeroes() const { return false; }
     // Whether a completed write may still be in a volatile cache until Flush (Identify VWC).
     // An rbd image opened with rbd_cache=false stores a write before acknowledging it.

@@ -63,20 +63,30 @@ uint16_t queue::check_io(const transport::request& req) {
     }
 }
 
-uint16_t queue::check(const transport::request& req) {
+uint16_t queue::check(transport::request& req) {
     // Only I/O commands of a live, authenticated controller; on_command answers the rest.
     if (_qid == 0 || !_ctrl || (_auth && !_auth->authenticated()) || req.cmd.opcode == nvme::admin_opc::fabrics)
         return 0;
     const uint16_t status = check_io(req);
-    if (status) note_error(req, status);
-    return status;
+    if (status) {
+        note_error(req, status);
+        return status;
+    }
+    // A read of a null namespace needs no buffers: the transport sends zero_bytes().
+    req.zero_data = req.cmd.opcode == nvme::io_opc::read && _ns[req.cmd.nsid].reads_zeroes;
+    return 0;
 }
 
 void queue::exec_io(transport::request& req) {
     const nvme::sqe& c = req.cmd;
     if (const uint16_t status = check_io(req)) return finish(req, status);
     ns_binding& n = _ns[c.nsid];
-    req.zero_data = n.reads_zeroes && c.opcode == nvme::io_opc::read;
+    const bool zeroes = n.reads_zeroes && c.opcode == nvme::io_opc::read;
+    // check() promised zeroes and the transport took no buffers: on_command follows check() in
+    // the same call, so the namespace cannot have changed; were it otherwise, fail the command
+    // rather than send what the buffers do not hold.
+    if (req.zero_data && !zeroes) return finish(req, nvme::sc::internal_error);
+    req.zero_data = zeroes;
     switch (c.opcode) {
         case nvme::io_opc::dataset_mgmt: {
             const unsigned nr = (c.cdw10 & 0xFF) + 1;

@@ -43,8 +43,10 @@ void queue::io_slot::submit_pieces() {
     for (;;) {
         const std::span<const iovec> data = req->data();
         std::span<const iovec> piece;
-        const iovec& at = data[next_iov];
-        if (next_inner != 0 || at.iov_len > piece_limit) {
+        if (req->zero_data) {
+            // A read of zeroes may have no buffers (check() said so): pieces carry no data.
+            piece_bytes = std::min<uint32_t>(piece_limit, req->data_len - done_bytes);
+        } else if (const iovec& at = data[next_iov]; next_inner != 0 || at.iov_len > piece_limit) {
             // The limit is below a chunk, or a piece ended inside this iovec: a part of it.
             piece_iov = {static_cast<uint8_t*>(at.iov_base) + next_inner,
                          std::min<size_t>(at.iov_len - next_inner, piece_limit)};

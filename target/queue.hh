@@ -24,7 +24,7 @@ public:
     ~queue() override;
 
     void on_command(transport::request& req) override;
-    uint16_t check(const transport::request& req) override;
+    uint16_t check(transport::request& req) override;
     void on_close() override;
     void on_timer(uint64_t now_ns) override;
     unsigned poll() override;

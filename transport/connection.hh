@@ -75,7 +75,8 @@ struct request {
     uint16_t chunk_count = 0;   // pool chunks held (0 when the reserved chunk is used), listed in iov
     bool data_digest_error = false;
     // Set by the handler for a Read whose store reads zeroes: the C2HData is sent from
-    // zero_bytes() and the chunks, never written, are not sent.
+    // zero_bytes() and the request's chunks, if any, are neither written nor sent. Set in
+    // check(), the request gets no chunks at all.
     bool zero_data = false;
     uint16_t tx_refs = 0;  // transmit entries still pointing into this request (up to 4)
     uint16_t iov_count = 0;
@@ -199,8 +200,10 @@ public:
     // A command whose data is to come by R2T, or that needs pool chunks beyond its reserved one,
     // before either is done: 0 to go on, else the NVMe status it is completed with at once (no
     // R2T, no chunks). The transport asks; the handler decides what is valid (parse, then
-    // execute). on_command() follows for a command that passed.
-    virtual uint16_t check(const request& /*req*/) { return 0; }
+    // execute). on_command() follows for a command that passed, at once. A handler may also
+    // set req.zero_data on a Read that passed: its data will be zeroes, so the transport takes
+    // no chunks for it (nor waits for any) and on_command() gets it with no data buffers.
+    virtual uint16_t check(request& /*req*/) { return 0; }
     // The connection is closing; no more commands will arrive.
     virtual void on_close() = 0;
     // Called about every 100 ms from the reactor (keep-alive, teardown checks).

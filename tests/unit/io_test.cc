@@ -192,6 +192,29 @@ TEST(null_namespace, reads_are_zeroes_whatever_the_buffers_held) {
     }
 }
 
+// A null namespace's read needs no buffers: the target says so when the transport asks
+// (check()) and the transport takes no pool chunks for it. With a pool whose unreserved
+// chunks cannot back an 8 MiB transfer, the RAM namespace's 8 MiB read is refused (Internal
+// Error) while the null namespace's is served, zeroes, with and without digests.
+TEST(null_namespace, reads_take_no_pool_chunks) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces.push_back(
+        {2, target::backend_kind::null, 64u << 20, 4096, std::nullopt, std::nullopt, std::nullopt, {}, {}, 0, {}});
+    harness h(cfg, 1100 * 8192, /*connection_chunks=*/1024);  // 938 chunks unreserved: < 1024
+    const uint32_t nlb = 2048;                                // 8 MiB
+    for (bool digests : {false, true}) {
+        association a(h, 5000, 127, digests, digests);
+        EXPECT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 0, nlb), {}, nlb * 4096).status,
+                  nvme::sc::internal_error);
+        for (uint32_t n : {nlb, 3u}) {  // 3 blocks: more than a chunk, the size check() is asked for
+            auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 2, 11, n), {}, n * 4096);
+            EXPECT_EQ(r.status, 0) << n << " blocks, digests " << digests;
+            ASSERT_EQ(r.data.size(), n * 4096u);
+            EXPECT_TRUE(std::all_of(r.data.begin(), r.data.end(), [](uint8_t x) { return x == 0; }));
+        }
+    }
+}
+
 namespace {
 // Around a RAM store with a transfer limit (an SSD's MDTS): records what the target submits
 // and fails the `fail_at`-th command (1-based; 0 = none) with `fail_status`.
@@ -222,8 +245,10 @@ struct recording_store final : nvme::block_store {
     recording_store(std::unique_ptr<nvme::block_store> s, piece_log& l) : inner(std::move(s)), log(l) {}
     uint64_t block_count() const override { return inner->block_count(); }
     uint32_t block_size() const override { return inner->block_size(); }
-    uint32_t max_transfer_bytes() const override { return inner->max_transfer_bytes(); }
+    uint32_t max_transfer_bytes() const override { return limit ? limit : inner->max_transfer_bytes(); }
+    bool reads_zeroes() const override { return inner->reads_zeroes(); }
     std::string describe() const override { return "recording " + inner->describe(); }
+    uint32_t limit = 0;  // a transfer limit of its own (0: the inner store's)
     std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
                                                     nvme::queue_group* group) override {
         return std::make_unique<recording_queue>(inner->create_queue(depth, buffers, group), log);
@@ -291,6 +316,28 @@ TEST_F(split_fixture, eight_mib_and_odd_sizes_reach_a_128k_store_in_pieces) {
         EXPECT_EQ(r.data, d);
         for (uint32_t b : log.bytes) EXPECT_LE(b, limit);
         EXPECT_EQ(log.bytes.size(), (size + limit - 1) / limit);
+    }
+}
+
+// A store that reads zeroes and has a transfer limit: an 8 MiB read, which gets no buffers,
+// still reaches it in pieces of at most the limit (with no data), in order, and the host gets
+// zeroes.
+TEST(null_namespace, a_limited_store_gets_a_read_without_buffers_in_pieces) {
+    harness h(test_config(), 1100 * 8192, /*connection_chunks=*/1024);  // cannot back 8 MiB
+    piece_log log;
+    auto& n = const_cast<target::ns&>(*h.tgt.find_subsystem(open_nqn)->find_ns(1));
+    auto store = std::make_unique<recording_store>(nvme::make_null_store((16u << 20) / 4096, 4096), log);
+    store->limit = 128u << 10;
+    n.store = std::move(store);
+    association a(h);
+    auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 5, 2048), {}, 8u << 20);
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.data.size(), 8u << 20);
+    EXPECT_TRUE(std::all_of(r.data.begin(), r.data.end(), [](uint8_t x) { return x == 0; }));
+    ASSERT_EQ(log.slba.size(), 64u);
+    for (size_t i = 0; i < log.slba.size(); ++i) {
+        EXPECT_EQ(log.slba[i], 5 + i * 32);
+        EXPECT_EQ(log.bytes[i], 0u);  // no buffers given
     }
 }
 
