@@ -7,6 +7,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "mgmt/status_page.hh"
 #include "served_target.hh"
@@ -282,6 +283,30 @@ TEST(stats, reactors_report_connections_busy_time_and_pool_chunks) {
     EXPECT_TRUE(sample(text, "ferry_reactor_busy_seconds_total{reactor=\"1\"}"));
     EXPECT_EQ(sample(text, "ferry_reactor_pool_chunks{reactor=\"0\"}"),
               std::to_string((16u << 20) / env::dma_pool::chunk_size));
+}
+
+// A reactor that slept until a command arrived counts the pass that served it from when it
+// woke, not from before it slept: five reads 150 ms apart (the reactor sleeps between them,
+// up to a 100 ms timer tick at a time) add a few milliseconds of busy time, not the sleeps.
+TEST(stats, a_reactor_woken_from_sleep_does_not_count_the_sleep_as_busy) {
+    for (auto engine : {transport::socket_engine::posix, transport::socket_engine::uring}) {
+        SCOPED_TRACE(engine == transport::socket_engine::posix ? "posix" : "uring");
+        serve_options o;
+        o.engine = engine;
+        served_target st(2, o);
+        tcp_association a(st.port, open_nqn, host_a);
+        host_conn& q1 = *a.io[0];
+        auto busy = [&] {
+            return by_key(mgmt::stats_json(runtime_of(st)).at("reactors"), "id", 1).at("busy_ns").get<uint64_t>();
+        };
+        ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
+        const uint64_t before = busy();
+        for (int i = 0; i < 5; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            ASSERT_EQ(q1.cmd(q1.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
+        }
+        EXPECT_LT(busy() - before, 50'000'000u);
+    }
 }
 
 TEST(status_page, is_one_self_contained_page_reading_the_api) {
