@@ -204,8 +204,7 @@ TEST(null_namespace, reads_take_no_pool_chunks) {
     const uint32_t nlb = 2048;                                // 8 MiB
     for (bool digests : {false, true}) {
         association a(h, 5000, 127, digests, digests);
-        EXPECT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 0, nlb), {}, nlb * 4096).status,
-                  nvme::sc::internal_error);
+        EXPECT_EQ(a.io.cmd(a.io.rw(nvme::io_opc::read, 1, 0, nlb), {}, nlb * 4096).status, nvme::sc::internal_error);
         for (uint32_t n : {nlb, 3u}) {  // 3 blocks: more than a chunk, the size check() is asked for
             auto r = a.io.cmd(a.io.rw(nvme::io_opc::read, 2, 11, n), {}, n * 4096);
             EXPECT_EQ(r.status, 0) << n << " blocks, digests " << digests;
