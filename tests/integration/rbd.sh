@@ -139,7 +139,10 @@ elif check "a third ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferry
     sleep 1
     osd_paused=$(cat "$OSD_PIDFILE")
     kill -STOP "$osd_paused"
-    sleep 0.2  # SIGTERM well before librbd's 15 s OSD timeout fails the writes held
+    # Long enough that every queue's writes are held in librbd (replies the OSD sent before it
+    # stopped still arrive for a while: with 0.2 s, a CI run saw the queues between writes, none
+    # held, at SIGTERM), and well before librbd's 15 s OSD timeout fails them.
+    sleep 1
     pid=$FERRYD_PID
     kill -TERM "$pid"
     FERRYD_PID=""

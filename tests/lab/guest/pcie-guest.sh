@@ -130,11 +130,14 @@ done
 if [ "$MODE" = full ] && [ -n "$d1" ] && [ -n "$d2" ]; then
     # kill -9 in the middle of I/O: the controllers are taken over by a new ferryd (which
     # resets them), the kernel reconnects, and fio's write+verify and the old data survive.
+    # At most 500 IOPS, so that the 2,048 writes take at least 4 s however fast the guest
+    # runs this time (unpaced they once took 0.8 s and fio was done before the kill).
     off=$(( (PAT_OFF_MIB + 4) ))M
     fio --name=kill9 --filename="$d1" --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k \
-        --offset="$off" --size=8M --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio-kill9.out 2>&1 &
+        --offset="$off" --size=8M --rate_iops=500 --verify=crc32c --verify_fatal=1 --do_verify=1 \
+        > /tmp/fio-kill9.out 2>&1 &
     fpid=$!
-    sleep 3
+    sleep 2
     step "fio running when ferryd is killed" kill -0 $fpid
     kill -9 "$PID"; wait "$PID" 2>/dev/null
     echo "ferryd killed with SIGKILL at $(date +%T)"
