@@ -72,8 +72,7 @@ uint16_t queue::check(transport::request& req) {
         note_error(req, status);
         return status;
     }
-    // A read of a null namespace needs no buffers: the transport sends zero_bytes().
-    req.zero_data = req.cmd.opcode == nvme::io_opc::read && _ns[req.cmd.nsid].reads_zeroes;
+    req.zero_data = _ns[req.cmd.nsid].zero_read(req.cmd);  // the transport takes no buffers for it
     return 0;
 }
 
@@ -81,7 +80,7 @@ void queue::exec_io(transport::request& req) {
     const nvme::sqe& c = req.cmd;
     if (const uint16_t status = check_io(req)) return finish(req, status);
     ns_binding& n = _ns[c.nsid];
-    const bool zeroes = n.reads_zeroes && c.opcode == nvme::io_opc::read;
+    const bool zeroes = n.zero_read(c);
     // check() promised zeroes and the transport took no buffers: on_command follows check() in
     // the same call, so the namespace cannot have changed; were it otherwise, fail the command
     // rather than send what the buffers do not hold.

@@ -84,6 +84,9 @@ private:
         bool wakes_owner = false;   // bq->completes_by_wakeup()
         bool reads_zeroes = false;  // store->reads_zeroes(): a Read's data is sent from zero_bytes()
         // Its commands in flight are counters->outstanding (the busy-time count).
+
+        // A Read whose data is zeroes from zero_bytes(): it needs no buffers (request::zero_data).
+        bool zero_read(const nvme::sqe& c) const { return reads_zeroes && c.opcode == nvme::io_opc::read; }
     };
 
     void finish(transport::request& req, uint16_t status, uint32_t result0 = 0, uint32_t result1 = 0);

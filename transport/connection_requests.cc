@@ -123,10 +123,15 @@ void connection::release(request& req) {
     _free_tags.push_back(req.tag);
 }
 
-// A transfer that fits the reserved chunk starts now. A larger one takes extra chunks, unless
-// its connection is at its cap (it parks on the connection) or older requests already wait
-// in the reactor's FIFO or the pool is short (it joins the FIFO): nobody passes a waiter.
+// A Read of zeroes takes no chunks and a transfer that fits the reserved chunk starts now. A
+// larger one takes extra chunks, unless its connection is at its cap (it parks on the
+// connection) or older requests already wait in the reactor's FIFO or the pool is short (it
+// joins the FIFO): nobody passes a waiter.
 void connection::request_buffer(request& req) {
+    if (req.zero_data) {  // a Read of zeroes (check() said so): no chunks to take or wait for
+        start_data(req);
+        return;
+    }
     if (req.data_len <= env::dma_pool::chunk_size) {
         req.iov[0] = {req.reserved_chunk.iov_base, req.data_len};
         req.iov_count = 1;

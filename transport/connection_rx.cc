@@ -342,10 +342,6 @@ bool connection::handle_capsule() {
             complete(*req);
             return !_closing;
         }
-        if (req->zero_data) {  // a read of zeroes (a null namespace): no chunks to take or wait for
-            execute(*req);
-            return !_closing;
-        }
     }
     request_buffer(*req);
     return !_closing;
