@@ -89,6 +89,16 @@ void admission::ticket::release() {
     if (shed()) --_owner->_shedding;
 }
 
+bool admission::shed_still_closing_at_cap() const {
+    std::lock_guard g(_lock);
+    return _open - _shedding < _limits.max_connections && _open >= _limits.max_connections + _limits.pending_total;
+}
+
+size_t admission::shedding() const {
+    std::lock_guard g(_lock);
+    return _shedding;
+}
+
 size_t admission::open() const {
     std::lock_guard g(_lock);
     return _open;

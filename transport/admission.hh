@@ -42,8 +42,15 @@ public:
     // Shed connections still open do not count against max_connections (they are closing), but
     // at most pending_total of them on top of it: open() <= max_connections + pending_total.
 
+    // True while shed connections that are still closing (their reactor has not yet released
+    // them) fill the pending_total allowed on top of max_connections, although fewer than
+    // max_connections others are open: admit() would refuse a newcomer ferryd has room for. The
+    // acceptor then leaves newcomers in the listen backlog for a moment instead (a reactor
+    // behind a flood of shed connections catches up within milliseconds).
+    bool shed_still_closing_at_cap() const;
     size_t open() const;
     size_t pending() const;
+    size_t shedding() const;  // shed, not yet released
     uint64_t shed_total() const;
     uint64_t refused_total() const;
     const admission_limits& limits() const { return _limits; }

@@ -226,6 +226,22 @@ void acceptor::run() {
 void acceptor::accept_one(const listening& l) {
     const int lfd = l.fd;
     const tls_mode tls = l.tls;
+    if (_admission->shed_still_closing_at_cap()) {
+        // Accepting now would refuse a newcomer (say, a host among a flood's shed connections)
+        // only because its reactor has not yet closed the connections shed for it: leave it in
+        // the listen backlog and look again in a millisecond.
+        const uint64_t now = env::now_ns();
+        _accept_paused_until_ns = now + shed_wait_ns;
+        _shed_waits.add();
+        if (const uint64_t n = _shed_waits.take_due(now))
+            spdlog::warn(
+                "accepting paused {} time(s) since the last report: {} shed connection(s) not yet closed by their "
+                "reactor fill the {} allowed above --max-connections {} ({} open); newcomers wait in the listen "
+                "backlog",
+                n, _admission->shedding(), _admission->limits().pending_total, _admission->limits().max_connections,
+                _admission->open());
+        return;
+    }
     sockaddr_storage peer{};
     socklen_t plen = sizeof(peer);
     int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -75,7 +75,9 @@ private:
     size_t _rr = 0;
     // Accept thread only: refusals and accept errors are logged at most once a second.
     static constexpr uint64_t accept_pause_ns = 100'000'000;
-    event_summary _refused, _accept_errors;
+    // While shed connections still closing fill their allowance (admission::shed_still_closing_at_cap).
+    static constexpr uint64_t shed_wait_ns = 1'000'000;
+    event_summary _refused, _accept_errors, _shed_waits;
     uint64_t _accept_paused_until_ns = 0;
 };
 
