@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -159,11 +160,41 @@ void reactor::write_wake() {
     [[maybe_unused]] auto n = ::write(_wake, &one, sizeof(one));
 }
 
+namespace {
+// An accepted socket on its way to a reactor: if the message carrying it is never run (the
+// reactor stopped first), its admission slot is given back and the socket closed, in that
+// order (admission may shut the socket down until its ticket is released).
+struct adoption {
+    int fd;
+    connection_info info;
+    adoption(int f, connection_info i) : fd(f), info(std::move(i)) {}
+    adoption(const adoption&) = delete;
+    adoption& operator=(const adoption&) = delete;
+    ~adoption() {
+        if (fd < 0) return;
+        if (info.ticket) info.ticket->release();
+        ::close(fd);
+    }
+};
+}  // namespace
+
 void reactor::adopt(int fd, connection_info info, handler_factory& factory) {
-    post([this, fd, info = std::move(info), &factory]() mutable { add_connection(fd, std::move(info), factory); });
+    // shared_ptr: std::function copies its callable, and the socket must have one owner.
+    auto a = std::make_shared<adoption>(fd, std::move(info));
+    post([this, a, &factory] {
+        const int adopted_fd = std::exchange(a->fd, -1);
+        add_connection(adopted_fd, std::move(a->info), factory);
+    });
 }
 
 void reactor::add_connection(int fd, connection_info info, handler_factory& factory) {
+    if (!_running.load(std::memory_order_relaxed)) {
+        // Posted before the loop ended and run by its final drain: ferryd is stopping.
+        spdlog::debug("reactor {}: conn {} from {}: closed unserved, the reactor is stopping", _id, info.id, info.peer);
+        if (info.ticket) info.ticket->release();
+        ::close(fd);
+        return;
+    }
     info.reactor = _id;
     std::unique_ptr<connection> c;
     try {
@@ -480,6 +511,10 @@ void reactor::run() {
     }
     account(env::now_ns());
     env::set_pass_clock(0);  // the drain below reads the clock itself
+    // Messages posted before the loop ended still run (a caller may wait for one); a socket
+    // handed over in the last moment is closed unserved (add_connection). Messages posted after
+    // this are destroyed with the reactor, unrun (an adopted socket is closed then).
+    drain_messages();
     for (auto& s : _conns) s.conn->close("ferryd shutting down");
     // Socket operations (io_uring) and backend commands (file I/O into pool buffers) still in
     // flight reference the connections: let them finish first (bounded: 10 s).

@@ -43,12 +43,15 @@ public:
     void start();
     void stop();  // asks the loop to end, closes every connection, joins
 
-    // Runs `fn` on the reactor thread (thread-safe; wakes a blocked reactor).
+    // Runs `fn` on the reactor thread (thread-safe; wakes a blocked reactor). What is posted
+    // before the loop ends runs, during stop() at the latest; what is posted later is destroyed
+    // unrun with the reactor.
     void post(std::function<void()> fn);
     // Makes a blocked reactor run a pass (thread-safe, no lock, no allocation): a backend
     // completion published on another thread (env::thread_wake_hook() on the reactor thread).
     void poke();
-    // Hands an accepted socket to this reactor (thread-safe).
+    // Hands an accepted socket to this reactor (thread-safe). A stopping reactor closes it
+    // unserved and releases its admission ticket, also when it never ran the message.
     void adopt(int fd, connection_info info, handler_factory& factory);
 
     unsigned id() const { return _id; }

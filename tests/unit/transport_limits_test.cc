@@ -2,7 +2,9 @@
 // data, and (below) floods of connections that never finish their handshake.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
@@ -220,6 +222,52 @@ TEST(transport_limits, shed_connections_not_yet_closed_do_not_get_a_newcomer_ref
     for (int fd : flood) ::close(fd);
     acc.stop();
     r.stop();
+}
+
+TEST(transport_limits, a_socket_handed_to_a_stopping_reactor_is_closed_and_its_slot_given_back) {
+    target::target tgt{test_config()};
+    transport::reactor_options o;
+    o.pool_bytes = 4u << 20;
+    auto adm = std::make_shared<transport::admission>(transport::admission_limits{8, 2, 4, 0});
+    // Two sockets: one handed over after stop() (its message never runs), one to a reactor that
+    // stops with the message still queued (the loop's last drain runs it).
+    int never_run[2], last_drain[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, never_run), 0);
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, last_drain), 0);
+    auto info_for = [&](int fd, uint64_t id) {
+        transport::connection_info info;
+        info.id = id;
+        info.peer = "test:" + std::to_string(id);
+        info.ticket = adm->admit("10.0.0.1", fd, id);
+        return info;
+    };
+    {
+        transport::reactor r(0, o);
+        r.start();
+        std::promise<void> held, go;
+        auto go_f = go.get_future();
+        r.post([&] {
+            held.set_value();
+            go_f.wait();
+        });
+        held.get_future().wait();
+        r.adopt(last_drain[0], info_for(last_drain[0], 1), tgt);  // queued behind the held message
+        std::thread stopper([&] { r.stop(); });
+        ::usleep(50'000);  // stop() has cleared the running flag by now
+        go.set_value();
+        stopper.join();
+        EXPECT_EQ(adm->open(), 0u);
+        r.adopt(never_run[0], info_for(never_run[0], 2), tgt);
+        EXPECT_EQ(adm->open(), 1u);
+    }
+    EXPECT_EQ(adm->open(), 0u);
+    for (int peer : {last_drain[1], never_run[1]}) {
+        pollfd p{peer, POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, 2000), 1) << "fd " << peer;
+        char c;
+        EXPECT_EQ(::read(peer, &c, 1), 0) << "the reactor's end is still open";
+        ::close(peer);
+    }
 }
 
 namespace {
