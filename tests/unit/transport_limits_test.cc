@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -177,6 +178,31 @@ TEST(transport_limits, idle_flood_from_one_address_does_not_lock_others_out) {
     for (int fd : flood) ::close(fd);
 }
 
+namespace {
+// Holds a running reactor inside a posted message (it runs no pass, so closes nothing and
+// adopts nothing) from construction until release() (any thread) or destruction.
+class held_reactor {
+public:
+    explicit held_reactor(transport::reactor& r) {
+        auto held_f = _held.get_future();
+        r.post([this, go = _go_f] {
+            _held.set_value();
+            go.wait();
+        });
+        held_f.wait();
+    }
+    ~held_reactor() { release(); }
+    void release() {
+        if (!_released.exchange(true)) _go.set_value();
+    }
+
+private:
+    std::promise<void> _held, _go;
+    std::shared_future<void> _go_f = _go.get_future().share();
+    std::atomic<bool> _released{false};
+};
+}  // namespace
+
 TEST(transport_limits, shed_connections_not_yet_closed_do_not_get_a_newcomer_refused) {
     // A reactor behind a flood has not yet closed the connections shed for newcomers: they fill
     // the pending_total allowed above max_connections. A host that arrives then waits in the
@@ -190,14 +216,7 @@ TEST(transport_limits, shed_connections_not_yet_closed_do_not_get_a_newcomer_ref
     const uint16_t port = acc.listen({"127.0.0.1", 0});
     r.start();
     acc.start();
-    // The reactor is held (it closes nothing) until `go`.
-    std::promise<void> held, go;
-    auto go_f = go.get_future();
-    r.post([&] {
-        held.set_value();
-        go_f.wait();
-    });
-    held.get_future().wait();
+    held_reactor held(r);  // it closes nothing until released
     std::vector<int> flood;
     for (int i = 0; i < 16; ++i) flood.push_back(dial(port, "127.0.0.2"));
     const transport::admission& adm = acc.admitted();
@@ -209,7 +228,7 @@ TEST(transport_limits, shed_connections_not_yet_closed_do_not_get_a_newcomer_ref
     EXPECT_EQ(adm.refused_total(), 0u);
     std::thread releaser([&] {
         ::usleep(200'000);
-        go.set_value();
+        held.release();
     });
     double setup_ms = 0;
     try {
@@ -244,17 +263,11 @@ TEST(transport_limits, a_socket_handed_to_a_stopping_reactor_is_closed_and_its_s
     {
         transport::reactor r(0, o);
         r.start();
-        std::promise<void> held, go;
-        auto go_f = go.get_future();
-        r.post([&] {
-            held.set_value();
-            go_f.wait();
-        });
-        held.get_future().wait();
+        held_reactor held(r);
         r.adopt(last_drain[0], info_for(last_drain[0], 1), tgt);  // queued behind the held message
         std::thread stopper([&] { r.stop(); });
         ::usleep(50'000);  // stop() has cleared the running flag by now
-        go.set_value();
+        held.release();
         stopper.join();
         EXPECT_EQ(adm->open(), 0u);
         r.adopt(never_run[0], info_for(never_run[0], 2), tgt);
