@@ -60,7 +60,7 @@ perf_run() {  # perf_run NAME TRID ARGS...: a run in which I/O completes and non
     # spdk_nvme_perf logs "CQ transport error -6" for a qpair it has itself disconnected at the
     # end of the run (it does so against SPDK's own target too): not an error of the target.
     [ -n "$iops" ] && [ "$iops" -gt 0 ] &&
-        ! grep -iE 'error|failed' "$WORK/perf-$name.out" | grep -qv 'DISCONNECTED\] CQ transport error -6'
+        ! grep -iE 'error|failed' "$WORK/perf-$name.out" | grep -v 'DISCONNECTED\] CQ transport error -6' >/dev/null
 }
 empty_hostnqn_logged() {
     grep -q "empty host NQN accepted" "$FERRYD_LOG"

@@ -97,7 +97,7 @@ two_admin_auths_of_b() {
 }
 # shellcheck disable=SC2317
 no_auth_of_d() {
-    grep -F "$HOST_D" "$FERRYD_LOG" | grep -qi 'authentica' && { echo "HOST_D reached authentication"; return 1; }
+    grep -F "$HOST_D" "$FERRYD_LOG" | grep -i 'authentica' >/dev/null && { echo "HOST_D reached authentication"; return 1; }
     logged "$FERRYD_LOG" "host $HOST_D not allowed"
 }
 # shellcheck disable=SC2317

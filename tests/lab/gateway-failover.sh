@@ -112,7 +112,7 @@ sys.exit(0 if m and int(m[-1]) >= 1 else 1)' "$WORK/b.log" || true
     console=$(initiator_console "$guest_out")
     rc=$(guest_exit_status "$rc" "$console")
     _print_guest_steps "$console"
-    line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed$' "$guest_out" | tail -1 || true)
+    line=$(guest_summary_line "$guest_out")
     _report_run gateway-failover lab/initiator "$rc" "$line" "$console" 0 60
     echo "--- gateway B log (gateway lines) ---"
     grep -E "gateway gw-b|ferryd:" "$WORK/b.log" | grep -v " -> inaccessible on" | tail -20 | sed 's/^/    /'

@@ -50,7 +50,7 @@ JSON
 # shellcheck disable=SC2317  # called through check
 # ferryd logs "host <hostnqn> not allowed to access <subnqn>" when it refuses a host
 host_b_refusal_logged() {
-    grep -F 'not allowed' "$FERRYD_LOG" | grep -qF "$HOST_B" && return 0
+    grep -F 'not allowed' "$FERRYD_LOG" | grep -F "$HOST_B" >/dev/null && return 0
     echo "no line with 'not allowed' and $HOST_B in $FERRYD_LOG"
     return 1
 }

@@ -64,7 +64,7 @@ flood_started() {
 # shellcheck disable=SC2317
 flood_still_running() { kill -0 "$FLOOD_PID" 2>/dev/null; }
 # shellcheck disable=SC2317
-log_has() { grep -E "$1" "$FERRYD_LOG" | grep -qF "$HOST" || { echo "no line matching '$1' for $HOST"; return 1; }; }
+log_has() { grep -E "$1" "$FERRYD_LOG" | grep -F "$HOST" >/dev/null || { echo "no line matching '$1' for $HOST"; return 1; }; }
 # shellcheck disable=SC2317
 # Every connection that authenticated had its TLS 1.3 line first; the admin queue and at
 # least one I/O queue are among them.
@@ -76,7 +76,7 @@ auth_on_tls_connections() {
         grep -qE " conn $c \(.*\): TLS 1\.3 " "$FERRYD_LOG" || { echo "conn $c authenticated without TLS"; return 1; }
         n=$((n + 1))
     done
-    grep -F "$HOST" "$FERRYD_LOG" | grep -E 'authenticated to .*DH-HMAC-CHAP' | grep -q ' qid 0:' && admin=1
+    grep -F "$HOST" "$FERRYD_LOG" | grep -E 'authenticated to .*DH-HMAC-CHAP' | grep ' qid 0:' >/dev/null && admin=1
     echo "$n connection(s) with TLS + DH-HMAC-CHAP (admin queue: $admin)"
     [ "$n" -ge 2 ] && [ "$admin" = 1 ]
 }

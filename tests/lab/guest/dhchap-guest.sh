@@ -25,7 +25,7 @@ connect_refused() {  # PORT ARGS...
     if nvmf_find_ctrl "$NQN"; then echo "a controller of $NQN exists"; return 1; fi
     return 0
 }
-dmesg_says() { dmesg | tail -40 | tee /tmp/dmesg.tail | grep -qiE "$1" || { echo "dmesg has no /$1/:"; cat /tmp/dmesg.tail; return 1; }; }
+dmesg_says() { dmesg | tail -40 > /tmp/dmesg.tail; grep -qiE "$1" /tmp/dmesg.tail || { echo "dmesg has no /$1/:"; cat /tmp/dmesg.tail; return 1; }; }
 fio_4m() { LAB_FIO_JOBS=1 fio_job dh "$1" 4k 0 4M "${@:2}"; }
 reauth() {
     local c; c=$(nvmf_find_ctrl "$NQN") || return 1
