@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
     size_t conn_buffer_mib = 0;
     std::string engine = "posix";
     std::string c2h_success = "sqflow";
+    const std::string default_congestion = "cubic";
+    std::string congestion = default_congestion;
     app.add_option("-c,--config", config_path, "JSON configuration file")->required();
     app.add_option("--state-file", state_path,
                    "where the REST API keeps the live state, rewritten atomically after every change; when it "
@@ -96,6 +98,13 @@ int main(int argc, char** argv) {
                    "hosts do not use over TCP; doubles 4 KiB reads at queue depth 128 for SPDK's host)")
         ->capture_default_str()
         ->check(CLI::IsMember({"sqflow", "always"}));
+    app.add_option("--tcp-congestion", congestion,
+                   "TCP congestion control of the NVMe/TCP connections (set on each listening socket, inherited by "
+                   "the connections accepted there), or system to keep net.ipv4.tcp_congestion_control. Default "
+                   "cubic: BBR, a common system default, paces each connection from a kernel timer, and a reactor's "
+                   "bursts of completions then cost the target CPU timer interrupts (bench/README.md: 16 KiB and "
+                   "128 KiB reads 1.6x with cubic on one core); if cubic cannot be set, the system's stays")
+        ->capture_default_str();
     app.add_option("--max-ram-mib", max_ram_mib,
                    "memory in MiB that RAM namespaces may take, all together (a host may write every block); "
                    "a configuration asking more is refused (exit status 2). Default: physical memory minus a "
@@ -158,6 +167,17 @@ int main(int argc, char** argv) {
         if (!cpus.empty()) cpu_list = ferry::env::parse_cpu_list(cpus);
         dhgroups = ferry::target::auth::parse_dhgroups(dhchap_dhgroups);
         if (!gateway_path.empty()) gateway_cfg = ferry::mgmt::load_gateway_config(gateway_path);
+        if (congestion == "system") congestion.clear();
+        if (!congestion.empty()) {
+            if (const std::string err = ferry::transport::congestion_control_error(congestion); !err.empty()) {
+                const std::string why = "TCP congestion control '" + congestion + "': " + err + " (available: " +
+                                        ferry::transport::available_congestion_controls() + ")";
+                if (congestion != default_congestion) throw std::runtime_error("--tcp-congestion: " + why);
+                spdlog::warn("ferryd: {}; NVMe/TCP connections keep the system's ({})", why,
+                             ferry::transport::system_congestion_control());
+                congestion.clear();
+            }
+        }
         const uint64_t pools = uint64_t(pool_mib << 20) * std::max<size_t>(cpu_list.size(), 1);
         budget = max_ram_mib
                      ? ferry::mgmt::ram_budget{max_ram_mib << 20, "--max-ram-mib " + std::to_string(max_ram_mib)}
@@ -206,6 +226,10 @@ int main(int argc, char** argv) {
         std::vector<ferry::transport::reactor*> rp;
         for (auto& r : reactors) rp.push_back(r.get());
         ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending, max_per_listener});
+        acc.set_congestion_control(congestion);
+        spdlog::info("ferryd: NVMe/TCP connections use TCP congestion control {} (system default {})",
+                     congestion.empty() ? ferry::transport::system_congestion_control() : congestion,
+                     ferry::transport::system_congestion_control());
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
         for (auto& r : reactors) r->start();
         acc.start();

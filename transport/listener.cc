@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -91,6 +92,15 @@ uint16_t acceptor::listen(const listen_address& addr) {
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    // Set on the listening socket, the congestion control is inherited by every connection
+    // accepted through it (tcp_ca_openreq_child keeps a setsockopt choice).
+    if (!_congestion_control.empty() && ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, _congestion_control.data(),
+                                                     socklen_t(_congestion_control.size())) < 0) {
+        std::string err = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error("listener " + where + ": TCP congestion control '" + _congestion_control +
+                                 "': " + err);
+    }
     if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0 || ::listen(fd, SOMAXCONN) < 0) {
         std::string err = std::strerror(errno);
         ::close(fd);
@@ -110,6 +120,36 @@ uint16_t acceptor::listen(const listen_address& addr) {
     spdlog::info("listening on tcp {}:{}{}", addr.address, port,
                  addr.tls == tls_mode::none ? "" : fmt::format(" (TLS {})", to_string(addr.tls)));
     return port;
+}
+
+namespace {
+std::string first_line_of(const char* path) {
+    std::string line;
+    if (FILE* f = std::fopen(path, "re")) {
+        char buf[256];
+        if (std::fgets(buf, sizeof(buf), f)) line = buf;
+        std::fclose(f);
+    }
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    return line;
+}
+}  // namespace
+
+std::string congestion_control_error(const std::string& name) {
+    if (name.empty()) return "empty name";
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::string("socket: ") + std::strerror(errno);
+    std::string err;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), socklen_t(name.size())) < 0)
+        err = std::strerror(errno);
+    ::close(fd);
+    return err;
+}
+
+std::string system_congestion_control() { return first_line_of("/proc/sys/net/ipv4/tcp_congestion_control"); }
+
+std::string available_congestion_controls() {
+    return first_line_of("/proc/sys/net/ipv4/tcp_available_congestion_control");
 }
 
 namespace {

@@ -36,6 +36,11 @@ public:
     const admission& admitted() const { return *_admission; }
     ~acceptor();
 
+    // TCP congestion control of the listening sockets opened from now on, which connections
+    // accepted through them inherit ("" = the system's, net.ipv4.tcp_congestion_control). Call
+    // before listen() on other threads may run (ferryd: before the REST API starts).
+    void set_congestion_control(std::string name) { _congestion_control = std::move(name); }
+
     // Binds and listens; returns the bound port (useful with port 0). Throws
     // std::runtime_error naming the address on failure. Thread-safe, also while started.
     uint16_t listen(const listen_address& addr);
@@ -79,6 +84,15 @@ private:
     static constexpr uint64_t shed_wait_ns = 1'000'000;
     event_summary _refused, _accept_errors, _shed_waits;
     uint64_t _accept_paused_until_ns = 0;
+    std::string _congestion_control;
 };
+
+// Why a socket cannot take TCP congestion control `name` (setsockopt TCP_CONGESTION, e.g. "No
+// such file or directory" for an algorithm the kernel does not have, "Operation not permitted"
+// for one outside net.ipv4.tcp_allowed_congestion_control without CAP_NET_ADMIN); "" if it can.
+std::string congestion_control_error(const std::string& name);
+// net.ipv4.tcp_congestion_control and tcp_available_congestion_control ("" if unreadable).
+std::string system_congestion_control();
+std::string available_congestion_controls();
 
 }  // namespace ferry::transport

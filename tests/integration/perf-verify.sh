@@ -42,6 +42,8 @@ stop_under_load() {  # stop_under_load LABEL_PREFIX OUTPUT_FILE
         bash -c "[ $st = 2 ] && grep -q '^ferry-perf: ' '$2'" || cat "$2"
 }
 if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --cpus 0,1; then
+    check "ferryd says its connections use cubic (--tcp-congestion default)" \
+        grep -q 'NVMe/TCP connections use TCP congestion control cubic ' "$WORK/ferryd.log" || true
     perf "rw 4k qd32" --rw rw --bs 4k --qd 32
     perf "rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
     perf "rw 1m qd4" --rw rw --bs 1m --qd 4
@@ -63,8 +65,11 @@ if check "ferryd starts (2 reactors)" start_ferryd "$WORK/ferryd.json" "$WORK/fe
 fi
 # The same data checks through the io_uring socket engine (multishot receives into provided
 # buffers, sends through the ring), and its shutdown under load.
-if check "ferryd starts (2 reactors, --socket-engine uring)" start_ferryd "$WORK/ferryd.json" \
-        "$WORK/ferryd-uring.log" --cpus 0,1 --socket-engine uring; then
+if check "ferryd starts (2 reactors, --socket-engine uring, --tcp-congestion system)" start_ferryd \
+        "$WORK/ferryd.json" "$WORK/ferryd-uring.log" --cpus 0,1 --socket-engine uring --tcp-congestion system; then
+    sys_cc=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+    check "ferryd says its connections keep the system's congestion control ($sys_cc)" \
+        grep -q "use TCP congestion control $sys_cc (system default $sys_cc)" "$WORK/ferryd-uring.log" || true
     check "ferryd says it uses multishot receives" grep -q 'io_uring (multishot receive' "$WORK/ferryd-uring.log" || true
     perf "uring: rw 4k qd32" --rw rw --bs 4k --qd 32
     perf "uring: rw 128k qd8 (R2T) 2 queues" --rw rw --bs 128k --qd 8 --queues 2
@@ -72,5 +77,13 @@ if check "ferryd starts (2 reactors, --socket-engine uring)" start_ferryd "$WORK
     perf "uring: rw 64k digests 4 queues 2 threads" --rw rw --bs 64k --qd 8 --queues 4 --cpus 0,1 --digest hdr,data
     stop_under_load "uring: " "$WORK/gone-uring.out"
 fi
+# An algorithm the kernel lacks is refused at start, naming those it has.
+bad_congestion() {
+    local st=0
+    "$FERRYD" -c "$WORK/ferryd.json" --tcp-congestion no-such-cc > "$WORK/bad-cc.out" 2>&1 || st=$?
+    [ "$st" = 2 ] && grep "TCP congestion control 'no-such-cc'.*(available: .*cubic" "$WORK/bad-cc.out" >/dev/null
+}
+check "--tcp-congestion no-such-cc: exit status 2, the available algorithms named" bad_congestion ||
+    cat "$WORK/bad-cc.out"
 echo "ferryd logs: $WORK/ferryd.log $WORK/ferryd-uring.log"
 summary

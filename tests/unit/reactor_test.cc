@@ -2,8 +2,11 @@
 // threads, one controller's queues on different reactors, keep-alive across reactors.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "served_target.hh"
@@ -83,4 +86,60 @@ TEST_P(reactor_engines, connection_limit_refuses_the_flood_not_the_served) {
     EXPECT_TRUE(refused.target_closed());
     // The served connection still works.
     EXPECT_EQ(a.cmd(a.make(nvme::admin_opc::keep_alive)).status, 0);
+}
+
+namespace {
+uint16_t local_port(int fd, bool peer) {
+    sockaddr_in a{};
+    socklen_t len = sizeof(a);
+    const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len)
+                        : ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    return rc == 0 && a.sin_family == AF_INET ? ntohs(a.sin_port) : 0;
+}
+// The congestion control of this process's socket for the TCP connection from local port
+// `client_port` to `server_port` (the target's end of a dialed connection); "" if not found.
+std::string server_end_congestion(uint16_t server_port, uint16_t client_port) {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (!d) return "";
+    std::string found;
+    while (dirent* e = ::readdir(d)) {
+        const int fd = std::atoi(e->d_name);
+        if (fd <= 2 || fd == ::dirfd(d)) continue;
+        if (local_port(fd, false) != server_port || local_port(fd, true) != client_port) continue;
+        char name[32] = {};
+        socklen_t len = sizeof(name);
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) == 0) found.assign(name, ::strnlen(name, len));
+    }
+    ::closedir(d);
+    return found;
+}
+}  // namespace
+
+// ferryd's --tcp-congestion: set on the listening socket, inherited by every accepted
+// connection, whatever the system default. Two algorithms every Linux has built in.
+TEST(acceptor, accepted_connections_take_the_listeners_congestion_control) {
+    for (const std::string cc : {"reno", "cubic"}) {
+        ASSERT_EQ(transport::congestion_control_error(cc), "") << cc;
+        serve_options o;
+        o.congestion_control = cc;
+        served_target st(1, o);
+        const int fd = dial(st.port);
+        const uint16_t client_port = local_port(fd, false);
+        host_conn admin(fd, false, false);
+        admin.bring_up_admin(open_nqn, host_a);  // accepted and adopted by the reactor
+        EXPECT_EQ(server_end_congestion(st.port, client_port), cc);
+    }
+}
+
+TEST(acceptor, a_congestion_control_the_kernel_lacks_is_refused_by_name) {
+    EXPECT_NE(transport::congestion_control_error("no-such-cc"), "");
+    serve_options o;
+    served_target st(1, o);
+    st.acc->set_congestion_control("no-such-cc");
+    try {
+        st.acc->listen({"127.0.0.1", 0, transport::tls_mode::none});
+        FAIL() << "listen with an unknown congestion control succeeded";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("TCP congestion control 'no-such-cc'"), std::string::npos) << e.what();
+    }
 }

@@ -20,6 +20,7 @@ struct serve_options {
     size_t max_connections = 64;
     transport::socket_engine engine = transport::socket_engine::posix;
     transport::tls_mode tls = transport::tls_mode::none;  // of the listener
+    std::string congestion_control;                       // of the listener ("": the system's)
 };
 
 struct served_target {
@@ -39,6 +40,7 @@ struct served_target {
             rp.push_back(reactors.back().get());
         }
         acc = std::make_unique<transport::acceptor>(rp, tgt, o.max_connections);
+        acc->set_congestion_control(o.congestion_control);
         port = acc->listen({"127.0.0.1", 0, o.tls});
         for (auto& r : reactors) r->start();
         acc->start();
