@@ -227,9 +227,9 @@ int main(int argc, char** argv) {
         for (auto& r : reactors) rp.push_back(r.get());
         ferry::transport::acceptor acc(rp, tgt, {max_connections, max_pending_per_address, max_pending, max_per_listener});
         acc.set_congestion_control(congestion);
+        const std::string system_congestion = ferry::transport::system_congestion_control();
         spdlog::info("ferryd: NVMe/TCP connections use TCP congestion control {} (system default {})",
-                     congestion.empty() ? ferry::transport::system_congestion_control() : congestion,
-                     ferry::transport::system_congestion_control());
+                     congestion.empty() ? system_congestion : congestion, system_congestion);
         for (const auto& l : cfg.listeners) acc.listen({l.address, l.port, l.tls});
         for (auto& r : reactors) r->start();
         acc.start();
