@@ -178,9 +178,19 @@ void queue::exec_connect(transport::request& req) {
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, qid)),
                       "discovery controllers have no I/O queues");
     auto ctrl = sub->find_controller(d.cntlid);
-    if (!ctrl || ctrl->hostnqn != hostnqn || ctrl->hostid != hostid || ctrl->dead.load())
+    if (!ctrl || ctrl->dead.load()) {
+        // Without DNR: the association this Connect belongs to may have ended a moment ago (its
+        // keep-alive expired, it was dropped through the management API) while the host was
+        // still bringing up its I/O queues; Linux then reconnects, where DNR would make it delete
+        // the controller and fail every I/O of its namespaces.
+        spdlog::warn("conn {} ({}): Connect qid {} rejected: no live controller {} of {} for host {}", info.id,
+                     info.peer, +c.qid, +d.cntlid, subnqn, host_label(hostnqn));
+        finish(req, nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)));
+        return;
+    }
+    if (ctrl->hostnqn != hostnqn || ctrl->hostid != hostid)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
-                      fmt::format("no live controller {} of {} for host {}", +d.cntlid, subnqn, host_label(hostnqn)));
+                      fmt::format("controller {} of {} is not host {}'s", +d.cntlid, subnqn, host_label(hostnqn)));
     if (!ctrl->ready.load())
         return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
     const uint16_t asked = ctrl->granted_io_queues.load();
@@ -266,7 +276,8 @@ void queue::advance_connect() {
         auto& req = *p.req;
         _connecting.reset();
         _backend_busy = false;
-        finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+        // A controller torn down meanwhile: without DNR, so that the host reconnects (as above).
+        finish(req, static_cast<uint16_t>(nvme::sc::connect_ctrl_busy | (failed_nsid ? nvme::status_dnr : 0)));
         return;
     }
     std::string backing;

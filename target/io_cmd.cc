@@ -17,7 +17,8 @@ using nvme::dsm_range;
 // sends an R2T, and exec_io again once the data is there (a namespace may have gone meanwhile).
 uint16_t queue::check_io(const transport::request& req) {
     const nvme::sqe& c = req.cmd;
-    if (!_ctrl->ready.load(std::memory_order_relaxed)) return nvme::sc::command_sequence_error | dnr;
+    if (!_ctrl->ready.load(std::memory_order_relaxed)) [[unlikely]]
+        return refuse_unready();
     if (c.flags & 0x03) return nvme::sc::invalid_field | dnr;  // fused operations not offered
     // Namespace changes: one load of the subsystem's generation; a resync (this reactor, rare)
     // when it moved.
@@ -63,13 +64,25 @@ uint16_t queue::check_io(const transport::request& req) {
     }
 }
 
+// The association ended (its admin queue closed, its keep-alive expired, or it was torn down
+// through the management API) and this I/O queue, on whatever reactor, has not reached its
+// timer tick yet: it closes now and answers nothing, so the host fails the command over to the
+// association it reconnects. An answer with DNR, what a merely disabled controller gets, would
+// make Linux end the I/O with an error to the application (EIO), and a write's data would be
+// lost to it.
+uint16_t queue::refuse_unready() {
+    if (!_ctrl->dead.load()) return nvme::sc::command_sequence_error | dnr;
+    _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
+    return nvme::sc::aborted_sq_deletion;  // never sent: the connection is closing
+}
+
 uint16_t queue::check(transport::request& req) {
     // Only I/O commands of a live, authenticated controller; on_command answers the rest.
     if (_qid == 0 || !_ctrl || (_auth && !_auth->authenticated()) || req.cmd.opcode == nvme::admin_opc::fabrics)
         return 0;
     const uint16_t status = check_io(req);
     if (status) {
-        note_error(req, status);
+        if (!_closed) note_error(req, status);  // a command not answered is no error the host sees
         return status;
     }
     req.zero_data = _ns[req.cmd.nsid].zero_read(req.cmd);  // the transport takes no buffers for it
@@ -78,7 +91,10 @@ uint16_t queue::check(transport::request& req) {
 
 void queue::exec_io(transport::request& req) {
     const nvme::sqe& c = req.cmd;
-    if (const uint16_t status = check_io(req)) return finish(req, status);
+    if (const uint16_t status = check_io(req)) {
+        if (_closed) return _conn.complete(req);  // refuse_unready closed the connection: nothing is sent
+        return finish(req, status);
+    }
     ns_binding& n = _ns[c.nsid];
     const bool zeroes = n.zero_read(c);
     // check() promised zeroes and the transport took no buffers: on_command follows check() in

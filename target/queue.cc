@@ -348,6 +348,11 @@ void queue::on_close() {
     }
 }
 
+std::string queue::association_end() const {
+    const teardown why = _ctrl->dropped_why();
+    return why == teardown::none ? "its admin queue closed" : teardown_name(why);
+}
+
 void queue::take_notices() {
     std::vector<uint32_t> nsids;
     bool ns_changed = false, discovery_changed = false, ana_changed = false;
@@ -367,7 +372,7 @@ void queue::on_timer(uint64_t now_ns) {
         if (_closed) return;
     }
     if (_ctrl->dead.load(std::memory_order_relaxed)) {
-        _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), teardown_name(_ctrl->dropped_why())));
+        _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
         return;
     }
     if (_qid != 0) {

@@ -132,6 +132,8 @@ private:
     // io_cmd.cc
     void exec_io(transport::request& req);
     uint16_t check_io(const transport::request& req);  // 0 or the status; needs no data
+    uint16_t refuse_unready();                          // check_io's answer when the controller is not ready
+    std::string association_end() const;                // why this queue's controller is dead, for logs
     // Namespace table (queue.cc): bind new namespaces, retire removed ones, refresh sizes.
     // `group` gathers the backend queues made now (one Connect's, or one resync's).
     // Returns false if a backend queue could not be made (`why` says which and why).

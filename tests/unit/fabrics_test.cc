@@ -45,7 +45,9 @@ TEST(connect, invalid_parameters_point_at_the_field) {
         {open_nqn, host_a, 0, 0xFFFF, 0xFFFF, nvme::sc::connect_invalid_param, 44},  // 65536 entries, not 0
         {open_nqn, host_a, 0, 0xFFFF, target::max_admin_queue_entries, nvme::sc::connect_invalid_param, 44},
         {open_nqn, host_a, 0, 7, 31, nvme::sc::connect_invalid_param, ipo_data(16)},
-        {open_nqn, host_a, 1, 4242, 127, nvme::sc::connect_invalid_param, ipo_data(16)},
+        // No such controller: without DNR too; its association may have ended (keep-alive) while
+        // the host brought up its I/O queues, and the host then reconnects.
+        {open_nqn, host_a, 1, 4242, 127, nvme::sc::connect_invalid_param, ipo_data(16), false},
         {restricted_nqn, host_b, 0, 0xFFFF, 31, nvme::sc::connect_invalid_host, 0},
         {restricted_nqn, "", 0, 0xFFFF, 31, nvme::sc::connect_invalid_host, 0},  // an allow list refuses it
     };
@@ -218,6 +220,58 @@ TEST(controller, keep_alive_timeout_tears_down_all_queues) {
     // A new association works.
     host_conn again(h);
     EXPECT_NO_THROW(again.bring_up_admin(open_nqn, host_a));
+}
+
+TEST(controller, an_io_queue_outliving_its_association_closes_rather_than_fail_commands) {
+    // The keep-alive expires on the admin queue; the I/O queues, possibly on other reactors,
+    // close on their own next timer tick. A command that reaches one before that tick must not
+    // get an error with DNR (Linux would fail the I/O to the application): the queue closes at
+    // once and answers nothing, and the host retries the command on its next association.
+    harness h;
+    association a(h, 1000);
+    host_conn io2(h);
+    io2.icreq();
+    ASSERT_EQ(io2.connect(open_nqn, host_a, 2, a.cntlid, 127, 0).status, 0);
+    // A write whose R2T went out while the association lived; its data comes after its end.
+    const auto data = pattern(16384, 7);
+    const auto w = io2.rw(nvme::io_opc::write, 1, 0, 4);
+    io2.send_capsule(w, data, false, static_cast<uint32_t>(data.size()));
+
+    a.admin.conn->on_timer(env::now_ns() + 1'500'000'000);
+    ASSERT_TRUE(a.admin.conn->closing());
+    // A write, checked as it arrives (a small read, checked only as it executes: io_test.cc).
+    const auto w1 = a.io.rw(nvme::io_opc::write, 1, 8, 4);
+    a.io.send_capsule(w1, data, false, static_cast<uint32_t>(data.size()));
+    EXPECT_FALSE(a.io.wait(w1.cid, data)) << "answered";
+    EXPECT_TRUE(a.io.r2ts.empty());
+    EXPECT_FALSE(a.io.last_term);
+    EXPECT_TRUE(a.io.target_closed());
+    // The write whose R2T went out before: its data, checked again once it is there.
+    EXPECT_FALSE(io2.wait(w.cid, data)) << "answered";
+    EXPECT_EQ(io2.r2ts.size(), 1u);
+    EXPECT_FALSE(io2.last_term);
+    EXPECT_TRUE(io2.target_closed());
+    // An I/O queue the host connects to the ended controller: refused without DNR, so that
+    // Linux reconnects rather than delete the controller.
+    host_conn late(h);
+    late.icreq();
+    const auto c = late.connect(open_nqn, host_a, 3, a.cntlid, 127, 0);
+    EXPECT_EQ(c.status, nvme::sc::connect_invalid_param);
+    EXPECT_EQ(c.cqe.dw0, ipo_data(offsetof(nvme::connect_data, cntlid)));
+}
+
+TEST(controller, a_controller_torn_down_meanwhile_refuses_io_queue_connects_without_dnr) {
+    harness h;
+    host_conn admin(h);
+    const uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    // Dropped (management API, subsystem removal): its queues close on their next timer tick.
+    admin.queue().ctrl()->drop(target::teardown::dropped);
+    host_conn io(h);
+    io.icreq();
+    const auto c = io.connect(open_nqn, host_a, 1, id, 127, 0);
+    EXPECT_EQ(c.status, nvme::sc::connect_invalid_param);
+    EXPECT_EQ(c.cqe.dw0, ipo_data(offsetof(nvme::connect_data, cntlid)));
+    EXPECT_FALSE(io.queue().ctrl());
 }
 
 TEST(controller, io_traffic_counts_as_keep_alive) {

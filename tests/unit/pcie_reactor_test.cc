@@ -170,6 +170,28 @@ TEST(PcieReactor, AdminTimeoutFailsTheConnectCleanly) {
     EXPECT_EQ(q3.cmd(q3.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status, 0);
 }
 
+// The controller is dropped (management API) while an I/O queue's Connect waits for its
+// hardware queue: the Connect is refused without DNR, so that Linux reconnects rather than
+// delete the controller and fail its namespaces' I/O.
+TEST(PcieReactor, ConnectOfAControllerTornDownMeanwhileIsRefusedWithoutDnr) {
+    nvme::pcie_controller_options o;
+    o.admin_timeout_ms = 60'000;
+    served_ssd s("model:dropped", o);
+    host_conn admin(dial(s.port), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(ssd_nqn, host_a, 0);
+    s.model->stall_admin = true;
+    host_conn q1(dial(s.port), false, false);
+    q1.icreq();
+    const uint16_t connect_cid = q1.send_connect(ssd_nqn, host_a, 1, cntlid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // parked on the stalled admin queue
+    s.tgt->drop_controller(ssd_nqn, cntlid);
+    s.model->stall_admin = false;
+    auto r = q1.wait(connect_cid);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, nvme::sc::connect_ctrl_busy);
+    EXPECT_TRUE(admin.target_closed());  // its admin queue went on its timer tick
+}
+
 // A closed I/O queue keeps its connection (and so the buffers its commands used) until the
 // SSD has deleted the hardware queue; the deletion runs on the admin thread, not the reactor.
 TEST(PcieTarget, ClosedQueueLivesUntilTheSsdDeletedItsHardwareQueue) {
