@@ -4,6 +4,7 @@
 #  - The harness boots a guest again after a boot that ran to LAB-EXIT (its pipefail race, see
 #    lib.sh _completed_boot_retried): the first boot's result counts and the retry is stopped.
 #  - A boot that really died before /init: the retry's result counts.
+#  - A failed run shows what its failed guest steps printed and ferryd's warnings and errors.
 #  - Console and log searches find a match on the first line of a 2 MiB file (grep -q under
 #    pipefail fails those by SIGPIPE to the writer).
 #  - guest_kernel_crash tells a crash outside nvme (CI's TCG double fault) from one in nvme code.
@@ -14,7 +15,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 case ${1:-} in
     "") ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $(basename "$0")" >&2; exit 2 ;;
 esac
 
@@ -49,6 +50,13 @@ case $FAKE_MODE in
         con "0 passed, 1 failed" "LAB-EXIT: 1"
         touch "$d/retry-finished"
         echo "0 passed, 1 failed"; exit 1 ;;
+    step-fails)  # a guest step fails: what it printed must reach the run's output
+        con "LAB-BOOTED: uptime 8.6 s" "=== STEP connect: nvme connect" "PASS: connect (0.3 s)" \
+            "=== STEP fio-verify-never-failed: fio_never_failed" "    fio passes: 3, failures: 1" \
+            "      bg: (groupid=0, jobs=1): err= 5 (file:io_u.c:1896, func=io_u error, error=Input/output error)" \
+            "FAIL: fio-verify-never-failed (rc=1, 0.2 s)" "=== STEP disconnect: nvme disconnect" \
+            "PASS: disconnect (0.2 s)" "2 passed, 1 failed" "LAB-EXIT: 1"
+        echo "2 passed, 1 failed"; exit 1 ;;
     boot-died)  # died before /init: the retry is the run
         con "[    1.20] Kernel panic - not syncing: Attempted to kill init!"
         echo "[lab] guest died during boot (attempt 1/3), log: $log" >&2
@@ -69,6 +77,7 @@ lab_run() {
         source "$HERE/lib.sh"
         # shellcheck disable=SC2034 # lib.sh's work dir (lab_begin is not called here)
         WORK=$(mktemp -d "$SELF/work.XXXX")
+        FERRYD_LOG=$SELF/ferryd.log
         rc=0
         run_initiator "$1" --script /dev/null || rc=$?
         echo "COUNTS $T_PASS $T_FAIL $rc"
@@ -92,6 +101,21 @@ out=$(lab_run boot-died)
 d=$(run_dir_of "$out")
 ok "a boot that died before /init: the retry's 1 passed, 0 failed counts" counts_are "$out" "1 0 0"
 ok "that retry ran to its end" test -n "$d" -a ! -e "$d/terminated"
+
+cat > "$SELF/ferryd.log" <<'LOG'
+[2026-12-01 09:15:40.100] [info] conn 7 (127.0.0.1:50000, qid 2): closing: host closed the connection
+[2026-12-01 09:15:40.200] [warning] controller 2 of nqn.x (host nqn.h): keep-alive timeout (1000 ms without a command on any queue); tearing down
+[2026-12-01 09:15:40.210] [debug] conn 8 qid 1: cid 12 opcode 0x01 nsid 1: Command Sequence Error (0x400c)
+[2026-12-01 09:15:40.220] [debug] conn 8 qid 1: cid 13 opcode 0x01 nsid 1 submitted
+LOG
+out=$(lab_run step-fails)
+excerpt=$(sed -n '/^--- guest step fio-verify-never-failed failed/,/^---.*ferryd/p' <<<"$out")
+ok "a failed guest step: what it printed is shown, up to its FAIL line" \
+    test "$(grep -c 'err= 5 (file:io_u.c' <<<"$excerpt") $(grep -c 'STEP disconnect' <<<"$excerpt")" = "1 0"
+ferryd_part=$(sed -n '/^--- ferryd: last warnings/,/^--- .*console tail/p' <<<"$out")
+ok "a failed run: ferryd's warnings and failed I/O commands are shown, nothing else of its log" \
+    test "$(grep -c 'keep-alive timeout\|Command Sequence Error (0x400c)' <<<"$ferryd_part") \
+$(grep -c 'closing: host closed\|submitted' <<<"$ferryd_part")" = "2 0"
 
 # ---------------------------------------------------------------- searches in big files
 big=$SELF/big.log

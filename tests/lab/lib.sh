@@ -281,6 +281,30 @@ _print_guest_steps() {
     tr -d '\r' < "$console" | grep -aE '^(PASS|FAIL): ' | sed 's/^/    guest /' || true
 }
 
+# _print_failed_step_output CONSOLE: the first lines each failed guest step printed (between
+# its "=== STEP" line and its FAIL line), so that a CI record that keeps only a window around
+# the failure shows why (fio's error, the kernel's I/O errors), not just that
+_print_failed_step_output() {
+    local console=$1 step
+    [ -r "$console" ] || return 0
+    while IFS= read -r step; do
+        echo "--- guest step $step failed; what it printed (first 16 lines) ---"
+        tr -d '\r' < "$console" | awk -v s="$step" '
+            index($0, "=== STEP " s ":") == 1 { on = 1; n = 0; next }
+            on && index($0, "FAIL: " s " (") == 1 { exit }
+            on && n < 16 { print "    " $0; n++ }' || true
+    done < <(tr -d '\r' < "$console" | sed -n 's/^FAIL: \(.*\) (.*$/\1/p' | head -3)
+}
+
+# _print_ferryd_errors: ferryd's last warnings and errors, and the last I/O commands it failed
+# (debug lines "conn N qid Q: cid C ... (0xSTATUS)"), when a run failed
+_print_ferryd_errors() {
+    [ -n "$FERRYD_LOG" ] && [ -r "$FERRYD_LOG" ] || return 0
+    echo "--- ferryd: last warnings, errors and failed I/O commands ($FERRYD_LOG) ---"
+    grep -aE '\[(warning|error|critical)\]| qid [1-9][0-9]*: cid .*\(0x[0-9a-f]+\)$' "$FERRYD_LOG" | tail -n 12 |
+        cut -c1-220 | sed 's/^/    /' || true
+}
+
 _forget_child() {
     local pid=$1 i
     for i in "${!LAB_CHILDREN[@]}"; do
@@ -388,6 +412,10 @@ _report_run() {
         fi
     else
         fail_check "$name: $tool gave no 'N passed, N failed' line"
+    fi
+    if [ "$rc" -ne 0 ]; then
+        _print_failed_step_output "$console"
+        _print_ferryd_errors
     fi
     if [ "$rc" -ne 0 ] && [ -r "$console" ]; then
         echo "--- $name: guest console tail ($console) ---"

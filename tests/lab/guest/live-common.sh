@@ -76,10 +76,16 @@ fio_passes_at_least() {
 # more_passes N T: N more passes than now complete within T s
 more_passes() { fio_passes_at_least $(($(fio_passes) + $1)) "$2"; }
 
-# fio_never_failed: no pass of the background loop failed (shows the first failure)
+# fio_never_failed: no pass of the background loop failed (shows the first failure: fio's
+# error lines and the kernel's I/O errors first, then fio's whole output)
 fio_never_failed() {
     echo "    fio passes: $(fio_passes), failures: $(cat /tmp/fio-failures 2>/dev/null || echo 0)"
     [ ! -e /tmp/fio-failures ] && return 0
+    echo "    fio's errors in the first failed pass:"
+    grep -aiE 'err=|error|verify|bad|crc|mismatch' /tmp/fio-fail.1 | head -6 | sed 's/^/      /' || true
+    echo "    the kernel's I/O errors and path changes:"
+    dmesg | grep -aE 'I/O Error|DNR|failing I/O|identifiers changed|Removing|removing|ctrl_loss_tmo' | head -6 |
+        sed 's/^/      /' || true
     cat /tmp/fio-fail.1; return 1
 }
 
