@@ -301,8 +301,8 @@ _print_failed_step_output() {
 _print_ferryd_errors() {
     [ -n "$FERRYD_LOG" ] && [ -r "$FERRYD_LOG" ] || return 0
     echo "--- ferryd: last warnings, errors and failed I/O commands ($FERRYD_LOG) ---"
-    grep -aE '\[(warning|error|critical)\]| qid [1-9][0-9]*: cid .*\(0x[0-9a-f]+\)$' "$FERRYD_LOG" | tail -n 12 |
-        cut -c1-220 | sed 's/^/    /' || true
+    grep -aE '^[0-9-]+ [0-9:.]+ (warning|error|critical) | qid [1-9][0-9]*: cid .*\(0x[0-9a-f]+\)$' "$FERRYD_LOG" |
+        tail -n 12 | cut -c1-220 | sed 's/^/    /' || true
 }
 
 _forget_child() {
