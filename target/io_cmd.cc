@@ -71,6 +71,9 @@ uint16_t queue::check_io(const transport::request& req) {
 // make Linux end the I/O with an error to the application (EIO), and a write's data would be
 // lost to it.
 uint16_t queue::refuse_unready() {
+    // check_io's relaxed load saw `ready` false; the admin queue's on_close marks the controller
+    // dead before it clears `ready`, so with this fence the flag is seen.
+    std::atomic_thread_fence(std::memory_order_acquire);
     if (!_ctrl->dead.load()) return nvme::sc::command_sequence_error | dnr;
     _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
     return nvme::sc::aborted_sq_deletion;  // never sent: the connection is closing
