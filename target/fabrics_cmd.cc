@@ -178,6 +178,10 @@ void queue::exec_connect(transport::request& req) {
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, qid)),
                       "discovery controllers have no I/O queues");
     auto ctrl = sub->find_controller(d.cntlid);
+    // `ready` is read before `dead`: the admin queue's close marks the controller dead before it
+    // clears ready, so a Connect that finds it not ready because its association ended also
+    // finds it dead, and is answered without DNR below rather than with Command Sequence Error.
+    const bool enabled = ctrl && ctrl->ready.load();
     if (!ctrl || ctrl->dead.load()) {
         // Without DNR: the association this Connect belongs to may have ended a moment ago (its
         // keep-alive expired, it was dropped through the management API) while the host was
@@ -191,7 +195,7 @@ void queue::exec_connect(transport::request& req) {
     if (ctrl->hostnqn != hostnqn || ctrl->hostid != hostid)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
                       fmt::format("controller {} of {} is not host {}'s", +d.cntlid, subnqn, host_label(hostnqn)));
-    if (!ctrl->ready.load())
+    if (!enabled)
         return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
     const uint16_t asked = ctrl->granted_io_queues.load();
     const uint16_t granted = asked ? asked : max_io_queues;
@@ -267,7 +271,8 @@ void queue::advance_connect() {
                 break;
         }
     }
-    if (!failed_nsid && p.ctrl->dead.load()) why = p.ctrl->name() + " was torn down meanwhile";
+    const bool torn_down = p.ctrl->dead.load();
+    if (!failed_nsid && torn_down) why = p.ctrl->name() + " was torn down meanwhile";
     if (failed_nsid || !why.empty()) {
         spdlog::error("conn {} ({}): Connect qid {} of {} rejected: {}{}", info.id, info.peer, +p.qid, p.ctrl->name(),
                       failed_nsid ? fmt::format("namespace {}: ", failed_nsid) : std::string(), why);
@@ -276,8 +281,11 @@ void queue::advance_connect() {
         auto& req = *p.req;
         _connecting.reset();
         _backend_busy = false;
-        // A controller torn down meanwhile: without DNR, so that the host reconnects (as above).
-        finish(req, static_cast<uint16_t>(nvme::sc::connect_ctrl_busy | (failed_nsid ? nvme::status_dnr : 0)));
+        // A controller torn down meanwhile: without DNR, so that the host reconnects (as above),
+        // also when a namespace's setup failed with it (its hardware queue's creation may have
+        // failed because of the teardown); a setup failure of a live controller keeps DNR.
+        const bool no_retry = failed_nsid && !torn_down;
+        finish(req, static_cast<uint16_t>(nvme::sc::connect_ctrl_busy | (no_retry ? nvme::status_dnr : 0)));
         return;
     }
     std::string backing;

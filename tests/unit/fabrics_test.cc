@@ -274,6 +274,22 @@ TEST(controller, a_controller_torn_down_meanwhile_refuses_io_queue_connects_with
     EXPECT_FALSE(io.queue().ctrl());
 }
 
+// Another host naming a live controller is no race with a teardown: refused with DNR (a retry
+// cannot succeed), and the controller goes on serving its own host.
+TEST(controller, an_io_queue_connect_naming_another_hosts_controller_keeps_dnr) {
+    harness h;
+    host_conn admin(h);
+    const uint16_t id = admin.bring_up_admin(open_nqn, host_a);
+    host_conn io(h);
+    io.icreq();
+    const auto c = io.connect(open_nqn, host_b, 1, id, 127, 0);
+    EXPECT_EQ(c.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
+    EXPECT_EQ(c.cqe.dw0, ipo_data(offsetof(nvme::connect_data, cntlid)));
+    EXPECT_FALSE(io.queue().ctrl());
+    EXPECT_FALSE(admin.conn->closing());
+    EXPECT_TRUE(admin.queue().ctrl()->ready.load());
+}
+
 TEST(controller, io_traffic_counts_as_keep_alive) {
     harness h;
     association a(h, 1000);
