@@ -94,6 +94,13 @@ public:
         return _regs[nvme::pcie_reg::cc / 4] & nvme::pcie_reg::cc_en;
     }
     uint8_t* media(uint32_t nsid = 1) { return _media.data() + (uint64_t{nsid - 1} * _p.blocks << _p.lbads); }
+    // Admin commands the host has queued that the model has not taken yet (stall_admin holds them).
+    size_t admin_commands_waiting() {
+        std::lock_guard g(_lock);
+        if (_sqs.empty() || !_sqs[0].base) return 0;
+        const uint32_t tail = __atomic_load_n(&_doorbells[0], __ATOMIC_ACQUIRE);
+        return (tail + _sqs[0].size - _sqs[0].head) % _sqs[0].size;
+    }
     size_t live_io_queues() {
         std::lock_guard g(_lock);
         size_t n = 0;

@@ -183,7 +183,10 @@ TEST(PcieReactor, ConnectOfAControllerTornDownMeanwhileIsRefusedWithoutDnr) {
     host_conn q1(dial(s.port), false, false);
     q1.icreq();
     const uint16_t connect_cid = q1.send_connect(ssd_nqn, host_a, 1, cntlid);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // parked on the stalled admin queue
+    // Parked once its hardware queue's creation waits on the stalled admin queue.
+    for (int i = 0; i < 5000 && s.model->admin_commands_waiting() == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GT(s.model->admin_commands_waiting(), 0u) << "the Connect never asked the SSD for a queue";
     s.tgt->drop_controller(ssd_nqn, cntlid);
     s.model->stall_admin = false;
     auto r = q1.wait(connect_cid);
