@@ -195,8 +195,7 @@ void queue::exec_connect(transport::request& req) {
     if (ctrl->hostnqn != hostnqn || ctrl->hostid != hostid)
         return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_data(offsetof(nvme::connect_data, cntlid)),
                       fmt::format("controller {} of {} is not host {}'s", +d.cntlid, subnqn, host_label(hostnqn)));
-    if (!enabled)
-        return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
+    if (!enabled) return reject(nvme::sc::command_sequence_error, 0, fmt::format("{} is not enabled", ctrl->name()));
     const uint16_t asked = ctrl->granted_io_queues.load();
     const uint16_t granted = asked ? asked : max_io_queues;
     if (c.qid > granted)
