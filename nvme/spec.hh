@@ -436,6 +436,9 @@ inline constexpr uint8_t arbitration = 0x01, power_mgmt = 0x02, temp_threshold =
 // Async event: type 2 (notice), info, LID (reference 3.5).
 namespace aen {
 inline constexpr uint32_t cfg_ns_attr = 1u << 8, cfg_ana = 1u << 11, cfg_discovery = 1u << 31;
+// Bits 4:0: SMART / Health critical warnings (spare, temperature, reliability, read-only,
+// volatile memory backup); mandatory for an I/O controller to accept.
+inline constexpr uint32_t cfg_smart_critical = 0x1F;
 constexpr uint32_t result(uint8_t type, uint8_t info, uint8_t log) {
     return type | (static_cast<uint32_t>(info) << 8) | (static_cast<uint32_t>(log) << 16);
 }

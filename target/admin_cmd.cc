@@ -14,7 +14,11 @@ namespace ferry::target {
 namespace {
 constexpr uint16_t dnr = nvme::status_dnr;
 
-constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr | nvme::aen::cfg_ana;
+constexpr uint32_t io_aen_mask = nvme::aen::cfg_ns_attr | nvme::aen::cfg_ana;  // OAES: the events raised
+// What Set Features 0Bh accepts on an I/O controller: OAES plus the SMART critical-warning bits,
+// which the spec makes mandatory to accept (nvmet does; SPDK's host sets them and, refused,
+// arms no AER at all). ferryd raises no SMART event: the bits are stored and read back.
+constexpr uint32_t io_aen_settable = io_aen_mask | nvme::aen::cfg_smart_critical;
 constexpr uint8_t ana_transition_time_s = 10;  // ANATT; only a gateway group shows "change", for at most half of it
 constexpr uint32_t disc_aen_mask = nvme::aen::cfg_discovery;
 
@@ -245,11 +249,15 @@ void queue::exec_identify(transport::request& req) {
             if (!_ctrl->subsys.find_ns(nsid)) return finish(req, nvme::sc::invalid_namespace | dnr);
             break;
         case nvme::cns::cs_indep_ns: {
-            // I/O command set independent Identify Namespace: NMIC and NSTAT (ready).
+            // I/O Command Set Independent Identify Namespace (NVMe 2.0 figure 280; Linux reads it
+            // when VS >= 2.0 or CAP.CRMS): NMIC at 1, ANAGRPID at 4-7, NSTAT at 14 (not 13: that
+            // is ENDGID's high byte). An inactive NSID reads as zeroes.
             if (nsid == 0 || nsid == 0xFFFFFFFF) return finish(req, nvme::sc::invalid_namespace | dnr);
-            if (_ctrl->subsys.find_ns(nsid)) {
-                page[1] = 1;   // NMIC: shareable
-                page[13] = 1;  // NSTAT: ready
+            if (auto n = _ctrl->subsys.find_ns(nsid)) {
+                page[1] = 1;  // NMIC: shareable
+                const uint32_t group = n->ana_group.load();
+                std::memcpy(page + 4, &group, sizeof(group));  // ANAGRPID, as CNS 00h's
+                page[14] = 1;                                   // NSTAT: namespace ready
             }
             break;
         }
@@ -315,10 +323,12 @@ std::vector<uint8_t> queue::build_log(uint8_t lid, uint32_t nsid, bool& known) {
                 set(0, opc, 1);
             set(1024, nvme::io_opc::flush, 1);
             set(1024, nvme::io_opc::read, 1);
-            set(1024, nvme::io_opc::compare, 1);
             set(1024, nvme::io_opc::write, 1 | 2);  // CSUPP, LBCC
-            set(1024, nvme::io_opc::write_zeroes, 1 | 2);
-            set(1024, nvme::io_opc::dataset_mgmt, 1 | 2);
+            // The optional ones as Identify ONCS says (narrowed to what the stores do).
+            const uint16_t oncs = _ctrl->subsys.optional_commands();
+            if (oncs & 0x01) set(1024, nvme::io_opc::compare, 1);
+            if (oncs & 0x08) set(1024, nvme::io_opc::write_zeroes, 1 | 2);
+            if (oncs & 0x04) set(1024, nvme::io_opc::dataset_mgmt, 1 | 2);
             return p;
         }
         default:
@@ -368,6 +378,12 @@ void queue::exec_set_features(transport::request& req) {
     switch (fid) {
         case nvme::fid::num_queues: {
             if (discovery) break;
+            // Only before the first I/O queue (the spec; QEMU does so): the grant does not change under
+            // queues already connected to it.
+            if (_ctrl->io_queue_created.load()) {
+                spdlog::debug("{}: Set Features Number of Queues after an I/O queue was created", _ctrl->name());
+                return finish(req, nvme::sc::command_sequence_error | dnr);
+            }
             const uint32_t nsqr = v & 0xFFFF, ncqr = v >> 16;
             if (nsqr == 0xFFFF || ncqr == 0xFFFF) return finish(req, nvme::sc::invalid_field | dnr);
             const uint16_t granted = static_cast<uint16_t>(std::min<uint32_t>(std::min(nsqr, ncqr) + 1, max_io_queues));
@@ -377,7 +393,7 @@ void queue::exec_set_features(transport::request& req) {
             return finish(req, nvme::sc::success, g | (g << 16));
         }
         case nvme::fid::async_event: {
-            const uint32_t allowed = discovery ? disc_aen_mask : io_aen_mask;
+            const uint32_t allowed = discovery ? disc_aen_mask : io_aen_settable;
             if (v & ~allowed) return finish(req, nvme::sc::invalid_field | dnr);
             _ctrl->aen_config = v;
             deliver_events();
@@ -404,19 +420,21 @@ void queue::exec_get_features(transport::request& req) {
     const uint8_t sel = (req.cmd.cdw10 >> 8) & 7;
     const bool discovery = _ctrl->subsys.is_discovery();
     if (sel > 3) return finish(req, nvme::sc::invalid_field | dnr);
-    if (sel == 2) return finish(req, nvme::sc::invalid_field | dnr);  // nothing is saveable
+    // SEL 010b (saved): no feature is saveable, so the spec gives the default (SEL 001b), as
+    // QEMU does; nvmet ignores SEL. `nvme get-feature -s 2` then works for every FID.
+    const bool defaults = sel == 1 || sel == 2;
     const bool caps = sel == 3;
     switch (fid) {
         case nvme::fid::num_queues:
             if (discovery) break;
             if (caps) return finish(req, nvme::sc::success, 0x4);
             {
-                const uint32_t g =
-                    (_ctrl->granted_io_queues.load() ? _ctrl->granted_io_queues.load() : max_io_queues) - 1u;
+                const uint16_t asked = defaults ? 0 : _ctrl->granted_io_queues.load();
+                const uint32_t g = (asked ? asked : max_io_queues) - 1u;
                 return finish(req, nvme::sc::success, g | (g << 16));
             }
         case nvme::fid::async_event:
-            return finish(req, nvme::sc::success, caps ? 0x4 : (sel == 1 ? 0 : _ctrl->aen_config));
+            return finish(req, nvme::sc::success, caps ? 0x4 : (defaults ? 0 : _ctrl->aen_config));
         case nvme::fid::keep_alive:
             return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms.load());
         case nvme::fid::volatile_wc:
@@ -457,6 +475,21 @@ void queue::raise_event(uint32_t aen_result) {
     auto& pending = _ctrl->pending_events;
     if (std::find(pending.begin(), pending.end(), aen_result) == pending.end()) pending.push_back(aen_result);
     deliver_events();
+}
+
+// The host reused the CID of a parked AER: it has forgotten that AER (SPDK's host aborts its
+// AERs locally when it detaches and then reads CC with one of their CIDs). Dropped unanswered,
+// as a completion with that CID would now answer the new command. Other commands keep their
+// CID: the new one gets Command ID Conflict.
+bool queue::abandon(uint16_t cid) {
+    auto it = std::find_if(_aers.begin(), _aers.end(), [&](const transport::request* r) { return r->cmd.cid == cid; });
+    if (it == _aers.end()) return false;
+    transport::request* r = *it;
+    _aers.erase(it);
+    spdlog::debug("{}: the host reused cid {} of an outstanding Async Event Request: that AER is dropped",
+                  _ctrl ? _ctrl->name() : std::string("admin queue"), +cid);
+    _conn.drop(*r);
+    return true;
 }
 
 void queue::deliver_events() {

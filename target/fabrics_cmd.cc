@@ -207,7 +207,9 @@ void queue::exec_connect(transport::request& req) {
     if (!ctrl->claim_queue(c.qid)) {
         spdlog::warn("conn {} ({}): Connect rejected: qid {} of {} already connected", info.id, info.peer, +c.qid,
                      ctrl->name());
-        finish(req, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+        // Command Sequence Error, as nvmet and SPDK answer a QID already created (Controller Busy
+        // means the controller cannot take the association).
+        finish(req, nvme::sc::command_sequence_error | nvme::status_dnr);
         return;
     }
     if (auth_wanted(*sub, hostnqn)) _conn.set_auth_pending(true);

@@ -43,7 +43,6 @@ uint16_t queue::check_io(const transport::request& req) {
         case nvme::io_opc::write:
         case nvme::io_opc::compare:
             if (slba >= n.blocks || nlb > n.blocks - slba) return nvme::sc::lba_out_of_range | dnr;
-            if ((c.cdw12 >> 26) & 0xF) return nvme::sc::invalid_field | dnr;  // PRINFO: no PI here
             if (nlb << n.lbads != req.data_len) return nvme::sc::sgl_invalid_data_length | dnr;
             if (req.data_len > transport::max_transfer_bytes) return nvme::sc::invalid_field | dnr;  // MDTS
             return 0;
@@ -98,6 +97,12 @@ void queue::exec_io(transport::request& req) {
         if (_closed) return _conn.complete(req);  // refuse_unready closed the connection: nothing is sent
         return finish(req, status);
     }
+    // PRINFO (CDW12 29:26) is ignored: no namespace here is formatted with protection
+    // information, for which the NVM Command Set ignores the field (nvmet, SPDK and QEMU too).
+    // Cleared so that no store, an SSD least of all, acts on it.
+    if (c.opcode == nvme::io_opc::read || c.opcode == nvme::io_opc::write || c.opcode == nvme::io_opc::compare ||
+        c.opcode == nvme::io_opc::write_zeroes)
+        req.cmd.cdw12 &= ~(0xFu << 26);
     ns_binding& n = _ns[c.nsid];
     const bool zeroes = n.zero_read(c);
     // check() promised zeroes and the transport took no buffers: on_command follows check() in

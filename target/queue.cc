@@ -294,7 +294,14 @@ void queue::on_command(transport::request& req) {
         if (now > last.load(std::memory_order_relaxed) + traffic_granularity_ns)
             last.store(now, std::memory_order_relaxed);
     }
-    if (req.cmd.opcode == nvme::admin_opc::fabrics) {
+    const bool fabrics = req.cmd.opcode == nvme::admin_opc::fabrics;
+    // Fused operations are not offered (Identify FUSES 0): an admin or fabrics command with FUSE
+    // bits gets Invalid Field, as in nvmet; check_io refuses an I/O command's.
+    if ((req.cmd.flags & 0x03) && (_qid == 0 || fabrics)) [[unlikely]] {
+        finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+        return;
+    }
+    if (fabrics) {
         exec_fabrics(req);
         return;
     }

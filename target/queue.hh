@@ -25,6 +25,7 @@ public:
 
     void on_command(transport::request& req) override;
     uint16_t check(transport::request& req) override;
+    bool abandon(uint16_t cid) override;
     void on_close() override;
     void on_timer(uint64_t now_ns) override;
     unsigned poll() override;

@@ -109,6 +109,7 @@ bool controller::claim_queue(uint16_t qid) {
     std::lock_guard g(_queue_lock);
     if (qid >= _queues.size() || _queues[qid]) return false;
     _queues[qid] = true;
+    if (qid != 0) io_queue_created.store(true);
     return true;
 }
 

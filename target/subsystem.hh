@@ -105,6 +105,9 @@ public:
     std::atomic<uint32_t> kato_ms;  // also read by the management API
     uint32_t aen_config = 0;
     std::atomic<uint16_t> granted_io_queues{0};  // after Set Features Number of Queues (1-based count)
+    // Set once an I/O queue was claimed: Number of Queues may no longer change (Command Sequence
+    // Error, NVMe 2.0 5.27.1.5). Written by I/O Connect on any reactor, read by the admin queue.
+    std::atomic<bool> io_queue_created{false};
     std::vector<uint32_t> pending_events;        // AEN results waiting for an AER
     std::vector<uint32_t> changed_nsids;         // for log page 04h
 

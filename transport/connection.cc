@@ -129,6 +129,14 @@ const uint8_t* zero_bytes() {
     return region;
 }
 
+void connection::drop(request& req) {
+    forget_cid(req);
+    if (req.tx_refs == 0)
+        release(req);
+    else
+        req.state = request_state::responding;  // released when the transmit lets go of it
+}
+
 void connection::complete(request& req) {
     forget_cid(req);  // the host may reuse the CID once it sees this response
     if (_closing) {

@@ -204,6 +204,12 @@ public:
     // set req.zero_data on a Read that passed: its data will be zeroes, so the transport takes
     // no chunks for it (nor waits for any) and on_command() gets it with no data buffers.
     virtual uint16_t check(request& /*req*/) { return 0; }
+    // A new command reuses the CID of one still outstanding on this queue. The handler may give
+    // the old one up, when the host cannot be waiting for it any more (an Async Event Request:
+    // SPDK's host aborts its AERs locally at shutdown and reuses their CIDs), by calling
+    // connection::drop() on it and returning true; the new command then runs. Otherwise it gets
+    // Command ID Conflict.
+    virtual bool abandon(uint16_t /*cid*/) { return false; }
     // The connection is closing; no more commands will arrive.
     virtual void on_close() = 0;
     // Called about every 100 ms from the reactor (keep-alive, teardown checks).
@@ -259,6 +265,8 @@ public:
 
     // Target entry points.
     void complete(request& req);
+    // A command the host will never see answered (queue_handler::abandon): released, no response.
+    void drop(request& req);
     // After a successful Connect: queue id, depth (sqsize + 1), SQ flow control (off: every
     // CQE's SQHD is 0xFFFF), and whether a successful read with DW0/DW1 0 ends with a
     // C2HData SUCCESS instead of a CapsuleResp (the target's policy; nvme-reference.md 1.11).

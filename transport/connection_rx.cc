@@ -270,6 +270,8 @@ bool connection::handle_capsule() {
     // in-capsule data), never executed; the original command is unaffected.
     uint64_t& cid_word = _cids_outstanding[cmd.cid / 64];
     const uint64_t cid_bit = uint64_t(1) << (cmd.cid % 64);
+    // A CID in use whose command the handler gives up (dropped, its bit cleared): the new one runs.
+    if (cid_word & cid_bit) _handler->abandon(cmd.cid);
     req->cid_tracked = !(cid_word & cid_bit);
     if (req->cid_tracked)
         cid_word |= cid_bit;

@@ -128,8 +128,13 @@ TEST(identify, command_set_independent_namespace) {
     auto r = c.identify(nvme::cns::cs_indep_ns, 1);
     EXPECT_EQ(r.status, 0);
     EXPECT_EQ(r.data[1], 1);   // NMIC
-    EXPECT_EQ(r.data[13], 1);  // NSTAT ready
-    EXPECT_EQ(c.identify(nvme::cns::cs_indep_ns, 2).data[13], 0);
+    EXPECT_EQ(r.data[14], 1);  // NSTAT: ready (byte 14; 12-13 are ENDGID)
+    EXPECT_EQ(r.data[13], 0);
+    uint32_t group = 0;
+    std::memcpy(&group, r.data.data() + 4, 4);  // ANAGRPID, the same as Identify Namespace's
+    EXPECT_EQ(group, as<nvme::identify_ns>(c.identify(nvme::cns::ns, 1).data).anagrpid);
+    EXPECT_NE(group, 0u);
+    EXPECT_EQ(c.identify(nvme::cns::cs_indep_ns, 2).data[14], 0);
     EXPECT_EQ(c.identify(nvme::cns::cs_indep_ns, 0).status, nvme::sc::invalid_namespace | nvme::status_dnr);
 }
 
@@ -152,6 +157,30 @@ TEST(admin, unknown_opcode_and_fabrics_only_commands) {
     EXPECT_EQ(ab.status, 0);
     EXPECT_EQ(ab.cqe.dw0 & 1, 1u);  // not aborted
     EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::keep_alive)).status, 0);
+}
+
+// No fused operations (Identify FUSES 0): FUSE bits on an admin or fabrics command are an
+// invalid field, as in nvmet; the same command without them succeeds.
+TEST(admin, fused_admin_and_fabrics_commands_are_refused) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    for (uint8_t fuse : {1, 2, 3}) {
+        auto id = c.make(nvme::admin_opc::identify);
+        id.cdw10 = nvme::cns::ctrl;
+        id.flags = fuse;
+        EXPECT_EQ(c.cmd(id, {}, 4096).status, nvme::sc::invalid_field | nvme::status_dnr) << +fuse;
+        nvme::property_sqe p{};
+        p.opcode = nvme::admin_opc::fabrics;
+        p.cid = c.next_cid();
+        p.fctype = nvme::fctype::property_get;
+        p.offset = nvme::reg::csts;
+        p.flags = fuse;
+        EXPECT_EQ(c.cmd(reinterpret_cast<const nvme::sqe&>(p)).status, nvme::sc::invalid_field | nvme::status_dnr)
+            << +fuse;
+    }
+    EXPECT_EQ(c.identify(nvme::cns::ctrl).status, 0);
+    EXPECT_EQ(c.property_get(nvme::reg::csts).status, 0);
 }
 
 TEST(log_page, supported_smart_effects_and_errors) {
@@ -403,6 +432,23 @@ TEST(features, number_of_queues_async_config_kato) {
     EXPECT_EQ(sf(nvme::fid::async_event, nvme::aen::cfg_ns_attr).status, 0);
     EXPECT_EQ(gf(nvme::fid::async_event).cqe.dw0, nvme::aen::cfg_ns_attr);
     EXPECT_EQ(sf(nvme::fid::async_event, 1u << 31).status, nvme::sc::invalid_field | nvme::status_dnr);
+    // The SMART critical-warning bits (4:0) are accepted and read back (SPDK's host sets them).
+    const uint32_t with_smart = nvme::aen::cfg_ns_attr | nvme::aen::cfg_ana | 0x1Fu;
+    EXPECT_EQ(sf(nvme::fid::async_event, with_smart).status, 0);
+    EXPECT_EQ(gf(nvme::fid::async_event).cqe.dw0, with_smart);
+    EXPECT_EQ(sf(nvme::fid::async_event, 0x20).status, nvme::sc::invalid_field | nvme::status_dnr);  // reserved here
+    // SEL saved (nothing is saveable) and default: the defaults, not the current values.
+    ASSERT_EQ(sf(nvme::fid::num_queues, (1u << 16) | 1u).status, 0);  // no I/O queue yet: may change
+    EXPECT_EQ(gf(nvme::fid::num_queues).cqe.dw0, (1u << 16) | 1u);
+    for (uint8_t sel : {1, 2}) {
+        EXPECT_EQ(gf(nvme::fid::async_event, sel).status, 0) << +sel;
+        EXPECT_EQ(gf(nvme::fid::async_event, sel).cqe.dw0, 0u) << +sel;
+        EXPECT_EQ(gf(nvme::fid::num_queues, sel).cqe.dw0,
+                  ((target::max_io_queues - 1u) << 16) | (target::max_io_queues - 1u))
+            << +sel;
+        EXPECT_EQ(gf(nvme::fid::keep_alive, sel).status, 0) << +sel;
+    }
+    EXPECT_EQ(gf(nvme::fid::async_event, 4).status, nvme::sc::invalid_field | nvme::status_dnr);
     EXPECT_EQ(sf(nvme::fid::keep_alive, 15000).status, 0);
     EXPECT_EQ(gf(nvme::fid::keep_alive).cqe.dw0, 15000u);
     EXPECT_EQ(gf(nvme::fid::volatile_wc).cqe.dw0, 1u);
@@ -425,7 +471,43 @@ struct no_cache_store final : nvme::block_store {
         return ram->create_queue(depth, buffers, group);
     }
 };
+// A RAM store offering only Write Zeroes of the optional commands (as an SSD may).
+struct write_zeroes_only_store final : nvme::block_store {
+    std::unique_ptr<nvme::block_store> ram = nvme::make_ram_store(256, 4096);
+    uint64_t block_count() const override { return ram->block_count(); }
+    uint32_t block_size() const override { return ram->block_size(); }
+    std::string describe() const override { return "RAM with Write Zeroes only"; }
+    uint16_t optional_commands() const override { return 0x08; }
+    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
+                                                    nvme::queue_group* group) override {
+        return ram->create_queue(depth, buffers, group);
+    }
+};
 }  // namespace
+
+// The Commands Supported and Effects log lists the optional I/O commands Identify ONCS offers,
+// no more: Compare and DSM are absent when a store lacks them.
+TEST(log_page, effects_follow_oncs) {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces.clear();
+    harness h(cfg);
+    auto n = std::make_shared<target::ns>();
+    n->nsid = 1;
+    n->store = std::make_unique<write_zeroes_only_store>();
+    n->blocks = n->store->block_count();
+    n->block_size = 4096;
+    n->lbads = 12;
+    ASSERT_EQ(h.tgt.find_subsystem(open_nqn)->add_namespace(n), "");
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    EXPECT_EQ(as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data).oncs, 0x08);
+    auto eff = c.get_log(nvme::lid::cmd_effects, 4096);
+    ASSERT_EQ(eff.status, 0);
+    EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::write_zeroes * 4) & 1, 1u);
+    EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::compare * 4), 0u);
+    EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::dataset_mgmt * 4), 0u);
+    EXPECT_EQ(as<uint32_t>(eff.data, 1024 + nvme::io_opc::read * 4) & 1, 1u);
+}
 
 // Feature 06h exists only with a volatile write cache (Identify VWC bit 0).
 TEST(features, no_volatile_write_cache_feature_without_a_cache) {
@@ -474,6 +556,41 @@ TEST(async_events, namespace_change_completes_a_parked_aer) {
     EXPECT_EQ(r->status, 0);
     EXPECT_EQ(r->cqe.dw0, nvme::aen::ns_changed);
     EXPECT_EQ((r->cqe.dw0 >> 16) & 0xFF, nvme::lid::changed_ns);
+}
+
+// SPDK's host aborts its AERs locally when it detaches and reads CC with one of their CIDs: the
+// parked AER is dropped unanswered and the new command runs. (Any other command's CID reused
+// is a conflict: connection.outstanding_cid_reused_gets_command_id_conflict.)
+TEST(async_events, a_reused_aer_cid_drops_that_aer) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto s = c.make(nvme::admin_opc::set_features);
+    s.cdw10 = nvme::fid::async_event;
+    s.cdw11 = nvme::aen::cfg_ns_attr;
+    ASSERT_EQ(c.cmd(s).status, 0);
+    auto dropped = c.make(nvme::admin_opc::async_event);
+    c.send_capsule(dropped, {}, true, 0);
+    auto kept = c.make(nvme::admin_opc::async_event);
+    c.send_capsule(kept, {}, true, 0);
+    nvme::property_sqe p{};
+    p.opcode = nvme::admin_opc::fabrics;
+    p.cid = dropped.cid;
+    p.fctype = nvme::fctype::property_get;
+    p.offset = nvme::reg::cc;
+    auto r = c.cmd(reinterpret_cast<const nvme::sqe&>(p));  // the next PDU answers it (wait() checks the CID)
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.cqe.dw0 & 1, 1u);  // CC.EN
+    // The event goes to the AER still parked; nothing ever answers the dropped one.
+    c.queue().raise_event(nvme::aen::ns_changed);
+    c.pump();
+    auto e = c.wait(kept.cid);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->cqe.dw0, nvme::aen::ns_changed);
+    // Up to the limit again: the dropped AER no longer counts.
+    for (unsigned i = 0; i < target::max_outstanding_aers; ++i)
+        c.send_capsule(c.make(nvme::admin_opc::async_event), {}, true, 0);
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::async_event)).status, nvme::sc::aer_limit_exceeded | nvme::status_dnr);
 }
 
 TEST(async_events, limit_is_enforced) {

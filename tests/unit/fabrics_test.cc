@@ -110,7 +110,14 @@ TEST(connect, io_queue_rules) {
     q1.icreq();
     EXPECT_EQ(q1.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
     q1again.icreq();
-    EXPECT_EQ(q1again.connect(open_nqn, host_a, 1, id, 127, 0).status, nvme::sc::connect_ctrl_busy | nvme::status_dnr);
+    EXPECT_EQ(q1again.connect(open_nqn, host_a, 1, id, 127, 0).status,
+              nvme::sc::command_sequence_error | nvme::status_dnr);  // QID 1 exists
+    // Number of Queues is fixed once an I/O queue exists, the grant unchanged.
+    sf.cdw11 = (7u << 16) | 7u;
+    EXPECT_EQ(admin.cmd(sf).status, nvme::sc::command_sequence_error | nvme::status_dnr);
+    auto gq = admin.make(nvme::admin_opc::get_features);
+    gq.cdw10 = nvme::fid::num_queues;
+    EXPECT_EQ(admin.cmd(gq).cqe.dw0, (1u << 16) | 1u);
     q3.icreq();
     auto r3 = q3.connect(open_nqn, host_a, 3, id, 127, 0);
     EXPECT_EQ(r3.status, nvme::sc::connect_invalid_param | nvme::status_dnr);
