@@ -22,6 +22,20 @@ constexpr uint32_t io_aen_settable = io_aen_mask | nvme::aen::cfg_smart_critical
 constexpr uint8_t ana_transition_time_s = 10;  // ANATT; only a gateway group shows "change", for at most half of it
 constexpr uint32_t disc_aen_mask = nvme::aen::cfg_discovery;
 
+// An event type, by the log page its AEN names, for controller::aen_masked.
+uint32_t aen_mask_bit(uint8_t lid) {
+    switch (lid) {
+        case nvme::lid::changed_ns:
+            return 1;
+        case nvme::lid::ana:
+            return 2;
+        case nvme::lid::discovery:
+            return 4;
+        default:
+            return 0;
+    }
+}
+
 void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool discovery) {
     std::memset(&id, 0, sizeof(id));
     nvme::copy_padded(id.sn, sizeof(id.sn), c.subsys.serial());
@@ -365,7 +379,10 @@ void queue::exec_get_log_page(transport::request& req) {
     }
     if (offset > page.size()) return finish(req, nvme::sc::invalid_field | dnr);
     reply_data(req, page.data(), page.size(), static_cast<size_t>(offset));
-    if (!rae && lid == nvme::lid::changed_ns) _ctrl->changed_nsids.clear();
+    if (!rae) {
+        if (lid == nvme::lid::changed_ns) _ctrl->changed_nsids.clear();
+        _ctrl->aen_masked &= ~aen_mask_bit(lid);  // the host has seen the change: report the next
+    }
     finish(req, nvme::sc::success);
 }
 
@@ -472,8 +489,12 @@ void queue::raise_event(uint32_t aen_result) {
     if (aen_result == nvme::aen::ns_changed && !(_ctrl->aen_config & nvme::aen::cfg_ns_attr)) return;
     if (aen_result == nvme::aen::discovery_changed && !(_ctrl->aen_config & nvme::aen::cfg_discovery)) return;
     if (aen_result == nvme::aen::ana_changed && !(_ctrl->aen_config & nvme::aen::cfg_ana)) return;
-    auto& pending = _ctrl->pending_events;
-    if (std::find(pending.begin(), pending.end(), aen_result) == pending.end()) pending.push_back(aen_result);
+    // Once reported (or queued), an event type stays masked until the host reads its log page
+    // with RAE cleared: the log holds every change meanwhile (NVMe 2.0 5.2; nvmet's aen_masked).
+    const uint32_t bit = aen_mask_bit(static_cast<uint8_t>(aen_result >> 16));
+    if (_ctrl->aen_masked & bit) return;
+    _ctrl->aen_masked |= bit;
+    _ctrl->pending_events.push_back(aen_result);
     deliver_events();
 }
 

@@ -109,6 +109,9 @@ public:
     // Error, NVMe 2.0 5.27.1.5). Written by I/O Connect on any reactor, read by the admin queue.
     std::atomic<bool> io_queue_created{false};
     std::vector<uint32_t> pending_events;        // AEN results waiting for an AER
+    // Event types reported (or queued) whose log the host has not read with RAE cleared since:
+    // masked, as the spec asks and nvmet does (bits: aen_mask_bit of the event's log page).
+    uint32_t aen_masked = 0;
     std::vector<uint32_t> changed_nsids;         // for log page 04h
 
     // shared

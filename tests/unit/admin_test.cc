@@ -558,6 +558,39 @@ TEST(async_events, namespace_change_completes_a_parked_aer) {
     EXPECT_EQ((r->cqe.dw0 >> 16) & 0xFF, nvme::lid::changed_ns);
 }
 
+// An event type once reported stays masked until its log page is read with RAE cleared (a read
+// with RAE set keeps it masked); the next change is then reported.
+TEST(async_events, reported_type_is_masked_until_its_log_is_read) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    auto s = c.make(nvme::admin_opc::set_features);
+    s.cdw10 = nvme::fid::async_event;
+    s.cdw11 = nvme::aen::cfg_ns_attr;
+    ASSERT_EQ(c.cmd(s).status, 0);
+    auto first = c.make(nvme::admin_opc::async_event);
+    c.send_capsule(first, {}, true, 0);
+    auto second = c.make(nvme::admin_opc::async_event);
+    c.send_capsule(second, {}, true, 0);
+    c.queue().raise_event(nvme::aen::ns_changed);
+    c.pump();
+    auto e1 = c.wait(first.cid);
+    ASSERT_TRUE(e1);
+    EXPECT_EQ(e1->cqe.dw0, nvme::aen::ns_changed);
+    // Masked: the second AER stays parked (wait() throws on any other CID answering first).
+    c.queue().raise_event(nvme::aen::ns_changed);
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::keep_alive)).status, 0);
+    EXPECT_EQ(c.get_log(nvme::lid::changed_ns, 4096, 0, true).status, 0);  // RAE set: still masked
+    c.queue().raise_event(nvme::aen::ns_changed);
+    EXPECT_EQ(c.cmd(c.make(nvme::admin_opc::keep_alive)).status, 0);
+    EXPECT_EQ(c.get_log(nvme::lid::changed_ns, 4096).status, 0);  // RAE clear: unmasked
+    c.queue().raise_event(nvme::aen::ns_changed);
+    c.pump();
+    auto e2 = c.wait(second.cid);
+    ASSERT_TRUE(e2);
+    EXPECT_EQ(e2->cqe.dw0, nvme::aen::ns_changed);
+}
+
 // SPDK's host aborts its AERs locally when it detaches and reads CC with one of their CIDs: the
 // parked AER is dropped unanswered and the new command runs. (Any other command's CID reused
 // is a conflict: connection.outstanding_cid_reused_gets_command_id_conflict.)
