@@ -31,11 +31,16 @@ class tls_session;
 // Limits shared with the target (which advertises them in Identify).
 inline constexpr uint32_t max_transfer_bytes = 8u << 20;                 // MDTS = 11 (2^11 * 4 KiB)
 inline constexpr uint32_t in_capsule_bytes = env::dma_pool::chunk_size;  // admin, fabrics and I/O
-inline constexpr uint32_t maxh2cdata_bytes = 128u << 10;
+// MAXH2CDATA: a whole transfer, as SPDK's target (its max I/O size). A write gets one R2T for
+// its whole length, and older Linux hosts (before the 2021 change "nvme-tcp: send H2CData PDUs
+// based on MAXH2CDATA") answer an R2T with one H2CData PDU of its whole length whatever
+// MAXH2CDATA says: with 128 KiB, their writes over 128 KiB failed. The
+// data goes straight into the command's chunks, so a larger PDU costs no memory.
+inline constexpr uint32_t maxh2cdata_bytes = max_transfer_bytes;
 inline constexpr unsigned max_chunks = max_transfer_bytes / env::dma_pool::chunk_size;
-// Chunks a request describes inline (one H2CData PDU's worth); a larger transfer takes an iovec
-// table from its reactor's buffer_arbiter together with its chunks.
-inline constexpr unsigned inline_chunks = maxh2cdata_bytes / env::dma_pool::chunk_size;
+// Chunks a request describes inline (128 KiB); a larger transfer takes an iovec table from its
+// reactor's buffer_arbiter together with its chunks.
+inline constexpr unsigned inline_chunks = (128u << 10) / env::dma_pool::chunk_size;
 static_assert(max_chunks <= UINT16_MAX, "a transmit data run indexes a request's chunks in 16 bits");
 // max_transfer_bytes (8 MiB) of zeroes, read-only, shared by every reactor: the data of a Read
 // from a store whose reads are zeroes (request::zero_data). Real pages, written once: an

@@ -119,6 +119,9 @@ bool connection::process_rx(const uint8_t*& p, const uint8_t* end) {
                         return false;
                     }
                     if (_cur.fes) {
+                        // Only the 8 bytes of the common header arrived: the C2HTermReq's copy of
+                        // the header carries zeroes after them, not the previous PDU's bytes.
+                        std::fill(_hdr.begin() + sizeof(common_header), _hdr.end(), uint8_t{0});
                         fatal(_cur.fes, _cur.fei,
                               fmt::format("bad PDU header (type {:#x} flags {:#x} hlen {} pdo {} plen {})", +ch.type,
                                           +ch.flags, +ch.hlen, +ch.pdo, +ch.plen));

@@ -18,7 +18,7 @@ TEST(connection, icresp_echoes_digests_and_limits) {
         EXPECT_EQ(r.pfv, 0);
         EXPECT_EQ(r.cpda, 0);
         EXPECT_EQ(r.digest, mode);
-        EXPECT_EQ(r.maxh2cdata, 128u * 1024);  // what the R2T window and H2CData checks assume
+        EXPECT_EQ(r.maxh2cdata, tp::max_transfer_bytes);  // a whole transfer: one R2T, one H2CData may carry it
         EXPECT_EQ(c.conn->negotiated_digests().header, bool(mode & 1));
         EXPECT_EQ(c.conn->negotiated_digests().data, bool(mode & 2));
     }
@@ -229,17 +229,58 @@ TEST(connection, h2c_outside_the_r2t_window_is_fatal) {
     EXPECT_EQ(t->fes, tp::fes::data_out_of_range);
 }
 
-TEST(connection, h2c_larger_than_maxh2cdata_is_fatal) {
+// Older Linux hosts answer an R2T with one H2CData PDU of its whole length, whatever
+// MAXH2CDATA: a 1 MiB write's data in one PDU is accepted (MAXH2CDATA is a whole transfer).
+TEST(connection, whole_r2t_in_one_h2c_data_pdu) {
     io_pair q;
-    auto data = pattern(tp::maxh2cdata_bytes * 2, 3);
+    auto data = pattern(1u << 20, 3);
     auto c = q.io.rw(nvme::io_opc::write, 1, 0, static_cast<uint32_t>(data.size() / 4096));
     q.io.send_capsule(c, data, false, static_cast<uint32_t>(data.size()));
     tp::data_pdu r2t{};
     ASSERT_TRUE(q.io.recv_exact(&r2t, sizeof(r2t)));
+    ASSERT_EQ(r2t.length, data.size());
     q.io.send_h2c(c.cid, r2t.ttag, 0, data.data(), static_cast<uint32_t>(data.size()), true);
+    auto w = q.io.wait(c.cid);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->status, 0);
+    EXPECT_EQ(q.io.cmd(q.io.rw(nvme::io_opc::read, 1, 0, 256), {}, 1u << 20).data, data);
+}
+
+// DATAL beyond MAXH2CDATA: Data Transfer Limit Exceeded on the header alone.
+TEST(connection, h2c_larger_than_maxh2cdata_is_fatal) {
+    io_pair q;
+    const uint32_t len = tp::max_transfer_bytes;
+    auto c = q.io.rw(nvme::io_opc::write, 1, 0, len / 4096);
+    q.io.send_capsule(c, {}, false, len);
+    tp::data_pdu r2t{};
+    ASSERT_TRUE(q.io.recv_exact(&r2t, sizeof(r2t)));
+    tp::data_pdu h{};
+    tp::fill_header(h.ch, tp::pdu_type::h2c_data, tp::pdu_flag::last_pdu, sizeof(h), sizeof(h),
+                    static_cast<uint32_t>(sizeof(h) + tp::maxh2cdata_bytes + 4096));
+    h.cccid = c.cid;
+    h.ttag = r2t.ttag;
+    h.length = tp::maxh2cdata_bytes + 4096;
+    q.io.send_raw(&h, sizeof(h));
     auto t = q.io.expect_term();
     ASSERT_TRUE(t);
     EXPECT_EQ(t->fes, tp::fes::data_limit_exceeded);
+}
+
+// A header refused on its first 8 bytes: the C2HTermReq's copy of it holds those bytes and
+// zeroes, not what the previous PDU left in the receive buffer.
+TEST(connection, term_req_copies_only_the_header_bytes_received) {
+    io_pair q;
+    ASSERT_EQ(q.io.cmd(q.io.rw(nvme::io_opc::write, 1, 0, 1), pattern(4096, 5)).status, 0);  // a 72-byte header
+    const uint8_t bad[8] = {tp::pdu_type::capsule_cmd, 0, 0x48, 0x01, 0x48, 0, 0, 0};  // HLEN 72, PDO 1
+    q.io.send_raw(bad, sizeof(bad));
+    tp::term_req_pdu t{};
+    ASSERT_TRUE(q.io.recv_exact(&t, sizeof(t)));
+    ASSERT_EQ(t.ch.type, tp::pdu_type::c2h_term_req);
+    ASSERT_EQ(t.ch.plen, sizeof(t) + 72);
+    std::vector<uint8_t> copy(72);
+    ASSERT_TRUE(q.io.recv_exact(copy.data(), copy.size()));
+    EXPECT_TRUE(std::equal(bad, bad + 8, copy.begin()));
+    EXPECT_TRUE(std::all_of(copy.begin() + 8, copy.end(), [](uint8_t b) { return b == 0; }));
 }
 
 namespace {
