@@ -138,14 +138,8 @@ void connection::drop(request& req) {
 }
 
 void connection::complete(request& req) {
+    if (_closing) return drop(req);  // nothing more is sent
     forget_cid(req);  // the host may reuse the CID once it sees this response
-    if (_closing) {
-        if (req.tx_refs == 0)
-            release(req);
-        else
-            req.state = request_state::responding;
-        return;
-    }
     req.state = request_state::responding;
     const size_t hd = _digests.header ? 4 : 0;
     const bool ok = (req.status & 0x7FF) == nvme::sc::success;

@@ -459,45 +459,56 @@ TEST(features, number_of_queues_async_config_kato) {
 }
 
 namespace {
-// A RAM store that says it has no volatile write cache (as rbd with rbd_cache=false).
-struct no_cache_store final : nvme::block_store {
+// A RAM store that reports other features: no volatile write cache (as rbd with
+// rbd_cache=false) or fewer optional commands (as an SSD may).
+struct ram_with_features final : nvme::block_store {
+    bool vwc = true;
+    uint16_t oncs = 0x0D;
     std::unique_ptr<nvme::block_store> ram = nvme::make_ram_store(256, 4096);
     uint64_t block_count() const override { return ram->block_count(); }
     uint32_t block_size() const override { return ram->block_size(); }
-    std::string describe() const override { return "RAM without a volatile write cache"; }
-    bool volatile_write_cache() const override { return false; }
+    std::string describe() const override { return "RAM with other features"; }
+    bool volatile_write_cache() const override { return vwc; }
+    uint16_t optional_commands() const override { return oncs; }
     std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
                                                     nvme::queue_group* group) override {
         return ram->create_queue(depth, buffers, group);
     }
 };
-// A RAM store offering only Write Zeroes of the optional commands (as an SSD may).
-struct write_zeroes_only_store final : nvme::block_store {
-    std::unique_ptr<nvme::block_store> ram = nvme::make_ram_store(256, 4096);
-    uint64_t block_count() const override { return ram->block_count(); }
-    uint32_t block_size() const override { return ram->block_size(); }
-    std::string describe() const override { return "RAM with Write Zeroes only"; }
-    uint16_t optional_commands() const override { return 0x08; }
-    std::unique_ptr<nvme::block_queue> create_queue(unsigned depth, const env::dma_pool* buffers,
-                                                    nvme::queue_group* group) override {
-        return ram->create_queue(depth, buffers, group);
-    }
-};
+
+// open_nqn with namespace 1 on `store` alone, added before any controller exists.
+void use_store_as_ns1(harness& h, std::unique_ptr<ram_with_features> store) {
+    auto n = std::make_shared<target::ns>();
+    n->nsid = 1;
+    n->store = std::move(store);
+    n->blocks = n->store->block_count();
+    n->block_size = 4096;
+    n->lbads = 12;
+    ASSERT_EQ(h.tgt.find_subsystem(open_nqn)->add_namespace(n), "");
+}
+
+// Set Features 0Bh (asynchronous event configuration); returns the status.
+uint16_t enable_aen(host_conn& c, uint32_t mask) {
+    auto s = c.make(nvme::admin_opc::set_features);
+    s.cdw10 = nvme::fid::async_event;
+    s.cdw11 = mask;
+    return c.cmd(s).status;
+}
+
+target::target_config no_namespaces() {
+    auto cfg = test_config();
+    cfg.subsystems[0].namespaces.clear();
+    return cfg;
+}
 }  // namespace
 
 // The Commands Supported and Effects log lists the optional I/O commands Identify ONCS offers,
 // no more: Compare and DSM are absent when a store lacks them.
 TEST(log_page, effects_follow_oncs) {
-    auto cfg = test_config();
-    cfg.subsystems[0].namespaces.clear();
-    harness h(cfg);
-    auto n = std::make_shared<target::ns>();
-    n->nsid = 1;
-    n->store = std::make_unique<write_zeroes_only_store>();
-    n->blocks = n->store->block_count();
-    n->block_size = 4096;
-    n->lbads = 12;
-    ASSERT_EQ(h.tgt.find_subsystem(open_nqn)->add_namespace(n), "");
+    harness h(no_namespaces());
+    auto store = std::make_unique<ram_with_features>();
+    store->oncs = 0x08;  // Write Zeroes only
+    use_store_as_ns1(h, std::move(store));
     host_conn c(h);
     c.bring_up_admin(open_nqn, host_a);
     EXPECT_EQ(as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data).oncs, 0x08);
@@ -511,16 +522,10 @@ TEST(log_page, effects_follow_oncs) {
 
 // Feature 06h exists only with a volatile write cache (Identify VWC bit 0).
 TEST(features, no_volatile_write_cache_feature_without_a_cache) {
-    auto cfg = test_config();
-    cfg.subsystems[0].namespaces.clear();
-    harness h(cfg);
-    auto n = std::make_shared<target::ns>();
-    n->nsid = 1;
-    n->store = std::make_unique<no_cache_store>();
-    n->blocks = n->store->block_count();
-    n->block_size = 4096;
-    n->lbads = 12;
-    ASSERT_EQ(h.tgt.find_subsystem(open_nqn)->add_namespace(n), "");
+    harness h(no_namespaces());
+    auto store = std::make_unique<ram_with_features>();
+    store->vwc = false;
+    use_store_as_ns1(h, std::move(store));
     host_conn c(h);
     c.bring_up_admin(open_nqn, host_a);
     EXPECT_EQ(as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data).vwc & 1, 0);
@@ -564,10 +569,7 @@ TEST(async_events, reported_type_is_masked_until_its_log_is_read) {
     harness h;
     host_conn c(h);
     c.bring_up_admin(open_nqn, host_a);
-    auto s = c.make(nvme::admin_opc::set_features);
-    s.cdw10 = nvme::fid::async_event;
-    s.cdw11 = nvme::aen::cfg_ns_attr;
-    ASSERT_EQ(c.cmd(s).status, 0);
+    ASSERT_EQ(enable_aen(c, nvme::aen::cfg_ns_attr), 0);
     auto first = c.make(nvme::admin_opc::async_event);
     c.send_capsule(first, {}, true, 0);
     auto second = c.make(nvme::admin_opc::async_event);
@@ -598,10 +600,7 @@ TEST(async_events, a_reused_aer_cid_drops_that_aer) {
     harness h;
     host_conn c(h);
     c.bring_up_admin(open_nqn, host_a);
-    auto s = c.make(nvme::admin_opc::set_features);
-    s.cdw10 = nvme::fid::async_event;
-    s.cdw11 = nvme::aen::cfg_ns_attr;
-    ASSERT_EQ(c.cmd(s).status, 0);
+    ASSERT_EQ(enable_aen(c, nvme::aen::cfg_ns_attr), 0);
     auto dropped = c.make(nvme::admin_opc::async_event);
     c.send_capsule(dropped, {}, true, 0);
     auto kept = c.make(nvme::admin_opc::async_event);
