@@ -42,6 +42,10 @@ struct sqe {
 static_assert(sizeof(sqe) == 64);
 static_assert(offsetof(sqe, sgl) == 24);
 static_assert(offsetof(sqe, cdw10) == 40);
+// PSDT (sqe::flags 7:6). Fabrics carry data by SGL only, with MPTR a contiguous buffer (01b): what
+// every Linux and SPDK host sends, and the one value nvmet accepts.
+inline constexpr uint8_t psdt_mask = 0xC0;
+inline constexpr uint8_t psdt_sgl_contiguous = 0x40;
 
 struct cqe {
     uint32_t dw0;

@@ -280,6 +280,10 @@ bool connection::handle_capsule() {
         cid_word |= cid_bit;
     else
         req->status = nvme::sc::cid_conflict;
+    // Data by SGL only (NVMe over Fabrics): any other PSDT makes the SGL meaningless, so the command
+    // is refused before its SGL is read or it is parsed, as nvmet does (Connect included).
+    if (req->status == 0 && (req->cmd.flags & nvme::psdt_mask) != nvme::psdt_sgl_contiguous) [[unlikely]]
+        req->status = nvme::sc::invalid_field | nvme::status_dnr;
     const bool fabrics = cmd.opcode == nvme::admin_opc::fabrics;
     req->dir = nvme::direction_of(fabrics ? reinterpret_cast<const nvme::fabrics_sqe&>(cmd).fctype : cmd.opcode);
     const uint32_t len = cmd.sgl.length;

@@ -111,6 +111,7 @@ inline void append_capsule(std::vector<uint8_t>& out, const nvme::sqe& cmd, cons
     transport::capsule_cmd_pdu pdu{};
     transport::fill_header(pdu.ch, transport::pdu_type::capsule_cmd, 0, sizeof(pdu), 0, 0);
     pdu.cmd = cmd;
+    pdu.cmd.flags = static_cast<uint8_t>((pdu.cmd.flags & ~nvme::psdt_mask) | nvme::psdt_sgl_contiguous);
     if (len) {
         pdu.cmd.sgl.type = nvme::sgl_data_block_offset;
         pdu.cmd.sgl.address = 0;

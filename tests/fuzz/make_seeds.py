@@ -13,6 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUBNQN = b"nqn.2026-11.io.ferry:fuzz"
 HOSTNQN = b"nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555"
+PSDT_SGL = 0x40  # SQE byte 1: data by SGL, as every fabrics host sends (anything else is refused)
 
 
 def crc32c(data: bytes) -> int:
@@ -43,7 +44,7 @@ def pdu(ptype, header_rest, data=b"", hd=False, dd=False, flags=0):
 def sqe(opcode, cid, nsid=0, cdw10=0, cdw11=0, cdw12=0, cdw13=0, cdw14=0, cdw15=0, sgl=None):
     """64-byte SQE; sgl = (address, length, type)."""
     addr, length, stype = sgl or (0, 0, 0)
-    return (struct.pack("<BBHIIIQ", opcode, 0, cid, nsid, 0, 0, 0)
+    return (struct.pack("<BBHIIIQ", opcode, PSDT_SGL, cid, nsid, 0, 0, 0)
             + struct.pack("<QI3xB", addr, length, stype)
             + struct.pack("<IIIIII", cdw10, cdw11, cdw12, cdw13, cdw14, cdw15))
 
@@ -61,13 +62,13 @@ def ic_req(hd=False, dd=False):
 def connect(qid, cntlid=0xFFFF, sqsize=31, kato=5000, hd=False, dd=False):
     data = bytes([1] + [0] * 15) + struct.pack("<H", cntlid) + bytes(238)
     data += SUBNQN.ljust(256, b"\0") + HOSTNQN.ljust(256, b"\0") + bytes(256)
-    cmd = struct.pack("<BBHB19x", 0x7F, 0, 1, 0x01) + bytes(16)
+    cmd = struct.pack("<BBHB19x", 0x7F, PSDT_SGL, 1, 0x01) + bytes(16)
     cmd += struct.pack("<HHHBBI12x", 0, qid, sqsize, 0, 0, kato)
     return capsule(cmd, data, hd, dd)
 
 
 def property_get(cid, offset, eight=False, hd=False):
-    cmd = struct.pack("<BBHB35xB3xIQ8x", 0x7F, 0, cid, 0x04, 1 if eight else 0, offset, 0)
+    cmd = struct.pack("<BBHB35xB3xIQ8x", 0x7F, PSDT_SGL, cid, 0x04, 1 if eight else 0, offset, 0)
     return capsule(cmd, b"", hd)
 
 
@@ -121,7 +122,7 @@ def main():
           + capsule(sqe(0x00, 22, nsid=2))
           + capsule(sqe(0x05, 23, nsid=1, cdw10=0, cdw12=0), bytes(512))
           + capsule(sqe(0x02, 24, nsid=1, cdw10=2032, cdw12=15, sgl=r2t_sgl(8192))))
-    write(os.path.join(io_dir, "disconnect"), 1, 255, capsule(struct.pack("<BBHB", 0x7F, 0, 30, 0x08) + bytes(59)))
+    write(os.path.join(io_dir, "disconnect"), 1, 255, capsule(struct.pack("<BBHB", 0x7F, PSDT_SGL, 30, 0x08) + bytes(59)))
 
     identify = b"".join(capsule(sqe(0x06, 40 + i, nsid=nsid, cdw10=cns, sgl=r2t_sgl(4096)))
                         for i, (cns, nsid) in enumerate([(1, 0), (0, 1), (0, 2), (2, 0), (3, 1), (0x05, 1), (0x06, 0),

@@ -171,6 +171,47 @@ struct io_pair {
 };
 }  // namespace
 
+// NVMe over Fabrics carries data by SGL only: PSDT (SQE byte 1 bits 7:6) must be 01b. Any other
+// value is Invalid Field + DNR before the command is parsed (nvmet_req_init), Connect included,
+// after in-capsule data is consumed, and before an R2T or buffers for a write.
+TEST(connection, commands_without_sgl_psdt_are_refused) {
+    io_pair q;
+    host_conn& io = q.io;
+    const uint64_t granted = q.h.buffers.chunks_granted();
+    for (const uint8_t psdt : {0x00, 0x80, 0xC0}) {
+        io.psdt = psdt;
+        auto w = io.rw(nvme::io_opc::write, 1, 0, 16);
+        io.send_capsule(w, {}, false, 65536);
+        auto r = io.wait(w.cid, pattern(65536, 1));
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, nvme::sc::invalid_field | nvme::status_dnr) << +psdt;
+        const auto in_capsule = io.cmd(io.rw(nvme::io_opc::write, 1, 0, 1), pattern(4096, 2), 0, true);
+        EXPECT_EQ(in_capsule.status, nvme::sc::invalid_field | nvme::status_dnr) << +psdt;
+        EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 1), {}, 4096).status,
+                  nvme::sc::invalid_field | nvme::status_dnr)
+            << +psdt;
+        EXPECT_EQ(io.cmd(io.make(nvme::io_opc::flush, 1)).status, nvme::sc::invalid_field | nvme::status_dnr) << +psdt;
+    }
+    EXPECT_TRUE(io.r2ts.empty());
+    EXPECT_EQ(q.h.buffers.chunks_granted(), granted);
+    // The queue is intact: the same write with PSDT 01b is carried out and reads back.
+    io.psdt = nvme::psdt_sgl_contiguous;
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::write, 1, 0, 16), pattern(65536, 3), 0, false).status, 0);
+    auto back = io.cmd(io.rw(nvme::io_opc::read, 1, 0, 16), {}, 65536);
+    EXPECT_EQ(back.status, 0);
+    EXPECT_EQ(back.data, pattern(65536, 3));
+
+    // A Connect with PSDT 00b makes no controller.
+    harness h;
+    host_conn c(h);
+    c.icreq();
+    c.psdt = 0;
+    EXPECT_EQ(c.connect(open_nqn, host_a, 0, 0xFFFF).status, nvme::sc::invalid_field | nvme::status_dnr);
+    c.psdt = nvme::psdt_sgl_contiguous;
+    EXPECT_EQ(c.property_get(nvme::reg::cap, true).status, nvme::sc::command_sequence_error | nvme::status_dnr);
+    EXPECT_EQ(c.connect(open_nqn, host_a, 0, 0xFFFF).status, 0);
+}
+
 TEST(connection, r2t_write_then_read_with_digests) {
     for (int mode = 0; mode < 4; ++mode) {
         io_pair q(mode & 1, mode & 2);

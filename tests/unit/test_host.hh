@@ -251,7 +251,7 @@ public:
     void send_capsule(const nvme::sqe& cmd_in, const std::vector<uint8_t>& data, bool in_capsule,
                       uint32_t transfer_len) {
         nvme::sqe cmd = cmd_in;
-        cmd.flags |= 0x40;  // PSDT: SGL, as Linux sends
+        cmd.flags = static_cast<uint8_t>((cmd.flags & ~nvme::psdt_mask) | psdt);
         const size_t hd = _dg.header ? 4 : 0, dd = _dg.data ? 4 : 0;
         const bool carry = in_capsule && !data.empty();
         cmd.sgl = {};
@@ -468,6 +468,9 @@ public:
 
     uint16_t next_cid() { return _cid++; }
 
+    // SQE byte 1 bits 7:6 of every command sent: SGL with a contiguous metadata buffer, what
+    // Linux and SPDK hosts send (a test sets another to see it refused).
+    uint8_t psdt = nvme::psdt_sgl_contiguous;
     std::optional<term_request> last_term;
     std::vector<transport::data_pdu> r2ts;
     uint32_t max_h2c = 0;

@@ -229,7 +229,7 @@ void host_queue::submit(const nvme::sqe& cmd_in, std::span<uint8_t> data) {
                     static_cast<uint8_t>(hlen), in_capsule ? static_cast<uint8_t>(hlen + hd) : 0,
                     static_cast<uint32_t>(plen));
     pdu->cmd = cmd_in;
-    pdu->cmd.flags = static_cast<uint8_t>((pdu->cmd.flags & 0x3F) | 0x40);  // SGL
+    pdu->cmd.flags = static_cast<uint8_t>((pdu->cmd.flags & ~nvme::psdt_mask) | nvme::psdt_sgl_contiguous);  // SGL
     pdu->cmd.sgl = {};
     pdu->cmd.sgl.length = static_cast<uint32_t>(data.size());
     pdu->cmd.sgl.type = in_capsule ? nvme::sgl_data_block_offset : nvme::sgl_transport_data_block;
