@@ -55,7 +55,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.acl = 3;
     id.aerl = max_outstanding_aers - 1;
     id.frmw = 0x03;                 // slot 1 read-only, one slot
-    id.lpa = discovery ? 0 : 0x07;  // SMART per NS, effects log, extended data
+    id.lpa = discovery ? 0x04 : 0x07;  // SMART per NS, effects log; extended data (LPO) on both
     id.elpe = error_log::capacity - 1;
     id.npss = 0;
     id.kas = 10;  // 100 ms units: 1 s granularity
@@ -81,7 +81,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.fcatt = 0;  // dynamic controller model
     id.msdbd = 1;
     id.ofcs = 1;                    // Disconnect supported
-    id.dctype = discovery ? 1 : 0;  // direct discovery controller
+    id.dctype = 0;                  // not reported, as nvmet: 1 or 2 promise TP 8010 registration (DIM)
     id.psd[0][0] = 0xC4;            // max power 25 W (0x09C4 centiwatts)
     id.psd[0][1] = 0x09;
 }

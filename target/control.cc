@@ -299,11 +299,19 @@ void target::set_host_keys(const std::string& nqn, const std::string& hostnqn, c
     std::vector<std::string> listed = s->hosts();
     if (std::find(listed.begin(), listed.end(), hostnqn) == listed.end())
         refuse(change_errc::not_found, fmt::format("{} has no host {}", nqn, hostnqn));
-    s->set_keys(hostnqn, keys);
+    bool log_changed;
+    {
+        std::lock_guard g(_lock);
+        // The discovery log lists a host with a TLS PSK only paths with TLS (discovery_log).
+        log_changed = s->keys_of(hostnqn).tls_psk.empty() != keys.tls_psk.empty();
+        s->set_keys(hostnqn, keys);
+        if (log_changed) _genctr.fetch_add(1);
+    }
     // Which keys, never their values.
     spdlog::info("subsystem {}: host {} keys set (dhchap {}, dhchap controller {}, TLS PSK {})", nqn, hostnqn,
                  keys.dhchap_key.empty() ? "none" : "set", keys.dhchap_ctrl_key.empty() ? "none" : "set",
                  keys.tls_psk.empty() ? "none" : "set");
+    if (log_changed) notify_discovery_change();
 }
 
 void target::remove_host(const std::string& nqn, const std::string& hostnqn) {

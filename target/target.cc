@@ -84,6 +84,8 @@ namespace {
 // TREQ bits 1:0 (secure channel) and the TCP TSAS SECTYPE byte (nvme-reference.md 2.6).
 constexpr uint8_t treq_secure_channel_required = 0x01, treq_secure_channel_not_required = 0x02;
 constexpr uint8_t tsas_sectype_none = 0, tsas_sectype_tls13 = 2;
+// EFLAGS (TP 8013): DUPRETINFO, EPCSD.
+constexpr uint16_t eflags_duplicate_info = 0x01, eflags_persistent_ok = 0x02;
 
 uint8_t adrfam_of(const std::string& addr) {
     return addr.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4;
@@ -93,17 +95,16 @@ uint8_t adrfam_of(const std::string& addr) {
 std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const transport::connection_info& via) const {
     std::vector<nvme::discovery_log_entry> entries;
     auto add = [&](const std::string& nqn, uint8_t subtype, const std::string& addr, uint16_t port, uint16_t portid,
-                   transport::tls_mode tls) {
+                   uint8_t treq, transport::tls_mode tls) {
         nvme::discovery_log_entry e{};
         e.trtype = nvme::trtype_tcp;
         e.adrfam = adrfam_of(addr);
         e.subtype = subtype;
-        // TREQ secure channel and TSAS SECTYPE as Linux nvmet sets them for a "tls1.3" port:
-        // required (1) by default, not required (2) when plain is also accepted; none = 0/0.
-        e.treq = nvme::treq_sqflow_disable_supported;
-        if (tls == transport::tls_mode::required) e.treq |= treq_secure_channel_required;
-        if (tls == transport::tls_mode::allowed) e.treq |= treq_secure_channel_not_required;
+        e.treq = treq;
         e.tsas[0] = tls == transport::tls_mode::none ? tsas_sectype_none : tsas_sectype_tls13;
+        // This discovery service on every listener: each returns the same log (DUPRETINFO) and
+        // takes persistent connections, with AENs and Keep Alive (EPCSD), as SPDK's says.
+        if (subtype == nvme::subtype_current_discovery) e.eflags = eflags_duplicate_info | eflags_persistent_ok;
         e.portid = portid;
         e.cntlid = 0xFFFF;
         e.asqsz = 32;
@@ -112,20 +113,40 @@ std::vector<uint8_t> target::discovery_log(const std::string& hostnqn, const tra
         nvme::copy_nul_padded(e.traddr, sizeof(e.traddr), addr);
         entries.push_back(e);
     };
+    // TREQ secure channel and TSAS SECTYPE as Linux nvmet sets them for a "tls1.3" port:
+    // required (1) by default, not required (2) when plain is also accepted; none = 0/0.
+    auto listener_treq = [](transport::tls_mode tls) {
+        uint8_t treq = nvme::treq_sqflow_disable_supported;
+        if (tls == transport::tls_mode::required) treq |= treq_secure_channel_required;
+        if (tls == transport::tls_mode::allowed) treq |= treq_secure_channel_not_required;
+        return treq;
+    };
     const std::string discovery_nqn(nvme::discovery_nqn);
     // The log and its GENCTR are read under the lock every change takes, so they agree.
     std::lock_guard g(_lock);
     for (const auto& l : _listeners) {
         const bool wildcard = is_wildcard(l.cfg.address);
+        // A wildcard listener is reached at the address the host used: only where the family is
+        // the same (IPv6 listeners are IPV6_V6ONLY; a host on IPv4 cannot use "::").
+        if (wildcard && !via.local_addr.empty() && adrfam_of(l.cfg.address) != adrfam_of(via.local_addr)) continue;
         const std::string& addr = wildcard ? via.local_addr : l.cfg.address;
-        add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid, l.cfg.tls);
-        for (const auto& s : _subsystems)
-            if (s->host_allowed(hostnqn)) add(s->nqn(), nvme::subtype_nvm, addr, l.cfg.port, l.portid, l.cfg.tls);
+        const uint8_t treq = listener_treq(l.cfg.tls);
+        add(discovery_nqn, nvme::subtype_current_discovery, addr, l.cfg.port, l.portid, treq, l.cfg.tls);
+        for (const auto& s : _subsystems) {
+            if (!s->host_allowed(hostnqn)) continue;
+            // A host with a TLS PSK for the subsystem is refused without TLS (Connect): a listener
+            // without TLS is no path for it, and one that allows TLS requires it of this host.
+            const bool host_needs_tls = !hostnqn.empty() && !s->keys_of(hostnqn).tls_psk.empty();
+            if (host_needs_tls && l.cfg.tls == transport::tls_mode::none) continue;
+            const uint8_t host_treq = host_needs_tls ? uint8_t((treq & ~3) | treq_secure_channel_required) : treq;
+            add(s->nqn(), nvme::subtype_nvm, addr, l.cfg.port, l.portid, host_treq, l.cfg.tls);
+        }
     }
     // Referrals: other discovery services (SUBTYPE 01h), as Linux nvmet lists its referrals.
+    // Nothing is known of their requirements: TREQ not specified (no SQ flow control claim).
     uint16_t referral_portid = 0xFF00;  // outside the listeners' Port IDs
     for (const auto& r : _referrals)
-        add(discovery_nqn, nvme::subtype_referral, r.address, r.port, referral_portid++, transport::tls_mode::none);
+        add(discovery_nqn, nvme::subtype_referral, r.address, r.port, referral_portid++, 0, transport::tls_mode::none);
     nvme::discovery_log_header h{};
     h.genctr = _genctr.load();
     h.numrec = entries.size();

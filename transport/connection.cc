@@ -84,7 +84,12 @@ void connection::close(const std::string& reason) {
     // write one info line each.
     spdlog::log(reason == shed_reason ? spdlog::level::debug : spdlog::level::info, "conn {} ({}{}): closing: {}",
                 _info.id, _info.peer, _qid ? ", qid " + std::to_string(_qid) : "", reason);
-    if (_tls) _tls->shutdown();     // close_notify (or the alert of a failed handshake) goes first
+    if (_tls) {
+        // What is queued (a Disconnect's response, a C2HTermReq) is sealed before close_notify:
+        // after SSL_shutdown no record can be written.
+        tls_seal_queued();
+        _tls->shutdown();  // close_notify (or the alert of a failed handshake)
+    }
     if (!_send_in_flight) flush();  // best effort: a queued C2HTermReq should reach the host
     ::shutdown(_fd, SHUT_RDWR);
     drop_waiting_and_r2t();

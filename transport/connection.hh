@@ -329,6 +329,7 @@ private:
     bool on_wire(const uint8_t* p, size_t n);
     bool tls_receive();
     void tls_encrypt();
+    void tls_seal_queued();
     bool tls_fill_out();
     bool flush_tls();
     bool handle_header();

@@ -101,6 +101,17 @@ void connection::tls_encrypt() {
     }
 }
 
+// At close: encrypts the transmit queue entry by entry, straight from the entries (close runs
+// inside the PDU decoder, which may still be reading _tls_plain).
+void connection::tls_seal_queued() {
+    if (!_tls->established()) return;
+    while (_tx_count > 0 && _tls->out_pending() < tls_session::max_out_backlog) {
+        const iovec e = _tx[_tx_head].iov;
+        if (!_tls->write(e.iov_base, e.iov_len)) return;
+        sent(e.iov_len);
+    }
+}
+
 // Moves pending ciphertext into _tls_out when it is empty; true if there is some to send.
 bool connection::tls_fill_out() {
     if (_tls_out_len == 0) {

@@ -684,6 +684,58 @@ TEST(discovery, log_lists_allowed_subsystems_only) {
     }
 }
 
+// What hosts read besides the NQNs: Identify LPA bit 2 (SPDK's host refuses to read the log at
+// an offset without it), DCTYPE 0 (1 or 2 would make libnvme attempt TP 8010 registration),
+// EFLAGS of the discovery subsystem's own entries, TREQ 0 for a referral, and wildcard
+// listeners only of the family the host came by.
+TEST(discovery, identify_eflags_referrals_and_wildcard_families) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(std::string(nvme::discovery_nqn), host_a, 0);
+    auto ic = as<nvme::identify_ctrl>(c.identify(nvme::cns::ctrl).data);
+    EXPECT_EQ(ic.lpa & 0x04, 0x04);
+    EXPECT_EQ(ic.dctype, 0);
+
+    auto cfg = test_config();
+    cfg.listeners.clear();
+    cfg.listeners.push_back({"0.0.0.0", 4420});
+    cfg.listeners.push_back({"::", 4420});
+    cfg.listeners.push_back({"10.1.2.3", 4421});
+    cfg.referrals.push_back({"10.9.9.9", 8009});
+    target::target tgt(cfg);
+    for (const std::string local : {"192.168.7.1", "fd00::7"}) {
+        SCOPED_TRACE(local);
+        transport::connection_info via;
+        via.local_addr = local;
+        auto page = tgt.discovery_log(host_a, via);
+        const auto hdr = as<nvme::discovery_log_header>(page);
+        ASSERT_EQ(page.size(), 1024 + hdr.numrec * 1024);
+        unsigned wildcard_entries = 0, referrals = 0;
+        for (uint64_t i = 0; i < hdr.numrec; ++i) {
+            nvme::discovery_log_entry e;
+            std::memcpy(&e, page.data() + 1024 + i * 1024, sizeof(e));
+            const std::string addr(nvme::fixed_string(e.traddr, 256));
+            SCOPED_TRACE(addr);
+            if (e.subtype == nvme::subtype_referral) {
+                ++referrals;
+                EXPECT_EQ(addr, "10.9.9.9");
+                EXPECT_EQ(e.treq, 0);
+                EXPECT_EQ(e.eflags, 0);
+                continue;
+            }
+            EXPECT_EQ(e.eflags, e.subtype == nvme::subtype_current_discovery ? 3 : 0);  // DUPRETINFO | EPCSD
+            EXPECT_EQ(e.treq, nvme::treq_sqflow_disable_supported);
+            if (addr == "10.1.2.3") continue;
+            // A wildcard entry: the address the host reached, of that family.
+            EXPECT_EQ(addr, local);
+            EXPECT_EQ(e.adrfam, local.find(':') != std::string::npos ? nvme::adrfam_ipv6 : nvme::adrfam_ipv4);
+            ++wildcard_entries;
+        }
+        EXPECT_EQ(referrals, 1u);
+        EXPECT_EQ(wildcard_entries, 3u);  // the discovery subsystem, open and restricted (host_a)
+    }
+}
+
 TEST(discovery, paging_with_lpo_matches_the_whole_page) {
     // Enough subsystems that entries cross several 4 KiB reads (as libnvme pages them).
     auto cfg = test_config();

@@ -8,6 +8,7 @@
 #include <poll.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "served_target.hh"
@@ -198,6 +199,42 @@ TEST_P(tls_engines, sha384_psk_with_a_sha256_binder_runs_aes128) {
     run_io_over(st.port, std::string("NVMe0R02 ") + tls_host + " " + tls_nqn, unhex(k384_v0_tls_psk), false);
 }
 
+// What the target sends as it closes reaches the host before close_notify: the response to a
+// Disconnect, and a C2HTermReq after a protocol error.
+TEST_P(tls_engines, last_pdus_before_close_are_delivered) {
+    served_target st(1, options(lab_key, tp::tls_mode::required));
+    tls_tunnel ta(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
+    ASSERT_TRUE(ta.established);
+    host_conn admin(ta.take_app_fd(), false, false);
+    const uint16_t cntlid = admin.bring_up_admin(tls_nqn, tls_host);
+    {
+        tls_tunnel tq(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
+        ASSERT_TRUE(tq.established);
+        host_conn q(tq.take_app_fd(), false, false);
+        q.icreq();
+        ASSERT_EQ(q.connect(tls_nqn, tls_host, 1, cntlid, 127, 0).status, 0);
+        nvme::fabrics_sqe d{};
+        d.opcode = nvme::admin_opc::fabrics;
+        d.cid = q.next_cid();
+        d.fctype = nvme::fctype::disconnect;
+        auto r = q.cmd(reinterpret_cast<const nvme::sqe&>(d));
+        EXPECT_EQ(r.status, 0);
+        EXPECT_TRUE(q.target_closed());
+    }
+    tls_tunnel tq(st.port, v0_identity(), unhex(lab_v0_tls_psk), false);
+    ASSERT_TRUE(tq.established);
+    host_conn q(tq.take_app_fd(), false, false);
+    q.icreq();
+    ASSERT_EQ(q.connect(tls_nqn, tls_host, 1, cntlid, 127, 0).status, 0);
+    auto data = pattern(4096, 1);
+    q.send_h2c(77, 99, 0, data.data(), 4096, true);  // no such transfer (TTAG 99)
+    auto t = q.expect_term();
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->fes, tp::fes::invalid_header_field);
+    EXPECT_EQ(t->fei, 10u);  // TTAG
+    EXPECT_TRUE(q.target_closed());
+}
+
 TEST_P(tls_engines, wrong_psk_fails_the_handshake) {
     served_target st(1, options(lab_key, tp::tls_mode::required));
     auto wrong = unhex(lab_v0_tls_psk);
@@ -275,6 +312,28 @@ TEST(tls_target, host_with_a_psk_is_refused_over_plain_tcp) {
     EXPECT_EQ(b.connect(tls_nqn, host_a, 0, 0xFFFF).status, 0);
 }
 
+namespace {
+struct listed {
+    std::string port, subnqn;
+    uint8_t subtype, treq, sectype;
+};
+std::vector<listed> log_of(const target::target& tgt, const char* host, const std::string& local_addr) {
+    tp::connection_info via;
+    via.local_addr = local_addr;
+    auto page = tgt.discovery_log(host, via);
+    nvme::discovery_log_header h;
+    std::memcpy(&h, page.data(), sizeof(h));
+    std::vector<listed> out;
+    for (uint64_t i = 0; i < h.numrec; ++i) {
+        nvme::discovery_log_entry e;
+        std::memcpy(&e, page.data() + sizeof(h) + i * sizeof(e), sizeof(e));
+        out.push_back({std::string(e.trsvcid, strnlen(e.trsvcid, sizeof(e.trsvcid))),
+                       std::string(nvme::fixed_string(e.subnqn, 256)), e.subtype, e.treq, e.tsas[0]});
+    }
+    return out;
+}
+}  // namespace
+
 TEST(tls_target, discovery_log_treq_and_tsas_follow_the_listener) {
     auto cfg = tls_config(lab_key);
     cfg.listeners.clear();
@@ -282,32 +341,46 @@ TEST(tls_target, discovery_log_treq_and_tsas_follow_the_listener) {
     cfg.listeners.push_back({"127.0.0.1", 4421, tp::tls_mode::allowed});
     cfg.listeners.push_back({"127.0.0.1", 4422, tp::tls_mode::required});
     target::target tgt(cfg);
-    tp::connection_info via;
-    via.local_addr = "127.0.0.1";
-    auto page = tgt.discovery_log(tls_host, via);
-    nvme::discovery_log_header h;
-    std::memcpy(&h, page.data(), sizeof(h));
-    ASSERT_GT(h.numrec, 0u);
-    unsigned seen = 0;
-    for (uint64_t i = 0; i < h.numrec; ++i) {
-        nvme::discovery_log_entry e;
-        std::memcpy(&e, page.data() + sizeof(h) + i * sizeof(e), sizeof(e));
-        std::string port(e.trsvcid, strnlen(e.trsvcid, sizeof(e.trsvcid)));
-        SCOPED_TRACE(port);
-        EXPECT_EQ(e.treq & 0x04, 0x04);  // SQ flow control disable supported, as before
-        if (port == "4420") {            // not specified, no security
-            EXPECT_EQ(e.treq & 3, 0);
-            EXPECT_EQ(e.tsas[0], 0);
-        }
-        if (port == "4421") {  // not required, TLS 1.3
-            EXPECT_EQ(e.treq & 3, 2);
-            EXPECT_EQ(e.tsas[0], 2);
-        }
-        if (port == "4422") {  // required, TLS 1.3
-            EXPECT_EQ(e.treq & 3, 1);
-            EXPECT_EQ(e.tsas[0], 2);
-        }
-        ++seen;
+    // host_a has no PSK: every listener is a path, with the listener's TREQ and SECTYPE (as
+    // nvmet: none 0/0, allowed "not required"/TLS 1.3, required "required"/TLS 1.3).
+    auto plain_host = log_of(tgt, host_a, "127.0.0.1");
+    unsigned tls_subsystem_paths = 0;
+    for (const listed& e : plain_host) {
+        SCOPED_TRACE(e.port + " " + e.subnqn);
+        EXPECT_EQ(e.treq & 0x04, 0x04);  // SQ flow control disable supported
+        // 4420 none, 4421 allowed: not required, 4422 required.
+        const int want_treq = e.port == "4420" ? 0 : e.port == "4421" ? 2 : 1;
+        EXPECT_EQ(e.treq & 3, want_treq);
+        EXPECT_EQ(e.sectype, e.port == "4420" ? 0 : 2);
+        tls_subsystem_paths += e.subnqn == tls_nqn;
     }
-    EXPECT_EQ(seen, h.numrec);
+    EXPECT_EQ(tls_subsystem_paths, 3u);
+    // tls_host has a PSK for tls_nqn, and Connect refuses it without TLS: that subsystem is
+    // not listed on the plain listener, and TLS is required of it where TLS is allowed. Other
+    // subsystems' entries and the discovery subsystem's stay as the listener says.
+    auto psk_host = log_of(tgt, tls_host, "127.0.0.1");
+    std::set<std::string> ports;
+    for (const listed& e : psk_host) {
+        SCOPED_TRACE(e.port + " " + e.subnqn);
+        if (e.subnqn != tls_nqn) {  // the discovery subsystem, the open one: as the listener says
+            EXPECT_EQ(e.treq & 3, e.port == "4420" ? 0 : e.port == "4421" ? 2 : 1);
+            continue;
+        }
+        EXPECT_EQ(e.treq & 3, 1);
+        EXPECT_EQ(e.sectype, 2);
+        ports.insert(e.port);
+    }
+    EXPECT_EQ(ports, (std::set<std::string>{"4421", "4422"}));
+    // Setting or clearing the PSK changes the log: GENCTR moves.
+    const uint64_t before = tgt.discovery_genctr();
+    tgt.set_host_keys(tls_nqn, tls_host, {});
+    EXPECT_GT(tgt.discovery_genctr(), before);
+    unsigned paths = 0;
+    for (const listed& e : log_of(tgt, tls_host, "127.0.0.1")) paths += e.subnqn == tls_nqn;
+    EXPECT_EQ(paths, 3u);
+    const uint64_t cleared = tgt.discovery_genctr();
+    target::host_keys dhchap_only;
+    dhchap_only.dhchap_key = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
+    tgt.set_host_keys(tls_nqn, tls_host, dhchap_only);  // no PSK before or after: same log
+    EXPECT_EQ(tgt.discovery_genctr(), cleared);
 }
