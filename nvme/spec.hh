@@ -239,7 +239,8 @@ constexpr uint32_t iosqes(uint32_t v) { return (v >> 16) & 0xF; }
 constexpr uint32_t iocqes(uint32_t v) { return (v >> 20) & 0xF; }
 }  // namespace cc
 namespace csts {
-inline constexpr uint32_t rdy = 1u << 0, cfs = 1u << 1, shst_complete = 2u << 2;
+inline constexpr uint32_t rdy = 1u << 0, cfs = 1u << 1, shst_occurring = 1u << 2, shst_complete = 2u << 2,
+                          shst_mask = 3u << 2;
 }
 
 inline constexpr std::string_view discovery_nqn = "nqn.2014-08.org.nvmexpress.discovery";

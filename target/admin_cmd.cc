@@ -395,10 +395,10 @@ void queue::exec_set_features(transport::request& req) {
     switch (fid) {
         case nvme::fid::num_queues: {
             if (discovery) break;
-            // Only before the first I/O queue (the spec; QEMU does so): the grant does not change under
-            // queues already connected to it.
-            if (_ctrl->io_queue_created.load()) {
-                spdlog::debug("{}: Set Features Number of Queues after an I/O queue was created", _ctrl->name());
+            // Only while no I/O queue is connected (the spec: before they are created; QEMU, SPDK):
+            // the grant does not change under queues already connected to it.
+            if (_ctrl->has_io_queues()) {
+                spdlog::debug("{}: Set Features Number of Queues while I/O queues are connected", _ctrl->name());
                 return finish(req, nvme::sc::command_sequence_error | dnr);
             }
             const uint32_t nsqr = v & 0xFFFF, ncqr = v >> 16;

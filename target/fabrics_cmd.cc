@@ -50,6 +50,10 @@ void queue::exec_fabrics(transport::request& req) {
                 finish(req, nvme::sc::invalid_queue_type | nvme::status_dnr);
                 return;
             }
+            if (req.cmd.cdw10 & 0xFFFF) {  // RECFMT: only format 0 exists
+                finish(req, nvme::sc::connect_incompatible_format | nvme::status_dnr);
+                return;
+            }
             finish(req, nvme::sc::success);
             _conn.close("host sent Disconnect");
             return;
@@ -181,6 +185,9 @@ void queue::exec_connect(transport::request& req) {
     // `ready` is read before `dead`: the admin queue's close marks the controller dead before it
     // clears ready, so a Connect that finds it not ready because its association ended also
     // finds it dead, and is answered without DNR below rather than with Command Sequence Error.
+    // `resets` before `ready`: a reset clears ready before it counts, so a queue that finds the
+    // controller ready has the count of the last reset, and sees any later one.
+    _resets_seen = ctrl ? ctrl->resets.load() : 0;
     const bool enabled = ctrl && ctrl->ready.load();
     if (!ctrl || ctrl->dead.load()) {
         // Without DNR: the association this Connect belongs to may have ended a moment ago (its
@@ -272,8 +279,8 @@ void queue::advance_connect() {
                 break;
         }
     }
-    const bool torn_down = p.ctrl->dead.load();
-    if (!failed_nsid && torn_down) why = p.ctrl->name() + " was torn down meanwhile";
+    const bool torn_down = p.ctrl->dead.load() || p.ctrl->resets.load() != _resets_seen;
+    if (!failed_nsid && torn_down) why = p.ctrl->name() + " was torn down or reset meanwhile";
     if (failed_nsid || !why.empty()) {
         spdlog::error("conn {} ({}): Connect qid {} of {} rejected: {}{}", info.id, info.peer, +p.qid, p.ctrl->name(),
                       failed_nsid ? fmt::format("namespace {}: ", failed_nsid) : std::string(), why);
@@ -308,6 +315,17 @@ void queue::advance_connect() {
     finish(req, nvme::sc::success, _ctrl->cntlid | start_auth());
 }
 
+namespace {
+// CC.EN cleared or a shutdown asked: I/O stops at once (`ready`), the I/O queues close as they
+// see `resets` move (a command, or their next timer tick).
+void begin_reset(controller& c, const char* why) {
+    spdlog::info("{}: {}; its I/O queues close", c.name(), why);
+    c.ready.store(false);
+    c.resets.fetch_add(1);  // after ready: see exec_connect
+    c.reset_pending = true;
+}
+}  // namespace
+
 void queue::exec_property_get(transport::request& req) {
     const auto& p = reinterpret_cast<const nvme::property_sqe&>(req.cmd);
     const bool eight = p.attrib & 1;
@@ -317,6 +335,10 @@ void queue::exec_property_get(transport::request& req) {
         case nvme::reg::cap:
             v = cap_value();
             break;
+        case nvme::reg::cap + 4:  // CAP's upper half read on its own, 4 bytes (as SPDK serves it)
+            if (eight) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+            v = cap_value() >> 32;
+            break;
         case nvme::reg::vs:
             v = version;
             break;
@@ -324,12 +346,14 @@ void queue::exec_property_get(transport::request& req) {
             v = _ctrl->cc;
             break;
         case nvme::reg::csts:
+            settle_reset();
             v = _ctrl->csts;
             break;
         default:
             return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     }
     if (eight && p.offset != nvme::reg::cap) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
+    // CAP read as 4 bytes at 0 gives its lower half.
     finish(req, nvme::sc::success, static_cast<uint32_t>(v), eight ? static_cast<uint32_t>(v >> 32) : 0);
 }
 
@@ -356,15 +380,28 @@ void queue::apply_cc(uint32_t v) {
             c.ready.store(true);
         }
     } else if (!(v & nvme::cc::en) && (old & nvme::cc::en)) {
-        c.csts &= ~(nvme::csts::rdy | nvme::csts::cfs);
-        c.ready.store(false);
+        // A controller reset: the I/O queues are deleted (they close, outstanding commands
+        // unanswered, as SPDK disconnects them); RDY clears once they are gone (settle_reset).
+        c.csts &= ~nvme::csts::cfs;
+        begin_reset(c, "disabled by the host (CC.EN cleared)");
     }
     if (nvme::cc::shn(v) && !nvme::cc::shn(old)) {
-        spdlog::info("{}: shutdown requested by the host", c.name());
-        c.csts = (c.csts & ~(3u << 2)) | nvme::csts::shst_complete;
+        // Shutdown: the I/O queues end as in a reset; SHST says occurring until they are gone.
+        c.csts = (c.csts & ~nvme::csts::shst_mask) | nvme::csts::shst_occurring;
+        begin_reset(c, "shutdown requested by the host");
     } else if (!nvme::cc::shn(v)) {
-        c.csts &= ~(3u << 2);
+        c.csts &= ~nvme::csts::shst_mask;
     }
+    settle_reset();
+}
+
+void queue::settle_reset() {
+    controller& c = *_ctrl;
+    if (!c.reset_pending || c.has_io_queues()) return;
+    c.reset_pending = false;
+    if (!(c.cc & nvme::cc::en)) c.csts &= ~nvme::csts::rdy;
+    if (nvme::cc::shn(c.cc)) c.csts = (c.csts & ~nvme::csts::shst_mask) | nvme::csts::shst_complete;
+    spdlog::debug("{}: {} complete", c.name(), nvme::cc::shn(c.cc) ? "shutdown" : "reset");
 }
 
 }  // namespace ferry::target

@@ -64,17 +64,23 @@ uint16_t queue::check_io(const transport::request& req) {
 }
 
 // The association ended (its admin queue closed, its keep-alive expired, or it was torn down
-// through the management API) and this I/O queue, on whatever reactor, has not reached its
-// timer tick yet: it closes now and answers nothing, so the host fails the command over to the
-// association it reconnects. An answer with DNR, what a merely disabled controller gets, would
-// make Linux end the I/O with an error to the application (EIO), and a write's data would be
-// lost to it.
+// through the management API), or the host reset or shut the controller down, and this I/O
+// queue, on whatever reactor, has not reached its timer tick yet: it closes now and answers
+// nothing, so the host fails the command over to the association it reconnects. An answer
+// with DNR, what a merely disabled controller gets, would make Linux end the I/O with an error
+// to the application (EIO), and a write's data would be lost to it.
 uint16_t queue::refuse_unready() {
     // check_io's relaxed load saw `ready` false; the admin queue's on_close marks the controller
     // dead before it clears `ready`, so with this fence the flag is seen.
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (!_ctrl->dead.load()) return nvme::sc::command_sequence_error | dnr;
-    _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
+    if (_ctrl->dead.load()) {
+        _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
+    } else if (reset_since_connect()) {
+        // The host reset or shut the controller down: this queue was deleted with the others.
+        _conn.close(fmt::format("{} was reset or shut down by the host", _ctrl->name()));
+    } else {
+        return nvme::sc::command_sequence_error | dnr;
+    }
     return nvme::sc::aborted_sq_deletion;  // never sent: the connection is closing
 }
 

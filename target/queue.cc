@@ -383,6 +383,10 @@ void queue::on_timer(uint64_t now_ns) {
         return;
     }
     if (_qid != 0) {
+        if (reset_since_connect()) {
+            _conn.close(fmt::format("{} was reset or shut down by the host", _ctrl->name()));
+            return;
+        }
         // Idle queues resync too, so that a removed namespace is let go of without a command.
         if (_ns_generation->load(std::memory_order_acquire) != _ns_seen) resync_namespaces();
         return;

@@ -113,6 +113,8 @@ private:
     void exec_property_get(transport::request& req);
     void exec_property_set(transport::request& req);
     void apply_cc(uint32_t value);
+    void settle_reset();  // a reset or shutdown the host asked for completes once no I/O queue is left
+    bool reset_since_connect() const { return _ctrl->resets.load() != _resets_seen; }  // I/O queues
     // auth_cmd.cc: DH-HMAC-CHAP on this queue (Authentication Send/Receive)
     bool auth_wanted(const subsystem& sub, const std::string& hostnqn) const;
     uint32_t start_auth();  // after a successful Connect: AUTHREQ for its result (0: none)
@@ -155,6 +157,7 @@ private:
     uint16_t _qid = 0;
     uint16_t _depth = 0;
     bool _closed = false;
+    uint32_t _resets_seen = 0;  // the controller's resets when this I/O queue connected
     std::vector<io_slot> _slots;
     std::vector<ns_binding> _ns;  // indexed by NSID (I/O queues)
     // The subsystem's namespace generation (one load per command) and the one _ns reflects.

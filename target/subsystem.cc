@@ -109,13 +109,19 @@ bool controller::claim_queue(uint16_t qid) {
     std::lock_guard g(_queue_lock);
     if (qid >= _queues.size() || _queues[qid]) return false;
     _queues[qid] = true;
-    if (qid != 0) io_queue_created.store(true);
     return true;
 }
 
 void controller::release_queue(uint16_t qid) {
     std::lock_guard g(_queue_lock);
     if (qid < _queues.size()) _queues[qid] = false;
+}
+
+bool controller::has_io_queues() const {
+    std::lock_guard g(_queue_lock);
+    for (size_t qid = 1; qid < _queues.size(); ++qid)
+        if (_queues[qid]) return true;
+    return false;
 }
 
 void controller::add_queue_record(const queue_record& q) {

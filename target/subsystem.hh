@@ -105,9 +105,9 @@ public:
     std::atomic<uint32_t> kato_ms;  // also read by the management API
     uint32_t aen_config = 0;
     std::atomic<uint16_t> granted_io_queues{0};  // after Set Features Number of Queues (1-based count)
-    // Set once an I/O queue was claimed: Number of Queues may no longer change (Command Sequence
-    // Error, NVMe 2.0 5.27.1.5). Written by I/O Connect on any reactor, read by the admin queue.
-    std::atomic<bool> io_queue_created{false};
+    // CC.EN cleared or a shutdown asked (apply_cc) while I/O queues were connected: CSTS.RDY
+    // clears, SHST completes, once they are gone (settle_reset).
+    bool reset_pending = false;
     std::vector<uint32_t> pending_events;        // AEN results waiting for an AER
     // Event types reported (or queued) whose log the host has not read with RAE cleared since:
     // masked, as the spec asks and nvmet does (bits: aen_mask_bit of the event's log page).
@@ -117,7 +117,11 @@ public:
     // shared
     std::atomic<uint64_t> last_traffic_ns{0};
     std::atomic<bool> dead{false};
-    std::atomic<bool> ready{false};  // CSTS.RDY, read by I/O Connect
+    std::atomic<bool> ready{false};  // enabled and not shut down: I/O Connect and I/O commands may run
+    // Counts the host's controller resets (CC.EN 1 to 0) and shutdowns: an I/O queue connected
+    // before one closes (its next command or timer tick), as a reset deletes the I/O queues.
+    // Incremented after `ready` is cleared; an I/O Connect reads it before `ready`.
+    std::atomic<uint32_t> resets{0};
     error_log errors;                // commands completed with an error, on any of its queues
 
     std::string name() const;  // "controller 1 of nqn... (host nqn...)", host_label() of an empty NQN
@@ -144,6 +148,9 @@ public:
     // Returns false if qid is already connected (I/O queues; control path, locked).
     bool claim_queue(uint16_t qid);
     void release_queue(uint16_t qid);
+    // An I/O queue is claimed (connected or connecting): Number of Queues may not change then
+    // (Command Sequence Error, NVMe 2.0 5.27.1.5; SPDK), and a reset is not complete.
+    bool has_io_queues() const;
 
 private:
     mutable std::mutex _queue_lock;

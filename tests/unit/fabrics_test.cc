@@ -178,6 +178,12 @@ TEST(properties, cap_vs_enable_and_shutdown) {
     EXPECT_EQ((v >> 37) & 1, 1u);                           // NVM command set
     EXPECT_EQ((v >> 48) & 0xF, 0u);                         // MPSMIN 4 KiB
     EXPECT_GT((v >> 24) & 0xFF, 0u);                        // TO
+    // CAP in two 4-byte halves, as a host without 8-byte property access reads it.
+    auto low = c.property_get(nvme::reg::cap), high = c.property_get(nvme::reg::cap + 4);
+    ASSERT_EQ(low.status, 0);
+    ASSERT_EQ(high.status, 0);
+    EXPECT_EQ(low.cqe.dw0 | (uint64_t(high.cqe.dw0) << 32), v);
+    EXPECT_EQ(c.property_get(nvme::reg::cap + 4, true).status, nvme::sc::invalid_field | nvme::status_dnr);
     EXPECT_EQ(c.property_get(nvme::reg::vs).cqe.dw0, 0x00010400u);
     EXPECT_EQ(c.property_get(nvme::reg::csts).cqe.dw0 & 1, 0u);
     // Admin commands before enable are refused.
@@ -195,6 +201,50 @@ TEST(properties, cap_vs_enable_and_shutdown) {
     EXPECT_EQ(c.property_get(0x30).status, nvme::sc::invalid_field | nvme::status_dnr);
     EXPECT_EQ(c.property_get(nvme::reg::vs, true).status, nvme::sc::invalid_field | nvme::status_dnr);
     EXPECT_EQ(c.property_set(nvme::reg::csts, 1).status, nvme::sc::invalid_field | nvme::status_dnr);
+}
+
+// A reset (CC.EN 1 to 0) deletes the I/O queues: an idle one closes on its timer tick, RDY
+// clears after it, and once re-enabled the host may set Number of Queues again and connect
+// the same QID (as with SPDK's target; nvmet leaves the queues connected). A shutdown ends
+// them the same way, SHST occurring until they are gone.
+TEST(controller, reset_and_shutdown_delete_the_io_queues) {
+    harness h;
+    association a(h);
+    host_conn &admin = a.admin, &io = a.io;
+    const uint32_t cc = (6u << 16) | (4u << 20);
+    auto csts = [&] { return admin.property_get(nvme::reg::csts).cqe.dw0; };
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
+    EXPECT_EQ(csts() & nvme::csts::rdy, nvme::csts::rdy);  // the I/O queue is still there
+    io.conn->on_timer(env::now_ns());
+    EXPECT_TRUE(io.conn->closing());
+    EXPECT_TRUE(io.target_closed());
+    EXPECT_EQ(csts() & 3, 0u);
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en).status, 0);
+    EXPECT_EQ(csts() & 3, 1u);
+    auto nq = admin.make(nvme::admin_opc::set_features);
+    nq.cdw10 = nvme::fid::num_queues;
+    nq.cdw11 = 0x00010001;  // two of each
+    EXPECT_EQ(admin.cmd(nq).status, 0);
+    host_conn again(h);
+    again.icreq();
+    ASSERT_EQ(again.connect(open_nqn, host_a, 1, a.cntlid, 127, 0).status, 0);
+    const auto d = pattern(8192, 5);
+    EXPECT_EQ(again.cmd(again.rw(nvme::io_opc::write, 1, 0, 2), d).status, 0);
+    EXPECT_EQ(again.cmd(again.rw(nvme::io_opc::read, 1, 0, 2), {}, 8192).data, d);
+    // Number of Queues while that queue is connected: refused.
+    nq.cid = admin.next_cid();
+    EXPECT_EQ(admin.cmd(nq).status, nvme::sc::command_sequence_error | nvme::status_dnr);
+
+    // Shutdown: SHST 01b while the I/O queue lives, 10b once it closed; no new I/O queue.
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en | (1u << 14)).status, 0);
+    EXPECT_EQ((csts() >> 2) & 3, 1u);
+    again.conn->on_timer(env::now_ns());
+    EXPECT_TRUE(again.target_closed());
+    EXPECT_EQ((csts() >> 2) & 3, 2u);
+    host_conn late(h);
+    late.icreq();
+    EXPECT_EQ(late.connect(open_nqn, host_a, 1, a.cntlid, 127, 0).status,
+              nvme::sc::command_sequence_error | nvme::status_dnr);
 }
 
 TEST(properties, enable_with_wrong_queue_entry_sizes_sets_cfs) {
@@ -351,6 +401,12 @@ TEST(controller, disconnect_only_on_io_queues) {
     host_conn io(h);
     io.icreq();
     ASSERT_EQ(io.connect(open_nqn, host_a, 1, id, 127, 0).status, 0);
+    auto bad_format = d;  // RECFMT 1: no such record format; the queue stays
+    bad_format.cid = 98;
+    reinterpret_cast<nvme::sqe&>(bad_format).cdw10 = 1;
+    EXPECT_EQ(io.cmd(reinterpret_cast<nvme::sqe&>(bad_format)).status,
+              nvme::sc::connect_incompatible_format | nvme::status_dnr);
+    EXPECT_FALSE(io.conn->closing());
     EXPECT_EQ(io.cmd(reinterpret_cast<nvme::sqe&>(d)).status, 0);
     EXPECT_TRUE(io.target_closed());
     // The qid is free again.

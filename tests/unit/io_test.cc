@@ -145,11 +145,20 @@ TEST_F(io_queue_fixture, write_zeroes_dsm_compare_flush) {
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).status, 0);
 }
 
-TEST_F(io_queue_fixture, io_after_disable_is_refused) {
+// Clearing CC.EN resets the controller: its I/O queues are deleted. One that gets a command
+// before its timer tick closes at once, unanswered (as on a dead controller, below); CSTS.RDY
+// reads 0 once no I/O queue is left.
+TEST_F(io_queue_fixture, io_after_disable_closes_the_queue_and_ready_clears_after_it) {
     ASSERT_EQ(read(1, 0, 1).status, 0);
-    // After CC.EN is cleared, I/O is refused with a sequence error.
-    admin.property_set(nvme::reg::cc, (6u << 16) | (4u << 20));
-    EXPECT_EQ(read(1, 0, 1).status, nvme::sc::command_sequence_error | dnr);
+    const uint32_t cc = (6u << 16) | (4u << 20);
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
+    EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, nvme::csts::rdy);  // not yet
+    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
+    io.send_capsule(c, {}, false, 4096);
+    EXPECT_FALSE(io.wait(c.cid)) << "answered";
+    EXPECT_FALSE(io.last_term);
+    EXPECT_TRUE(io.target_closed());
+    EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, 0u);
 }
 
 TEST_F(io_queue_fixture, io_on_a_dead_controller_closes_the_queue_unanswered) {
