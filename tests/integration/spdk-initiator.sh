@@ -3,7 +3,8 @@
 # second, independent host against ferryd on loopback, with their default options: the empty
 # host NQN they send is accepted where a subsystem allows any host and refused where an allow
 # list applies; spdk_nvme_identify reads the controller, the namespaces and the discovery log;
-# 5 s spdk_nvme_perf runs (default host, so an empty host NQN) complete I/O without errors.
+# 5 s spdk_nvme_perf runs (default host, so an empty host NQN) complete I/O without errors;
+# given the discovery service, spdk_nvme_perf attaches every subsystem the log lists.
 # Without the peer (no ../shared/peers/spdk) it says so and counts nothing.
 # Last line: "N passed, N failed".
 set -euo pipefail
@@ -22,6 +23,9 @@ trap 'lab_cleanup >/dev/null 2>&1 || true' EXIT
 OPEN=nqn.2026-11.io.ferry:spdk-open
 LISTED=nqn.2026-11.io.ferry:spdk-listed
 ALLOWED_HOST=nqn.2014-08.org.nvmexpress:uuid:5b0e1c1e-7a1b-4a7e-9c1d-3f2e1d0c9b8a
+# Three more any-host subsystems: with them the discovery log has more entries (5 for the
+# empty host NQN) than SPDK's host reads in its first 4 KiB (3), so it reads on at an offset.
+EXTRA=nqn.2026-11.io.ferry:spdk-extra
 cat > "$WORK/ferryd.json" <<JSON
 {
   "listeners": [ { "address": "127.0.0.1", "port": $PORT } ],
@@ -30,7 +34,10 @@ cat > "$WORK/ferryd.json" <<JSON
       "namespaces": [ { "nsid": 1, "backend": "null", "size": "1GiB" },
                       { "nsid": 2, "backend": "ram", "size": "64MiB", "block_size": 512 } ] },
     { "nqn": "$LISTED", "hosts": [ "$ALLOWED_HOST" ],
-      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "16MiB" } ] }
+      "namespaces": [ { "nsid": 1, "backend": "ram", "size": "16MiB" } ] },
+    { "nqn": "$EXTRA-1", "allow_any_host": true, "namespaces": [ { "nsid": 1, "backend": "null", "size": "1GiB" } ] },
+    { "nqn": "$EXTRA-2", "allow_any_host": true, "namespaces": [ { "nsid": 1, "backend": "null", "size": "1GiB" } ] },
+    { "nqn": "$EXTRA-3", "allow_any_host": true, "namespaces": [ { "nsid": 1, "backend": "null", "size": "1GiB" } ] }
   ],
   "management": { "port": 0 }
 }
@@ -62,6 +69,15 @@ perf_run() {  # perf_run NAME TRID ARGS...: a run in which I/O completes and non
     [ -n "$iops" ] && [ "$iops" -gt 0 ] &&
         ! grep -iE 'error|failed' "$WORK/perf-$name.out" | grep -v 'DISCONNECTED\] CQ transport error -6' >/dev/null
 }
+through_discovery() {  # spdk_nvme_perf given the discovery service attaches what it lists
+    spdk spdk_nvme_perf -c 0x2 -q 1 -o 4096 -w read -t 1 -r "$(trid nqn.2014-08.org.nvmexpress.discovery)" \
+        > "$WORK/perf-discovery.out" 2>&1 || { tail -20 "$WORK/perf-discovery.out"; return 1; }
+    local attached
+    attached=$(grep -c '^Attached to' "$WORK/perf-discovery.out" || true)
+    echo "attached to $attached controllers through the discovery log"
+    [ "$attached" -eq 4 ] && grep -q "Attached to.*$EXTRA-3" "$WORK/perf-discovery.out" &&
+        grep -qE '^Total *:' "$WORK/perf-discovery.out"
+}
 empty_hostnqn_logged() {
     grep -q "empty host NQN accepted" "$FERRYD_LOG"
 }
@@ -77,6 +93,8 @@ if check "ferryd starts" start_ferryd "$WORK/ferryd.json" "$WORK/ferryd.log" --c
     check "spdk_nvme_perf, default host (empty NQN), 5 s randread 4k qd32 on a null namespace" \
         perf_run randread "$(trid "$OPEN") ns:1" -q 32 -o 4096 -w randread -t 5 || true
     check "ferryd logs the empty host NQN it accepted" empty_hostnqn_logged || true
+    check "spdk_nvme_perf through the discovery log (read at an offset) attaches every subsystem listed" \
+        through_discovery || true
     check "spdk_nvme_perf, default host, 5 s randrw 128k qd16 on a RAM namespace with 512 B LBAs" \
         perf_run randrw "$(trid "$OPEN") ns:2" -q 16 -o 131072 -w randrw -M 50 -t 5 || true
     check "an allow-list subsystem refuses the empty host NQN" listed_refuses_empty || true
