@@ -2,7 +2,7 @@
 # tests/lab/run-all.sh: run the lab scenarios one after the other (demo,
 # digests-multiqueue, host-access, initiator-loss, file-backend, pcie-vfio, perf-kernel-target,
 # live-namespaces, subsystem-recreate, dhchap, tls, secure-channel, ana-multipath, large-transfer,
-# gateway-failover by default; one QEMU guest at a time),
+# controller-reset, gateway-failover by default; one QEMU guest at a time),
 # print each one's result and end with the summed "N passed, N failed" line.
 # Exit status 0 only if every scenario passed.
 set -euo pipefail
@@ -10,7 +10,7 @@ HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 SCEN_DIR=${LAB_SCENARIO_DIR:-$HERE}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$HERE/lib.sh"     # guest_kernel_crash (sourcing it only defines functions)
-ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath large-transfer gateway-failover)
+ALL=(demo digests-multiqueue host-access initiator-loss file-backend pcie-vfio perf-kernel-target live-namespaces subsystem-recreate dhchap tls secure-channel ana-multipath large-transfer controller-reset gateway-failover)
 
 usage() {
     cat <<EOF2
