@@ -17,7 +17,11 @@ using nvme::dsm_range;
 // sends an R2T, and exec_io again once the data is there (a namespace may have gone meanwhile).
 uint16_t queue::check_io(const transport::request& req) {
     const nvme::sqe& c = req.cmd;
-    if (!_ctrl->ready.load(std::memory_order_relaxed)) [[unlikely]]
+    // Two relaxed loads of fields written only when the host enables, resets or shuts the
+    // controller down: a queue a reset deleted serves nothing, even once enabled again.
+    const bool usable =
+        _ctrl->ready.load(std::memory_order_relaxed) && _ctrl->resets.load(std::memory_order_relaxed) == _resets_seen;
+    if (!usable) [[unlikely]]
         return refuse_unready();
     if (c.flags & 0x03) return nvme::sc::invalid_field | dnr;  // fused operations not offered
     // Namespace changes: one load of the subsystem's generation; a resync (this reactor, rare)
@@ -70,8 +74,8 @@ uint16_t queue::check_io(const transport::request& req) {
 // with DNR, what a merely disabled controller gets, would make Linux end the I/O with an error
 // to the application (EIO), and a write's data would be lost to it.
 uint16_t queue::refuse_unready() {
-    // check_io's relaxed load saw `ready` false; the admin queue's on_close marks the controller
-    // dead before it clears `ready`, so with this fence the flag is seen.
+    // check_io's relaxed loads saw `ready` false or `resets` moved; the admin queue's on_close
+    // marks the controller dead before it clears `ready`, so with this fence the flag is seen.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (_ctrl->dead.load()) {
         _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));

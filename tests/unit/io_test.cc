@@ -161,6 +161,19 @@ TEST_F(io_queue_fixture, io_after_disable_closes_the_queue_and_ready_clears_afte
     EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, 0u);
 }
 
+// Disabled and enabled again before the I/O queue's timer tick: the queue was deleted by the
+// reset all the same, and serves nothing more.
+TEST_F(io_queue_fixture, a_queue_deleted_by_a_reset_stays_deleted_after_a_quick_re_enable) {
+    ASSERT_EQ(read(1, 0, 1).status, 0);
+    const uint32_t cc = (6u << 16) | (4u << 20);
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
+    ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en).status, 0);
+    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
+    io.send_capsule(c, {}, false, 4096);
+    EXPECT_FALSE(io.wait(c.cid)) << "answered";
+    EXPECT_TRUE(io.target_closed());
+}
+
 TEST_F(io_queue_fixture, io_on_a_dead_controller_closes_the_queue_unanswered) {
     ASSERT_EQ(read(1, 0, 1).status, 0);
     // Keep-alive timeout: the admin queue's reactor tears the controller down...
