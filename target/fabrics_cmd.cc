@@ -305,6 +305,7 @@ void queue::advance_connect() {
     _slots.resize(depth + 1u);
     _ctrl = std::move(p.ctrl);
     _qid = p.qid;
+    _ctrl->io_queues_alive.fetch_add(1);  // until ~queue
     _connecting.reset();
     _backend_busy = false;
     _ctrl->last_traffic_ns.store(env::now_ns());
@@ -397,11 +398,11 @@ void queue::apply_cc(uint32_t v) {
 
 void queue::settle_reset() {
     controller& c = *_ctrl;
-    if (!c.reset_pending || c.has_io_queues()) return;
+    if (!c.reset_pending || c.has_io_queues() || c.io_queues_alive.load() != 0) return;
     c.reset_pending = false;
     if (!(c.cc & nvme::cc::en)) c.csts &= ~nvme::csts::rdy;
     if (nvme::cc::shn(c.cc)) c.csts = (c.csts & ~nvme::csts::shst_mask) | nvme::csts::shst_complete;
-    spdlog::debug("{}: {} complete", c.name(), nvme::cc::shn(c.cc) ? "shutdown" : "reset");
+    spdlog::info("{}: {} complete: no I/O queue left", c.name(), nvme::cc::shn(c.cc) ? "shutdown" : "reset");
 }
 
 }  // namespace ferry::target

@@ -17,10 +17,11 @@ using nvme::dsm_range;
 // sends an R2T, and exec_io again once the data is there (a namespace may have gone meanwhile).
 uint16_t queue::check_io(const transport::request& req) {
     const nvme::sqe& c = req.cmd;
-    // Two relaxed loads of fields written only when the host enables, resets or shuts the
-    // controller down: a queue a reset deleted serves nothing, even once enabled again.
+    // Two loads of fields written only when the host enables, resets or shuts the controller
+    // down: a queue a reset deleted serves nothing, even once enabled again. Acquire on `ready`
+    // (a plain load on x86): seeing it set again means seeing the reset counted before it.
     const bool usable =
-        _ctrl->ready.load(std::memory_order_relaxed) && _ctrl->resets.load(std::memory_order_relaxed) == _resets_seen;
+        _ctrl->ready.load(std::memory_order_acquire) && _ctrl->resets.load(std::memory_order_relaxed) == _resets_seen;
     if (!usable) [[unlikely]]
         return refuse_unready();
     if (c.flags & 0x03) return nvme::sc::invalid_field | dnr;  // fused operations not offered
@@ -71,19 +72,19 @@ uint16_t queue::check_io(const transport::request& req) {
 // through the management API), or the host reset or shut the controller down, and this I/O
 // queue, on whatever reactor, has not reached its timer tick yet: it closes now and answers
 // nothing, so the host fails the command over to the association it reconnects. An answer
-// with DNR, what a merely disabled controller gets, would make Linux end the I/O with an error
-// to the application (EIO), and a write's data would be lost to it.
+// with DNR would make Linux end the I/O with an error to the application (EIO), and a write's
+// data would be lost to it.
 uint16_t queue::refuse_unready() {
-    // check_io's relaxed loads saw `ready` false or `resets` moved; the admin queue's on_close
-    // marks the controller dead before it clears `ready`, so with this fence the flag is seen.
+    // check_io saw `ready` false or `resets` moved; the admin queue's on_close marks the
+    // controller dead before it clears `ready`, so with this fence the flag is seen.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (_ctrl->dead.load()) {
         _conn.close(fmt::format("{} was torn down ({})", _ctrl->name(), association_end()));
-    } else if (reset_since_connect()) {
-        // The host reset or shut the controller down: this queue was deleted with the others.
-        _conn.close(fmt::format("{} was reset or shut down by the host", _ctrl->name()));
     } else {
-        return nvme::sc::command_sequence_error | dnr;
+        // A connected I/O queue finds its live controller not ready only when the host reset
+        // or shut it down (begin_reset clears `ready` a moment before it counts the reset):
+        // this queue was deleted with the others.
+        _conn.close(fmt::format("{} was reset or shut down by the host", _ctrl->name()));
     }
     return nvme::sc::aborted_sq_deletion;  // never sent: the connection is closing
 }

@@ -17,6 +17,8 @@ queue::~queue() {
     // Idle by now (the connection waits for in_flight() == 0): keep what this queue counted.
     for (auto& b : _ns)
         if (b.counters) b.counters->stats->detach(b.counters);
+    // Its commands are done in every store: a reset waiting for it may complete (settle_reset).
+    if (_ctrl && _qid != 0) _ctrl->io_queues_alive.fetch_sub(1);
 }
 
 void queue::io_slot::complete(uint16_t status) {

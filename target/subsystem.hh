@@ -122,6 +122,10 @@ public:
     // before one closes (its next command or timer tick), as a reset deletes the I/O queues.
     // Incremented after `ready` is cleared; an I/O Connect reads it before `ready`.
     std::atomic<uint32_t> resets{0};
+    // Connected I/O queues not yet destroyed: a closed one lives on until its commands are done
+    // in the stores, and a reset completes only after that (an SSD, file or rbd write still in
+    // flight must not land after the host saw RDY 0 and wrote again).
+    std::atomic<uint32_t> io_queues_alive{0};
     error_log errors;                // commands completed with an error, on any of its queues
 
     std::string name() const;  // "controller 1 of nqn... (host nqn...)", host_label() of an empty NQN

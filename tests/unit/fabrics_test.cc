@@ -204,9 +204,9 @@ TEST(properties, cap_vs_enable_and_shutdown) {
 }
 
 // A reset (CC.EN 1 to 0) deletes the I/O queues: an idle one closes on its timer tick, RDY
-// clears after it, and once re-enabled the host may set Number of Queues again and connect
-// the same QID (as with SPDK's target; nvmet leaves the queues connected). A shutdown ends
-// them the same way, SHST occurring until they are gone.
+// clears once it is released (its commands done in the stores), and once re-enabled the host
+// may set Number of Queues again and connect the same QID (as with SPDK's target; nvmet leaves
+// the queues connected). A shutdown ends them the same way, SHST occurring until they are gone.
 TEST(controller, reset_and_shutdown_delete_the_io_queues) {
     harness h;
     association a(h);
@@ -218,6 +218,9 @@ TEST(controller, reset_and_shutdown_delete_the_io_queues) {
     io.conn->on_timer(env::now_ns());
     EXPECT_TRUE(io.conn->closing());
     EXPECT_TRUE(io.target_closed());
+    EXPECT_EQ(csts() & nvme::csts::rdy, nvme::csts::rdy);  // closed, not yet released by its reactor
+    ASSERT_TRUE(io.conn->reapable());
+    io.conn.reset();
     EXPECT_EQ(csts() & 3, 0u);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en).status, 0);
     EXPECT_EQ(csts() & 3, 1u);
@@ -240,6 +243,9 @@ TEST(controller, reset_and_shutdown_delete_the_io_queues) {
     EXPECT_EQ((csts() >> 2) & 3, 1u);
     again.conn->on_timer(env::now_ns());
     EXPECT_TRUE(again.target_closed());
+    EXPECT_EQ((csts() >> 2) & 3, 1u);
+    ASSERT_TRUE(again.conn->reapable());
+    again.conn.reset();
     EXPECT_EQ((csts() >> 2) & 3, 2u);
     host_conn late(h);
     late.icreq();

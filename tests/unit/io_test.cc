@@ -147,7 +147,7 @@ TEST_F(io_queue_fixture, write_zeroes_dsm_compare_flush) {
 
 // Clearing CC.EN resets the controller: its I/O queues are deleted. One that gets a command
 // before its timer tick closes at once, unanswered (as on a dead controller, below); CSTS.RDY
-// reads 0 once no I/O queue is left.
+// reads 0 once no I/O queue is left, closed and released by its reactor (its commands done).
 TEST_F(io_queue_fixture, io_after_disable_closes_the_queue_and_ready_clears_after_it) {
     ASSERT_EQ(read(1, 0, 1).status, 0);
     const uint32_t cc = (6u << 16) | (4u << 20);
@@ -158,6 +158,9 @@ TEST_F(io_queue_fixture, io_after_disable_closes_the_queue_and_ready_clears_afte
     EXPECT_FALSE(io.wait(c.cid)) << "answered";
     EXPECT_FALSE(io.last_term);
     EXPECT_TRUE(io.target_closed());
+    EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, nvme::csts::rdy);  // not released
+    ASSERT_TRUE(io.conn->reapable());
+    io.conn.reset();  // what the reactor does with a reapable connection
     EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, 0u);
 }
 
@@ -168,6 +171,18 @@ TEST_F(io_queue_fixture, a_queue_deleted_by_a_reset_stays_deleted_after_a_quick_
     const uint32_t cc = (6u << 16) | (4u << 20);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en).status, 0);
+    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
+    io.send_capsule(c, {}, false, 4096);
+    EXPECT_FALSE(io.wait(c.cid)) << "answered";
+    EXPECT_TRUE(io.target_closed());
+}
+
+// The moment between a reset clearing `ready` and counting itself (begin_reset), as another
+// reactor may see it: the queue closes unanswered too, never answers with DNR (which would make
+// Linux fail the I/O to the application).
+TEST_F(io_queue_fixture, a_controller_not_ready_before_the_reset_is_counted_closes_the_queue) {
+    ASSERT_EQ(read(1, 0, 1).status, 0);
+    admin.queue().ctrl()->ready.store(false);
     const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
     io.send_capsule(c, {}, false, 4096);
     EXPECT_FALSE(io.wait(c.cid)) << "answered";

@@ -237,6 +237,33 @@ bool wait_destroyed(gate_state& gate) {
 }
 }  // namespace
 
+// A reset with writes in the store: the deleted I/O queue closes on its next tick, but CSTS.RDY
+// stays 1 until those writes are done and the queue is gone, so a host that saw RDY 0 and
+// writes again is not overtaken by an old write.
+TEST(live, reset_completes_once_the_deleted_queues_commands_are_done) {
+    auto gate = std::make_shared<gate_state>();
+    serve_options o;
+    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
+    served_target lt(2, o);
+    tcp_association a(lt.port, open_nqn, host_a, 1);
+    auto writes = hold_writes(*a.io[0], *gate);
+    ASSERT_EQ(gate->held.load(), 4);
+    ASSERT_EQ(a.admin->property_set(nvme::reg::cc, (6u << 16) | (4u << 20)).status, 0);
+    auto rdy = [&] { return a.admin->property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy; };
+    for (int i = 0; i < 6; ++i) {  // well past the queue's timer tick (100 ms)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        EXPECT_EQ(rdy(), nvme::csts::rdy) << "after " << (i + 1) * 50 << " ms, writes still held";
+    }
+    gate->open_gate();
+    uint32_t r = nvme::csts::rdy;
+    for (int i = 0; i < 500 && r; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        r = rdy();
+    }
+    EXPECT_EQ(r, 0u);
+    EXPECT_TRUE(a.io[0]->target_closed());
+}
+
 TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_store) {
     auto gate = std::make_shared<gate_state>();
     serve_options o;

@@ -26,16 +26,20 @@ _verify() { dd if="$1" of=/tmp/r.bin bs=1M count=4 iflag=direct status=none && c
 # reset in the middle; Linux requeues the I/O the reset interrupted, so fio must succeed.
 _reset_under_fio() {
     fio --name=during-reset --filename="$1" --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio \
-        --direct=1 --offset=8M --size=16M --verify=crc32c --do_verify=1 --time_based=0 \
+        --direct=1 --offset=8M --size=48M --verify=crc32c --do_verify=1 \
         --output=/tmp/fio.out & local fio_pid=$!
-    sleep 1
+    sleep 0.5
+    # the reset must meet fio's writes: fio still running when it is issued
+    kill -0 "$fio_pid" 2>/dev/null || { echo "fio ended before the reset"; wait "$fio_pid"; return 1; }
     _reset "$2"; local rc=$?
     wait "$fio_pid"; local frc=$?
     tail -5 /tmp/fio.out
     [ "$rc" -eq 0 ] && [ "$frc" -eq 0 ]
 }
-_kernel_quiet() {  # no failed reset, no incomplete or timed-out shutdown
-    ! dmesg | grep -iE 'shutdown (incomplete|timeout)|failed to reset|reset.*failed|Removing after' 
+# No failed reset, no incomplete or timed-out shutdown: Linux reports a CSTS.RDY or SHST it
+# waited for in vain as "Device not ready; aborting reset/shutdown" (nvme_wait_ready).
+_kernel_quiet() {
+    ! dmesg | grep -iE 'not ready|aborting|shutdown (incomplete|timeout)|failed to reset|reset.*failed|Removing after'
 }
 
 dev="" ctrl=""
