@@ -224,6 +224,9 @@ private:
     // Admin thread only (jobs run in order), except generation() as documented.
     bool _created = false;
     uint32_t _generation = 0;
+    // The delete job gave the qid back (before its op finished, so an owner that deletes then
+    // creates finds it free); the destructor does so otherwise. Admin thread, then the last owner.
+    bool _qid_released = false;
 };
 
 class pcie_controller {

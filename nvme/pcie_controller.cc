@@ -88,7 +88,7 @@ hw_queue::~hw_queue() {
     if (_created && _ctrl.state() == controller_state::live && _ctrl.generation() == _generation) {
         _ctrl.reset_now(fmt::format("I/O queue {} freed while the device still had it", _qid));
     }
-    _ctrl.release_qid(_qid);
+    if (!_qid_released) _ctrl.release_qid(_qid);
 }
 
 std::shared_ptr<admin_op> hw_queue::begin_create() {
@@ -124,6 +124,11 @@ std::shared_ptr<admin_op> hw_queue::begin_delete() {
             }
         }
         self->_created = false;
+        // Gone from the device (or the device reset): the qid is free now, not when this job's
+        // reference to the queue drops after finish() (a create right after the delete found
+        // every qid in use, seen once under ThreadSanitizer).
+        c.release_qid(self->_qid);
+        self->_qid_released = true;
         op->finish(true);
     });
     return op;
