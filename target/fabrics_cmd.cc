@@ -333,7 +333,7 @@ void queue::exec_property_get(transport::request& req) {
     if (p.attrib & ~1u) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     uint64_t v;
     switch (p.offset) {
-        case nvme::reg::cap:
+        case nvme::reg::cap:  // read as 4 bytes: its lower half
             v = cap_value();
             break;
         case nvme::reg::cap + 4:  // CAP's upper half read on its own, 4 bytes (as SPDK serves it)
@@ -354,7 +354,6 @@ void queue::exec_property_get(transport::request& req) {
             return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
     }
     if (eight && p.offset != nvme::reg::cap) return finish(req, nvme::sc::invalid_field | nvme::status_dnr);
-    // CAP read as 4 bytes at 0 gives its lower half.
     finish(req, nvme::sc::success, static_cast<uint32_t>(v), eight ? static_cast<uint32_t>(v >> 32) : 0);
 }
 

@@ -18,6 +18,13 @@ struct io_queue_fixture : ::testing::Test {
     response read(uint32_t nsid, uint64_t slba, uint32_t nlb, uint32_t bs = 4096) {
         return io.cmd(io.rw(nvme::io_opc::read, nsid, slba, nlb), {}, nlb * bs);
     }
+    // A read the queue must not answer: it closes the connection instead.
+    void expect_read_closes_the_queue_unanswered() {
+        const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
+        io.send_capsule(c, {}, false, 4096);
+        EXPECT_FALSE(io.wait(c.cid)) << "answered";
+        EXPECT_TRUE(io.target_closed());
+    }
 };
 constexpr uint16_t dnr = nvme::status_dnr;
 }  // namespace
@@ -153,11 +160,8 @@ TEST_F(io_queue_fixture, io_after_disable_closes_the_queue_and_ready_clears_afte
     const uint32_t cc = (6u << 16) | (4u << 20);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
     EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, nvme::csts::rdy);  // not yet
-    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
-    io.send_capsule(c, {}, false, 4096);
-    EXPECT_FALSE(io.wait(c.cid)) << "answered";
+    expect_read_closes_the_queue_unanswered();
     EXPECT_FALSE(io.last_term);
-    EXPECT_TRUE(io.target_closed());
     EXPECT_EQ(admin.property_get(nvme::reg::csts).cqe.dw0 & nvme::csts::rdy, nvme::csts::rdy);  // not released
     ASSERT_TRUE(io.conn->reapable());
     io.conn.reset();  // what the reactor does with a reapable connection
@@ -171,10 +175,7 @@ TEST_F(io_queue_fixture, a_queue_deleted_by_a_reset_stays_deleted_after_a_quick_
     const uint32_t cc = (6u << 16) | (4u << 20);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc).status, 0);
     ASSERT_EQ(admin.property_set(nvme::reg::cc, cc | nvme::cc::en).status, 0);
-    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
-    io.send_capsule(c, {}, false, 4096);
-    EXPECT_FALSE(io.wait(c.cid)) << "answered";
-    EXPECT_TRUE(io.target_closed());
+    expect_read_closes_the_queue_unanswered();
 }
 
 // The moment between a reset clearing `ready` and counting itself (begin_reset), as another
@@ -183,10 +184,7 @@ TEST_F(io_queue_fixture, a_queue_deleted_by_a_reset_stays_deleted_after_a_quick_
 TEST_F(io_queue_fixture, a_controller_not_ready_before_the_reset_is_counted_closes_the_queue) {
     ASSERT_EQ(read(1, 0, 1).status, 0);
     admin.queue().ctrl()->ready.store(false);
-    const auto c = io.rw(nvme::io_opc::read, 1, 0, 1);
-    io.send_capsule(c, {}, false, 4096);
-    EXPECT_FALSE(io.wait(c.cid)) << "answered";
-    EXPECT_TRUE(io.target_closed());
+    expect_read_closes_the_queue_unanswered();
 }
 
 TEST_F(io_queue_fixture, io_on_a_dead_controller_closes_the_queue_unanswered) {

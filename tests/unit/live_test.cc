@@ -231,6 +231,21 @@ std::vector<nvme::sqe> hold_writes(host_conn& q, gate_state& gate) {
     for (int i = 0; i < 2000 && gate.held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return writes;
 }
+// A target on `reactors` reactors whose namespace 1 sits behind a gate (its store holds the
+// commands until the gate opens), and host_a's association to it with one I/O queue.
+struct gated_target {
+    std::shared_ptr<gate_state> gate;
+    served_target lt;
+    tcp_association a;
+    explicit gated_target(unsigned reactors, bool wakes = false)
+        : gate(std::make_shared<gate_state>()), lt(reactors, options(gate, wakes)), a(lt.port, open_nqn, host_a, 1) {}
+    static serve_options options(const std::shared_ptr<gate_state>& g, bool wakes) {
+        g->wakes = wakes;
+        serve_options o;
+        o.prepare = [g](target::target& t) { gate_namespace_1(t, g); };
+        return o;
+    }
+};
 bool wait_destroyed(gate_state& gate) {
     for (int i = 0; i < 5000 && !gate.destroyed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return gate.destroyed.load();
@@ -241,11 +256,9 @@ bool wait_destroyed(gate_state& gate) {
 // stays 1 until those writes are done and the queue is gone, so a host that saw RDY 0 and
 // writes again is not overtaken by an old write.
 TEST(live, reset_completes_once_the_deleted_queues_commands_are_done) {
-    auto gate = std::make_shared<gate_state>();
-    serve_options o;
-    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
-    served_target lt(2, o);
-    tcp_association a(lt.port, open_nqn, host_a, 1);
+    gated_target g(2);
+    auto& gate = g.gate;
+    auto& a = g.a;
     auto writes = hold_writes(*a.io[0], *gate);
     ASSERT_EQ(gate->held.load(), 4);
     ASSERT_EQ(a.admin->property_set(nvme::reg::cc, (6u << 16) | (4u << 20)).status, 0);
@@ -265,11 +278,10 @@ TEST(live, reset_completes_once_the_deleted_queues_commands_are_done) {
 }
 
 TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_store) {
-    auto gate = std::make_shared<gate_state>();
-    serve_options o;
-    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
-    served_target lt(2, o);
-    tcp_association a(lt.port, open_nqn, host_a, 1);
+    gated_target g(2);
+    auto& gate = g.gate;
+    auto& lt = g.lt;
+    auto& a = g.a;
     host_conn& q = *a.io[0];
     ASSERT_EQ(set_aen(*a.admin, nvme::aen::cfg_ns_attr), 0);
     auto writes = hold_writes(q, *gate);  // in flight
@@ -310,12 +322,10 @@ TEST(live, remove_namespace_lets_commands_in_flight_complete_then_closes_the_sto
 TEST(live, a_reactor_sleeps_while_only_waking_stores_have_commands_in_flight) {
     for (bool wakes : {true, false}) {
         SCOPED_TRACE(wakes ? "store wakes the reactor" : "store is polled");
-        auto gate = std::make_shared<gate_state>();
-        gate->wakes = wakes;
-        serve_options o;
-        o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
-        served_target lt(1, o);
-        tcp_association a(lt.port, open_nqn, host_a, 1);
+        gated_target g(1, wakes);
+        auto& gate = g.gate;
+        auto& lt = g.lt;
+        auto& a = g.a;
         host_conn& q = *a.io[0];
         auto writes = hold_writes(q, *gate);
         ASSERT_EQ(gate->held.load(), 4);
@@ -365,11 +375,10 @@ TEST(live, a_namespace_whose_removal_timed_out_is_closed_off_the_reactors) {
 
 // The same for a removed subsystem whose queues had commands in flight.
 TEST(live, a_removed_subsystems_stores_are_closed_off_the_reactors) {
-    auto gate = std::make_shared<gate_state>();
-    serve_options o;
-    o.prepare = [&](target::target& t) { gate_namespace_1(t, gate); };
-    served_target lt(2, o);
-    tcp_association a(lt.port, open_nqn, host_a, 1);
+    gated_target g(2);
+    auto& gate = g.gate;
+    auto& lt = g.lt;
+    auto& a = g.a;
     hold_writes(*a.io[0], *gate);
     ASSERT_EQ(gate->held.load(), 4);
     lt.tgt.remove_subsystem(open_nqn);
