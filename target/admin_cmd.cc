@@ -58,7 +58,7 @@ void fill_identify_ctrl(nvme::identify_ctrl& id, const controller& c, bool disco
     id.lpa = discovery ? 0x04 : 0x07;  // SMART per NS, effects log; extended data (LPO) on both
     id.elpe = error_log::capacity - 1;
     id.npss = 0;
-    id.kas = 10;  // 100 ms units: 1 s granularity
+    id.kas = kato_granularity_ms / 100;  // 100 ms units: 1 s granularity
     if (!discovery) {
         id.anatt = ana_transition_time_s;
         // Reports optimized, non-optimized, inaccessible, persistent loss and change; bit 6
@@ -215,7 +215,9 @@ void queue::exec_identify(transport::request& req) {
     const uint8_t csi = static_cast<uint8_t>(req.cmd.cdw11 >> 24);
     const uint32_t nsid = req.cmd.nsid;
     const bool discovery = _ctrl->subsys.is_discovery();
-    if (req.dir != nvme::data_direction::ctrl_to_host || req.data_len == 0)
+    // Exactly one 4 KiB page, as nvmet (nvmet_check_transfer_len): SGLS bit 18 (a longer SGL
+    // than the data) is not claimed, and a shorter buffer would get a truncated structure.
+    if (req.dir != nvme::data_direction::ctrl_to_host || req.data_len != 4096)
         return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
     if (discovery && cns != nvme::cns::ctrl) return finish(req, nvme::sc::invalid_field | dnr);
 
@@ -417,8 +419,12 @@ void queue::exec_set_features(transport::request& req) {
             return finish(req, nvme::sc::success, v);
         }
         case nvme::fid::keep_alive:
-            _ctrl->kato_ms = v;
+            _ctrl->kato_ms = round_kato_ms(v);
             return finish(req, nvme::sc::success);
+        case nvme::fid::host_id:
+            // Fixed by Connect on fabrics (nvmet, SPDK).
+            if (discovery) break;
+            return finish(req, nvme::sc::command_sequence_error | dnr);
         case nvme::fid::volatile_wc:
             // Not supported without a volatile write cache (Identify VWC bit 0 clear: rbd).
             if (discovery || !_ctrl->subsys.volatile_write_cache()) break;
@@ -436,6 +442,15 @@ void queue::exec_get_features(transport::request& req) {
     const uint8_t fid = req.cmd.cdw10 & 0xFF;
     const uint8_t sel = (req.cmd.cdw10 >> 8) & 7;
     const bool discovery = _ctrl->subsys.is_discovery();
+    // Only the Host Identifier has data (16 bytes, EXHID); the others answer in dword 0 and
+    // must come without a buffer, as nvmet (nvmet_feat_data_len): the buffer would otherwise
+    // go back to the host as the pool left it, another connection's data.
+    const uint32_t data_len = fid == nvme::fid::host_id ? 16 : 0;
+    if (req.data_len != data_len || (data_len && req.dir != nvme::data_direction::ctrl_to_host)) {
+        spdlog::debug("{}: Get Features FID {:#x} (cid {}) with {} bytes of data, {} expected", _ctrl->name(), fid,
+                      +req.cmd.cid, req.data_len, data_len);
+        return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+    }
     if (sel > 3) return finish(req, nvme::sc::invalid_field | dnr);
     // SEL 010b (saved): no feature is saveable, so the spec gives the default (SEL 001b), as
     // QEMU does; nvmet ignores SEL. `nvme get-feature -s 2` then works for every FID.
@@ -468,7 +483,7 @@ void queue::exec_get_features(transport::request& req) {
             return finish(req, nvme::sc::success, caps ? 0 : 273 + 70);
         case nvme::fid::host_id:
             if (discovery || caps) break;
-            if (!(req.cmd.cdw11 & 1) || req.data_len != 16) return finish(req, nvme::sc::invalid_field | dnr);
+            if (!(req.cmd.cdw11 & 1)) return finish(req, nvme::sc::invalid_field | dnr);
             reply_data(req, _ctrl->hostid.data(), 16);
             return finish(req, nvme::sc::success);
         default:

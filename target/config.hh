@@ -98,5 +98,14 @@ inline constexpr uint16_t max_io_queues = 64;        // per controller
 inline constexpr uint32_t max_nsid = 1024;           // Identify NN
 inline constexpr uint32_t discovery_default_kato_ms = 120'000;
 inline constexpr unsigned max_outstanding_aers = 4;  // AERL + 1
+inline constexpr uint32_t kato_granularity_ms = 1000;  // Identify KAS 10 (100 ms units)
+
+// A keep-alive timeout as the controller keeps and reports it: rounded up to the granularity
+// Identify KAS advertises (nvmet: whole seconds; SPDK: KAS units), so Get Features gives the
+// value that is enforced. 0 (none) stays 0.
+constexpr uint32_t round_kato_ms(uint32_t ms) {
+    const uint64_t up = (uint64_t{ms} + kato_granularity_ms - 1) / kato_granularity_ms * kato_granularity_ms;
+    return up > UINT32_MAX ? UINT32_MAX / kato_granularity_ms * kato_granularity_ms : static_cast<uint32_t>(up);
+}
 
 }  // namespace ferry::target

@@ -146,7 +146,7 @@ void queue::exec_connect(transport::request& req) {
         if (depth > max_admin_queue_entries)
             return reject(nvme::sc::connect_invalid_param, nvme::connect_ipo_sqe(offsetof(nvme::connect_sqe, sqsize)),
                           fmt::format("admin SQSIZE {} exceeds {}", +c.sqsize, max_admin_queue_entries - 1));
-        uint32_t kato = c.kato;
+        uint32_t kato = round_kato_ms(c.kato);
         if (sub->is_discovery() && kato == 0) kato = discovery_default_kato_ms;
         auto ctrl = sub->create_controller(hostnqn, hostid, kato, _tgt.ana_port_for(info));
         if (!ctrl) {

@@ -451,11 +451,56 @@ TEST(features, number_of_queues_async_config_kato) {
     EXPECT_EQ(gf(nvme::fid::async_event, 4).status, nvme::sc::invalid_field | nvme::status_dnr);
     EXPECT_EQ(sf(nvme::fid::keep_alive, 15000).status, 0);
     EXPECT_EQ(gf(nvme::fid::keep_alive).cqe.dw0, 15000u);
+    // Rounded up to the 1 s granularity Identify KAS advertises, as nvmet: the value enforced.
+    EXPECT_EQ(sf(nvme::fid::keep_alive, 1500).status, 0);
+    EXPECT_EQ(gf(nvme::fid::keep_alive).cqe.dw0, 2000u);
+    EXPECT_EQ(sf(nvme::fid::keep_alive, 0xFFFFFFFF).status, 0);
+    EXPECT_EQ(gf(nvme::fid::keep_alive).cqe.dw0, 0xFFFFFFFFu / 1000 * 1000);
+    EXPECT_EQ(sf(nvme::fid::keep_alive, 15000).status, 0);
     EXPECT_EQ(gf(nvme::fid::volatile_wc).cqe.dw0, 1u);
     EXPECT_EQ(sf(0x0E, 0).status, nvme::sc::invalid_field | nvme::status_dnr);
     auto save = c.make(nvme::admin_opc::set_features);
     save.cdw10 = nvme::fid::keep_alive | (1u << 31);
     EXPECT_EQ(c.cmd(save).status, nvme::sc::feature_not_saveable | nvme::status_dnr);
+}
+
+// Only the Host Identifier has data. Get Features used to answer any other FID with success
+// and send the host's whole buffer back as the pool left it (another connection's data); and
+// Identify took any length. Both now want the exact length, as nvmet (nvmet_check_transfer_len).
+TEST(features, data_lengths_are_exact_and_nothing_unwritten_is_sent) {
+    harness h;
+    host_conn c(h);
+    c.bring_up_admin(open_nqn, host_a);
+    for (uint8_t fid :
+         {nvme::fid::keep_alive, nvme::fid::async_event, nvme::fid::num_queues, nvme::fid::temp_threshold}) {
+        auto g = c.make(nvme::admin_opc::get_features);
+        g.cdw10 = fid;
+        auto r = c.cmd(g, {}, 8192);
+        EXPECT_EQ(r.status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr) << +fid;
+        EXPECT_TRUE(r.data.empty()) << +fid;
+        EXPECT_EQ(c.cmd(g).status, 0) << +fid;  // without a buffer
+    }
+    auto hid = c.make(nvme::admin_opc::get_features);
+    hid.cdw10 = nvme::fid::host_id;
+    hid.cdw11 = 1;  // EXHID
+    EXPECT_EQ(c.cmd(hid, {}, 4096).status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
+    EXPECT_EQ(c.cmd(hid, {}, 16).status, 0);
+    hid.cdw11 = 0;
+    EXPECT_EQ(c.cmd(hid, {}, 16).status, nvme::sc::invalid_field | nvme::status_dnr);
+    // Fixed by Connect on fabrics: Set Features Host Identifier is a sequence error (nvmet).
+    auto shid = c.make(nvme::admin_opc::set_features);
+    shid.cdw10 = nvme::fid::host_id;
+    shid.cdw11 = 1;
+    EXPECT_EQ(c.cmd(shid, std::vector<uint8_t>(16, 1)).status, nvme::sc::command_sequence_error | nvme::status_dnr);
+
+    for (uint32_t len : {512u, 4095u, 4100u, 8192u}) {
+        auto id = c.make(nvme::admin_opc::identify);
+        id.cdw10 = nvme::cns::ctrl;
+        auto r = c.cmd(id, {}, len);
+        EXPECT_EQ(r.status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr) << len;
+        EXPECT_TRUE(r.data.empty()) << len;
+    }
+    EXPECT_EQ(c.identify(nvme::cns::ctrl).status, 0);
 }
 
 namespace {
