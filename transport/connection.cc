@@ -61,6 +61,7 @@ bool connection::configure_queue(uint16_t qid, uint16_t depth, bool sq_flow_disa
     if (_tx.size() < tx_ring_entries(_requests.size())) resize_tx(tx_ring_entries(_requests.size()));
     _qid = qid;
     _depth = depth;
+    _sqhd %= depth;  // the Connect (and anything refused before it) counted until now
     _sq_flow_disabled = sq_flow_disabled;
     _c2h_success = c2h_success;
     if (!_configured && !_auth_pending && _info.ticket) _info.ticket->connected();
@@ -181,7 +182,7 @@ void connection::complete(request& req) {
                 static_cast<uint32_t>(sizeof(resp) + hd));
     resp.cpl.dw0 = req.result0;
     resp.cpl.dw1 = req.result1;
-    resp.cpl.sqhd = _sq_flow_disabled ? 0xFFFF : static_cast<uint16_t>(_sqhd % (_depth ? _depth : 1));
+    resp.cpl.sqhd = _sq_flow_disabled ? 0xFFFF : _sqhd;
     resp.cpl.sqid = _qid;
     resp.cpl.cid = req.cmd.cid;
     resp.cpl.status = nvme::cqe_status(req.status);

@@ -387,8 +387,8 @@ private:
     bool _c2h_success = false;  // configure_queue()
     digests _digests;
     uint16_t _qid = 0;
-    uint32_t _sqhd = 0;
-    uint16_t _depth = 1;
+    uint16_t _sqhd = 0;   // SQ head after the last command taken, in [0, _depth) once configured
+    uint16_t _depth = 0;  // configure_queue(); 0 before: _sqhd counts the commands taken
     uint64_t _created_ns;
 
     // Receive side.

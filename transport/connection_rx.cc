@@ -266,7 +266,9 @@ bool connection::handle_capsule() {
     req->iov_count = 0;
     req->chunk_count = 0;
     req->state = request_state::executing;
-    ++_sqhd;
+    // The head wraps at the queue size (not a counter reduced modulo it when sent, which jumps
+    // when the counter wraps and the size is not a power of two).
+    if (++_sqhd == _depth) _sqhd = 0;
 
     const nvme::sqe& cmd = req->cmd;
     // A CID still outstanding on this queue: answered with Command ID Conflict (after any
@@ -336,11 +338,16 @@ bool connection::handle_capsule() {
         respond_now(*req, nvme::sc::sgl_invalid_type | nvme::status_dnr);
         return true;
     }
-    if (req->dir != nvme::data_direction::host_to_ctrl && req->dir != nvme::data_direction::ctrl_to_host) {
-        respond_now(*req, nvme::sc::invalid_field | nvme::status_dnr);
-        return true;
-    }
-    if (len > max_transfer_bytes) {
+    if ((req->dir != nvme::data_direction::host_to_ctrl && req->dir != nvme::data_direction::ctrl_to_host) ||
+        len > max_transfer_bytes) {
+        // The command is parsed before its data is refused (nvmet): an unknown opcode or
+        // namespace says so rather than Invalid Field.
+        req->data_len = len;
+        if (const uint16_t status = _handler->check(*req)) {
+            req->status = status;
+            complete(*req);
+            return !_closing;
+        }
         respond_now(*req, nvme::sc::invalid_field | nvme::status_dnr);
         return true;
     }

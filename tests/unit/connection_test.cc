@@ -355,6 +355,18 @@ TEST(connection, sqhd_advances_and_sqid_is_the_queue) {
     EXPECT_EQ(uint16_t(b.cqe.sqhd), uint16_t((a.cqe.sqhd + 1) % 128));
 }
 
+// The head counts the Connect and wraps at the queue size, here 3 (not a power of two).
+TEST(connection, sqhd_wraps_at_a_queue_size_that_is_not_a_power_of_two) {
+    harness h;
+    host_conn admin(h), io(h);
+    const uint16_t cntlid = admin.bring_up_admin(open_nqn, host_a);
+    io.icreq();
+    auto c = io.connect(open_nqn, host_a, 1, cntlid, 2);
+    ASSERT_EQ(c.status, 0);
+    EXPECT_EQ(c.cqe.sqhd, 1);
+    for (uint16_t want : {2, 0, 1, 2, 0}) EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1)).cqe.sqhd, want);
+}
+
 TEST(connection, exceeding_the_queue_depth_is_fatal) {
     // Writes waiting for their H2C data hold their slots. A queue of depth 4 has 4 slots plus
     // one spare; a sixth outstanding command is a protocol violation.

@@ -63,6 +63,13 @@ TEST_F(io_queue_fixture, eight_mib_transfers_and_512_byte_blocks) {
     EXPECT_EQ(read(3, 5, 3, 512).data, small);
     // Beyond MDTS.
     EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 1, 0, 2049), {}, 2049 * 4096).status, nvme::sc::invalid_field | dnr);
+    // The command is judged before its data (nvmet): an unknown namespace or opcode says so,
+    // not Invalid Field for the length or the data direction (bidirectional 0x83, none 0x00).
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::read, 99, 0, 2049), {}, 2049 * 4096).status,
+              nvme::sc::invalid_namespace | dnr);
+    EXPECT_EQ(io.cmd(io.rw(0x83, 1, 0, 1), {}, 4096).status, nvme::sc::invalid_opcode | dnr);
+    EXPECT_EQ(io.cmd(io.rw(nvme::io_opc::flush, 1, 0, 1), {}, 4096).status, nvme::sc::sgl_invalid_data_length | dnr);
+    EXPECT_EQ(io.cmd(io.rw(0x84, 1, 0, 1), {}, 4096).status, nvme::sc::invalid_opcode | dnr);  // no data direction
 }
 
 // An 8 MiB C2HData is one transmit ring entry for its 1,024 chunks: the ring stays at the size
