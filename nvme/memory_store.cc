@@ -211,10 +211,19 @@ uint16_t ram_queue::execute(const sqe& cmd, std::span<const iovec> data) {
     return status;
 }
 
-// Touches no data: its store says reads_zeroes(), so the caller sends zeroes for a Read.
+// Touches no data: its store says reads_zeroes(), so the caller sends zeroes for a Read, and
+// a Compare matches only zeroes.
 class null_queue final : public block_queue {
 public:
-    void submit(const sqe&, std::span<const iovec>, io_completion& done) override { done.complete(sc::success); }
+    void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override {
+        if (cmd.opcode == io_opc::compare)
+            for (const iovec& v : data) {
+                const auto* p = static_cast<const uint8_t*>(v.iov_base);
+                if (std::any_of(p, p + v.iov_len, [](uint8_t b) { return b != 0; }))
+                    return done.complete(sc::compare_failure | status_dnr);
+            }
+        done.complete(sc::success);
+    }
 };
 
 class null_store final : public block_store {

@@ -69,6 +69,19 @@ TEST(null_store, reads_zeroes_without_touching_the_buffer) {
     EXPECT_TRUE(std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0xAA; }));
 }
 
+// Its reads are zeroes, so a Compare matches zeroes only (it answered success for any data).
+TEST(null_store, compare_matches_only_zeroes) {
+    auto q = nvme::make_null_store(100, 512)->create_queue(1, nullptr, nullptr);
+    std::vector<uint8_t> b(1024, 0);
+    iovec v[2] = {{b.data(), 512}, {b.data() + 512, 512}};
+    completion_recorder r;
+    q->submit(io(nvme::io_opc::compare, 0, 2), v, r);
+    EXPECT_EQ(r.status, nvme::sc::success);
+    b[700] = 1;
+    q->submit(io(nvme::io_opc::compare, 0, 2), v, r);
+    EXPECT_EQ(r.status, nvme::sc::compare_failure | nvme::status_dnr);
+}
+
 TEST(dma_pool, all_or_nothing_and_accounting) {
     env::dma_pool pool(10 * env::dma_pool::chunk_size);
     EXPECT_EQ(pool.total_chunks(), 10u);
