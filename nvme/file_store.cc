@@ -24,19 +24,18 @@
 namespace ferry::nvme {
 namespace {
 
-// Writes zeroes over [offset, offset + len) synchronously: the fallback when the file system
-// or device cannot zero or punch the range.
-int write_zeroes_sync(int fd, uint64_t offset, uint64_t len) {
-    alignas(4096) static const uint8_t zeros[64 << 10] = {};
-    while (len) {
-        size_t n = std::min<uint64_t>(len, sizeof(zeros));
-        ssize_t w = ::pwrite(fd, zeros, n, static_cast<off_t>(offset));
-        if (w <= 0) return w < 0 ? -errno : -EIO;
-        offset += static_cast<uint64_t>(w);
-        len -= static_cast<uint64_t>(w);
-    }
-    return 0;
-}
+// What a write of zeroes writes when the file system or device can neither zero nor punch a
+// range: page aligned for O_DIRECT, never written (the zero page until then).
+alignas(4096) const uint8_t zero_source[1 << 20] = {};
+
+// How Write Zeroes and Deallocate zero a range, tried in this order; a file system or device
+// that refuses one (EOPNOTSUPP: tmpfs has no ZERO_RANGE, a block device without zeroing
+// offload refuses PUNCH_HOLE) is not asked again by this queue.
+enum class zero_method : uint8_t {
+    zero_range,  // fallocate ZERO_RANGE|KEEP_SIZE (files; block devices: blkdev_issue_zeroout)
+    punch_hole,  // fallocate PUNCH_HOLE|KEEP_SIZE (reads zeroes after; block devices: zeroout, no fallback)
+    write,       // writes of zero_source, one piece at a time
+};
 
 class file_store;
 
@@ -60,17 +59,35 @@ private:
         }
         return s;
     }
+    // A Write Zeroes or Deallocate runs as a chain of io_uring operations, one in flight at a
+    // time, each started from poll() when the one before completes: a large range on a device
+    // that has to be written never holds the reactor (it was done with pwrite in submit()).
+    struct zeroing {
+        std::span<const iovec> ranges;  // Deallocate: the command's range list (valid until done)
+        uint16_t range_count = 0, next_range = 0;
+        uint64_t offset = 0, left = 0;  // the part of the current range not yet zeroed
+        zero_method method = zero_method::zero_range;
+        bool fua = false;  // Write Zeroes with FUA: a datasync once zeroed
+        bool syncing = false;
+    };
     struct op {
         io_completion* done;
         uint8_t opcode;
         uint32_t expect;  // bytes a read/write must move
+        zeroing z;
     };
+    // Queues the chain's next operation, or completes the command (true) when none is left.
+    bool zeroing_step(uint32_t slot);
+    bool zeroing_completed(uint32_t slot, int res);  // true: the command completed
+    bool next_range(zeroing& z);
     file_store& _store;
     const env::dma_pool* _fixed = nullptr;  // registered as fixed buffer 0
     ::io_uring _ring{};
     std::vector<op> _ops;
     std::vector<uint32_t> _free;
     unsigned _in_flight = 0;
+    zero_method _zero_first = zero_method::zero_range;   // Write Zeroes: the first method not refused
+    zero_method _punch_first = zero_method::punch_hole;  // Deallocate
     // Scratch for Compare, page aligned for O_DIRECT, grown on first use.
     std::unique_ptr<uint8_t, decltype(&std::free)> _compare{nullptr, &std::free};
     size_t _compare_size = 0;
@@ -203,35 +220,28 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
             }
             return done.complete(sc::success);
         }
-        case io_opc::write_zeroes: {
-            const uint64_t len = uint64_t(io_nlb(cmd)) * _store.block_size();
-            int rc = _store.block_device() ? -EOPNOTSUPP
-                                           : ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                                                         static_cast<off_t>(offset), static_cast<off_t>(len));
-            if (rc != 0) rc = write_zeroes_sync(fd, offset, len);
-            return done.complete(rc == 0 ? sc::success : sc::internal_error);
-        }
+        case io_opc::write_zeroes:
         case io_opc::dataset_mgmt: {
-            if (!(cmd.cdw11 & 4)) return done.complete(sc::success);  // hints only
-            const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
-            std::vector<dsm_range> ranges(nr);
-            size_t at = 0;
-            auto* dst = reinterpret_cast<uint8_t*>(ranges.data());
-            for (const iovec& v : data) {
-                size_t n = std::min(v.iov_len, ranges.size() * sizeof(dsm_range) - at);
-                std::memcpy(dst + at, v.iov_base, n);
-                at += n;
-            }
-            for (const auto& r : ranges) {
-                if (!r.length) continue;
-                const uint64_t off = r.slba * _store.block_size(), len = uint64_t(r.length) * _store.block_size();
+            if (cmd.opcode == io_opc::dataset_mgmt && !(cmd.cdw11 & 4)) return done.complete(sc::success);  // hints
+            if (_free.empty()) return done.complete(sc::internal_error);  // cannot happen: depth-sized ring
+            const uint32_t slot = _free.back();
+            _free.pop_back();
+            _ops[slot] = {&done, cmd.opcode, 0, {}};
+            zeroing& z = _ops[slot].z;
+            if (cmd.opcode == io_opc::write_zeroes) {
+                z.offset = offset;
+                z.left = uint64_t(io_nlb(cmd)) * _store.block_size();
+                z.method = _zero_first;
+                z.fua = cmd.cdw12 & (1u << 30);
+            } else {
                 // Deallocated blocks read as zeroes (DLFEAT): punch holes, or write zeroes.
-                int rc = _store.block_device() ? -1
-                                               : ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                                             static_cast<off_t>(off), static_cast<off_t>(len));
-                if (rc != 0 && write_zeroes_sync(fd, off, len) != 0) return done.complete(sc::internal_error);
+                z.ranges = data;
+                z.range_count = static_cast<uint16_t>((cmd.cdw10 & 0xFF) + 1);
+                z.method = _punch_first;
             }
-            return done.complete(sc::success);
+            ++_in_flight;
+            zeroing_step(slot);  // queued; submitted by the next poll() with the rest of this pass
+            return;
         }
         default:
             return done.complete(sc::invalid_opcode | status_dnr);
@@ -240,7 +250,7 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
     if (_free.empty()) return done.complete(sc::internal_error);  // cannot happen: depth-sized ring
     const uint32_t slot = _free.back();
     _free.pop_back();
-    _ops[slot] = {&done, cmd.opcode, bytes};
+    _ops[slot] = {&done, cmd.opcode, bytes, {}};
     ::io_uring_sqe* s = next_sqe();
     const bool fixed = _fixed && data.size() == 1 && _fixed->owns(data[0].iov_base);
     if (cmd.opcode == io_opc::read) {
@@ -262,6 +272,96 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
     ++_in_flight;  // submitted by the next poll(), with whatever else this reactor pass queued
 }
 
+bool file_queue::next_range(zeroing& z) {
+    while (z.left == 0 && z.next_range < z.range_count) {
+        dsm_range r{};
+        // The range list may be split over the request's chunks.
+        size_t at = size_t{z.next_range++} * sizeof(r), got = 0;
+        for (const iovec& v : z.ranges) {
+            if (at >= v.iov_len) {
+                at -= v.iov_len;
+                continue;
+            }
+            const size_t n = std::min(v.iov_len - at, sizeof(r) - got);
+            std::memcpy(reinterpret_cast<uint8_t*>(&r) + got, static_cast<const uint8_t*>(v.iov_base) + at, n);
+            got += n;
+            at = 0;
+            if (got == sizeof(r)) break;
+        }
+        z.offset = r.slba * _store.block_size();
+        z.left = uint64_t(r.length) * _store.block_size();
+        z.method = _punch_first;
+    }
+    return z.left != 0;
+}
+
+bool file_queue::zeroing_step(uint32_t slot) {
+    op& o = _ops[slot];
+    zeroing& z = o.z;
+    if (z.left == 0 && !next_range(z)) {
+        if (z.fua && !z.syncing) {
+            z.syncing = true;
+            ::io_uring_sqe* s = next_sqe();
+            ::io_uring_prep_fsync(s, _store.fd(), IORING_FSYNC_DATASYNC);
+            ::io_uring_sqe_set_data64(s, slot);
+            return false;
+        }
+        _free.push_back(slot);
+        --_in_flight;
+        o.done->complete(sc::success);
+        return true;
+    }
+    ::io_uring_sqe* s = next_sqe();
+    switch (z.method) {
+        case zero_method::zero_range:
+        case zero_method::punch_hole:
+            ::io_uring_prep_fallocate(
+                s, _store.fd(),
+                (z.method == zero_method::zero_range ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE) |
+                    FALLOC_FL_KEEP_SIZE,
+                z.offset, z.left);
+            break;
+        case zero_method::write:
+            ::io_uring_prep_write(s, _store.fd(), zero_source,
+                                  static_cast<unsigned>(std::min<uint64_t>(z.left, sizeof(zero_source))), z.offset);
+            break;
+    }
+    ::io_uring_sqe_set_data64(s, slot);
+    return false;
+}
+
+bool file_queue::zeroing_completed(uint32_t slot, int res) {
+    op& o = _ops[slot];
+    zeroing& z = o.z;
+    if (z.syncing) {
+        z.fua = false;  // done, whatever it returned: a failed datasync is a failed write
+        if (res < 0) res = -EIO;
+    } else if (res >= 0) {
+        const uint64_t moved = z.method == zero_method::write ? static_cast<uint64_t>(res) : z.left;
+        if (moved == 0) res = -EIO;  // a write that moves nothing would never end
+        z.offset += moved;
+        z.left -= std::min(moved, z.left);
+    } else if (z.method != zero_method::write) {
+        // This file system or device cannot (EOPNOTSUPP; a block device claimed elsewhere:
+        // EBUSY): the next method, for this range and from now on. The writes fail for real.
+        z.method = z.method == zero_method::zero_range ? zero_method::punch_hole : zero_method::write;
+        (o.opcode == io_opc::write_zeroes ? _zero_first : _punch_first) = z.method;
+        spdlog::debug("file {}: {} falls back to {}", _store.path(),
+                      o.opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate",
+                      z.method == zero_method::punch_hole ? "punching holes" : "writing zeroes");
+        res = 0;
+    }
+    if (res < 0) {
+        spdlog::warn("file {}: {} failed: {}", _store.path(),
+                     o.opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate", std::strerror(-res));
+        _free.push_back(slot);
+        --_in_flight;
+        o.done->complete(o.opcode == io_opc::write_zeroes ? sc::write_fault : sc::internal_error);
+        return true;
+    }
+    return zeroing_step(slot);
+}
+
 unsigned file_queue::poll() {
     if (_in_flight == 0) return 0;
     if (::io_uring_sq_ready(&_ring)) ::io_uring_submit(&_ring);
@@ -270,6 +370,10 @@ unsigned file_queue::poll() {
     io_uring_for_each_cqe(&_ring, head, c) {
         ++n;
         const uint32_t slot = static_cast<uint32_t>(::io_uring_cqe_get_data64(c));
+        if (_ops[slot].opcode == io_opc::write_zeroes || _ops[slot].opcode == io_opc::dataset_mgmt) {
+            zeroing_completed(slot, c->res);
+            continue;
+        }
         op o = _ops[slot];
         _free.push_back(slot);
         --_in_flight;
@@ -283,6 +387,7 @@ unsigned file_queue::poll() {
         o.done->complete(status);
     }
     ::io_uring_cq_advance(&_ring, n);
+    if (::io_uring_sq_ready(&_ring)) ::io_uring_submit(&_ring);  // the next steps of zeroing chains
     return n;
 }
 
