@@ -442,48 +442,51 @@ void queue::exec_get_features(transport::request& req) {
     const uint8_t fid = req.cmd.cdw10 & 0xFF;
     const uint8_t sel = (req.cmd.cdw10 >> 8) & 7;
     const bool discovery = _ctrl->subsys.is_discovery();
-    // Only the Host Identifier has data (16 bytes, EXHID); the others answer in dword 0 and
-    // must come without a buffer, as nvmet (nvmet_feat_data_len): the buffer would otherwise
-    // go back to the host as the pool left it, another connection's data.
-    const uint32_t data_len = fid == nvme::fid::host_id ? 16 : 0;
-    if (req.data_len != data_len || (data_len && req.dir != nvme::data_direction::ctrl_to_host)) {
-        spdlog::debug("{}: Get Features FID {:#x} (cid {}) with {} bytes of data, {} expected", _ctrl->name(), fid,
-                      +req.cmd.cid, req.data_len, data_len);
-        return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
-    }
     if (sel > 3) return finish(req, nvme::sc::invalid_field | dnr);
     // SEL 010b (saved): no feature is saveable, so the spec gives the default (SEL 001b), as
     // QEMU does; nvmet ignores SEL. `nvme get-feature -s 2` then works for every FID.
     const bool defaults = sel == 1 || sel == 2;
     const bool caps = sel == 3;
+    // A feature offered answers in dword 0 and takes no buffer, as nvmet (nvmet_feat_data_len):
+    // the buffer would go back to the host as the pool left it, another connection's data.
+    // Checked once the FID is known to be offered: nvme-cli sends buffers for the FIDs that have
+    // data (03h, 0Ch, 0Eh, ...) and, walking all FIDs, goes on only past Invalid Field.
+    const auto answer = [&](uint32_t dw0) {
+        if (req.data_len == 0) return finish(req, nvme::sc::success, dw0);
+        spdlog::debug("{}: Get Features FID {:#x} (cid {}) with {} bytes of data, none expected", _ctrl->name(), fid,
+                      +req.cmd.cid, req.data_len);
+        finish(req, nvme::sc::sgl_invalid_data_length | dnr);
+    };
     switch (fid) {
         case nvme::fid::num_queues:
             if (discovery) break;
-            if (caps) return finish(req, nvme::sc::success, 0x4);
+            if (caps) return answer(0x4);
             {
                 const uint16_t asked = defaults ? 0 : _ctrl->granted_io_queues.load();
                 const uint32_t g = (asked ? asked : max_io_queues) - 1u;
-                return finish(req, nvme::sc::success, g | (g << 16));
+                return answer(g | (g << 16));
             }
         case nvme::fid::async_event:
-            return finish(req, nvme::sc::success, caps ? 0x4 : (defaults ? 0 : _ctrl->aen_config));
+            return answer(caps ? 0x4 : (defaults ? 0 : _ctrl->aen_config));
         case nvme::fid::keep_alive:
-            return finish(req, nvme::sc::success, caps ? 0x4 : _ctrl->kato_ms.load());
+            return answer(caps ? 0x4 : _ctrl->kato_ms.load());
         case nvme::fid::volatile_wc:
             if (discovery || !_ctrl->subsys.volatile_write_cache()) break;  // as Set Features
-            return finish(req, nvme::sc::success, caps ? 0 : 1);
+            return answer(caps ? 0 : 1);
         case nvme::fid::arbitration:
         case nvme::fid::power_mgmt:
         case nvme::fid::error_recovery:
         case nvme::fid::write_atomicity:
             if (discovery) break;
-            return finish(req, nvme::sc::success, 0);
+            return answer(0);
         case nvme::fid::temp_threshold:
             if (discovery) break;
-            return finish(req, nvme::sc::success, caps ? 0 : 273 + 70);
+            return answer(caps ? 0 : 273 + 70);
         case nvme::fid::host_id:
             if (discovery || caps) break;
-            if (!(req.cmd.cdw11 & 1)) return finish(req, nvme::sc::invalid_field | dnr);
+            if (!(req.cmd.cdw11 & 1)) return finish(req, nvme::sc::invalid_field | dnr);  // 64-bit: not on fabrics
+            if (req.data_len != 16 || req.dir != nvme::data_direction::ctrl_to_host)
+                return finish(req, nvme::sc::sgl_invalid_data_length | dnr);
             reply_data(req, _ctrl->hostid.data(), 16);
             return finish(req, nvme::sc::success);
         default:

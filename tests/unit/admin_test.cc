@@ -480,8 +480,18 @@ TEST(features, data_lengths_are_exact_and_nothing_unwritten_is_sent) {
         EXPECT_TRUE(r.data.empty()) << +fid;
         EXPECT_EQ(c.cmd(g).status, 0) << +fid;  // without a buffer
     }
+    // FIDs not offered stay Invalid Field whatever the buffer: nvme-cli sends one for those that
+    // have data (LBA Range Type 03h: 4 KiB, Timestamp 0Eh: 8 bytes) and, walking every FID,
+    // stops at any other status.
+    for (auto [fid, len] : {std::pair<uint8_t, uint32_t>{0x03, 4096}, {0x0E, 8}, {0x0C, 256}, {0x16, 512}}) {
+        auto g = c.make(nvme::admin_opc::get_features);
+        g.cdw10 = fid;
+        EXPECT_EQ(c.cmd(g, {}, len).status, nvme::sc::invalid_field | nvme::status_dnr) << +fid;
+    }
     auto hid = c.make(nvme::admin_opc::get_features);
     hid.cdw10 = nvme::fid::host_id;
+    hid.cdw11 = 0;  // 64-bit host identifier (nvme-cli's default, 8 bytes): not on fabrics
+    EXPECT_EQ(c.cmd(hid, {}, 8).status, nvme::sc::invalid_field | nvme::status_dnr);
     hid.cdw11 = 1;  // EXHID
     EXPECT_EQ(c.cmd(hid, {}, 4096).status, nvme::sc::sgl_invalid_data_length | nvme::status_dnr);
     EXPECT_EQ(c.cmd(hid, {}, 16).status, 0);
