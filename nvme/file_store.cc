@@ -25,17 +25,22 @@ namespace ferry::nvme {
 namespace {
 
 // What a write of zeroes writes when the file system or device can neither zero nor punch a
-// range: page aligned for O_DIRECT, never written (the zero page until then).
-alignas(4096) const uint8_t zero_source[1 << 20] = {};
+// range: page aligned for O_DIRECT, never written. Not const: in .bss, not 1 MiB of the binary.
+alignas(4096) uint8_t zero_source[1 << 20];
 
-// How Write Zeroes and Deallocate zero a range, tried in this order; a file system or device
-// that refuses one (EOPNOTSUPP: tmpfs has no ZERO_RANGE, a block device without zeroing
-// offload refuses PUNCH_HOLE) is not asked again by this queue.
+// How Write Zeroes and Deallocate zero a range. A file system or device that refuses a
+// fallocate mode (EOPNOTSUPP: tmpfs has no ZERO_RANGE, a block device without zeroing offload
+// refuses PUNCH_HOLE; EINVAL: a kernel without IORING_OP_FALLOCATE) is not asked again by this
+// queue; any other error (EIO, ENOSPC) fails the command and changes nothing.
 enum class zero_method : uint8_t {
     zero_range,  // fallocate ZERO_RANGE|KEEP_SIZE (files; block devices: blkdev_issue_zeroout)
     punch_hole,  // fallocate PUNCH_HOLE|KEEP_SIZE (reads zeroes after; block devices: zeroout, no fallback)
     write,       // writes of zero_source, one piece at a time
 };
+// The order tried: a Write Zeroes keeps the blocks allocated where it can, a deallocate frees
+// them where it can; both end with writes, which every file and device takes.
+constexpr zero_method write_zeroes_order[] = {zero_method::zero_range, zero_method::punch_hole, zero_method::write};
+constexpr zero_method deallocate_order[] = {zero_method::punch_hole, zero_method::zero_range, zero_method::write};
 
 class file_store;
 
@@ -48,6 +53,7 @@ public:
     void submit(const sqe& cmd, std::span<const iovec> data, io_completion& done) override;
     unsigned poll() override;
     unsigned in_flight() const override { return _in_flight; }
+    void close() override { _closed = true; }
     std::string describe() const override { return _fixed ? "io_uring with the buffer pool registered" : "io_uring"; }
 
 private:
@@ -66,7 +72,7 @@ private:
         std::span<const iovec> ranges;  // Deallocate: the command's range list (valid until done)
         uint16_t range_count = 0, next_range = 0;
         uint64_t offset = 0, left = 0;  // the part of the current range not yet zeroed
-        zero_method method = zero_method::zero_range;
+        zero_method method = zero_method::write;
         bool fua = false;  // Write Zeroes with FUA: a datasync once zeroed
         bool syncing = false;
     };
@@ -80,14 +86,15 @@ private:
     bool zeroing_step(uint32_t slot);
     bool zeroing_completed(uint32_t slot, int res);  // true: the command completed
     bool next_range(zeroing& z);
+    zero_method first_method(uint8_t opcode) const;
+    bool _closed = false;  // close(): zeroing chains stop at their next step
     file_store& _store;
     const env::dma_pool* _fixed = nullptr;  // registered as fixed buffer 0
     ::io_uring _ring{};
     std::vector<op> _ops;
     std::vector<uint32_t> _free;
     unsigned _in_flight = 0;
-    zero_method _zero_first = zero_method::zero_range;   // Write Zeroes: the first method not refused
-    zero_method _punch_first = zero_method::punch_hole;  // Deallocate
+    bool _refused[2] = {false, false};  // by the file or device: zero_range, punch_hole
     // Scratch for Compare, page aligned for O_DIRECT, grown on first use.
     std::unique_ptr<uint8_t, decltype(&std::free)> _compare{nullptr, &std::free};
     size_t _compare_size = 0;
@@ -231,13 +238,12 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
             if (cmd.opcode == io_opc::write_zeroes) {
                 z.offset = offset;
                 z.left = uint64_t(io_nlb(cmd)) * _store.block_size();
-                z.method = _zero_first;
+                z.method = first_method(cmd.opcode);
                 z.fua = cmd.cdw12 & (1u << 30);
             } else {
                 // Deallocated blocks read as zeroes (DLFEAT): punch holes, or write zeroes.
                 z.ranges = data;
                 z.range_count = static_cast<uint16_t>((cmd.cdw10 & 0xFF) + 1);
-                z.method = _punch_first;
             }
             ++_in_flight;
             zeroing_step(slot);  // queued; submitted by the next poll() with the rest of this pass
@@ -290,14 +296,28 @@ bool file_queue::next_range(zeroing& z) {
         }
         z.offset = r.slba * _store.block_size();
         z.left = uint64_t(r.length) * _store.block_size();
-        z.method = _punch_first;
+        z.method = first_method(io_opc::dataset_mgmt);
     }
     return z.left != 0;
+}
+
+zero_method file_queue::first_method(uint8_t opcode) const {
+    for (zero_method m : opcode == io_opc::write_zeroes ? write_zeroes_order : deallocate_order)
+        if (m == zero_method::write || !_refused[static_cast<int>(m)]) return m;
+    return zero_method::write;
 }
 
 bool file_queue::zeroing_step(uint32_t slot) {
     op& o = _ops[slot];
     zeroing& z = o.z;
+    if (_closed) {
+        // The connection is gone (or the namespace): no answer will be sent, and the rest of a
+        // large range is not worth the time the queue's teardown would wait for it.
+        _free.push_back(slot);
+        --_in_flight;
+        o.done->complete(sc::aborted_sq_deletion);
+        return true;
+    }
     if (z.left == 0 && !next_range(z)) {
         if (z.fua && !z.syncing) {
             z.syncing = true;
@@ -341,14 +361,17 @@ bool file_queue::zeroing_completed(uint32_t slot, int res) {
         if (moved == 0) res = -EIO;  // a write that moves nothing would never end
         z.offset += moved;
         z.left -= std::min(moved, z.left);
-    } else if (z.method != zero_method::write) {
-        // This file system or device cannot (EOPNOTSUPP; a block device claimed elsewhere:
-        // EBUSY): the next method, for this range and from now on. The writes fail for real.
-        z.method = z.method == zero_method::zero_range ? zero_method::punch_hole : zero_method::write;
-        (o.opcode == io_opc::write_zeroes ? _zero_first : _punch_first) = z.method;
-        spdlog::debug("file {}: {} falls back to {}", _store.path(),
+    } else if (z.method != zero_method::write && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        // This file system or device cannot: the next method, for this range and from now on.
+        const zero_method refused = z.method;
+        _refused[static_cast<int>(refused)] = true;
+        z.method = first_method(o.opcode);
+        spdlog::debug("file {}: fallocate {} refused ({}): {} now {}", _store.path(),
+                      refused == zero_method::zero_range ? "ZERO_RANGE" : "PUNCH_HOLE", std::strerror(-res),
                       o.opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate",
-                      z.method == zero_method::punch_hole ? "punching holes" : "writing zeroes");
+                      z.method == zero_method::write        ? "writes zeroes"
+                      : z.method == zero_method::punch_hole ? "punches holes"
+                                                            : "zeroes ranges");
         res = 0;
     }
     if (res < 0) {

@@ -118,6 +118,20 @@ TEST(file_store, write_zeroes_and_deallocate_complete_from_poll_not_in_submit) {
         EXPECT_EQ(r2.status, 0) << dir;
         EXPECT_EQ(q->in_flight(), 0u) << dir;
 
+        // Closed (its connection went) with a Write Zeroes under way: the chain stops at its
+        // next step and the command ends aborted, not zeroed to the end first.
+        {
+            auto q2 = store->create_queue(8, nullptr, nullptr);
+            completion_recorder r3;
+            q2->submit(io(nvme::io_opc::write_zeroes, 100, 64), {}, r3);
+            q2->close();
+            for (uint64_t deadline = env::now_ns() + 10'000'000'000ull; r3.calls == 0 && env::now_ns() < deadline;)
+                q2->poll();
+            EXPECT_EQ(r3.calls, 1) << dir;
+            EXPECT_EQ(r3.status, nvme::sc::aborted_sq_deletion) << dir;
+            EXPECT_EQ(q2->in_flight(), 0u) << dir;
+        }
+
         ASSERT_EQ(run(*q, io(nvme::io_opc::read, 0, 32), {&rv, 1}), 0) << dir;
         for (unsigned blk = 0; blk < 32; ++blk) {
             const bool zeroed = (blk >= 4 && blk < 8) || (blk >= 10 && blk < 12) || (blk >= 25 && blk < 28);
