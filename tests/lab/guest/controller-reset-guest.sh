@@ -42,6 +42,16 @@ _kernel_quiet() {
     ! dmesg | grep -iE 'not ready|aborting|shutdown (incomplete|timeout)|failed to reset|reset.*failed|Removing after'
 }
 
+# nvme-cli's walk over every FID (`nvme get-feature` without -f) goes on only past Invalid
+# Field: it sends buffers for the FIDs that have data (LBA Range Type 03h: 4 KiB), which must
+# not end it (a length check before the FID did), so the ones offered after 03h are listed.
+_features() {
+    local out
+    out=$(nvme get-feature "$1" 2>&1)
+    echo "$out" | grep -E 'get-feature:0x0(4|7|b|f)' | head -4
+    echo "$out" | grep -q 'Number of Queues' && echo "$out" | grep -q 'Keep Alive Timer'
+}
+
 dev="" ctrl=""
 if step connect nvme connect -t tcp -a "$LAB_ADDR" -s "$LAB_PORT" -n "$LAB_NQN" --hostnqn="$LAB_HOSTNQN" \
         --nr-io-queues=2; then
@@ -49,6 +59,7 @@ if step connect nvme connect -t tcp -a "$LAB_ADDR" -s "$LAB_PORT" -n "$LAB_NQN" 
     ctrl=$(nvmf_find_ctrl "$LAB_NQN") || ctrl=""
 fi
 if [ -n "$dev" ] && [ -n "$ctrl" ]; then
+    step "nvme get-feature lists every feature offered" _features "$ctrl"
     step "write 4 MiB" _write "$dev"
     step "nvme reset, live again" _reset "$ctrl"
     step "read back after the reset" _verify "$dev"
