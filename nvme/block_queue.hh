@@ -5,7 +5,9 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -18,6 +20,27 @@
 #include "nvme/spec.hh"
 
 namespace ferry::nvme {
+
+// Dataset Management range `index` of a command's data: the list may straddle the iovecs
+// (pool chunks). The caller checked that the data holds the range (check_io).
+inline dsm_range dsm_range_at(std::span<const iovec> data, unsigned index) {
+    dsm_range r{};
+    auto* dst = reinterpret_cast<uint8_t*>(&r);
+    size_t skip = size_t{index} * sizeof(r), need = sizeof(r);
+    for (const iovec& v : data) {
+        if (skip >= v.iov_len) {
+            skip -= v.iov_len;
+            continue;
+        }
+        const size_t n = std::min(need, v.iov_len - skip);
+        std::memcpy(dst, static_cast<const uint8_t*>(v.iov_base) + skip, n);
+        dst += n;
+        need -= n;
+        skip = 0;
+        if (need == 0) break;
+    }
+    return r;
+}
 
 // Receives the outcome of one submitted command. Implemented by the caller (the target's
 // request); invoked on the owning reactor thread, possibly before submit() returns.

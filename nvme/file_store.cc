@@ -280,25 +280,16 @@ void file_queue::submit(const sqe& cmd, std::span<const iovec> data, io_completi
 
 bool file_queue::next_range(zeroing& z) {
     while (z.left == 0 && z.next_range < z.range_count) {
-        dsm_range r{};
-        // The range list may be split over the request's chunks.
-        size_t at = size_t{z.next_range++} * sizeof(r), got = 0;
-        for (const iovec& v : z.ranges) {
-            if (at >= v.iov_len) {
-                at -= v.iov_len;
-                continue;
-            }
-            const size_t n = std::min(v.iov_len - at, sizeof(r) - got);
-            std::memcpy(reinterpret_cast<uint8_t*>(&r) + got, static_cast<const uint8_t*>(v.iov_base) + at, n);
-            got += n;
-            at = 0;
-            if (got == sizeof(r)) break;
-        }
+        const dsm_range r = dsm_range_at(z.ranges, z.next_range++);
         z.offset = r.slba * _store.block_size();
         z.left = uint64_t(r.length) * _store.block_size();
         z.method = first_method(io_opc::dataset_mgmt);
     }
     return z.left != 0;
+}
+
+const char* zeroing_name(uint8_t opcode) {
+    return opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate";
 }
 
 zero_method file_queue::first_method(uint8_t opcode) const {
@@ -354,8 +345,7 @@ bool file_queue::zeroing_completed(uint32_t slot, int res) {
     op& o = _ops[slot];
     zeroing& z = o.z;
     if (z.syncing) {
-        z.fua = false;  // done, whatever it returned: a failed datasync is a failed write
-        if (res < 0) res = -EIO;
+        if (res < 0) res = -EIO;  // a failed datasync is a failed write
     } else if (res >= 0) {
         const uint64_t moved = z.method == zero_method::write ? static_cast<uint64_t>(res) : z.left;
         if (moved == 0) res = -EIO;  // a write that moves nothing would never end
@@ -366,17 +356,13 @@ bool file_queue::zeroing_completed(uint32_t slot, int res) {
         const zero_method refused = z.method;
         _refused[static_cast<int>(refused)] = true;
         z.method = first_method(o.opcode);
-        spdlog::debug("file {}: fallocate {} refused ({}): {} now {}", _store.path(),
+        spdlog::debug("file {}: fallocate {} refused ({}); {} goes on with the next method", _store.path(),
                       refused == zero_method::zero_range ? "ZERO_RANGE" : "PUNCH_HOLE", std::strerror(-res),
-                      o.opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate",
-                      z.method == zero_method::write        ? "writes zeroes"
-                      : z.method == zero_method::punch_hole ? "punches holes"
-                                                            : "zeroes ranges");
+                      zeroing_name(o.opcode));
         res = 0;
     }
     if (res < 0) {
-        spdlog::warn("file {}: {} failed: {}", _store.path(),
-                     o.opcode == io_opc::write_zeroes ? "Write Zeroes" : "Deallocate", std::strerror(-res));
+        spdlog::warn("file {}: {} failed: {}", _store.path(), zeroing_name(o.opcode), std::strerror(-res));
         _free.push_back(slot);
         --_in_flight;
         o.done->complete(o.opcode == io_opc::write_zeroes ? sc::write_fault : sc::internal_error);

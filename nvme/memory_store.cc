@@ -179,27 +179,8 @@ uint16_t ram_queue::execute(const sqe& cmd, std::span<const iovec> data) {
             // Ranges were bounds-checked by the caller; only deallocate (AD) changes data.
             if (cmd.cdw11 & 4) {
                 const unsigned nr = (cmd.cdw10 & 0xFF) + 1;
-                dsm_range r{};
-                size_t done_bytes = 0;
-                for (unsigned i = 0; i < nr; ++i) {
-                    // Ranges may straddle iovec boundaries: gather each one.
-                    auto* dst = reinterpret_cast<uint8_t*>(&r);
-                    size_t need = sizeof(r), skip = done_bytes;
-                    for (const iovec& v : data) {
-                        if (skip >= v.iov_len) {
-                            skip -= v.iov_len;
-                            continue;
-                        }
-                        size_t n = std::min(need, v.iov_len - skip);
-                        std::memcpy(dst, static_cast<uint8_t*>(v.iov_base) + skip, n);
-                        dst += n;
-                        need -= n;
-                        skip = 0;
-                        if (need == 0) break;
-                    }
-                    done_bytes += sizeof(r);
-                    if (r.length) _store.zero(r.slba, r.length);
-                }
+                for (unsigned i = 0; i < nr; ++i)
+                    if (const dsm_range r = dsm_range_at(data, i); r.length) _store.zero(r.slba, r.length);
             }
             break;
         }

@@ -16,20 +16,25 @@ using namespace ferry::test;
 namespace {
 struct temp_file {
     std::string path;
-    temp_file() {
-        char tmpl[] = "/var/tmp/ferry-file-store-XXXXXX";
-        int fd = ::mkstemp(tmpl);
+    explicit temp_file(const std::string& dir = "/var/tmp") {
+        std::string tmpl = dir + "/ferry-file-store-XXXXXX";
+        int fd = ::mkstemp(tmpl.data());
         ::close(fd);
         path = tmpl;
     }
     ~temp_file() { std::filesystem::remove(path); }
 };
 
+// Polls `q` until `w` has its completion (disk I/O: allows real time, up to 10 s).
+void poll_until_done(nvme::block_queue& q, const completion_recorder& w) {
+    const uint64_t deadline = env::now_ns() + 10'000'000'000ull;
+    while (w.calls == 0 && env::now_ns() < deadline) q.poll();
+}
+
 uint16_t run(nvme::block_queue& q, const nvme::sqe& c, std::span<const iovec> data) {
     completion_recorder w;
     q.submit(c, data, w);
-    const uint64_t deadline = env::now_ns() + 10'000'000'000ull;  // disk I/O: allow real time
-    while (w.calls == 0 && env::now_ns() < deadline) q.poll();
+    poll_until_done(q, w);
     EXPECT_EQ(w.calls, 1);
     EXPECT_EQ(q.in_flight(), 0u);
     return w.status;
@@ -74,12 +79,8 @@ TEST(file_store, creates_extends_and_does_io) {
 TEST(file_store, write_zeroes_and_deallocate_complete_from_poll_not_in_submit) {
     for (const char* dir : {"/var/tmp", "/dev/shm"}) {
         if (!std::filesystem::is_directory(dir)) continue;
-        const std::string path = std::string(dir) + "/ferry-zeroing-" + std::to_string(::getpid());
-        struct remove_at_end {
-            std::string p;
-            ~remove_at_end() { std::filesystem::remove(p); }
-        } cleanup{path};
-        auto store = nvme::make_file_store(path, 4096, 8u << 20);
+        temp_file f(dir);
+        auto store = nvme::make_file_store(f.path, 4096, 8u << 20);
         auto q = store->create_queue(8, nullptr, nullptr);
         alignas(4096) static uint8_t a[32 * 4096], b[32 * 4096];
         auto d = pattern(sizeof(a), 11);
@@ -93,8 +94,7 @@ TEST(file_store, write_zeroes_and_deallocate_complete_from_poll_not_in_submit) {
         q->submit(wz, {}, r);
         EXPECT_EQ(r.calls, 0) << dir;
         EXPECT_EQ(q->in_flight(), 1u) << dir;
-        for (uint64_t deadline = env::now_ns() + 10'000'000'000ull; r.calls == 0 && env::now_ns() < deadline;)
-            q->poll();
+        poll_until_done(*q, r);
         EXPECT_EQ(r.calls, 1) << dir;
         EXPECT_EQ(r.status, 0) << dir;
 
@@ -112,8 +112,7 @@ TEST(file_store, write_zeroes_and_deallocate_complete_from_poll_not_in_submit) {
         completion_recorder r2;
         q->submit(dsm, dv, r2);
         EXPECT_EQ(r2.calls, 0) << dir;
-        for (uint64_t deadline = env::now_ns() + 10'000'000'000ull; r2.calls == 0 && env::now_ns() < deadline;)
-            q->poll();
+        poll_until_done(*q, r2);
         EXPECT_EQ(r2.calls, 1) << dir;
         EXPECT_EQ(r2.status, 0) << dir;
         EXPECT_EQ(q->in_flight(), 0u) << dir;
@@ -125,8 +124,7 @@ TEST(file_store, write_zeroes_and_deallocate_complete_from_poll_not_in_submit) {
             completion_recorder r3;
             q2->submit(io(nvme::io_opc::write_zeroes, 100, 64), {}, r3);
             q2->close();
-            for (uint64_t deadline = env::now_ns() + 10'000'000'000ull; r3.calls == 0 && env::now_ns() < deadline;)
-                q2->poll();
+            poll_until_done(*q2, r3);
             EXPECT_EQ(r3.calls, 1) << dir;
             EXPECT_EQ(r3.status, nvme::sc::aborted_sq_deletion) << dir;
             EXPECT_EQ(q2->in_flight(), 0u) << dir;
